@@ -1,0 +1,144 @@
+"""The one error hierarchy of barkeeper.
+
+Every error says what went wrong and what to do about it. Driver errors (asyncpg,
+openai, discord.py) are translated into these at the boundary of the module that
+talks to the driver; the original is kept as ``__cause__``.
+
+::
+
+    BarkeeperError
+    ├── ConfigError (ValueError)            a setting is missing or invalid
+    ├── DatabaseError                       anything about PostgreSQL
+    │   ├── DatabaseUnreachableError        no server at host:port
+    │   ├── AuthenticationFailedError       wrong user or password
+    │   ├── DatabaseMissingError            the database does not exist
+    │   ├── EmbeddedServerError             the embedded PostgreSQL did not start
+    │   ├── DiskFullError                   the server ran out of disk space
+    │   ├── SchemaTooNewError               the database was migrated by newer code
+    │   ├── SchemaNotReadyError             migrations have not been applied
+    │   └── QueryError                      a statement failed (SQLSTATE kept)
+    ├── NotFoundError (LookupError)         a row asked for does not exist
+    ├── InvalidInputError (ValueError)      an argument is out of range or malformed
+    ├── LLMError                            anything about the language model
+    │   ├── LLMUnavailableError             endpoint unreachable / 5xx after retries
+    │   ├── LLMAuthenticationError          bad API key
+    │   ├── LLMRateLimitError               429 after retries
+    │   └── LLMOutputError                  the model's output could not be parsed
+    └── DiscordError                        anything about Discord
+        ├── DiscordAuthenticationError      bad bot token
+        └── DiscordUnavailableError         Discord (or the emulator) unreachable / 5xx
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationFailedError",
+    "BarkeeperError",
+    "ConfigError",
+    "DatabaseError",
+    "DatabaseMissingError",
+    "DatabaseUnreachableError",
+    "DiscordAuthenticationError",
+    "DiscordError",
+    "DiscordUnavailableError",
+    "DiskFullError",
+    "EmbeddedServerError",
+    "InvalidInputError",
+    "LLMAuthenticationError",
+    "LLMError",
+    "LLMOutputError",
+    "LLMRateLimitError",
+    "LLMUnavailableError",
+    "NotFoundError",
+    "QueryError",
+    "SchemaNotReadyError",
+    "SchemaTooNewError",
+]
+
+
+class BarkeeperError(Exception):
+    """Base class of every error barkeeper raises on purpose."""
+
+
+class ConfigError(BarkeeperError, ValueError):
+    """A setting is missing or has an invalid value; the message names the variable."""
+
+
+class DatabaseError(BarkeeperError):
+    """Something went wrong talking to PostgreSQL."""
+
+
+class DatabaseUnreachableError(DatabaseError):
+    """No PostgreSQL server answered at the configured address."""
+
+
+class AuthenticationFailedError(DatabaseError):
+    """PostgreSQL refused the user name or password."""
+
+
+class DatabaseMissingError(DatabaseError):
+    """The server is up but the database named in the URL does not exist."""
+
+
+class EmbeddedServerError(DatabaseError):
+    """The embedded PostgreSQL could not be initialised or started."""
+
+
+class DiskFullError(DatabaseError):
+    """PostgreSQL could not write because the disk is full."""
+
+
+class SchemaTooNewError(DatabaseError):
+    """The database was migrated by a newer barkeeper than this one."""
+
+
+class SchemaNotReadyError(DatabaseError):
+    """The database has not been migrated to the version this code needs."""
+
+
+class QueryError(DatabaseError):
+    """A statement failed; ``sqlstate`` holds PostgreSQL's error code when known."""
+
+    def __init__(self, message: str, *, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+class NotFoundError(BarkeeperError, LookupError):
+    """The row asked for does not exist (or belongs to someone else)."""
+
+
+class InvalidInputError(BarkeeperError, ValueError):
+    """An argument is out of range or malformed; the message says which and why."""
+
+
+class LLMError(BarkeeperError):
+    """Something went wrong talking to the language model."""
+
+
+class LLMUnavailableError(LLMError):
+    """The model endpoint could not be reached or kept failing."""
+
+
+class LLMAuthenticationError(LLMError):
+    """The model endpoint refused the API key."""
+
+
+class LLMRateLimitError(LLMError):
+    """The model endpoint kept answering 429 after every retry."""
+
+
+class LLMOutputError(LLMError):
+    """The model's answer could not be parsed into the expected structure."""
+
+
+class DiscordError(BarkeeperError):
+    """Something went wrong talking to Discord."""
+
+
+class DiscordAuthenticationError(DiscordError):
+    """Discord refused the bot token."""
+
+
+class DiscordUnavailableError(DiscordError):
+    """Discord (or the configured ``DISCORD_API_BASE``) could not be reached."""
