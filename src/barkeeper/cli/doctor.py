@@ -1,0 +1,87 @@
+"""``barkeeper doctor`` and ``barkeeper run``: what is configured, what works, what is missing."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from barkeeper.cli._common import console, err_console, run, settings_and_logging
+from barkeeper.config import Settings
+from barkeeper.db import Database
+from barkeeper.db.url import mask_url
+from barkeeper.errors import BarkeeperError
+
+
+def missing_for_bot(settings: Settings) -> list[str]:
+    """The settings the Discord bot needs that are not set, each with what it is for."""
+    missing = []
+    if settings.discord_token is None:
+        missing.append("DISCORD_TOKEN (the bot's token from the Discord developer portal)")
+    if settings.chat_llm_api_key() is None:
+        missing.append("GROQ_API_KEY or BARKEEPER_LLM_API_KEY (the language model's API key)")
+    return missing
+
+
+def doctor() -> None:
+    """Check the database and the settings; exit non-zero if the database does not work."""
+    settings = settings_and_logging()
+    table = Table("check", "result", show_header=False)
+    mode = settings.effective_database_mode()
+    source = settings.database_url_source()
+    url = settings.configured_database_url()
+    table.add_row("database mode", mode.value + (f" (from {source})" if source else ""))
+    if url:
+        table.add_row("database URL", mask_url(url))
+    if mode.value in ("embedded",):
+        table.add_row("data directory", str(settings.data_dir))
+
+    async def probe() -> str | None:
+        try:
+            async with Database.connect(settings, min_size=1, max_size=1) as db:
+                health = await db.health()
+        except BarkeeperError as exc:
+            return str(exc)
+        table.add_row("server", f"PostgreSQL {health.server_version} ({health.latency_ms:.1f} ms)")
+        table.add_row("pgvector", "yes" if health.pgvector else "no (exact vector search per user)")
+        schema_note = (
+            "up to date"
+            if health.schema_version == health.latest_version
+            else "run `barkeeper db upgrade`"
+            if health.schema_version < health.latest_version
+            else "NEWER than this code: upgrade barkeeper"
+        )
+        table.add_row(
+            "schema",
+            f"{health.schema} at version {health.schema_version}/{health.latest_version} "
+            f"({schema_note})",
+        )
+        return None
+
+    error = run(probe())
+    if error:
+        table.add_row("database", f"[red]FAILED[/]: {error}")
+    missing = missing_for_bot(settings)
+    table.add_row(
+        "bot settings",
+        "complete" if not missing else "[yellow]missing[/]: " + "; ".join(missing),
+    )
+    console.print(table)
+    if error:
+        raise typer.Exit(1)
+
+
+def run_bot() -> None:
+    """Run the Discord bot (not built yet: reports what it would need and exits non-zero)."""
+    settings = settings_and_logging()
+    missing = missing_for_bot(settings)
+    if missing:
+        err_console.print("[red]Cannot start the bot[/]; missing setting(s):")
+        for item in missing:
+            err_console.print(f"  - {item}")
+        err_console.print("Set them in the environment or in a .env file (see .env.example).")
+    else:
+        err_console.print(
+            "[red]The Discord bot itself is not part of this version yet[/]: the storage "
+            "layer is (try `barkeeper doctor` and `barkeeper db upgrade`)."
+        )
+    raise typer.Exit(1)

@@ -1,0 +1,291 @@
+"""barkeeper's one settings object, read from the environment and an optional ``.env``.
+
+The variable names are the seeds' own where they exist (``POSTGRES_URL``,
+``DATABASE_URL``, ``DATABASE_POOL_SIZE``, ``GROQ_API_KEY``, ``BACKFILL_*``, …) and
+``BARKEEPER_*`` for the rest. ``.env.example`` lists every one with its default.
+
+Which database URL wins when several are set (first match):
+
+1. ``BARKEEPER_DATABASE_URL``
+2. ``POSTGRES_URL`` (Junkie)
+3. ``DATABASE_URL`` (Loyal Companion, VoltAgent)
+4. the split form ``DB_HOST`` / ``DB_PORT`` / ``DB_NAME`` / ``DB_USER`` /
+   ``DB_PASSWORD`` / ``DB_SSL`` (VoltAgent's connection object), used when
+   ``DB_HOST`` is set.
+
+With none of them set, barkeeper starts its own embedded PostgreSQL.
+``BARKEEPER_DATABASE`` forces a mode: ``server``, ``embedded`` or ``ephemeral``.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import platformdirs
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from barkeeper.errors import ConfigError
+
+__all__ = ["DatabaseMode", "Settings", "load_settings"]
+
+
+class DatabaseMode(StrEnum):
+    """How barkeeper gets its PostgreSQL."""
+
+    AUTO = "auto"
+    """``server`` when a URL is configured, else ``embedded``."""
+    SERVER = "server"
+    """Connect to the server named by the configured URL."""
+    EMBEDDED = "embedded"
+    """Start (or reuse) a PostgreSQL from the pip package, data under ``BARKEEPER_DATA_DIR``."""
+    EPHEMERAL = "ephemeral"
+    """Like embedded, in a temporary directory deleted on exit: nothing persists."""
+
+
+def _env(*names: str) -> Any:
+    return Field(validation_alias=AliasChoices(*names))
+
+
+_IDENT = r"^[a-z_][a-z0-9_]{0,62}$"
+
+
+class Settings(BaseSettings):
+    """Every setting barkeeper reads. Build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        populate_by_name=True,
+        hide_input_in_errors=True,
+    )
+
+    # --- database -----------------------------------------------------------------
+    database: DatabaseMode = Field(
+        DatabaseMode.AUTO, validation_alias=AliasChoices("BARKEEPER_DATABASE")
+    )
+    barkeeper_database_url: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("BARKEEPER_DATABASE_URL")
+    )
+    postgres_url: SecretStr | None = Field(None, validation_alias=AliasChoices("POSTGRES_URL"))
+    database_url: SecretStr | None = Field(None, validation_alias=AliasChoices("DATABASE_URL"))
+    db_host: str | None = Field(None, validation_alias=AliasChoices("DB_HOST"))
+    db_port: Annotated[int, Field(ge=1, le=65535)] = Field(
+        5432, validation_alias=AliasChoices("DB_PORT")
+    )
+    db_name: str = Field("postgres", validation_alias=AliasChoices("DB_NAME"))
+    db_user: str = Field("postgres", validation_alias=AliasChoices("DB_USER"))
+    db_password: SecretStr | None = Field(None, validation_alias=AliasChoices("DB_PASSWORD"))
+    db_ssl: bool = Field(False, validation_alias=AliasChoices("DB_SSL"))
+    db_schema: str = Field(
+        "barkeeper", pattern=_IDENT, validation_alias=AliasChoices("BARKEEPER_DB_SCHEMA")
+    )
+    database_echo: bool = Field(False, validation_alias=AliasChoices("DATABASE_ECHO"))
+    database_pool_size: Annotated[int, Field(ge=1, le=1000)] = Field(
+        5, validation_alias=AliasChoices("DATABASE_POOL_SIZE")
+    )
+    database_max_overflow: Annotated[int, Field(ge=0, le=1000)] = Field(
+        10, validation_alias=AliasChoices("DATABASE_MAX_OVERFLOW")
+    )
+    database_connect_timeout: Annotated[float, Field(gt=0, le=600)] = Field(
+        10.0, validation_alias=AliasChoices("BARKEEPER_DB_CONNECT_TIMEOUT")
+    )
+    data_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("barkeeper")),
+        validation_alias=AliasChoices("BARKEEPER_DATA_DIR"),
+    )
+
+    # --- discord ------------------------------------------------------------------
+    discord_token: SecretStr | None = Field(None, validation_alias=AliasChoices("DISCORD_TOKEN"))
+    discord_api_base: str | None = Field(None, validation_alias=AliasChoices("DISCORD_API_BASE"))
+
+    # --- language models ----------------------------------------------------------
+    groq_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("GROQ_API_KEY"))
+    llm_base_url: str = Field(
+        "https://api.groq.com/openai/v1", validation_alias=AliasChoices("BARKEEPER_LLM_BASE_URL")
+    )
+    llm_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("BARKEEPER_LLM_API_KEY")
+    )
+    llm_model: str = Field(
+        "openai/gpt-oss-120b", validation_alias=AliasChoices("BARKEEPER_LLM_MODEL")
+    )
+    memory_base_url: str | None = Field(
+        None, validation_alias=AliasChoices("BARKEEPER_MEMORY_BASE_URL")
+    )
+    memory_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("BARKEEPER_MEMORY_API_KEY")
+    )
+    memory_model: str = Field(
+        "openai/gpt-oss-120b", validation_alias=AliasChoices("BARKEEPER_MEMORY_MODEL")
+    )
+    llm_timeout: Annotated[float, Field(gt=0, le=3600)] = Field(
+        60.0, validation_alias=AliasChoices("BARKEEPER_LLM_TIMEOUT")
+    )
+    llm_max_retries: Annotated[int, Field(ge=0, le=20)] = Field(
+        4, validation_alias=AliasChoices("BARKEEPER_LLM_MAX_RETRIES")
+    )
+    embedder: str = Field(
+        "local",
+        pattern=r"^(local|openai|hashing)$",
+        validation_alias=AliasChoices("BARKEEPER_EMBEDDER"),
+    )
+    embedding_model: str = Field(
+        "text-embedding-3-small", validation_alias=AliasChoices("BARKEEPER_EMBEDDING_MODEL")
+    )
+
+    # --- agent, history and backfill (seed names) ---------------------------------
+    agent_history_runs: Annotated[int, Field(ge=0, le=10_000)] = Field(
+        10, validation_alias=AliasChoices("AGENT_HISTORY_RUNS")
+    )
+    max_agents: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        10, validation_alias=AliasChoices("MAX_AGENTS")
+    )
+    context_agent_max_messages: Annotated[int, Field(ge=1, le=100_000_000)] = Field(
+        50_000, validation_alias=AliasChoices("CONTEXT_AGENT_MAX_MESSAGES")
+    )
+    backfill_concurrency: Annotated[int, Field(ge=1, le=1000)] = Field(
+        4, validation_alias=AliasChoices("BACKFILL_CONCURRENCY")
+    )
+    backfill_max_iterations: Annotated[int, Field(ge=1, le=10_000_000)] = Field(
+        1000, validation_alias=AliasChoices("BACKFILL_MAX_ITERATIONS")
+    )
+    backfill_parallel_batches: Annotated[int, Field(ge=1, le=64)] = Field(
+        1, validation_alias=AliasChoices("BACKFILL_PARALLEL_BATCHES")
+    )
+    backfill_max_fetch_limit: Annotated[int, Field(ge=1, le=100)] = Field(
+        100, validation_alias=AliasChoices("BACKFILL_MAX_FETCH_LIMIT")
+    )
+    message_sync_limit: Annotated[int, Field(ge=0, le=100_000)] = Field(
+        200, validation_alias=AliasChoices("MESSAGE_SYNC_LIMIT")
+    )
+
+    # --- conversations and companion (Loyal Companion / VoltAgent) ----------------
+    conversation_timeout_minutes: Annotated[float, Field(gt=0, le=525_600)] = Field(
+        60.0, validation_alias=AliasChoices("BARKEEPER_CONVERSATION_TIMEOUT_MINUTES")
+    )
+    storage_limit: Annotated[int, Field(ge=0, le=10_000_000)] = Field(
+        100, validation_alias=AliasChoices("BARKEEPER_STORAGE_LIMIT")
+    )
+    fact_extraction_rate: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
+        0.4, validation_alias=AliasChoices("BARKEEPER_FACT_EXTRACTION_RATE")
+    )
+    mood_decay: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
+        0.05, validation_alias=AliasChoices("BARKEEPER_MOOD_DECAY")
+    )
+
+    log_level: str = Field(
+        "INFO",
+        pattern=r"(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$",
+        validation_alias=AliasChoices("BARKEEPER_LOG_LEVEL"),
+    )
+
+    @field_validator(
+        "barkeeper_database_url",
+        "postgres_url",
+        "database_url",
+        "db_password",
+        "db_host",
+        "discord_token",
+        "discord_api_base",
+        "groq_api_key",
+        "llm_api_key",
+        "memory_api_key",
+        "memory_base_url",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    def configured_database_url(self) -> str | None:
+        """The database URL in force, by the precedence in this module's docstring."""
+        for secret in (self.barkeeper_database_url, self.postgres_url, self.database_url):
+            if secret is not None:
+                return secret.get_secret_value().strip()
+        if self.db_host:
+            user = urllib.parse.quote(self.db_user, safe="")
+            password = (
+                ":" + urllib.parse.quote(self.db_password.get_secret_value(), safe="")
+                if self.db_password is not None
+                else ""
+            )
+            host = f"[{self.db_host}]" if ":" in self.db_host else self.db_host
+            name = urllib.parse.quote(self.db_name, safe="")
+            url = f"postgresql://{user}{password}@{host}:{self.db_port}/{name}"
+            if self.db_ssl:
+                url += "?sslmode=require"
+            return url
+        return None
+
+    def database_url_source(self) -> str | None:
+        """The name of the variable the database URL came from, for ``doctor``."""
+        for name, secret in (
+            ("BARKEEPER_DATABASE_URL", self.barkeeper_database_url),
+            ("POSTGRES_URL", self.postgres_url),
+            ("DATABASE_URL", self.database_url),
+        ):
+            if secret is not None:
+                return name
+        return "DB_HOST" if self.db_host else None
+
+    def effective_database_mode(self) -> DatabaseMode:
+        """The mode actually used: ``auto`` resolved against the configured URL."""
+        if self.database is not DatabaseMode.AUTO:
+            return self.database
+        return DatabaseMode.SERVER if self.configured_database_url() else DatabaseMode.EMBEDDED
+
+    @property
+    def pool_max_size(self) -> int:
+        """Largest pool size: ``DATABASE_POOL_SIZE + DATABASE_MAX_OVERFLOW``."""
+        return self.database_pool_size + self.database_max_overflow
+
+    def memory_llm_api_key(self) -> str | None:
+        """API key for the memory model: its own, else the chat model's, else ``GROQ_API_KEY``."""
+        for secret in (self.memory_api_key, self.llm_api_key, self.groq_api_key):
+            if secret is not None:
+                return secret.get_secret_value()
+        return None
+
+    def chat_llm_api_key(self) -> str | None:
+        """API key for the chat model: ``BARKEEPER_LLM_API_KEY``, else ``GROQ_API_KEY``."""
+        for secret in (self.llm_api_key, self.groq_api_key):
+            if secret is not None:
+                return secret.get_secret_value()
+        return None
+
+
+def _env_names(field_name: str) -> str:
+    field = Settings.model_fields.get(field_name)
+    alias = field.validation_alias if field is not None else None
+    if isinstance(alias, AliasChoices):
+        return " / ".join(str(choice) for choice in alias.choices)
+    return field_name.upper()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings from the environment (and ``.env``), failing with a clear message.
+
+    Args:
+        **overrides: values that win over the environment, by field name.
+
+    Raises:
+        ConfigError: a value is invalid; the message names the environment variable.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = error.get("loc") or ("?",)
+            field = str(loc[0])
+            name = field if field.isupper() else _env_names(field)
+            problems.append(f"{name}: {error.get('msg', 'invalid value')}")
+        raise ConfigError("invalid setting(s): " + "; ".join(problems)) from None

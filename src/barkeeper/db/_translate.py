@@ -1,0 +1,77 @@
+"""Translation of asyncpg and socket errors into barkeeper's error hierarchy."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import asyncpg
+
+from barkeeper.db.url import DatabaseURL
+from barkeeper.errors import (
+    AuthenticationFailedError,
+    DatabaseError,
+    DatabaseMissingError,
+    DatabaseUnreachableError,
+    DiskFullError,
+    QueryError,
+)
+
+__all__ = ["translate_error"]
+
+
+def _scrub(text: str, url: DatabaseURL | None) -> str:
+    if url is not None and url.password:
+        text = text.replace(url.password, "***")
+    return text
+
+
+def translate_error(exc: BaseException, url: DatabaseURL | None = None) -> DatabaseError:
+    """Return the barkeeper error for a driver or socket error (the password scrubbed)."""
+    where = url.address if url is not None else "the database server"
+    shown = f" ({url.masked()})" if url is not None else ""
+    detail = _scrub(str(exc) or type(exc).__name__, url)
+    if isinstance(
+        exc, asyncpg.InvalidPasswordError | asyncpg.InvalidAuthorizationSpecificationError
+    ):
+        user = url.user if url is not None and url.user else "the configured user"
+        return AuthenticationFailedError(
+            f"PostgreSQL at {where} refused {user!r}: {detail}. "
+            f"Check the user name and password in the database URL{shown}."
+        )
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):
+        name = url.database if url is not None and url.database else "the configured database"
+        return DatabaseMissingError(
+            f"database {name!r} does not exist on {where}{shown}. "
+            f"Create it (e.g. `createdb {name}`) or point the URL at an existing database."
+        )
+    if isinstance(exc, asyncpg.DiskFullError) or (
+        isinstance(exc, asyncpg.PostgresError) and exc.sqlstate == "53100"
+    ):
+        return DiskFullError(
+            f"PostgreSQL at {where} ran out of disk space: {detail}. Free space and retry; "
+            "nothing of the failed write was kept."
+        )
+    if isinstance(exc, asyncpg.CannotConnectNowError | asyncpg.TooManyConnectionsError):
+        return DatabaseUnreachableError(
+            f"PostgreSQL at {where} is not accepting connections now: {detail}. "
+            "Retry shortly, or lower DATABASE_POOL_SIZE / DATABASE_MAX_OVERFLOW."
+        )
+    if isinstance(exc, asyncpg.PostgresError):
+        return QueryError(
+            _scrub(f"PostgreSQL error {exc.sqlstate}: {detail}", url), sqlstate=exc.sqlstate
+        )
+    if isinstance(
+        exc,
+        OSError
+        | socket.gaierror
+        | TimeoutError
+        | asyncio.TimeoutError
+        | asyncpg.ConnectionDoesNotExistError
+        | asyncpg.InterfaceError,
+    ):
+        return DatabaseUnreachableError(
+            f"cannot reach PostgreSQL at {where}{shown}: {detail}. "
+            "Is the server running and the host and port right?"
+        )
+    return DatabaseError(f"database error at {where}: {type(exc).__name__}: {detail}")

@@ -1,0 +1,157 @@
+"""The ``barkeeper`` command, run as a user runs it: in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from barkeeper.cli import app
+from barkeeper.db import migrations as mig
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("BARKEEPER_", "POSTGRES_", "DATABASE_", "DB_", "DISCORD_", "GROQ_"))
+    }
+    env["BARKEEPER_DATA_DIR"] = str(tmp_path / "data")
+    env["COLUMNS"] = "200"
+    env.update(extra)
+    return env
+
+
+def barkeeper(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "barkeeper", *args],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path, **env),
+        cwd=tmp_path,
+        timeout=120,
+    )
+
+
+def _commands(typer_app: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    import typer.main
+
+    group = typer.main.get_command(typer_app)  # type: ignore[arg-type]
+    found: list[tuple[str, ...]] = []
+
+    def walk(cmd: object, path: tuple[str, ...]) -> None:
+        found.append(path)
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, (*path, name))
+
+    walk(group, prefix)
+    return found
+
+
+def test_every_command_has_help(tmp_path: Path) -> None:
+    import typer.main
+
+    root = typer.main.get_command(app)
+    for path in _commands(app):
+        cmd = root
+        for name in path:
+            cmd = cmd.commands[name]  # type: ignore[attr-defined]
+        assert (cmd.help or "").strip(), f"`barkeeper {' '.join(path)}` has no help text"
+    result = barkeeper(tmp_path, "--help")
+    assert result.returncode == 0
+    for word in ("db", "doctor", "run"):
+        assert word in result.stdout
+
+
+def test_doctor_with_unreachable_server_hides_password(tmp_path: Path) -> None:
+    result = barkeeper(tmp_path, "doctor", POSTGRES_URL="postgresql://u:secret@127.0.0.1:1/x")
+    assert result.returncode != 0
+    out = result.stdout + result.stderr
+    assert "secret" not in out
+    assert "127.0.0.1:1" in out
+    assert "POSTGRES_URL" in out
+
+
+def test_invalid_setting_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    result = barkeeper(tmp_path, "db", "status", DATABASE_POOL_SIZE="lots")
+    assert result.returncode == 2
+    assert "DATABASE_POOL_SIZE" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_run_without_token_says_what_is_missing(tmp_path: Path) -> None:
+    result = barkeeper(tmp_path, "run")
+    assert result.returncode != 0
+    assert "DISCORD_TOKEN" in result.stderr
+
+
+def test_db_commands_against_server(tmp_path: Path, database_url: str) -> None:
+    check = barkeeper(tmp_path, "db", "check", POSTGRES_URL=database_url)
+    assert check.returncode == 1
+    assert "db upgrade" in check.stdout
+    up = barkeeper(tmp_path, "db", "upgrade", POSTGRES_URL=database_url)
+    assert up.returncode == 0, up.stderr
+    assert f"version {mig.LATEST_VERSION}" in up.stdout
+    status = barkeeper(tmp_path, "db", "status", POSTGRES_URL=database_url)
+    assert status.returncode == 0
+    assert f"version {mig.LATEST_VERSION} of {mig.LATEST_VERSION}" in status.stdout
+    check = barkeeper(tmp_path, "db", "check", POSTGRES_URL=database_url)
+    assert check.returncode == 0, check.stdout
+    doctor = barkeeper(tmp_path, "doctor", POSTGRES_URL=database_url)
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert "DISCORD_TOKEN" in doctor.stdout
+
+
+def test_two_processes_migrate_one_server_at_once(tmp_path: Path, database_url: str) -> None:
+    env = _env(tmp_path, POSTGRES_URL=database_url)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "barkeeper", "db", "upgrade"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    applied = [o for o, _ in outs if "Applied migration" in o]
+    nothing = [o for o, _ in outs if "nothing to do" in o]
+    assert len(applied) == 1 and len(nothing) == 1, outs
+
+
+@pytest.mark.slow
+def test_embedded_two_processes_share_one_server(tmp_path: Path) -> None:
+    """Two processes on the same data directory at once: one server, one migration."""
+    env = _env(tmp_path)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "barkeeper", "db", "upgrade"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert sum("Applied migration" in o for o, _ in outs) == 1, outs
+    status = barkeeper(tmp_path, "db", "status")
+    assert status.returncode == 0
+    assert f"version {mig.LATEST_VERSION} of {mig.LATEST_VERSION}" in status.stdout
+    assert "embedded" in status.stdout
+
+
+@pytest.mark.slow
+def test_ephemeral_upgrade_needs_no_server(tmp_path: Path) -> None:
+    result = barkeeper(tmp_path, "db", "upgrade", BARKEEPER_DATABASE="ephemeral")
+    assert result.returncode == 0, result.stderr
+    assert "ephemeral" in result.stdout
+    assert not (tmp_path / "data").exists()

@@ -1,0 +1,302 @@
+"""The engine on real PostgreSQL: modes, migrations, schema, capabilities, errors."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from barkeeper.config import DatabaseMode, Settings, load_settings
+from barkeeper.db import Database, parse_database_url
+from barkeeper.db import migrations as mig
+from barkeeper.db._translate import translate_error
+from barkeeper.db.schema.v0001_initial import TABLES
+from barkeeper.errors import (
+    AuthenticationFailedError,
+    DatabaseMissingError,
+    DatabaseUnreachableError,
+    DiskFullError,
+    EmbeddedServerError,
+    QueryError,
+    SchemaTooNewError,
+)
+
+# Every index the schema promises, by table: the seeds' indexes under our names.
+EXPECTED_INDEXES = {
+    "discord_messages": {"ix_discord_messages_channel_message", "ix_discord_messages_author"},
+    "users": {"ix_users_last_seen_at", "users_discord_id_key"},
+    "user_preferences": {"user_preferences_user_id_preference_key_key"},
+    "guilds": {"guilds_discord_id_key"},
+    "guild_members": {"guild_members_guild_id_user_id_key", "ix_guild_members_user_id"},
+    "conversations": {
+        "ix_conversations_user_updated",
+        "ix_conversations_user_created",
+        "ix_conversations_resource",
+        "ix_conversations_channel_user",
+        "ix_conversations_active_last",
+    },
+    "conversation_messages": {
+        "ix_conversation_messages_lookup",
+        "ix_conversation_messages_user_id",
+    },
+    "agent_sessions": {"ux_agent_sessions_agent_user_channel", "ix_agent_sessions_user_id"},
+    "agent_runs": {"ix_agent_runs_session", "ix_agent_runs_user_id"},
+    "memories": {"ix_memories_user_live", "ix_memories_user_type", "ix_memories_search"},
+    "memory_versions": {"ix_memory_versions_user_id"},
+    "fact_associations": {"fact_associations_memory_id_1_memory_id_2_key"},
+    "bot_states": {"ux_bot_states_guild"},
+    "bot_opinions": {"ux_bot_opinions_guild_topic", "ix_bot_opinions_topic"},
+    "mood_history": {"ix_mood_history_guild_recorded", "ix_mood_history_trigger_user_id"},
+    "user_relationships": {"ux_user_relationships_user_guild"},
+    "user_communication_styles": {"user_communication_styles_user_id_key"},
+    "scheduled_events": {"ix_scheduled_events_user_id", "ix_scheduled_events_due"},
+}
+
+
+async def test_every_seed_table_and_index_exists(db: Database) -> None:
+    async with db.acquire() as conn:
+        tables = {
+            r["table_name"]
+            for r in await conn.fetch(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = $1",
+                db.schema,
+            )
+        }
+        indexes: dict[str, set[str]] = {}
+        for r in await conn.fetch(
+            "SELECT tablename, indexname FROM pg_indexes WHERE schemaname = $1", db.schema
+        ):
+            indexes.setdefault(r["tablename"], set()).add(r["indexname"])
+        naive = await conn.fetch(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = $1 AND data_type = 'timestamp without time zone'",
+            db.schema,
+        )
+    assert set(TABLES) | {"schema_migrations"} == tables
+    for table, expected in EXPECTED_INDEXES.items():
+        assert expected <= indexes.get(table, set()), f"{table}: {expected - indexes[table]}"
+    assert not naive, "every timestamp must be timestamptz"
+
+
+async def test_cascades_on_user_delete(db: Database) -> None:
+    async with db.transaction() as conn:
+        uid = await conn.fetchval("INSERT INTO users (discord_id) VALUES (42) RETURNING id")
+        await conn.execute(
+            "INSERT INTO user_preferences (user_id, preference_key, preference_value) "
+            "VALUES ($1, 'tone', 'warm')",
+            uid,
+        )
+        cid = await conn.fetchval(
+            "INSERT INTO conversations (user_id) VALUES ($1) RETURNING id", uid
+        )
+        await conn.execute(
+            "INSERT INTO conversation_messages (conversation_id, user_id, role, content) "
+            "VALUES ($1, $2, 'user', 'hi')",
+            cid,
+            uid,
+        )
+        mid = await conn.fetchval(
+            "INSERT INTO memories (user_id, content) VALUES ($1, 'likes tea') RETURNING id", uid
+        )
+        await conn.execute(
+            "INSERT INTO memory_versions (memory_id, user_id, version, change, memory_type, "
+            "content, confidence, importance, temporal_relevance) "
+            "VALUES ($1, $2, 1, 'add', 'general', 'likes tea', 1, 0.5, 'timeless')",
+            mid,
+            uid,
+        )
+    async with db.transaction() as conn:
+        await conn.execute("DELETE FROM users WHERE id = $1", uid)
+        for table in (
+            "user_preferences",
+            "conversations",
+            "conversation_messages",
+            "memories",
+            "memory_versions",
+        ):
+            assert await conn.fetchval(f"SELECT count(*) FROM {table}") == 0, table  # noqa: S608
+
+
+async def test_capabilities_and_health(db: Database, has_pgvector_server: bool) -> None:
+    health = await db.health()
+    assert health.ok
+    assert health.schema_version == mig.LATEST_VERSION == health.latest_version
+    assert health.server_version.split(".")[0].isdigit()
+    assert db.capabilities.pgvector is has_pgvector_server
+    async with db.acquire() as conn:
+        storage = await conn.fetchval(
+            "SELECT value FROM barkeeper_meta WHERE key = 'embedding_storage'"
+        )
+        udt = await conn.fetchval(
+            "SELECT udt_name FROM information_schema.columns WHERE table_schema = $1 "
+            "AND table_name = 'memories' AND column_name = 'embedding'",
+            db.schema,
+        )
+    assert storage == ("vector" if has_pgvector_server else "real[]")
+    assert udt == ("vector" if has_pgvector_server else "_float4")
+    assert "***" in repr(db) or "@" not in repr(db) or ":" not in db.url.masked().split("@")[0][13:]
+
+
+async def test_upgrade_is_idempotent(db: Database) -> None:
+    assert await db.upgrade() == []
+    status = await db.migration_status()
+    assert status.up_to_date
+    assert [v for v, _, _ in status.applied] == [m.version for m in mig.MIGRATIONS]
+
+
+async def test_refuses_schema_newer_than_code(
+    db: Database, server_url: str, settings: Settings
+) -> None:
+    async with db.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, 'from the future')",
+            mig.LATEST_VERSION + 1,
+        )
+    with pytest.raises(SchemaTooNewError, match="newer barkeeper"):
+        await Database.open(settings, url=server_url, schema=db.schema, min_size=1)
+    with pytest.raises(SchemaTooNewError):
+        await db.upgrade()
+
+
+async def test_concurrent_upgrades_in_one_database(database_url: str, settings: Settings) -> None:
+    """Several openers at once: exactly one applies each migration, all end up current."""
+
+    async def opener() -> list[int]:
+        db = await Database.open(settings, url=database_url, min_size=1, max_size=1)
+        try:
+            return await db.upgrade()
+        finally:
+            await db.close()
+
+    results = await asyncio.gather(*(opener() for _ in range(4)))
+    applied = sorted(v for r in results for v in r)
+    assert applied == [m.version for m in mig.MIGRATIONS]
+
+
+async def test_two_schemas_share_one_database(database_url: str, settings: Settings) -> None:
+    a = await Database.open(settings, url=database_url, schema="bot_a", min_size=1, upgrade=True)
+    b = await Database.open(settings, url=database_url, schema="bot_b", min_size=1, upgrade=True)
+    try:
+        async with a.acquire() as conn:
+            await conn.execute("INSERT INTO users (discord_id) VALUES (1)")
+        async with b.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM users") == 0
+    finally:
+        await a.close()
+        await b.close()
+
+
+# --- errors a user can act on ----------------------------------------------------------------
+
+
+async def test_unreachable_server_message(settings: Settings) -> None:
+    with pytest.raises(DatabaseUnreachableError) as info:
+        await Database.open(settings, url="postgresql://u:secret@127.0.0.1:1/x", min_size=1)
+    text = str(info.value)
+    assert "127.0.0.1:1" in text
+    assert "secret" not in text
+    assert "***" in text
+
+
+async def test_missing_database_message(server_url: str, settings: Settings) -> None:
+    url = parse_database_url(server_url).with_database("no_such_db_here").dsn()
+    with pytest.raises(DatabaseMissingError, match="no_such_db_here"):
+        await Database.open(settings, url=url, min_size=1)
+
+
+async def test_authentication_failed_message(server_url: str, settings: Settings) -> None:
+    parsed = parse_database_url(server_url)
+    bad = parsed.dsn().replace(f"//{parsed.user}", "//no_such_role_xyz:topsecret", 1)
+    with pytest.raises(AuthenticationFailedError) as info:
+        await Database.open(settings, url=bad, min_size=1)
+    assert "no_such_role_xyz" in str(info.value)
+    assert "topsecret" not in str(info.value)
+
+
+def test_disk_full_and_query_errors_are_translated() -> None:
+    url = parse_database_url("postgresql://u:pw@h:5/d")
+    full = translate_error(asyncpg.DiskFullError("could not extend file: No space left"), url)
+    assert isinstance(full, DiskFullError)
+    assert "disk" in str(full)
+    other = translate_error(asyncpg.UniqueViolationError("duplicate key"), url)
+    assert isinstance(other, QueryError)
+    assert other.sqlstate == "23505"
+
+
+# --- the three modes -----------------------------------------------------------------------
+
+
+async def test_server_mode(server_url: str, settings: Settings) -> None:
+    db = await Database.open(settings, url=server_url, min_size=1, schema="t_server_mode")
+    try:
+        assert db.mode is DatabaseMode.SERVER
+        assert (await db.health()).ok
+    finally:
+        async with db.acquire() as conn:
+            await conn.execute("DROP SCHEMA IF EXISTS t_server_mode CASCADE")
+        await db.close()
+
+
+@pytest.mark.slow
+async def test_embedded_mode_persists_and_is_reused(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path / "data")
+    assert settings.effective_database_mode() is DatabaseMode.EMBEDDED
+    first = await Database.open(settings, min_size=1, upgrade=True)
+    try:
+        assert first.mode is DatabaseMode.EMBEDDED
+        assert first.capabilities.pgvector
+        async with first.acquire() as conn:
+            await conn.execute("INSERT INTO users (discord_id) VALUES (7)")
+        # a second opener in the same process attaches to the running server
+        second = await Database.open(settings, min_size=1)
+        try:
+            async with second.acquire() as conn:
+                assert await conn.fetchval("SELECT count(*) FROM users") == 1
+        finally:
+            await second.close()
+    finally:
+        await first.close()
+    assert (tmp_path / "data" / "postgres" / "PG_VERSION").exists()
+    # stopped and started again: the data is still there
+    again = await Database.open(settings, min_size=1)
+    try:
+        async with again.acquire() as conn:
+            assert await conn.fetchval("SELECT discord_id FROM users") == 7
+    finally:
+        await again.close()
+
+
+@pytest.mark.slow
+async def test_ephemeral_mode_leaves_nothing(tmp_path: Path) -> None:
+    settings = load_settings(database="ephemeral", data_dir=tmp_path / "data")
+    db = await Database.open(settings, min_size=1, upgrade=True)
+    pgdata = db._server.pgdata if db._server else None
+    assert pgdata is not None and pgdata.exists()
+    assert db.mode is DatabaseMode.EPHEMERAL
+    async with db.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM memories") == 0
+    await db.close()
+    assert not pgdata.exists()
+    assert not (tmp_path / "data").exists()
+
+
+async def test_embedded_start_failure_shows_log(tmp_path: Path) -> None:
+    data = tmp_path / "broken"
+    pgdata = data / "postgres"
+    pgdata.mkdir(parents=True)
+    (pgdata / "PG_VERSION").write_text("18\n")  # looks initialised, is not
+    settings = load_settings(data_dir=data)
+    with pytest.raises(EmbeddedServerError) as info:
+        await Database.open(settings, min_size=1)
+    assert "did not start" in str(info.value)
+    assert "log" in str(info.value)
+
+
+async def test_unwritable_data_dir(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    settings = load_settings(data_dir=blocker / "data")
+    with pytest.raises(EmbeddedServerError, match="BARKEEPER_DATA_DIR"):
+        await Database.open(settings, min_size=1)
