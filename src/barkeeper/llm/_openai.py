@@ -1,0 +1,258 @@
+""":class:`OpenAIChatModel`: the chat model for any OpenAI-compatible endpoint.
+
+Groq, OpenAI, Ollama, vLLM and llama.cpp's server all speak ``/v1/chat/completions``.
+This module is the only one that talks to it through the ``openai`` package; it
+never logs or repeats the API key.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self, cast
+
+import openai
+from openai.types.chat import ChatCompletion
+from pydantic import SecretStr
+
+from barkeeper.errors import InvalidInputError
+from barkeeper.llm._retry import RetryPolicy, call_openai
+from barkeeper.llm._structured import JsonMode, complete_structured
+from barkeeper.llm._types import ChatMessage, ChatResult, ModelT, ToolCall, Usage
+
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "OpenAIChatModel"]
+
+#: Groq's OpenAI-compatible API.
+DEFAULT_BASE_URL = "https://api.groq.com/openai/v1"
+#: The model barkeeper uses unless told otherwise.
+DEFAULT_MODEL = "openai/gpt-oss-120b"
+
+# Sent when no key is configured: local servers (Ollama, llama.cpp) ignore it, and
+# a hosted API answers 401, which becomes a clear LLMAuthenticationError.
+_NO_KEY = "no-key"
+
+
+def _secret(value: str | SecretStr | None) -> str | None:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    return value
+
+
+class OpenAIChatModel:
+    """A :class:`~barkeeper.llm.ChatModel` on an OpenAI-compatible HTTP endpoint.
+
+    Transient failures (429, 5xx, 408, timeouts, refused connections, garbled
+    responses) are retried with exponential backoff and jitter, honouring
+    ``Retry-After``; see :class:`~barkeeper.llm.RetryPolicy`. Use it as an async
+    context manager, or call :meth:`aclose`, to release its connections.
+
+    Args:
+        base_url: The API root, ending in ``/v1`` (Groq's by default).
+        api_key: The bearer token; ``None`` for local servers that need none.
+        model: The model used when a call names none.
+        timeout: Seconds to wait for each HTTP request.
+        max_retries: Attempts after the first for transient failures.
+        retry_policy: Full control over the backoff; its ``max_retries`` wins
+            over the ``max_retries`` argument when given.
+        json_mode: How :meth:`complete_json` asks for JSON: ``"json_schema"``
+            (constrained decoding; Groq, OpenAI, vLLM, llama.cpp, Ollama),
+            ``"json_object"`` or ``"prompt"`` (the schema in a system message only).
+        default_headers: Extra headers sent with every request.
+
+    Raises:
+        InvalidInputError: ``timeout`` is not positive or ``base_url`` is empty.
+
+    Example:
+        >>> async def main() -> None:
+        ...     async with OpenAIChatModel(api_key="gsk_...") as llm:
+        ...         result = await llm.complete([{"role": "user", "content": "Hi!"}])
+        ...         print(result.text)
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        api_key: str | SecretStr | None = None,
+        model: str = DEFAULT_MODEL,
+        timeout: float = 60.0,
+        max_retries: int = 4,
+        retry_policy: RetryPolicy | None = None,
+        json_mode: JsonMode = "json_schema",
+        default_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        if not base_url.strip():
+            raise InvalidInputError("base_url must not be empty")
+        if not timeout > 0:
+            raise InvalidInputError(f"timeout must be positive, not {timeout}")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.timeout = timeout
+        self.json_mode: JsonMode = json_mode
+        self.retry_policy = retry_policy or RetryPolicy(max_retries=max_retries)
+        self._api_key = _secret(api_key) or None
+        self._rng = random.Random()
+        self._client = openai.AsyncOpenAI(
+            base_url=self.base_url,
+            api_key=self._api_key or _NO_KEY,
+            timeout=timeout,
+            max_retries=0,  # we retry ourselves (see barkeeper.llm._retry)
+            default_headers=dict(default_headers) if default_headers else None,
+        )
+
+    def __repr__(self) -> str:
+        return f"OpenAIChatModel(base_url={self.base_url!r}, model={self.model!r})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections. The model cannot be used afterwards."""
+        await self._client.close()
+
+    async def complete(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        model: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
+        response_format: Mapping[str, Any] | None = None,
+    ) -> ChatResult:
+        """Ask the model for the next message of a conversation.
+
+        Args:
+            messages: The conversation so far, oldest first.
+            model: Another model than :attr:`model`.
+            temperature: Sampling temperature; ``None`` leaves the endpoint's default.
+            max_tokens: Cap on the reply's length; ``None`` leaves the endpoint's default.
+            tools: OpenAI-format tool definitions the model may call.
+            tool_choice: ``"auto"``, ``"none"``, ``"required"`` or a named function.
+            response_format: ``{"type": "json_object"}`` or a ``json_schema`` format.
+
+        Returns:
+            The reply, with its tool calls and token usage.
+
+        Raises:
+            InvalidInputError: ``messages`` is empty.
+            LLMUnavailableError: The endpoint is unreachable or kept failing.
+            LLMAuthenticationError: The endpoint refused the API key.
+            LLMRateLimitError: Still rate limited after every retry.
+            LLMOutputError: The endpoint rejected the model's output as malformed.
+            LLMError: The endpoint refused the request (bad model name, too long, …).
+        """
+        if not messages:
+            raise InvalidInputError("messages must not be empty")
+        request: dict[str, Any] = {"model": model or self.model, "messages": list(messages)}
+        if temperature is not None:
+            request["temperature"] = temperature
+        if max_tokens is not None:
+            request["max_tokens"] = max_tokens
+        if tools:
+            request["tools"] = list(tools)
+        if tool_choice is not None:
+            request["tool_choice"] = tool_choice
+        if response_format is not None:
+            request["response_format"] = dict(response_format)
+
+        async def attempt() -> ChatCompletion:
+            return cast(ChatCompletion, await self._client.chat.completions.create(**request))
+
+        completion, attempts = await call_openai(
+            attempt,
+            policy=self.retry_policy,
+            endpoint=self.base_url,
+            secrets=[self._api_key] if self._api_key else [],
+            request_timeout=self.timeout,
+            what="a chat completion",
+            validate=_check_completion,
+            rng=self._rng,
+        )
+        return _to_result(completion, attempts)
+
+    async def complete_json(
+        self,
+        messages: Sequence[ChatMessage],
+        schema: type[ModelT],
+        *,
+        model: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> ModelT:
+        """Ask for a JSON reply matching ``schema``; validate it, retrying once.
+
+        The reply may be wrapped in code fences or prose; the JSON is found and
+        validated with pydantic. If it does not validate, the model is shown the
+        error and asked once more.
+
+        Args:
+            messages: The conversation so far, oldest first.
+            schema: The pydantic model the reply must validate against.
+            model: Another model than :attr:`model`.
+            temperature: Sampling temperature; ``None`` leaves the endpoint's default.
+            max_tokens: Cap on the reply's length.
+
+        Returns:
+            The validated reply.
+
+        Raises:
+            LLMOutputError: Both replies were malformed.
+            LLMUnavailableError: As for :meth:`complete` (and the other errors it raises).
+        """
+        return await complete_structured(
+            self.complete,
+            messages,
+            schema,
+            mode=self.json_mode,
+            model=model,
+            temperature=temperature,
+            max_tokens=max_tokens,
+        )
+
+
+def _check_completion(completion: object) -> None:
+    """Reject what the client returns for a body that is not a chat completion."""
+    choices = (
+        getattr(completion, "choices", None) if isinstance(completion, ChatCompletion) else None
+    )
+    if not isinstance(choices, list) or not choices:
+        body = completion if isinstance(completion, str) else type(completion).__name__
+        raise json.JSONDecodeError("not a chat completion", str(body)[:200], 0)
+
+
+def _to_result(completion: ChatCompletion, attempts: int) -> ChatResult:
+    choice = completion.choices[0]
+    message = choice.message
+    calls: list[ToolCall] = []
+    for call in message.tool_calls or ():
+        function = getattr(call, "function", None)
+        if function is None:  # a custom (non-function) tool call: not used by barkeeper
+            continue
+        calls.append(ToolCall(id=call.id, name=function.name, arguments=function.arguments or ""))
+    usage = None
+    if completion.usage is not None:
+        usage = Usage(
+            prompt_tokens=completion.usage.prompt_tokens,
+            completion_tokens=completion.usage.completion_tokens,
+            total_tokens=completion.usage.total_tokens,
+        )
+    return ChatResult(
+        content=message.content,
+        tool_calls=tuple(calls),
+        finish_reason=choice.finish_reason,
+        model=completion.model,
+        usage=usage,
+        attempts=attempts,
+    )
