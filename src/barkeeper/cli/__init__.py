@@ -12,6 +12,7 @@ import typer
 
 from barkeeper import __version__
 from barkeeper.cli import db as db_cli
+from barkeeper.cli import privacy as privacy_cli
 from barkeeper.cli._common import err_console
 from barkeeper.cli.doctor import doctor, run_bot
 from barkeeper.errors import BarkeeperError, ConfigError
@@ -26,6 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(db_cli.app, name="db")
+app.add_typer(privacy_cli.app, name="privacy")
 app.command("doctor")(doctor)
 app.command("run")(run_bot)
 
