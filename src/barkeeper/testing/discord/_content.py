@@ -1,0 +1,1052 @@
+""":class:`World`: the emulator's ground truth of guilds, channels, users and messages.
+
+Content is generated from an :class:`~barkeeper.testing.discord.EmulatorSpec` and its
+seed (or taken from its explicit content), kept per channel as an ascending list of
+message ids plus a dict, and paged with :mod:`bisect` the way Discord pages history.
+It renders Discord JSON payloads, reports the truth, and mutates it (sends, edits,
+deletes, "while the bot was offline" changes). It never does I/O.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import hashlib
+import random
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from barkeeper.testing.discord._snowflake import iso_timestamp, make_snowflake, snowflake_ms
+from barkeeper.testing.discord._spec import (
+    ChannelAccess,
+    EmulatorSpec,
+    ExplicitAttachment,
+    ExplicitContent,
+)
+
+__all__ = [
+    "Channel",
+    "Guild",
+    "MessageRef",
+    "OfflineChanges",
+    "StoredMessage",
+    "User",
+    "World",
+]
+
+#: Discord's message type of a reply.
+REPLY_TYPE = 19
+#: The longest ``content`` Discord allows (Nitro); bots may only send 2000.
+LONG_CONTENT = 4000
+#: The longest ``content`` a bot may send.
+BOT_CONTENT_MAX = 2000
+
+_WORDS = tuple(
+    """the a to and of you it is that in what lol yes no ok maybe tonight bar drink beer
+    wine whiskey gin tonic lime ice tab round cheers mate again later sorry thanks please
+    who where when why how good bad great terrible loud quiet music band song play table
+    chair window door rain sun cold warm friday saturday weekend work boss meeting train
+    bus taxi home late early tomorrow yesterday remember forgot story joke laugh funny weird
+    pizza fries burger salad tea coffee water glass bottle barkeeper order pay cash card""".split()
+)
+_FIRST_NAMES = (
+    "alice bob carol dave erin frank grace heidi ivan judy mallory niaj olivia peggy "
+    "rupert sybil trent victor walter yasmin zoe"
+).split()
+_BOT_NAMES = "dj-bot dicebot modbot rss-feed weatherbot pollster".split()
+_CHANNEL_NAMES = (
+    "general random bar-talk memes music off-topic announcements help dev games "
+    "photos links food late-night"
+).split()
+_GUILD_NAMES = (
+    "The Tipsy Tavern",
+    "Night Owls",
+    "Pub Quiz League",
+    "Corner Bar",
+    "Cocktail Lab",
+    "Brewers Guild",
+)
+# Text that trips up naive storage, search and rendering (all valid in PostgreSQL text).
+_ODDITIES = (
+    "👨‍👩‍👧‍👦 family",
+    "🏳️‍🌈 flag",
+    "🇯🇵🇫🇷 flags",
+    "👍🏽 thumbs",
+    "مرحبا بالعالم",
+    "שלום עולם",
+    "mixed \u200fRTL\u200f mark",
+    "\u202eoverride\u202c text",
+    "zero\u200bwidth\u200bspace",
+    "joiner\u200dhere",
+    "\ufeffbyte order mark",
+    "e\u0301 cafe\u0301 n\u0303",
+    "Z\u0351\u0352\u0353a\u0300\u0301\u0302l\u0316\u0317g\u0318\u0319o\u031a",
+    "漢字かなカナ",
+    "𝐁𝐨𝐥𝐝 𝔣𝔯𝔞𝔨𝔱𝔲𝔯",
+    "ﷺ ligature",
+    "line one\nline two\n\ttabbed",
+    "**bold** _it_ `code` ```py\nprint('x')\n```",
+    "\x07bell \x1b[31mred\x1b[0m",
+    'quote\'s "double" \\back\\slash',
+)
+# Hostile: PostgreSQL text cannot store NUL, and lone surrogates are not valid UTF-8.
+_HOSTILE = ("nul\x00inside", "\x00", "lone \ud800 high", "lone \udfff low", "half \ud83d emoji")
+_ATTACHMENT_KINDS = (
+    ("png", "image/png"),
+    ("jpg", "image/jpeg"),
+    ("gif", "image/gif"),
+    ("pdf", "application/pdf"),
+    ("txt", "text/plain; charset=utf-8"),
+    ("mp4", "video/mp4"),
+    ("zip", "application/zip"),
+)
+
+
+class MessageRef(NamedTuple):
+    """Where a message is: its channel and its id."""
+
+    channel_id: int
+    message_id: int
+
+
+@dataclass(slots=True)
+class User:
+    """A Discord user.
+
+    Attributes:
+        id: Snowflake.
+        username: Unique username.
+        global_name: Display name, if any.
+        bot: Whether it is a bot account.
+    """
+
+    id: int
+    username: str
+    global_name: str | None
+    bot: bool
+
+    def payload(self) -> dict[str, Any]:
+        """The user as Discord's JSON object."""
+        return {
+            "id": str(self.id),
+            "username": self.username,
+            "discriminator": "0",
+            "global_name": self.global_name,
+            "avatar": None,
+            "bot": self.bot,
+            "public_flags": 0,
+        }
+
+
+@dataclass(slots=True)
+class StoredMessage:
+    """A message as the emulator keeps it (rendered to Discord JSON on demand).
+
+    Attributes:
+        id: Snowflake; its timestamp is the message's creation time.
+        channel_id: Channel snowflake.
+        guild_id: Guild snowflake.
+        author_id: Author snowflake.
+        content: Current text.
+        edited_ms: Unix ms of the last edit, or ``None``.
+        attachments: Discord attachment objects.
+        embeds: Discord embed objects.
+        reply_to: Id of the message this replies to, or ``None``.
+        mention_ids: Mentioned users.
+        pinned: Whether pinned.
+        type: Discord message type (0 default, 19 reply).
+    """
+
+    id: int
+    channel_id: int
+    guild_id: int
+    author_id: int
+    content: str
+    edited_ms: int | None = None
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+    embeds: list[dict[str, Any]] = field(default_factory=list)
+    reply_to: int | None = None
+    mention_ids: list[int] = field(default_factory=list)
+    pinned: bool = False
+    type: int = 0
+
+    @property
+    def ms(self) -> int:
+        """Unix ms of creation (from the id)."""
+        return snowflake_ms(self.id)
+
+
+@dataclass(slots=True)
+class Channel:
+    """A guild text channel and its messages.
+
+    Attributes:
+        id: Snowflake.
+        guild_id: Guild snowflake.
+        name: Channel name.
+        position: Sort position within the guild.
+        access: How the bot may read it.
+        ids: Message ids, ascending.
+        messages: Messages by id.
+    """
+
+    id: int
+    guild_id: int
+    name: str
+    position: int
+    access: ChannelAccess = "ok"
+    ids: list[int] = field(default_factory=list)
+    messages: dict[int, StoredMessage] = field(default_factory=dict)
+
+    def payload(self) -> dict[str, Any]:
+        """The channel as Discord's JSON object (type 0, guild text)."""
+        return {
+            "id": str(self.id),
+            "type": 0,
+            "guild_id": str(self.guild_id),
+            "name": self.name,
+            "position": self.position,
+            "permission_overwrites": [],
+            "parent_id": None,
+            "topic": None,
+            "nsfw": False,
+            "rate_limit_per_user": 0,
+            "last_message_id": str(self.ids[-1]) if self.ids else None,
+            "flags": 0,
+        }
+
+    def page(
+        self,
+        limit: int,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        around: int | None = None,
+    ) -> list[StoredMessage]:
+        """One page of history, newest first, exactly as Discord answers it.
+
+        Args:
+            limit: 1 to 100.
+            before: Messages older than this id (the newest ``limit`` of them).
+            after: Messages newer than this id (the *oldest* ``limit`` of them).
+            around: ``limit // 2`` messages on each side of this id plus the message
+                itself if it exists (so an even ``limit`` can yield ``limit + 1``,
+                the quirk discord.py documents).
+
+        Returns:
+            The messages, newest first.
+        """
+        ids = self.ids
+        if around is not None:
+            half = limit // 2
+            lo = bisect.bisect_left(ids, around)
+            hi = bisect.bisect_right(ids, around)
+            chosen = ids[max(0, lo - half) : hi + half]
+        elif after is not None:
+            start = bisect.bisect_right(ids, after)
+            chosen = ids[start : start + limit]
+        elif before is not None:
+            end = bisect.bisect_left(ids, before)
+            chosen = ids[max(0, end - limit) : end]
+        else:
+            chosen = ids[-limit:]
+        messages = self.messages
+        return [messages[i] for i in reversed(chosen)]
+
+
+@dataclass(slots=True)
+class Guild:
+    """A guild.
+
+    Attributes:
+        id: Snowflake.
+        name: Guild name.
+        owner_id: The owner's snowflake.
+        channel_ids: Its text channels, by position.
+    """
+
+    id: int
+    name: str
+    owner_id: int
+    channel_ids: list[int] = field(default_factory=list)
+
+    def payload(self, *, member_count: int | None = None) -> dict[str, Any]:
+        """The guild as Discord's JSON object, with the ``@everyone`` role."""
+        data: dict[str, Any] = {
+            "id": str(self.id),
+            "name": self.name,
+            "icon": None,
+            "splash": None,
+            "discovery_splash": None,
+            "owner_id": str(self.owner_id),
+            "afk_channel_id": None,
+            "afk_timeout": 300,
+            "verification_level": 0,
+            "default_message_notifications": 1,
+            "explicit_content_filter": 0,
+            "roles": [
+                {
+                    "id": str(self.id),
+                    "name": "@everyone",
+                    "permissions": "1071698660929",
+                    "position": 0,
+                    "color": 0,
+                    "hoist": False,
+                    "managed": False,
+                    "mentionable": False,
+                    "icon": None,
+                    "unicode_emoji": None,
+                    "flags": 0,
+                }
+            ],
+            "emojis": [],
+            "stickers": [],
+            "features": [],
+            "mfa_level": 0,
+            "system_channel_id": None,
+            "system_channel_flags": 0,
+            "rules_channel_id": None,
+            "vanity_url_code": None,
+            "description": None,
+            "banner": None,
+            "premium_tier": 0,
+            "premium_subscription_count": 0,
+            "preferred_locale": "en-US",
+            "nsfw_level": 0,
+            "premium_progress_bar_enabled": False,
+        }
+        if member_count is not None:
+            data["approximate_member_count"] = member_count
+            data["approximate_presence_count"] = member_count // 2
+        return data
+
+
+@dataclass(slots=True)
+class OfflineChanges:
+    """What :meth:`World.apply_offline_changes` changed.
+
+    Attributes:
+        edited: Messages whose content and ``edited_timestamp`` changed.
+        deleted: Messages removed.
+        created: Messages added after every existing one of their channel.
+    """
+
+    edited: list[MessageRef] = field(default_factory=list)
+    deleted: list[MessageRef] = field(default_factory=list)
+    created: list[MessageRef] = field(default_factory=list)
+
+
+class _Ids:
+    """Hands out unique snowflakes."""
+
+    def __init__(self) -> None:
+        self._used: set[int] = set()
+        self._entity_counter = 0
+
+    def claim(self, snowflake: int, *, above: int = 0) -> int:
+        snowflake = max(snowflake, above + 1)
+        while snowflake in self._used:
+            snowflake += 1
+        self._used.add(snowflake)
+        return snowflake
+
+    def entity(self, ms: int) -> int:
+        self._entity_counter += 1
+        return self.claim(make_snowflake(ms, increment=self._entity_counter))
+
+    def __contains__(self, snowflake: int) -> bool:
+        return snowflake in self._used
+
+
+_UNIX_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_ONE_MS = dt.timedelta(milliseconds=1)
+
+
+def _ms(value: dt.datetime) -> int:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return (value - _UNIX_EPOCH) // _ONE_MS
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class World:
+    """Guilds, channels, users and messages: the truth the emulator serves.
+
+    Build one with :meth:`from_spec`. Every mutation keeps each channel's ids
+    ascending and every timestamp consistent with its id.
+
+    Attributes:
+        bot: The bot user the token belongs to.
+        users: Every user by id, the bot included.
+        guilds: Guilds by id, in creation order.
+        channels: Channels by id, in creation order.
+    """
+
+    def __init__(self, bot: User) -> None:
+        """Create an empty world around ``bot`` (use :meth:`from_spec` normally)."""
+        self.bot = bot
+        self.users: dict[int, User] = {bot.id: bot}
+        self.guilds: dict[int, Guild] = {}
+        self.channels: dict[int, Channel] = {}
+        self._ids = _Ids()
+        self._ids.claim(bot.id)
+        self._clock_ms = snowflake_ms(bot.id)
+        self._seed = 0
+        self._offline_calls = 0
+        self._long_cache: dict[int, str] = {}
+
+    # -- construction ----------------------------------------------------------------
+
+    @classmethod
+    def from_spec(cls, spec: EmulatorSpec) -> World:
+        """Generate (or, with ``spec.explicit``, load) the world ``spec`` describes.
+
+        Args:
+            spec: The emulator spec; only its content fields and ``seed`` matter.
+
+        Returns:
+            The world. The same spec always gives the same world.
+
+        Raises:
+            ValueError: The explicit content is inconsistent (unknown author,
+                duplicate id, id and timestamp disagreeing, reply to a missing message).
+        """
+        start_ms = _ms(spec.start)
+        bot_ms = start_ms - 400 * 86_400_000
+        bot = User(
+            id=make_snowflake(bot_ms, worker=0, process=0, increment=0),
+            username=spec.bot_username,
+            global_name=spec.bot_username.capitalize(),
+            bot=True,
+        )
+        world = cls(bot)
+        world._seed = spec.seed
+        if spec.explicit is not None:
+            world._load_explicit(spec.explicit, start_ms, spec.mean_gap_seconds)
+        else:
+            world._generate(spec, start_ms)
+        return world
+
+    def _generate(self, spec: EmulatorSpec, start_ms: int) -> None:
+        meta = random.Random(f"barkeeper-discord:{spec.seed}:meta")
+        for index in range(spec.users):
+            is_bot = meta.random() < spec.bot_user_fraction
+            if is_bot:
+                name = f"{_BOT_NAMES[index % len(_BOT_NAMES)]}{index}"
+                global_name: str | None = None
+            else:
+                name = f"{_FIRST_NAMES[index % len(_FIRST_NAMES)]}{index}"
+                global_name = None if meta.random() < 0.3 else name.rstrip("0123456789").title()
+            ms = start_ms - meta.randrange(30, 300) * 86_400_000
+            user = User(self._ids.entity(ms), name, global_name, is_bot)
+            self.users[user.id] = user
+        humans = [u.id for u in self.users.values() if not u.bot]
+        for index in range(spec.guilds):
+            ms = start_ms - (200 - index) * 86_400_000
+            owner = humans[index % len(humans)] if humans else self.bot.id
+            name = _GUILD_NAMES[index % len(_GUILD_NAMES)]
+            if index >= len(_GUILD_NAMES):
+                name = f"{name} {index // len(_GUILD_NAMES) + 1}"
+            guild = Guild(self._ids.entity(ms), name, owner)
+            self.guilds[guild.id] = guild
+        guilds = list(self.guilds.values())
+        restricted_from = spec.channels - spec.empty_channels - spec.forbidden_channels
+        for index in range(spec.channels):
+            guild = guilds[index % len(guilds)]
+            name = _CHANNEL_NAMES[index % len(_CHANNEL_NAMES)]
+            if index >= len(_CHANNEL_NAMES):
+                name = f"{name}-{index // len(_CHANNEL_NAMES) + 1}"
+            access: ChannelAccess = "ok"
+            if index >= spec.channels - spec.empty_channels:
+                access = "empty"
+            elif index >= restricted_from:
+                access = "forbidden"
+            ms = start_ms - (100 - index % 100) * 86_400_000
+            channel = Channel(
+                id=self._ids.entity(ms),
+                guild_id=guild.id,
+                name=name,
+                position=len(guild.channel_ids),
+                access=access,
+            )
+            guild.channel_ids.append(channel.id)
+            self.channels[channel.id] = channel
+        authors = [u for u in self.users if u != self.bot.id] or [self.bot.id]
+        for index, channel in enumerate(self.channels.values()):
+            rng = random.Random(f"barkeeper-discord:{spec.seed}:channel:{index}")
+            self._generate_channel(channel, index, rng, spec, start_ms, authors)
+
+    def _generate_channel(
+        self,
+        channel: Channel,
+        index: int,
+        rng: random.Random,
+        spec: EmulatorSpec,
+        start_ms: int,
+        authors: Sequence[int],
+    ) -> None:
+        rand = rng.random
+        gap = 1.0 / (spec.mean_gap_seconds * 1000.0)
+        ms = start_ms + rng.randrange(3_600_000)
+        last_id = 0
+        own_id = self.bot.id
+        ids = channel.ids
+        messages = channel.messages
+        for position in range(spec.messages_per_channel):
+            if position:
+                ms += 1 + int(rng.expovariate(gap))
+            message_id = self._ids.claim(
+                make_snowflake(ms, worker=1, process=index, increment=position), above=last_id
+            )
+            last_id = message_id
+            author = own_id if rand() < spec.own_message_rate else rng.choice(authors)
+            if rand() < spec.long_rate:
+                content = self._long_text(rng)
+            elif rand() < spec.unicode_rate:
+                content = " ".join(
+                    [*rng.sample(_ODDITIES, rng.randint(1, 3)), self._sentence(rng, 6)]
+                )
+            else:
+                content = self._sentence(rng, 24)
+            if spec.hostile_text and rand() < spec.hostile_rate:
+                content = f"{content} {rng.choice(_HOSTILE)}"
+            mention_ids: list[int] = []
+            if rand() < spec.mention_rate:
+                target = rng.choice(authors)
+                mention_ids.append(target)
+                content = f"<@{target}> {content}"
+            embeds: list[dict[str, Any]] = []
+            if rand() < spec.embed_rate:
+                embed, url = self._embed(rng, message_id)
+                embeds.append(embed)
+                if url:
+                    content = f"{content} {url}"
+            attachments: list[dict[str, Any]] = []
+            if rand() < spec.attachment_rate:
+                attachments = self._attachments(rng, channel, index, message_id, ms)
+            elif rand() < spec.empty_attachment_rate:
+                attachments = self._attachments(rng, channel, index, message_id, ms)
+                content, embeds, mention_ids = "", [], []
+            reply_to = None
+            if ids and rand() < spec.reply_rate:
+                reply_to = rng.choice(ids[-50:])
+                replied_author = messages[reply_to].author_id
+                if replied_author not in mention_ids:
+                    mention_ids.append(replied_author)
+            edited_ms = None
+            if rand() < spec.edit_rate:
+                edited_ms = ms + rng.randrange(5_000, 7_200_000)
+                self._clock_ms = max(self._clock_ms, edited_ms)
+            message = StoredMessage(
+                id=message_id,
+                channel_id=channel.id,
+                guild_id=channel.guild_id,
+                author_id=author,
+                content=content[:LONG_CONTENT],
+                edited_ms=edited_ms,
+                attachments=attachments,
+                embeds=embeds,
+                reply_to=reply_to,
+                mention_ids=mention_ids,
+                pinned=rand() < spec.pinned_rate,
+                type=REPLY_TYPE if reply_to is not None else 0,
+            )
+            ids.append(message_id)
+            messages[message_id] = message
+        if ids:
+            self._clock_ms = max(self._clock_ms, snowflake_ms(ids[-1]))
+
+    def _load_explicit(self, content: ExplicitContent, start_ms: int, gap_s: float) -> None:
+        for spec_user in content.users:
+            if spec_user.id in self.users:
+                raise ValueError(f"duplicate user id {spec_user.id}")
+            self._ids.claim(spec_user.id)
+            self.users[spec_user.id] = User(
+                spec_user.id, spec_user.username, spec_user.global_name, spec_user.bot
+            )
+        channel_index = 0
+        gap_ms = max(1, int(gap_s * 1000))
+        for guild_index, spec_guild in enumerate(content.guilds):
+            ms = start_ms - (200 - guild_index) * 86_400_000
+            guild_id = self._explicit_id(spec_guild.id, ms)
+            if guild_id in self.guilds:
+                raise ValueError(f"duplicate guild id {guild_id}")
+            owner = next(iter(u for u in self.users if u != self.bot.id), self.bot.id)
+            guild = Guild(guild_id, spec_guild.name, owner)
+            self.guilds[guild_id] = guild
+            for spec_channel in spec_guild.channels:
+                ms = start_ms - (100 - channel_index % 100) * 86_400_000
+                channel_id = self._explicit_id(spec_channel.id, ms)
+                channel = Channel(
+                    id=channel_id,
+                    guild_id=guild_id,
+                    name=spec_channel.name,
+                    position=len(guild.channel_ids),
+                    access=spec_channel.access,
+                )
+                guild.channel_ids.append(channel_id)
+                self.channels[channel_id] = channel
+                clock = start_ms
+                pending: list[StoredMessage] = []
+                for position, spec_message in enumerate(spec_channel.messages):
+                    if spec_message.author_id not in self.users:
+                        raise ValueError(
+                            f"message author {spec_message.author_id} is not a user of the spec"
+                        )
+                    if spec_message.id is not None:
+                        message_id = spec_message.id
+                        if spec_message.timestamp is not None and _ms(
+                            spec_message.timestamp
+                        ) != snowflake_ms(message_id):
+                            raise ValueError(
+                                f"message {message_id}: timestamp disagrees with the id"
+                            )
+                        if message_id in self._ids:
+                            raise ValueError(f"duplicate message id {message_id}")
+                        self._ids.claim(message_id)
+                    else:
+                        ms = (
+                            _ms(spec_message.timestamp)
+                            if spec_message.timestamp is not None
+                            else clock + gap_ms
+                        )
+                        message_id = self._ids.claim(
+                            make_snowflake(ms, worker=1, process=channel_index, increment=position)
+                        )
+                    clock = max(clock, snowflake_ms(message_id))
+                    pending.append(
+                        StoredMessage(
+                            id=message_id,
+                            channel_id=channel_id,
+                            guild_id=guild_id,
+                            author_id=spec_message.author_id,
+                            content=spec_message.content,
+                            edited_ms=(
+                                None
+                                if spec_message.edited_timestamp is None
+                                else _ms(spec_message.edited_timestamp)
+                            ),
+                            attachments=[
+                                self._attachment_payload(
+                                    channel, channel_index, message_id, attachment, number
+                                )
+                                for number, attachment in enumerate(spec_message.attachments)
+                            ],
+                            embeds=[dict(embed) for embed in spec_message.embeds],
+                            reply_to=spec_message.reply_to,
+                            pinned=spec_message.pinned,
+                            type=REPLY_TYPE if spec_message.reply_to is not None else 0,
+                        )
+                    )
+                pending.sort(key=lambda message: message.id)
+                for message in pending:
+                    channel.ids.append(message.id)
+                    channel.messages[message.id] = message
+                    self._clock_ms = max(self._clock_ms, message.ms, message.edited_ms or 0)
+                for message in pending:
+                    if message.reply_to is not None:
+                        if message.reply_to not in channel.messages:
+                            raise ValueError(
+                                f"message {message.id} replies to {message.reply_to}, "
+                                "which is not in its channel"
+                            )
+                        message.mention_ids = [channel.messages[message.reply_to].author_id]
+                channel_index += 1
+
+    def _explicit_id(self, given: int | None, ms: int) -> int:
+        if given is None:
+            return self._ids.entity(ms)
+        if given in self._ids:
+            raise ValueError(f"duplicate id {given}")
+        return self._ids.claim(given)
+
+    # -- content helpers ---------------------------------------------------------------
+
+    @staticmethod
+    def _sentence(rng: random.Random, most: int) -> str:
+        words = rng.choices(_WORDS, k=rng.randint(1, most))
+        text = " ".join(words)
+        return text[0].upper() + text[1:] if rng.random() < 0.5 else text
+
+    def _long_text(self, rng: random.Random) -> str:
+        seed = rng.randrange(16)
+        cached = self._long_cache.get(seed)
+        if cached is None:
+            local = random.Random(f"barkeeper-discord:long:{seed}")
+            parts: list[str] = []
+            size = 0
+            while size < LONG_CONTENT:
+                part = self._sentence(local, 30) + ". "
+                parts.append(part)
+                size += len(part)
+            cached = "".join(parts)[: LONG_CONTENT - 1] + "."
+            self._long_cache[seed] = cached
+        return cached
+
+    @staticmethod
+    def _embed(rng: random.Random, message_id: int) -> tuple[dict[str, Any], str | None]:
+        slug = hashlib.blake2s(str(message_id).encode(), digest_size=4).hexdigest()
+        url = f"https://example.com/post/{slug}"
+        if rng.random() < 0.5:
+            return {
+                "type": "link",
+                "url": url,
+                "title": f"Post {slug}",
+                "description": "An article someone shared.",
+                "provider": {"name": "Example"},
+            }, url
+        return {
+            "type": "rich",
+            "title": f"Round {rng.randint(1, 99)}",
+            "description": "Scores so far",
+            "color": rng.randrange(0x1000000),
+            "fields": [
+                {"name": "Team A", "value": str(rng.randint(0, 50)), "inline": True},
+                {"name": "Team B", "value": str(rng.randint(0, 50)), "inline": True},
+            ],
+            "footer": {"text": "pub quiz"},
+        }, None
+
+    def _attachments(
+        self, rng: random.Random, channel: Channel, index: int, message_id: int, ms: int
+    ) -> list[dict[str, Any]]:
+        result = []
+        for number in range(rng.choice((1, 1, 1, 2, 3))):
+            extension, content_type = rng.choice(_ATTACHMENT_KINDS)
+            spec = ExplicitAttachment(
+                filename=f"file_{number}_{rng.randrange(10_000)}.{extension}",
+                size=rng.randrange(100, 8_000_000),
+                content_type=content_type,
+            )
+            result.append(self._attachment_payload(channel, index, message_id, spec, number))
+        return result
+
+    def _attachment_payload(
+        self,
+        channel: Channel,
+        index: int,
+        message_id: int,
+        attachment: ExplicitAttachment,
+        number: int,
+    ) -> dict[str, Any]:
+        attachment_id = self._ids.claim(
+            make_snowflake(
+                snowflake_ms(message_id), worker=2, process=index, increment=message_id + number
+            )
+        )
+        path = f"attachments/{channel.id}/{attachment_id}/{attachment.filename}"
+        data: dict[str, Any] = {
+            "id": str(attachment_id),
+            "filename": attachment.filename,
+            "size": attachment.size,
+            "url": f"https://cdn.discordapp.com/{path}",
+            "proxy_url": f"https://media.discordapp.net/{path}",
+            "content_type": attachment.content_type,
+        }
+        if attachment.content_type and attachment.content_type.startswith("image/"):
+            data["width"], data["height"] = 800, 600
+        return data
+
+    # -- reading -----------------------------------------------------------------------
+
+    def channel(self, channel_id: int) -> Channel:
+        """The channel with ``channel_id``.
+
+        Raises:
+            KeyError: No such channel.
+        """
+        return self.channels[channel_id]
+
+    def channel_ids(self, *, access: ChannelAccess | None = None) -> list[int]:
+        """Channel ids in creation order, optionally only those with ``access``."""
+        return [c.id for c in self.channels.values() if access is None or c.access == access]
+
+    def message_payload(self, message: StoredMessage, *, nested: bool = True) -> dict[str, Any]:
+        """``message`` as Discord's JSON object (with ``referenced_message`` for replies).
+
+        Args:
+            message: The stored message.
+            nested: Include ``referenced_message`` (Discord nests one level only).
+
+        Returns:
+            The payload discord.py turns into a :class:`discord.Message`.
+        """
+        users = self.users
+        data: dict[str, Any] = {
+            "id": str(message.id),
+            "type": message.type,
+            "content": message.content,
+            "channel_id": str(message.channel_id),
+            "author": users[message.author_id].payload(),
+            "attachments": message.attachments,
+            "embeds": message.embeds,
+            "mentions": [users[user_id].payload() for user_id in message.mention_ids],
+            "mention_roles": [],
+            "mention_everyone": False,
+            "pinned": message.pinned,
+            "tts": False,
+            "timestamp": iso_timestamp(snowflake_ms(message.id)),
+            "edited_timestamp": (
+                None if message.edited_ms is None else iso_timestamp(message.edited_ms)
+            ),
+            "flags": 0,
+            "components": [],
+        }
+        if message.reply_to is not None:
+            data["message_reference"] = {
+                "type": 0,
+                "message_id": str(message.reply_to),
+                "channel_id": str(message.channel_id),
+                "guild_id": str(message.guild_id),
+            }
+            if nested:
+                target = self.channels[message.channel_id].messages.get(message.reply_to)
+                data["referenced_message"] = (
+                    None if target is None else self.message_payload(target, nested=False)
+                )
+        return data
+
+    def truth(self) -> dict[int, list[dict[str, Any]]]:
+        """Every message of every channel, oldest first, with ``int`` snowflakes.
+
+        Each record has ``id``, ``channel_id``, ``guild_id``, ``author_id``,
+        ``author_bot``, ``type``, ``content``, ``timestamp`` and ``edited_timestamp``
+        (ISO strings, ``None`` if never edited), ``attachments`` and ``embeds``
+        (Discord objects), ``reply_to``, ``mention_ids`` and ``pinned``. Channels the
+        bot cannot read are included: the truth is what exists, not what is visible.
+        """
+        return {
+            channel.id: [self._truth_record(channel.messages[i]) for i in channel.ids]
+            for channel in self.channels.values()
+        }
+
+    def truth_json(self) -> dict[str, list[dict[str, Any]]]:
+        """:meth:`truth` with every snowflake as a string (Discord's JSON convention)."""
+        result: dict[str, list[dict[str, Any]]] = {}
+        for channel_id, records in self.truth().items():
+            converted = []
+            for record in records:
+                record = dict(record)
+                for key in ("id", "channel_id", "guild_id", "author_id", "reply_to"):
+                    if record[key] is not None:
+                        record[key] = str(record[key])
+                record["mention_ids"] = [str(i) for i in record["mention_ids"]]
+                converted.append(record)
+            result[str(channel_id)] = converted
+        return result
+
+    def _truth_record(self, message: StoredMessage) -> dict[str, Any]:
+        return {
+            "id": message.id,
+            "channel_id": message.channel_id,
+            "guild_id": message.guild_id,
+            "author_id": message.author_id,
+            "author_bot": self.users[message.author_id].bot,
+            "type": message.type,
+            "content": message.content,
+            "timestamp": iso_timestamp(snowflake_ms(message.id)),
+            "edited_timestamp": (
+                None if message.edited_ms is None else iso_timestamp(message.edited_ms)
+            ),
+            "attachments": [dict(a) for a in message.attachments],
+            "embeds": [dict(e) for e in message.embeds],
+            "reply_to": message.reply_to,
+            "mention_ids": list(message.mention_ids),
+            "pinned": message.pinned,
+        }
+
+    def message_count(self) -> int:
+        """Messages in every channel."""
+        return sum(len(channel.ids) for channel in self.channels.values())
+
+    # -- mutation ----------------------------------------------------------------------
+
+    def set_channel_access(self, channel_id: int, access: ChannelAccess) -> None:
+        """Change how the bot may read a channel (takes effect on the next request).
+
+        Raises:
+            KeyError: No such channel.
+        """
+        self.channels[channel_id].access = access
+
+    def add_message(
+        self,
+        channel_id: int,
+        content: str,
+        *,
+        author_id: int | None = None,
+        at: dt.datetime | None = None,
+        attachments: Iterable[ExplicitAttachment] = (),
+        embeds: Iterable[dict[str, Any]] = (),
+        reply_to: int | None = None,
+    ) -> StoredMessage:
+        """Append a message to a channel (it becomes its newest).
+
+        Args:
+            channel_id: The channel.
+            content: Text.
+            author_id: Author; the bot when ``None``.
+            at: Creation time; now when ``None``. Moved forward if it would not be
+                after the channel's newest message.
+            attachments: Files.
+            embeds: Discord embed objects.
+            reply_to: Id of a message of the channel this replies to.
+
+        Returns:
+            The stored message.
+
+        Raises:
+            KeyError: Unknown channel, author or replied-to message.
+        """
+        ms = _ms(at) if at is not None else _now_ms()
+        return self._append(channel_id, content, author_id, ms, attachments, embeds, reply_to)
+
+    def _append(
+        self,
+        channel_id: int,
+        content: str,
+        author_id: int | None,
+        ms: int,
+        attachments: Iterable[ExplicitAttachment] = (),
+        embeds: Iterable[dict[str, Any]] = (),
+        reply_to: int | None = None,
+    ) -> StoredMessage:
+        channel = self.channels[channel_id]
+        author = self.bot.id if author_id is None else author_id
+        if author not in self.users:
+            raise KeyError(f"unknown user {author}")
+        if reply_to is not None and reply_to not in channel.messages:
+            raise KeyError(f"unknown message {reply_to} in channel {channel_id}")
+        last = channel.ids[-1] if channel.ids else 0
+        if last:
+            ms = max(ms, snowflake_ms(last))
+        index = list(self.channels).index(channel_id)
+        message_id = self._ids.claim(
+            make_snowflake(ms, worker=1, process=index, increment=len(channel.ids)), above=last
+        )
+        message = StoredMessage(
+            id=message_id,
+            channel_id=channel_id,
+            guild_id=channel.guild_id,
+            author_id=author,
+            content=content,
+            embeds=[dict(embed) for embed in embeds],
+            reply_to=reply_to,
+            mention_ids=[] if reply_to is None else [channel.messages[reply_to].author_id],
+            type=REPLY_TYPE if reply_to is not None else 0,
+        )
+        message.attachments = [
+            self._attachment_payload(channel, index, message_id, attachment, number)
+            for number, attachment in enumerate(attachments)
+        ]
+        channel.ids.append(message_id)
+        channel.messages[message_id] = message
+        self._clock_ms = max(self._clock_ms, snowflake_ms(message_id))
+        return message
+
+    def edit_message(
+        self, channel_id: int, message_id: int, content: str, *, at: dt.datetime | None = None
+    ) -> StoredMessage:
+        """Replace a message's content and set its ``edited_timestamp``.
+
+        Args:
+            channel_id: The channel.
+            message_id: The message.
+            content: New text.
+            at: Edit time; now when ``None`` (never before the message itself).
+
+        Returns:
+            The edited message.
+
+        Raises:
+            KeyError: Unknown channel or message.
+        """
+        message = self.channels[channel_id].messages[message_id]
+        ms = _ms(at) if at is not None else _now_ms()
+        message.content = content
+        message.edited_ms = max(ms, message.ms, message.edited_ms or 0)
+        self._clock_ms = max(self._clock_ms, message.edited_ms)
+        return message
+
+    def delete_message(self, channel_id: int, message_id: int) -> StoredMessage:
+        """Remove a message (replies to it keep their reference; it resolves to nothing).
+
+        Returns:
+            The removed message.
+
+        Raises:
+            KeyError: Unknown channel or message.
+        """
+        channel = self.channels[channel_id]
+        message = channel.messages.pop(message_id)
+        del channel.ids[bisect.bisect_left(channel.ids, message_id)]
+        return message
+
+    def apply_offline_changes(
+        self,
+        *,
+        edits: int = 0,
+        deletes: int = 0,
+        new_messages: int = 0,
+        seed: int | None = None,
+        channel_ids: Sequence[int] | None = None,
+    ) -> OfflineChanges:
+        """Change the truth as if it happened while the bot was offline.
+
+        Edits and deletes hit distinct random messages; new messages are appended
+        after every existing one. Change times follow the latest time the world has
+        seen, so the outcome is deterministic for a given ``seed``.
+
+        Args:
+            edits: Messages to edit (new content, ``edited_timestamp`` set).
+            deletes: Messages to delete.
+            new_messages: Messages to add.
+            seed: Seeds the choices; ``None`` derives one from the spec's seed and the
+                number of earlier calls.
+            channel_ids: Channels to change; default every channel with access ``"ok"``.
+
+        Returns:
+            What changed.
+
+        Raises:
+            ValueError: More edits plus deletes than there are messages.
+        """
+        if seed is None:
+            seed = self._seed * 1_000_003 + self._offline_calls
+        self._offline_calls += 1
+        rng = random.Random(f"barkeeper-discord:offline:{seed}")
+        chosen_channels = (
+            [self.channels[i] for i in channel_ids]
+            if channel_ids is not None
+            else [c for c in self.channels.values() if c.access == "ok"]
+        )
+        pool = [MessageRef(c.id, m) for c in chosen_channels for m in c.ids]
+        if edits + deletes > len(pool):
+            raise ValueError(
+                f"{edits} edits + {deletes} deletes asked for, only {len(pool)} messages"
+            )
+        changes = OfflineChanges()
+        picked = rng.sample(pool, edits + deletes)
+        for ref in sorted(picked[:edits]):
+            self._clock_ms += rng.randrange(1_000, 60_000)
+            message = self.channels[ref.channel_id].messages[ref.message_id]
+            message.content = f"{self._sentence(rng, 12)} (edited)"
+            message.edited_ms = max(self._clock_ms, message.ms)
+            changes.edited.append(ref)
+        for ref in sorted(picked[edits:]):
+            self.delete_message(ref.channel_id, ref.message_id)
+            changes.deleted.append(ref)
+        authors = [u for u in self.users if u != self.bot.id] or [self.bot.id]
+        for _ in range(new_messages if chosen_channels else 0):
+            self._clock_ms += rng.randrange(1_000, 60_000)
+            channel = rng.choice(chosen_channels)
+            message = self._append(
+                channel.id, self._sentence(rng, 20), rng.choice(authors), self._clock_ms
+            )
+            changes.created.append(MessageRef(channel.id, message.id))
+        return changes

@@ -1,0 +1,810 @@
+""":class:`DiscordEmulator`: a local Discord REST API that the real discord.py talks to.
+
+It serves the routes discord.py needs to log in, read channels and guilds, page
+message history and send messages, under ``/api/v10`` on 127.0.0.1 (by default),
+with Discord's JSON error bodies, ``X-RateLimit-*`` headers and 429s, seeded fault
+injection and request statistics. It never opens a connection to anything and
+does not emulate the gateway (websocket); ``/gateway`` points at a URL that 404s.
+
+Outside ``/api`` a few unauthenticated helper routes exist for other processes
+(benchmarks): ``GET /_emulator/info``, ``GET /_emulator/truth``,
+``GET /_emulator/stats`` and ``POST /_emulator/offline-changes``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import math
+import re
+import secrets
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from aiohttp import BodyPartReader, web
+
+from barkeeper.testing.discord._content import BOT_CONTENT_MAX, Channel, OfflineChanges, World
+from barkeeper.testing.discord._faults import Fault, FaultInjector
+from barkeeper.testing.discord._ratelimit import RateDecision, RateLimiter
+from barkeeper.testing.discord._spec import ChannelAccess, EmulatorSpec, ExplicitAttachment
+
+__all__ = ["API_PREFIX", "DiscordEmulator", "EmulatorStats"]
+
+#: Path prefix of the REST API, as in ``https://discord.com/api/v10``.
+API_PREFIX = "/api/v10"
+
+_API_PATH = re.compile(r"^/api(?:/v\d+)?(?P<rest>/.*)$")
+_SNOWFLAKE = re.compile(r"^[0-9]{1,20}$")
+_JSON = "application/json"
+_UNKNOWN_ROUTE = "UNKNOWN"
+_BAD_GATEWAY_HTML = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>cloudflare</center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
+_UPSTREAM_RESET = (
+    "upstream connect error or disconnect/reset before headers. reset reason: overflow"
+)
+
+
+@dataclass(slots=True)
+class EmulatorStats:
+    """What the emulator has answered so far.
+
+    Attributes:
+        requests: Requests per route key (``"GET /channels/{channel_id}/messages"``);
+            unmatched paths count under ``"UNKNOWN"``.
+        statuses: Responses per HTTP status (dropped connections are not responses).
+        rate_limited: 429s sent, by scope (``user``, ``global``, ``shared``).
+        faults: Faults injected, by kind.
+        messages_served: Message objects returned by history and single-message reads.
+    """
+
+    requests: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[int] = field(default_factory=Counter)
+    rate_limited: Counter[str] = field(default_factory=Counter)
+    faults: Counter[str] = field(default_factory=Counter)
+    messages_served: int = 0
+
+    @property
+    def total_requests(self) -> int:
+        """Every API request received."""
+        return sum(self.requests.values())
+
+    @property
+    def total_429s(self) -> int:
+        """Every 429 sent."""
+        return sum(self.rate_limited.values())
+
+    @property
+    def total_faults(self) -> int:
+        """Every fault injected."""
+        return sum(self.faults.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        """The statistics as JSON-ready data."""
+        return {
+            "total_requests": self.total_requests,
+            "requests": dict(self.requests),
+            "statuses": {str(status): count for status, count in self.statuses.items()},
+            "rate_limited": dict(self.rate_limited),
+            "total_429s": self.total_429s,
+            "faults": dict(self.faults),
+            "total_faults": self.total_faults,
+            "messages_served": self.messages_served,
+        }
+
+    def reset(self) -> None:
+        """Forget everything counted so far."""
+        self.requests.clear()
+        self.statuses.clear()
+        self.rate_limited.clear()
+        self.faults.clear()
+        self.messages_served = 0
+
+
+class _Reply(Exception):
+    """Raised by handlers to answer with a Discord error at once."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+
+
+def _error(status: int, message: str, code: int) -> _Reply:
+    return _Reply(status, {"message": message, "code": code})
+
+
+def _form_error(field_name: str, code: str, message: str) -> _Reply:
+    return _Reply(
+        400,
+        {
+            "message": "Invalid Form Body",
+            "code": 50035,
+            "errors": {field_name: {"_errors": [{"code": code, "message": message}]}},
+        },
+    )
+
+
+def _snowflake(value: str, field_name: str) -> int:
+    if not _SNOWFLAKE.match(value):
+        raise _form_error(field_name, "NUMBER_TYPE_COERCE", f'Value "{value}" is not snowflake.')
+    return int(value)
+
+
+_Handler = Callable[["DiscordEmulator", web.Request, dict[str, str]], Awaitable[tuple[int, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    method: str
+    template: str
+    pattern: re.Pattern[str]
+    handler: _Handler
+    auth: bool = True
+
+    @property
+    def key(self) -> str:
+        return f"{self.method} {self.template}"
+
+
+def _route(method: str, template: str, handler: _Handler, *, auth: bool = True) -> _Route:
+    parts = re.split(r"\{(\w+)\}", template)
+    regex = "".join(
+        f"(?P<{part}>[^/]+)" if index % 2 else re.escape(part) for index, part in enumerate(parts)
+    )
+    return _Route(method, template, re.compile(f"^{regex}$"), handler, auth)
+
+
+def _json_bytes(body: Any) -> bytes:
+    # ensure_ascii keeps lone surrogates representable (as \udxxx escapes).
+    return json.dumps(body, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+def _generate_token(bot_id: int) -> str:
+    head = base64.urlsafe_b64encode(str(bot_id).encode()).decode().rstrip("=")
+    return f"{head}.{secrets.token_urlsafe(4)}.{secrets.token_urlsafe(27)}"
+
+
+class DiscordEmulator:
+    """A local Discord REST API; use it as an async context manager.
+
+    Content is generated (or loaded) when the emulator is created, so
+    :meth:`truth` works before :meth:`start`. Requests are handled in the event
+    loop that called :meth:`start`.
+
+    Example:
+        >>> async def demo() -> None:
+        ...     spec = EmulatorSpec(seed=1, channels=2, messages_per_channel=300)
+        ...     async with DiscordEmulator(spec) as emu:
+        ...         async with logged_in_client(emu.base_url, emu.token) as client:
+        ...             channel = await client.fetch_channel(emu.channel_ids()[0])
+        ...             messages = [m async for m in channel.history(limit=None)]
+
+    Args:
+        spec: Every knob; defaults to ``EmulatorSpec()``.
+    """
+
+    def __init__(self, spec: EmulatorSpec | None = None) -> None:
+        """Generate the content ``spec`` describes (nothing listens yet)."""
+        self.spec = spec if spec is not None else EmulatorSpec()
+        self.world = World.from_spec(self.spec)
+        self.token = self.spec.token or _generate_token(self.world.bot.id)
+        self.stats = EmulatorStats()
+        self._limiter = self._make_limiter(self.spec)
+        self._faults = self._make_faults(self.spec)
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+        self._verify_key = hashlib.sha256(str(self.world.bot.id).encode()).hexdigest()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start listening on ``spec.host``/``spec.port`` (port 0: a free port).
+
+        Raises:
+            RuntimeError: Already started.
+            OSError: The port is taken.
+        """
+        if self._runner is not None:
+            raise RuntimeError("the Discord emulator is already running")
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, self.spec.host, self.spec.port, shutdown_timeout=1.0)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        """Stop listening and close every connection (idempotent)."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -- addresses ---------------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        """The interface listened on."""
+        return self.spec.host
+
+    @property
+    def port(self) -> int:
+        """The TCP port listened on.
+
+        Raises:
+            RuntimeError: Not started.
+        """
+        if self._port is None:
+            raise RuntimeError("the Discord emulator has not been started")
+        return self._port
+
+    @property
+    def origin(self) -> str:
+        """``http://host:port``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """The REST API base, ``http://host:port/api/v10`` (the ``DISCORD_API_BASE`` value)."""
+        return self.origin + API_PREFIX
+
+    # -- content -----------------------------------------------------------------------
+
+    @property
+    def bot_user_id(self) -> int:
+        """The id of the bot user the token logs in as."""
+        return self.world.bot.id
+
+    def guild_ids(self) -> list[int]:
+        """Guild ids in creation order."""
+        return list(self.world.guilds)
+
+    def channel_ids(self, *, access: ChannelAccess | None = None) -> list[int]:
+        """Channel ids in creation order, optionally only those with ``access``."""
+        return self.world.channel_ids(access=access)
+
+    def truth(self) -> dict[int, list[dict[str, Any]]]:
+        """Every message per channel, oldest first (see :meth:`World.truth`)."""
+        return self.world.truth()
+
+    def truth_json(self) -> dict[str, list[dict[str, Any]]]:
+        """:meth:`truth` with string snowflakes, ready for :func:`json.dumps`."""
+        return self.world.truth_json()
+
+    def write_truth(self, path: str | Path) -> None:
+        """Write :meth:`truth_json` to ``path`` as JSON (UTF-8, non-ASCII escaped)."""
+        Path(path).write_text(json.dumps(self.truth_json(), indent=1), encoding="utf-8")
+
+    def apply_offline_changes(
+        self,
+        *,
+        edits: int = 0,
+        deletes: int = 0,
+        new_messages: int = 0,
+        seed: int | None = None,
+        channel_ids: list[int] | None = None,
+    ) -> OfflineChanges:
+        """Edit, delete and add messages as if the bot had been offline.
+
+        See :meth:`World.apply_offline_changes` for the arguments.
+
+        Returns:
+            What changed.
+        """
+        return self.world.apply_offline_changes(
+            edits=edits,
+            deletes=deletes,
+            new_messages=new_messages,
+            seed=seed,
+            channel_ids=channel_ids,
+        )
+
+    def set_channel_access(self, channel_id: int, access: ChannelAccess) -> None:
+        """Change how the bot may read a channel (``"ok"``, ``"empty"``, ``"forbidden"``)."""
+        self.world.set_channel_access(channel_id, access)
+
+    # -- behaviour ---------------------------------------------------------------------
+
+    def configure(self, **changes: Any) -> None:
+        """Change rate-limit and fault knobs of a running emulator.
+
+        Args:
+            **changes: :class:`EmulatorSpec` fields, e.g. ``fault_rate=0.2`` or
+                ``route_limit=2``. Content fields are accepted but have no effect
+                (the world is already built); ``host``/``port`` apply on next start.
+                Rate-limit windows and the fault sequence restart.
+
+        Raises:
+            pydantic.ValidationError: A change is not a valid spec value.
+        """
+        self.spec = EmulatorSpec.model_validate({**self.spec.model_dump(), **changes})
+        self._limiter = self._make_limiter(self.spec)
+        self._faults = self._make_faults(self.spec)
+
+    def reset_stats(self) -> None:
+        """Zero :attr:`stats`."""
+        self.stats.reset()
+
+    @staticmethod
+    def _make_limiter(spec: EmulatorSpec) -> RateLimiter:
+        return RateLimiter(
+            route_limit=spec.route_limit,
+            route_window=spec.route_window,
+            global_limit=spec.global_limit,
+            global_window=spec.global_window,
+            enabled=spec.rate_limits,
+            shared_429_rate=spec.shared_429_rate,
+            shared_retry_after=spec.shared_retry_after,
+            seed=spec.seed if spec.fault_seed is None else spec.fault_seed,
+        )
+
+    @staticmethod
+    def _make_faults(spec: EmulatorSpec) -> FaultInjector:
+        return FaultInjector(
+            rate=spec.fault_rate,
+            kinds=spec.fault_kinds,
+            statuses=spec.fault_statuses,
+            routes=spec.fault_routes,
+            include_login=spec.fault_login,
+            max_faults=spec.fault_max,
+            seed=spec.seed if spec.fault_seed is None else spec.fault_seed,
+        )
+
+    # -- dispatch ----------------------------------------------------------------------
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        if path.startswith("/_emulator/"):
+            return await self._admin(request)
+        found = _API_PATH.match(path)
+        route: _Route | None = None
+        params: dict[str, str] = {}
+        allowed = False
+        if found is not None:
+            rest = found.group("rest").rstrip("/") or "/"
+            for candidate in _ROUTES:
+                matched = candidate.pattern.match(rest)
+                if matched is None:
+                    continue
+                allowed = True
+                if candidate.method == request.method:
+                    route, params = candidate, matched.groupdict()
+                    break
+        key = route.key if route is not None else _UNKNOWN_ROUTE
+        self.stats.requests[key] += 1
+        major = params.get("channel_id") or params.get("guild_id") or ""
+        decision = self._limiter.check(key, major)
+        headers = {**decision.headers, "Via": "1.1 google"}
+        if decision.scope is not None:
+            return self._rate_limited(decision, headers)
+        if route is None:
+            if allowed:
+                return self._respond(
+                    405, {"message": "405: Method Not Allowed", "code": 0}, headers
+                )
+            return self._respond(404, {"message": "404: Not Found", "code": 0}, headers)
+
+        fault = self._faults.draw(key)
+        if fault is not None:
+            self.stats.faults[fault.kind] += 1
+            if fault.kind == "slow":
+                await asyncio.sleep(self.spec.fault_slow_seconds)
+            elif fault.kind == "drop":
+                if request.transport is not None:
+                    request.transport.close()
+                return web.Response(status=500)
+            elif fault.kind == "server_error":
+                return self._server_error(fault, headers)
+
+        try:
+            if route.auth and request.headers.get("Authorization") != f"Bot {self.token}":
+                raise _error(401, "401: Unauthorized", 0)
+            status, body = await route.handler(self, request, params)
+        except _Reply as reply:
+            status, body = reply.status, reply.body
+        if fault is not None and fault.kind in ("truncate", "bad_json"):
+            return await self._mangled(request, fault, status, body, headers)
+        return self._respond(status, body, headers)
+
+    def _respond(self, status: int, body: Any, headers: dict[str, str]) -> web.Response:
+        self.stats.statuses[status] += 1
+        if body is None:
+            return web.Response(status=status, headers=headers)
+        return web.Response(
+            status=status, body=_json_bytes(body), headers={**headers, "Content-Type": _JSON}
+        )
+
+    def _rate_limited(self, decision: RateDecision, headers: dict[str, str]) -> web.Response:
+        assert decision.scope is not None
+        self.stats.rate_limited[decision.scope] += 1
+        headers["Retry-After"] = str(max(1, math.ceil(decision.retry_after)))
+        headers["X-RateLimit-Scope"] = decision.scope
+        body = {
+            "message": "You are being rate limited.",
+            "retry_after": decision.retry_after,
+            "global": decision.scope == "global",
+        }
+        if decision.scope == "global":
+            body["code"] = 0
+        return self._respond(429, body, headers)
+
+    def _server_error(self, fault: Fault, headers: dict[str, str]) -> web.Response:
+        status = fault.status
+        self.stats.statuses[status] += 1
+        if status == 502:
+            return web.Response(
+                status=status,
+                body=_BAD_GATEWAY_HTML.encode(),
+                headers={**headers, "Content-Type": "text/html"},
+            )
+        if status == 503:
+            return web.Response(
+                status=status,
+                body=_UPSTREAM_RESET.encode(),
+                headers={**headers, "Content-Type": "text/plain"},
+            )
+        reason = {500: "Internal Server Error", 504: "Gateway Timeout"}.get(status, "Server Error")
+        body = _json_bytes({"message": f"{status}: {reason}", "code": 0})
+        return web.Response(status=status, body=body, headers={**headers, "Content-Type": _JSON})
+
+    async def _mangled(
+        self,
+        request: web.Request,
+        fault: Fault,
+        status: int,
+        body: Any,
+        headers: dict[str, str],
+    ) -> web.StreamResponse:
+        self.stats.statuses[status] += 1
+        data = _json_bytes(body) if body is not None else b""
+        cut = data[: len(data) // 2]
+        if fault.kind == "bad_json":
+            return web.Response(status=status, body=cut, headers={**headers, "Content-Type": _JSON})
+        response = web.StreamResponse(status=status, headers={**headers, "Content-Type": _JSON})
+        response.content_length = max(len(data), 1)
+        await response.prepare(request)
+        await response.write(cut)
+        if request.transport is not None:
+            request.transport.close()
+        return response
+
+    async def _admin(self, request: web.Request) -> web.Response:
+        path = request.path.removeprefix("/_emulator/")
+        body: Any
+        if request.method == "GET" and path == "truth":
+            body = self.truth_json()
+        elif request.method == "GET" and path == "stats":
+            body = self.stats.as_dict()
+        elif request.method == "GET" and path == "info":
+            body = {
+                "api_base": self.base_url,
+                "bot_user_id": str(self.bot_user_id),
+                "guild_ids": [str(i) for i in self.guild_ids()],
+                "channels": [
+                    {"id": str(c.id), "guild_id": str(c.guild_id), "access": c.access}
+                    for c in self.world.channels.values()
+                ],
+                "messages": self.world.message_count(),
+            }
+        elif request.method == "POST" and path == "offline-changes":
+            try:
+                changes = self.apply_offline_changes(
+                    edits=int(request.query.get("edits", "0")),
+                    deletes=int(request.query.get("deletes", "0")),
+                    new_messages=int(request.query.get("new_messages", "0")),
+                    seed=int(request.query["seed"]) if "seed" in request.query else None,
+                )
+            except ValueError as exc:
+                return web.Response(
+                    status=400,
+                    body=_json_bytes({"message": str(exc), "code": 0}),
+                    headers={"Content-Type": _JSON},
+                )
+            body = {
+                name: [[str(c), str(m)] for c, m in getattr(changes, name)]
+                for name in ("edited", "deleted", "created")
+            }
+        else:
+            return web.Response(
+                status=404,
+                body=_json_bytes({"message": "404: Not Found", "code": 0}),
+                headers={"Content-Type": _JSON},
+            )
+        return web.Response(body=_json_bytes(body), headers={"Content-Type": _JSON})
+
+    # -- lookups shared by handlers ----------------------------------------------------
+
+    def _channel(self, params: dict[str, str]) -> Channel:
+        channel_id = _snowflake(params["channel_id"], "channel_id")
+        channel = self.world.channels.get(channel_id)
+        if channel is None:
+            raise _error(404, "Unknown Channel", 10003)
+        if channel.access == "forbidden":
+            raise _error(403, "Missing Access", 50001)
+        return channel
+
+    def _guild_payload_short(self, guild_id: int) -> dict[str, Any]:
+        guild = self.world.guilds[guild_id]
+        return {
+            "id": str(guild.id),
+            "name": guild.name,
+            "icon": None,
+            "banner": None,
+            "owner": False,
+            "permissions": "1071698660929",
+            "features": [],
+        }
+
+    # -- handlers ----------------------------------------------------------------------
+
+    async def _get_me(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
+        data = self.world.bot.payload()
+        data.update(
+            {"verified": True, "mfa_enabled": False, "flags": 0, "locale": "en-US", "email": None}
+        )
+        return 200, data
+
+    async def _get_user(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
+        user = self.world.users.get(_snowflake(params["user_id"], "user_id"))
+        if user is None:
+            raise _error(404, "Unknown User", 10013)
+        return 200, user.payload()
+
+    async def _get_my_guilds(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
+        return 200, [self._guild_payload_short(guild_id) for guild_id in self.world.guilds]
+
+    async def _get_application(
+        self, request: web.Request, params: dict[str, str]
+    ) -> tuple[int, Any]:
+        bot = self.world.bot
+        owner = next((u for u in self.world.users.values() if not u.bot), bot)
+        return 200, {
+            "id": str(bot.id),
+            "name": bot.username,
+            "icon": None,
+            "description": "",
+            "summary": "",
+            "type": None,
+            "bot_public": True,
+            "bot_require_code_grant": False,
+            "verify_key": self._verify_key,
+            "owner": owner.payload(),
+            "team": None,
+            "flags": 0,
+            "bot": bot.payload(),
+            "redirect_uris": [],
+            "interactions_endpoint_url": None,
+            "tags": [],
+        }
+
+    async def _get_gateway(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
+        return 200, {"url": f"ws://{request.host}/gateway-not-emulated"}
+
+    async def _get_gateway_bot(
+        self, request: web.Request, params: dict[str, str]
+    ) -> tuple[int, Any]:
+        return 200, {
+            "url": f"ws://{request.host}/gateway-not-emulated",
+            "shards": 1,
+            "session_start_limit": {
+                "total": 1000,
+                "remaining": 1000,
+                "reset_after": 0,
+                "max_concurrency": 1,
+            },
+        }
+
+    async def _get_channel(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
+        return 200, self._channel(params).payload()
+
+    async def _get_messages(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
+        query = request.query
+        raw_limit = query.get("limit", "50")
+        try:
+            limit = int(raw_limit)
+        except ValueError:
+            raise _form_error(
+                "limit", "NUMBER_TYPE_COERCE", f'Value "{raw_limit}" is not int.'
+            ) from None
+        if limit > 100:
+            raise _form_error(
+                "limit", "NUMBER_TYPE_MAX", "int value should be less than or equal to 100."
+            )
+        if limit < 1:
+            raise _form_error(
+                "limit", "NUMBER_TYPE_MIN", "int value should be greater than or equal to 1."
+            )
+        cursors = {name: query[name] for name in ("before", "after", "around") if name in query}
+        if len(cursors) > 1:
+            raise _form_error(
+                sorted(cursors)[-1],
+                "ONLY_ONE_OF",
+                "Only one of before, after and around may be specified.",
+            )
+        values = {name: _snowflake(value, name) for name, value in cursors.items()}
+        channel = self._channel(params)
+        if channel.access == "empty":
+            return 200, []
+        page = channel.page(limit, **values)
+        self.stats.messages_served += len(page)
+        payload = self.world.message_payload
+        return 200, [payload(message) for message in page]
+
+    async def _get_message(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
+        channel = self._channel(params)
+        message_id = _snowflake(params["message_id"], "message_id")
+        if channel.access == "empty":
+            raise _error(403, "Missing Permissions", 50013)
+        message = channel.messages.get(message_id)
+        if message is None:
+            raise _error(404, "Unknown Message", 10008)
+        self.stats.messages_served += 1
+        return 200, self.world.message_payload(message)
+
+    async def _post_message(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
+        channel = self._channel(params)
+        payload, files = await self._read_message_body(request)
+        content = payload.get("content")
+        if content is not None and not isinstance(content, str):
+            content = str(content)
+        content = content or ""
+        if len(content) > BOT_CONTENT_MAX:
+            raise _form_error(
+                "content", "BASE_TYPE_MAX_LENGTH", f"Must be {BOT_CONTENT_MAX} or fewer in length."
+            )
+        embeds = payload.get("embeds") or []
+        if not isinstance(embeds, list) or not all(isinstance(e, dict) for e in embeds):
+            raise _form_error("embeds", "MODEL_TYPE_CONVERT", "Only dictionaries may be used.")
+        if not content and not embeds and not files and not payload.get("sticker_ids"):
+            raise _error(400, "Cannot send an empty message", 50006)
+        reply_to: int | None = None
+        reference = payload.get("message_reference")
+        if isinstance(reference, dict) and reference.get("message_id") is not None:
+            reply_to = _snowflake(str(reference["message_id"]), "message_reference")
+            if reply_to not in channel.messages:
+                if reference.get("fail_if_not_exists", True):
+                    raise _form_error(
+                        "message_reference",
+                        "MESSAGE_REFERENCE_UNKNOWN_MESSAGE",
+                        "Unknown message",
+                    )
+                reply_to = None
+        message = self.world.add_message(
+            channel.id,
+            content,
+            attachments=files,
+            embeds=[{"type": "rich", **embed} for embed in embeds],
+            reply_to=reply_to,
+        )
+        return 200, self.world.message_payload(message)
+
+    async def _patch_message(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
+        channel = self._channel(params)
+        message_id = _snowflake(params["message_id"], "message_id")
+        message = channel.messages.get(message_id)
+        if message is None:
+            raise _error(404, "Unknown Message", 10008)
+        if message.author_id != self.world.bot.id:
+            raise _error(403, "Cannot edit a message authored by another user", 50005)
+        payload, _ = await self._read_message_body(request)
+        content = payload.get("content")
+        if isinstance(content, str):
+            if len(content) > BOT_CONTENT_MAX:
+                raise _form_error(
+                    "content",
+                    "BASE_TYPE_MAX_LENGTH",
+                    f"Must be {BOT_CONTENT_MAX} or fewer in length.",
+                )
+            self.world.edit_message(channel.id, message_id, content)
+        return 200, self.world.message_payload(message)
+
+    async def _delete_message(
+        self, request: web.Request, params: dict[str, str]
+    ) -> tuple[int, Any]:
+        channel = self._channel(params)
+        message_id = _snowflake(params["message_id"], "message_id")
+        if message_id not in channel.messages:
+            raise _error(404, "Unknown Message", 10008)
+        self.world.delete_message(channel.id, message_id)
+        return 204, None
+
+    async def _get_guild(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
+        guild = self.world.guilds.get(_snowflake(params["guild_id"], "guild_id"))
+        if guild is None:
+            raise _error(404, "Unknown Guild", 10004)
+        counts = request.query.get("with_counts", "false").lower() in ("1", "true")
+        return 200, guild.payload(member_count=len(self.world.users) if counts else None)
+
+    async def _get_guild_channels(
+        self, request: web.Request, params: dict[str, str]
+    ) -> tuple[int, Any]:
+        guild = self.world.guilds.get(_snowflake(params["guild_id"], "guild_id"))
+        if guild is None:
+            raise _error(404, "Unknown Guild", 10004)
+        return 200, [self.world.channels[i].payload() for i in guild.channel_ids]
+
+    @staticmethod
+    async def _read_message_body(
+        request: web.Request,
+    ) -> tuple[dict[str, Any], list[ExplicitAttachment]]:
+        files: list[ExplicitAttachment] = []
+        payload: Any = {}
+        if request.content_type.startswith("multipart/"):
+            reader = await request.multipart()
+            async for part in reader:
+                if not isinstance(part, BodyPartReader):
+                    continue
+                data = await part.read()
+                if part.name == "payload_json":
+                    payload = _parse_json(data)
+                elif part.name and part.name.startswith("files["):
+                    content_type = part.headers.get("Content-Type")
+                    files.append(
+                        ExplicitAttachment(
+                            filename=part.filename or "file",
+                            size=len(data),
+                            content_type=content_type,
+                        )
+                    )
+        elif request.can_read_body:
+            payload = _parse_json(await request.read())
+        if not isinstance(payload, dict):
+            raise _error(400, "400: Bad Request", 0)
+        return payload, files
+
+
+def _parse_json(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise _error(400, "400: Bad Request", 0) from None
+
+
+_ROUTES: tuple[_Route, ...] = (
+    _route("GET", "/users/@me", DiscordEmulator._get_me),
+    _route("GET", "/users/@me/guilds", DiscordEmulator._get_my_guilds),
+    _route("GET", "/users/{user_id}", DiscordEmulator._get_user),
+    _route("GET", "/oauth2/applications/@me", DiscordEmulator._get_application),
+    _route("GET", "/gateway", DiscordEmulator._get_gateway, auth=False),
+    _route("GET", "/gateway/bot", DiscordEmulator._get_gateway_bot),
+    _route("GET", "/channels/{channel_id}", DiscordEmulator._get_channel),
+    _route("GET", "/channels/{channel_id}/messages", DiscordEmulator._get_messages),
+    _route("POST", "/channels/{channel_id}/messages", DiscordEmulator._post_message),
+    _route("GET", "/channels/{channel_id}/messages/{message_id}", DiscordEmulator._get_message),
+    _route("PATCH", "/channels/{channel_id}/messages/{message_id}", DiscordEmulator._patch_message),
+    _route(
+        "DELETE", "/channels/{channel_id}/messages/{message_id}", DiscordEmulator._delete_message
+    ),
+    _route("GET", "/guilds/{guild_id}", DiscordEmulator._get_guild),
+    _route("GET", "/guilds/{guild_id}/channels", DiscordEmulator._get_guild_channels),
+)
+
+#: Route keys the emulator serves (``"GET /channels/{channel_id}/messages"``, …).
+ROUTE_KEYS: tuple[str, ...] = tuple(route.key for route in _ROUTES)
