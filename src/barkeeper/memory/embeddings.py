@@ -277,6 +277,9 @@ class _Runtime:
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        # Idle worker threads sleep instead of spinning: the bot shares its cores with
+        # PostgreSQL and the event loop, and spinning bought no throughput here.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if key.threads > 0:
             options.intra_op_num_threads = key.threads
         self._session = onnxruntime.InferenceSession(
