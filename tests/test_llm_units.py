@@ -47,6 +47,7 @@ def test_token_tables_load_offline() -> None:
     assert count_tokens("hello world", model="gpt-4") == 2
     assert count_tokens("hello world", model="gpt-4o") == 2
     assert count_tokens("hello world") == 2
+    assert count_tokens("hello world", model="llama-3.1-8b-instant") == 2
     assert all(_tokens._encodings.values())  # real tables, not the fallback
 
 
@@ -64,7 +65,9 @@ def test_encoding_for_model() -> None:
     assert encoding_for_model("gpt-4o-mini") == "o200k_base"
     assert encoding_for_model("gpt-4-turbo") == "cl100k_base"
     assert encoding_for_model("text-embedding-3-small") == "cl100k_base"
-    assert encoding_for_model("llama-3.3-70b-versatile") == "o200k_harmony"
+    assert encoding_for_model("llama-3.3-70b-versatile") == "llama3"
+    assert encoding_for_model("qwen/qwen3-32b") == "qwen3"
+    assert encoding_for_model("moonshotai/kimi-k2-instruct") == "o200k_harmony"
     assert encoding_for_model("cl100k_base") == "cl100k_base"
 
 

@@ -227,7 +227,7 @@ def _check_completion(completion: object) -> None:
     choices = (
         getattr(completion, "choices", None) if isinstance(completion, ChatCompletion) else None
     )
-    if not isinstance(choices, list) or not choices:
+    if not isinstance(choices, list) or not choices or getattr(choices[0], "message", None) is None:
         body = completion if isinstance(completion, str) else type(completion).__name__
         raise json.JSONDecodeError("not a chat completion", str(body)[:200], 0)
 
@@ -242,17 +242,18 @@ def _to_result(completion: ChatCompletion, attempts: int) -> ChatResult:
             continue
         calls.append(ToolCall(id=call.id, name=function.name, arguments=function.arguments or ""))
     usage = None
-    if completion.usage is not None:
-        usage = Usage(
-            prompt_tokens=completion.usage.prompt_tokens,
-            completion_tokens=completion.usage.completion_tokens,
-            total_tokens=completion.usage.total_tokens,
-        )
+    reported = getattr(completion, "usage", None)
+    if reported is not None:
+        # Some servers leave fields out; the client does not validate, so read defensively.
+        prompt = int(getattr(reported, "prompt_tokens", 0) or 0)
+        completion_tokens = int(getattr(reported, "completion_tokens", 0) or 0)
+        total = int(getattr(reported, "total_tokens", 0) or 0) or prompt + completion_tokens
+        usage = Usage(prompt, completion_tokens, total)
     return ChatResult(
         content=message.content,
         tool_calls=tuple(calls),
-        finish_reason=choice.finish_reason,
-        model=completion.model,
+        finish_reason=getattr(choice, "finish_reason", None),
+        model=getattr(completion, "model", "") or "",
         usage=usage,
         attempts=attempts,
     )

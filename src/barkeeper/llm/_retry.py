@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import logging
 import math
 import random
 import time
@@ -33,6 +34,8 @@ from barkeeper.errors import (
 __all__ = ["RetryPolicy", "call_openai", "parse_retry_after"]
 
 T = TypeVar("T")
+
+_log = logging.getLogger("barkeeper.llm")
 
 #: Status codes worth another attempt besides 429: request timeout, conflict
 #: (lock timeout) and every 5xx.
@@ -304,5 +307,14 @@ async def call_openai(
                         f"{policy.max_retry_after:g} s allowed)"
                     )
                 raise type(final)(redact(f"{final}{detail}", secrets)) from exc
+            _log.info(
+                "retrying %s at %s in %.2f s (retry %d of %d): %s",
+                what,
+                endpoint,
+                wait,
+                retry + 1,
+                policy.max_retries,
+                type(error.final).__name__,
+            )
         await sleep(wait)
         retry += 1

