@@ -219,7 +219,7 @@ class DiscordEmulator:
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
-        site = web.TCPSite(runner, self.spec.host, self.spec.port, shutdown_timeout=1.0)
+        site = web.TCPSite(runner, self.spec.host, self.spec.port)
         try:
             await site.start()
         except BaseException:
@@ -300,7 +300,7 @@ class DiscordEmulator:
 
     def write_truth(self, path: str | Path) -> None:
         """Write :meth:`truth_json` to ``path`` as JSON (UTF-8, non-ASCII escaped)."""
-        Path(path).write_text(json.dumps(self.truth_json(), indent=1), encoding="utf-8")
+        Path(path).write_text(json.dumps(self.truth_json()), encoding="utf-8")
 
     def apply_offline_changes(
         self,
