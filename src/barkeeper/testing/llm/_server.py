@@ -448,22 +448,14 @@ class LLMServer:
             [m for m in messages if isinstance(m, Mapping)], model=body["model"], tools=tools
         )
 
-        fault = self._next_fault("chat")
-        if fault is not None:
-            response = self._fault_response(record, fault)
-            if response is not None:
-                return response
-            if fault.kind is FaultKind.TIMEOUT:
-                await self._hold(fault.delay)
-                return self._completion(record, body, Reply(content=default_reply_text(body)))
-            return self._completion(record, body, Reply(content=fault.content))
-
-        reply = await self._scripted_reply(body)
+        reply = self._next_fault("chat") or await self._scripted_reply(body)
         if isinstance(reply, Fault):
             response = self._fault_response(record, reply)
             if response is not None:
                 return response
             if reply.kind is FaultKind.TIMEOUT:
+                # The client has given up by now; answer without consuming the script,
+                # whose next reply belongs to the client's retry.
                 await self._hold(reply.delay)
                 return self._completion(record, body, Reply(content=default_reply_text(body)))
             return self._completion(record, body, Reply(content=reply.content))
