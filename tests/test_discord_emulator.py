@@ -690,6 +690,34 @@ async def test_truth_json_and_file(emu: DiscordEmulator, tmp_path: Path) -> None
     assert first["id"] == str(record["id"]) and first["content"] == record["content"]
 
 
+async def test_helper_routes(emu: DiscordEmulator, http: aiohttp.ClientSession) -> None:
+    async with http.get(f"{emu.origin}/_emulator/info") as response:
+        info = await response.json()
+    assert info["api_base"] == emu.base_url
+    assert [c["id"] for c in info["channels"]] == [str(c) for c in emu.channel_ids()]
+    assert info["channels"][-1]["access"] == "empty"
+    async with http.post(
+        f"{emu.origin}/_emulator/offline-changes", params={"edits": "2", "deletes": "1"}
+    ) as response:
+        changed = await response.json()
+    assert (len(changed["edited"]), len(changed["deleted"])) == (2, 1)
+    async with http.get(f"{emu.origin}/_emulator/truth") as response:
+        assert await response.json() == emu.truth_json()
+    async with http.get(f"{emu.origin}/_emulator/stats") as response:
+        assert (await response.json())["total_requests"] == 0  # helper routes are not counted
+
+
+async def test_addresses_need_a_running_emulator() -> None:
+    emulator = DiscordEmulator(_spec(channels=1, messages_per_channel=1))
+    with pytest.raises(RuntimeError, match="not been started"):
+        _ = emulator.base_url
+    async with emulator:
+        assert emulator.port > 0
+        with pytest.raises(RuntimeError, match="already running"):
+            await emulator.start()
+    await emulator.stop()
+
+
 def test_public_names() -> None:
     assert sorted(emulator_module.__all__) == sorted(
         name
