@@ -33,6 +33,7 @@ EXPECTED_INDEXES = {
     "conversations": {
         "ix_conversations_user_updated",
         "ix_conversations_user_created",
+        "ix_conversations_user_title",
         "ix_conversations_resource",
         "ix_conversations_channel_user",
         "ix_conversations_active_last",

@@ -164,10 +164,14 @@ CREATE TABLE IF NOT EXISTS conversations (
     created_at       timestamptz NOT NULL DEFAULT now(),
     updated_at       timestamptz NOT NULL DEFAULT now()
 );
+-- A user's conversations in each order VoltAgent lists them by; id breaks ties so
+-- ORDER BY x, id and (x, id) cursors read the index with no sort, in either direction.
 CREATE INDEX IF NOT EXISTS ix_conversations_user_updated
-    ON conversations (user_id, updated_at DESC);
+    ON conversations (user_id, updated_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS ix_conversations_user_created
-    ON conversations (user_id, created_at DESC);
+    ON conversations (user_id, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS ix_conversations_user_title
+    ON conversations (user_id, title, id);
 CREATE INDEX IF NOT EXISTS ix_conversations_resource
     ON conversations (resource_id, updated_at DESC);
 CREATE INDEX IF NOT EXISTS ix_conversations_channel_user
