@@ -70,36 +70,9 @@ _LOCK_CONVERSATION = """
 SELECT user_id, message_count FROM conversations WHERE id = $1 FOR NO KEY UPDATE
 """
 
-# $1 conversation, $2..$10 the message, $11 how many of the oldest to delete.
-# The trim reads the oldest rows through ix_conversation_messages_lookup
-# (conversation_id, created_at, id): no count(*), a handful of index entries.
-_ADD_MESSAGE = """
-WITH at AS (SELECT clock_timestamp() AS ts),
-trimmed AS (
-    DELETE FROM conversation_messages
-    WHERE id IN (
-        SELECT id FROM conversation_messages WHERE conversation_id = $1
-        ORDER BY created_at, id LIMIT $11
-    )
-    RETURNING 1
-),
-added AS (
-    INSERT INTO conversation_messages (
-        conversation_id, message_id, user_id, discord_message_id, role, type, content,
-        has_images, image_urls, token_count, created_at, updated_at)
-    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, at.ts, at.ts FROM at
-    RETURNING *
-),
-counted AS (
-    UPDATE conversations c
-    SET message_count = c.message_count + 1 - (SELECT count(*) FROM trimmed),
-        last_message_at = added.created_at,
-        updated_at = added.created_at
-    FROM added
-    WHERE c.id = $1
-)
-SELECT * FROM added
-"""
+# The lock, insert, trim and counter update run in the schema's plpgsql function
+# add_conversation_message (schema v1): one round trip, one implicit transaction.
+_ADD_MESSAGE = "SELECT * FROM add_conversation_message($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 
 _UPDATE_CONVERSATION = """
 UPDATE conversations
@@ -386,11 +359,14 @@ class ConversationStore:
     ) -> ConversationMessage:
         """Append a message, trimming the conversation to the storage limit atomically.
 
-        The conversation row is locked first (``FOR NO KEY UPDATE``, the lock an UPDATE
-        takes), so concurrent adds to one conversation queue up, never deadlock, and
-        never leave more than ``storage_limit`` messages. The oldest messages beyond the
-        limit are deleted, and ``message_count``, ``last_message_at`` and ``updated_at``
-        updated, in the same transaction.
+        One round trip to the schema's ``add_conversation_message`` function, which
+        runs as one transaction: it locks the conversation row first (``FOR NO KEY
+        UPDATE``, the lock an UPDATE takes), so concurrent adds to one conversation
+        queue up, never deadlock, and never leave more than ``storage_limit``
+        messages; inserts; deletes the oldest messages beyond the limit (reading a few
+        entries of ix_conversation_messages_lookup, no ``count(*)``: ``message_count``
+        is the stored count); and updates ``message_count``, ``last_message_at`` and
+        ``updated_at``.
 
         ``content`` is free text: PostgreSQL text cannot hold NUL, so NUL characters
         (and lone surrogates) are replaced by U+FFFD; empty content is allowed (tool
@@ -433,13 +409,7 @@ class ConversationStore:
             raise InvalidInputError("image_urls must be a list of URLs, not one string")
         urls = [check_name(u, "image_urls[]", max_length=4096) for u in image_urls]
         try:
-            async with self._db.transaction() as conn:
-                owner = await conn.fetchrow(_LOCK_CONVERSATION, cid)
-                if owner is None or (user_id is not None and owner["user_id"] != user_id):
-                    raise _not_found(cid)
-                excess = 0
-                if self.storage_limit:
-                    excess = max(0, owner["message_count"] + 1 - self.storage_limit)
+            async with self._db.acquire() as conn:
                 row = await conn.fetchrow(
                     _ADD_MESSAGE,
                     cid,
@@ -449,10 +419,9 @@ class ConversationStore:
                     role,
                     type,
                     text,
-                    bool(urls),
                     urls,
                     token_count,
-                    excess,
+                    self.storage_limit,
                 )
         except QueryError as exc:
             if exc.sqlstate == "23505":
@@ -460,7 +429,8 @@ class ConversationStore:
                     f"message id {mid!r} is already used in conversation {cid!r}"
                 ) from None
             raise
-        assert row is not None
+        if row is None:
+            raise _not_found(cid)
         return ConversationMessage.from_row(row)
 
     async def get_messages(

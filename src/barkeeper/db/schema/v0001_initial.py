@@ -200,6 +200,52 @@ CREATE INDEX IF NOT EXISTS ix_conversation_messages_lookup
     ON conversation_messages (conversation_id, created_at, id);
 CREATE INDEX IF NOT EXISTS ix_conversation_messages_user_id ON conversation_messages (user_id);
 
+-- ConversationStore.add_message in one round trip: lock the conversation row (adders of
+-- one conversation queue here, so they never deadlock nor overshoot the limit), insert,
+-- delete the oldest beyond the storage limit (a few entries of
+-- ix_conversation_messages_lookup, no count(*): message_count is the stored count),
+-- then update the counter and times. Each statement of a plpgsql function takes a
+-- fresh snapshot, so the trim sees what concurrent adders committed while we waited.
+-- Returns no row when the conversation does not exist or p_user_id is not its owner.
+CREATE OR REPLACE FUNCTION add_conversation_message(
+    p_conversation_id text, p_message_id text, p_user_id bigint,
+    p_discord_message_id bigint, p_role text, p_type text, p_content text,
+    p_image_urls jsonb, p_token_count integer, p_storage_limit integer
+) RETURNS SETOF conversation_messages
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $fn$
+DECLARE
+    v_owner bigint;
+    v_count integer;
+    v_at timestamptz;
+    v_trimmed integer := 0;
+    v_row conversation_messages;
+BEGIN
+    SELECT user_id, message_count INTO v_owner, v_count
+    FROM conversations WHERE id = p_conversation_id FOR NO KEY UPDATE;
+    IF NOT FOUND OR (p_user_id IS NOT NULL AND p_user_id <> v_owner) THEN
+        RETURN;
+    END IF;
+    v_at := clock_timestamp();
+    INSERT INTO conversation_messages (
+        conversation_id, message_id, user_id, discord_message_id, role, type, content,
+        has_images, image_urls, token_count, created_at, updated_at)
+    VALUES (p_conversation_id, p_message_id, p_user_id, p_discord_message_id, p_role,
+        p_type, p_content, jsonb_array_length(p_image_urls) > 0, p_image_urls,
+        p_token_count, v_at, v_at)
+    RETURNING * INTO v_row;
+    IF p_storage_limit > 0 AND v_count + 1 > p_storage_limit THEN
+        DELETE FROM conversation_messages WHERE id IN (
+            SELECT id FROM conversation_messages WHERE conversation_id = p_conversation_id
+            ORDER BY created_at, id LIMIT v_count + 1 - p_storage_limit);
+        GET DIAGNOSTICS v_trimmed = ROW_COUNT;
+    END IF;
+    UPDATE conversations
+    SET message_count = v_count + 1 - v_trimmed, last_message_at = v_at, updated_at = v_at
+    WHERE id = p_conversation_id;
+    RETURN NEXT v_row;
+END
+$fn$;
+
 -- Agno's agent_sessions, normalised: the session row holds state, runs are rows.
 CREATE TABLE IF NOT EXISTS agent_sessions (
     id          text PRIMARY KEY DEFAULT gen_random_uuid()::text,
