@@ -44,8 +44,14 @@ EXPECTED_INDEXES = {
     },
     "agent_sessions": {"ux_agent_sessions_agent_user_channel", "ix_agent_sessions_user_id"},
     "agent_runs": {"ix_agent_runs_session", "ix_agent_runs_user_id"},
-    "memories": {"ix_memories_user_live", "ix_memories_user_type", "ix_memories_search"},
-    "memory_versions": {"ix_memory_versions_user_id"},
+    "memories": {"ix_memories_user_live", "ix_memories_user_type", "ix_memories_expires"},
+    "memory_versions": {"ix_memory_versions_user_id", "memory_versions_memory_id_version_key"},
+    "message_index": {
+        "message_index_scope_source_id_key",
+        "ix_message_index_scope_position",
+        "ix_message_index_discord_message",
+        "ix_message_index_context_message",
+    },
     "fact_associations": {"fact_associations_memory_id_1_memory_id_2_key"},
     "bot_states": {"ux_bot_states_guild"},
     "bot_opinions": {"ux_bot_opinions_guild_topic", "ix_bot_opinions_topic"},
@@ -135,8 +141,8 @@ async def test_capabilities_and_health(db: Database, has_pgvector_server: bool) 
             "AND table_name = 'memories' AND column_name = 'embedding'",
             db.schema,
         )
-    assert storage == ("vector" if has_pgvector_server else "real[]")
-    assert udt == ("vector" if has_pgvector_server else "_float4")
+    assert storage == ("vector" if has_pgvector_server else "bytea")
+    assert udt == ("vector" if has_pgvector_server else "bytea")
     assert "***" in repr(db) or "@" not in repr(db) or ":" not in db.url.masked().split("@")[0][13:]
 
 

@@ -1,0 +1,456 @@
+"""Search over raw turns: the Discord message cache, or any transcript, by scope.
+
+:class:`MessageIndex` keeps a searchable copy of turns in ``message_index``: the text
+as a prompt would show it (``"speaker: text"``), the previous turn as low-weight
+context (a question is often answered in the turn after the one that shares its
+words), a vector, and a full-text vector. A *scope* is what one search may see (a
+channel, a user's conversation with the bot, a transcript); the caller chooses it,
+and a search reads that scope's rows only.
+
+Turns from the Discord cache reference their message and the message their context
+came from, so deleting either (an edit-delete event, or privacy's forget) deletes
+the indexed turn with it. :meth:`MessageIndex.sync_discord_channel` (re)indexes what
+the cache holds that the index lacks or holds stale.
+
+Retrieval is that of :mod:`barkeeper.memory.retrieval` (no importance; little
+recency). This module never calls a language model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from barkeeper.db import Database
+from barkeeper.errors import BarkeeperError, InvalidInputError
+from barkeeper.memory import _vectors
+from barkeeper.memory._rows import turn_from_row
+from barkeeper.memory._validate import check_id, check_int_range, check_timestamp, clean_text
+from barkeeper.memory.embeddings import Embedder
+from barkeeper.memory.models import Hit, IndexedTurn, SearchMode, Turn
+from barkeeper.memory.retrieval import (
+    DEFAULT_TURN_WEIGHTS,
+    Weights,
+    apply_token_budget,
+    check_search_args,
+    embed_query,
+    fuse,
+    search_rows,
+)
+
+__all__ = ["MAX_TURN_CHARS", "MessageIndex", "discord_channel_scope"]
+
+_log = logging.getLogger(__name__)
+
+MAX_TURN_CHARS = 20_000
+"""Longest turn text accepted."""
+_MAX_SCOPE_CHARS = 200
+_MAX_LABEL_CHARS = 200
+_MAX_CONTEXT_CHARS = 1_000
+_MAX_BATCH = 10_000
+
+
+def discord_channel_scope(channel_id: int) -> str:
+    """The scope :meth:`MessageIndex.sync_discord_channel` indexes a channel under."""
+    return f"discord:channel:{check_id(channel_id, 'channel_id')}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    source_id: str
+    discord_message_id: int | None
+    context_message_id: int | None
+    position: int
+    speaker: str
+    content: str
+    context: str
+    occurred_at: datetime | None
+
+
+_UPSERT = """
+INSERT INTO message_index (scope, source_id, discord_message_id, context_message_id,
+    position, speaker, content, context, occurred_at, embedding, embedding_model, indexed_at)
+SELECT $1, u.source_id, u.discord_message_id, u.context_message_id, u.position, u.speaker,
+       u.content, u.context, u.occurred_at, u.vec__VEC__,
+       CASE WHEN u.vec IS NULL THEN NULL ELSE $11 END, now()
+FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::text[],
+            $8::text[], $9::timestamptz[], $10::__ARRAY__)
+     AS u(source_id, discord_message_id, context_message_id, position, speaker, content,
+          context, occurred_at, vec)
+ON CONFLICT (scope, source_id) DO UPDATE SET
+    discord_message_id = EXCLUDED.discord_message_id,
+    context_message_id = EXCLUDED.context_message_id,
+    speaker = EXCLUDED.speaker, content = EXCLUDED.content, context = EXCLUDED.context,
+    occurred_at = EXCLUDED.occurred_at, embedding = EXCLUDED.embedding,
+    embedding_model = EXCLUDED.embedding_model, indexed_at = now()
+"""
+_UPSERT_VECTOR = _UPSERT.replace("__VEC__", "::vector").replace("__ARRAY__", "text[]")
+_UPSERT_BYTEA = _UPSERT.replace("__VEC__", "").replace("__ARRAY__", "bytea[]")
+
+# One page of a channel, oldest first, each message with the one before it and whether
+# the index lacks it or holds it stale (edited since, or its context edited since).
+_DISCORD_PAGE = """
+SELECT dm.message_id, dm.author_name, dm.content, dm.created_at, dm.edited_at,
+       (mi.id IS NULL OR dm.edited_at > mi.indexed_at OR mi.context_message_id IS DISTINCT
+            FROM prev.message_id OR prev.edited_at > mi.indexed_at) AS stale
+FROM discord_messages dm
+LEFT JOIN message_index mi ON mi.scope = $2 AND mi.source_id = dm.message_id::text
+LEFT JOIN LATERAL (
+    SELECT p.message_id, p.edited_at FROM discord_messages p
+    WHERE p.channel_id = dm.channel_id AND p.message_id < dm.message_id
+    ORDER BY p.message_id DESC LIMIT 1
+) prev ON true
+WHERE dm.channel_id = $1 AND dm.message_id > $3
+ORDER BY dm.message_id
+LIMIT $4
+"""
+
+
+class MessageIndex:
+    """Hybrid search over turns, one scope at a time.
+
+    Args:
+        db: The database (migrated).
+        embedder: Makes the turns' and queries' vectors.
+        weights: How searches fuse their signals.
+
+    Example::
+
+        index = MessageIndex(db, MiniLMEmbedder())
+        await index.add_turns("transcript:42", [Turn("1", "Ana", "I adopted a cat")])
+        hits = await index.search("transcript:42", "does Ana have pets?", k=5)
+    """
+
+    def __init__(
+        self, db: Database, embedder: Embedder, *, weights: Weights = DEFAULT_TURN_WEIGHTS
+    ) -> None:
+        self._db = db
+        self._embedder = embedder
+        self._weights = weights
+        self._storage: _vectors.Storage | None = None
+
+    def __repr__(self) -> str:
+        return f"<MessageIndex db={self._db!r} embedder={self._embedder.name!r}>"
+
+    async def _get_storage(self, conn: asyncpg.Connection) -> _vectors.Storage:
+        if self._storage is None:
+            self._storage = await _vectors.get_storage(conn)
+        return self._storage
+
+    # --- writing --------------------------------------------------------------------------
+
+    async def add_turns(self, scope: str, turns: Sequence[Turn], *, context_turns: int = 1) -> int:
+        """Index turns under ``scope``, in the order given, after any already there.
+
+        A turn whose ``source_id`` is already in the scope is replaced (its text,
+        context and vector), keeping its position. Unless a turn brings its own
+        ``context``, the ``context_turns`` turns before it in this batch are its
+        context: pass one conversation session per call to keep sessions apart.
+        Vectors are computed in one batch; if the embedder fails the turns are
+        stored without them (logged) and found by full text until :meth:`reembed`.
+
+        Args:
+            scope: The scope (at most 200 characters).
+            turns: Up to 10,000 turns with distinct ``source_id`` values.
+            context_turns: How many preceding turns form a turn's context (0..5).
+
+        Returns:
+            How many turns were written.
+
+        Raises:
+            InvalidInputError: An argument or a turn is invalid (nothing is written).
+        """
+        where = clean_text(scope, "scope", max_chars=_MAX_SCOPE_CHARS)
+        window = check_int_range(context_turns, "context_turns", 0, 5)
+        if isinstance(turns, Turn) or not isinstance(turns, Sequence):
+            raise InvalidInputError("turns must be a sequence of Turn")
+        if len(turns) > _MAX_BATCH:
+            raise InvalidInputError(f"at most {_MAX_BATCH} turns per call, not {len(turns)}")
+        if not turns:
+            return 0
+        cleaned: list[tuple[Turn, str, str, str]] = []
+        seen: set[str] = set()
+        for n, turn in enumerate(turns):
+            if not isinstance(turn, Turn):
+                raise InvalidInputError(f"turn {n} is a {type(turn).__name__}, not a Turn")
+            source = clean_text(turn.source_id, f"turn {n} source_id", max_chars=_MAX_LABEL_CHARS)
+            if source in seen:
+                raise InvalidInputError(f"turn {n}: source_id {source!r} appears twice")
+            seen.add(source)
+            speaker = clean_text(
+                turn.speaker, f"turn {n} speaker", max_chars=_MAX_LABEL_CHARS, allow_empty=True
+            )
+            text = clean_text(turn.text, f"turn {n} text", max_chars=MAX_TURN_CHARS)
+            if turn.occurred_at is not None:
+                check_timestamp(turn.occurred_at, f"turn {n} occurred_at")
+            if turn.discord_message_id is not None:
+                check_id(turn.discord_message_id, f"turn {n} discord_message_id")
+            cleaned.append((turn, source, speaker, text))
+        async with self._db.acquire() as conn:
+            start = await conn.fetchval(
+                "SELECT coalesce(max(position), 0) FROM message_index WHERE scope = $1", where
+            )
+        rows: list[_Row] = []
+        for n, (turn, source, speaker, text) in enumerate(cleaned):
+            content = f"{speaker}: {text}" if speaker else text
+            context_id = None
+            if turn.context is not None:
+                context = clean_text(
+                    turn.context,
+                    f"turn {n} context",
+                    max_chars=_MAX_CONTEXT_CHARS * 5,
+                    allow_empty=True,
+                )
+            else:
+                before = [r.content for r in rows[max(0, n - window) : n]] if window else []
+                context = "\n".join(before)[-_MAX_CONTEXT_CHARS:]
+                if window and n > 0:
+                    context_id = cleaned[n - 1][0].discord_message_id
+            rows.append(
+                _Row(
+                    source_id=source,
+                    discord_message_id=turn.discord_message_id,
+                    context_message_id=context_id,
+                    position=int(start) + n + 1,
+                    speaker=speaker,
+                    content=content,
+                    context=context,
+                    occurred_at=turn.occurred_at,
+                )
+            )
+        return await self._write(where, rows)
+
+    async def _write(self, scope: str, rows: list[_Row]) -> int:
+        vectors: list[list[float]] | None
+        try:
+            raw = await self._embedder.embed([r.content for r in rows])
+            vectors = [_vectors.normalise(v) for v in raw]
+        except (BarkeeperError, OSError, TimeoutError) as exc:
+            _log.warning("embedding failed (%s); %d turns stored without vectors", exc, len(rows))
+            vectors = None
+        async with self._db.acquire() as conn:
+            storage = await self._get_storage(conn)
+            if vectors is None:
+                encoded: list[Any] = [None] * len(rows)
+            elif storage == "vector":
+                encoded = [_vectors.to_literal(v) for v in vectors]
+            else:
+                encoded = [_vectors.to_bytes(v) for v in vectors]
+            try:
+                await conn.execute(
+                    _UPSERT_VECTOR if storage == "vector" else _UPSERT_BYTEA,
+                    scope,
+                    [r.source_id for r in rows],
+                    [r.discord_message_id for r in rows],
+                    [r.context_message_id for r in rows],
+                    [r.position for r in rows],
+                    [r.speaker for r in rows],
+                    [r.content for r in rows],
+                    [r.context for r in rows],
+                    [r.occurred_at for r in rows],
+                    encoded,
+                    self._embedder.name,
+                )
+            except asyncpg.ForeignKeyViolationError:
+                raise InvalidInputError(
+                    "a turn's discord_message_id is not in the Discord message cache"
+                ) from None
+        return len(rows)
+
+    async def sync_discord_channel(
+        self, channel_id: int, *, after_message_id: int = 0, page_size: int = 500
+    ) -> int:
+        """Index the channel's cached messages the index lacks or holds stale.
+
+        Walks ``discord_messages`` of the channel oldest first (by its
+        ``(channel_id, message_id)`` index) from ``after_message_id``; a message is
+        (re)indexed when it is new, edited since it was indexed, or its predecessor
+        (its context) changed. Messages without text are skipped.
+
+        Args:
+            channel_id: The Discord channel.
+            after_message_id: Start after this message (0: the whole channel).
+            page_size: Messages read per query (10..10,000).
+
+        Returns:
+            How many turns were (re)indexed.
+
+        Raises:
+            InvalidInputError: An argument is invalid.
+        """
+        scope = discord_channel_scope(channel_id)
+        size = check_int_range(page_size, "page_size", 10, _MAX_BATCH)
+        cursor = check_int_range(after_message_id, "after_message_id", 0, 2**63 - 1)
+        previous: tuple[int, str] | None = None
+        written = 0
+        while True:
+            async with self._db.acquire() as conn:
+                page = await conn.fetch(_DISCORD_PAGE, channel_id, scope, cursor, size)
+            if not page:
+                return written
+            rows: list[_Row] = []
+            for record in page:
+                text = clean_text(record["content"], "content", max_chars=10**9, allow_empty=True)
+                speaker = clean_text(
+                    record["author_name"], "author", max_chars=10**9, allow_empty=True
+                )[:_MAX_LABEL_CHARS]
+                content = f"{speaker}: {text}" if speaker else text
+                if text and record["stale"]:
+                    rows.append(
+                        _Row(
+                            source_id=str(record["message_id"]),
+                            discord_message_id=record["message_id"],
+                            context_message_id=previous[0] if previous else None,
+                            position=record["message_id"],
+                            speaker=speaker,
+                            content=content[:MAX_TURN_CHARS],
+                            context=previous[1][-_MAX_CONTEXT_CHARS:] if previous else "",
+                            occurred_at=record["created_at"],
+                        )
+                    )
+                previous = (record["message_id"], content)
+            if rows:
+                written += await self._write(scope, rows)
+            cursor = page[-1]["message_id"]
+            if len(page) < size:
+                return written
+
+    async def reembed(self, scope: str | None = None, *, batch_size: int = 256) -> int:
+        """Give a vector from this index's embedder to every turn lacking one.
+
+        Returns:
+            How many turns got a new vector.
+
+        Raises:
+            InvalidInputError: An argument is invalid.
+            BarkeeperError: The embedder failed (what was done so far is kept).
+        """
+        where = clean_text(scope, "scope", max_chars=_MAX_SCOPE_CHARS) if scope else None
+        size = check_int_range(batch_size, "batch_size", 1, _MAX_BATCH)
+        name = self._embedder.name
+        done, cursor = 0, 0
+        while True:
+            async with self._db.acquire() as conn:
+                storage = await self._get_storage(conn)
+                rows = await conn.fetch(
+                    "SELECT id, content FROM message_index WHERE id > $1 "
+                    "AND ($2::text IS NULL OR scope = $2) "
+                    "AND embedding_model IS DISTINCT FROM $3 ORDER BY id LIMIT $4",
+                    cursor,
+                    where,
+                    name,
+                    size,
+                )
+            if not rows:
+                return done
+            cursor = rows[-1]["id"]
+            vectors = [
+                _vectors.normalise(v)
+                for v in await self._embedder.embed([r["content"] for r in rows])
+            ]
+            encoded: list[Any] = [
+                _vectors.to_literal(v) if storage == "vector" else _vectors.to_bytes(v)
+                for v in vectors
+            ]
+            cast, array = ("::vector", "text[]") if storage == "vector" else ("", "bytea[]")
+            async with self._db.acquire() as conn:
+                result = await conn.fetch(
+                    f"UPDATE message_index SET embedding = u.vec{cast}, embedding_model = $3 "  # noqa: S608
+                    f"FROM unnest($1::bigint[], $2::{array}, $4::text[]) AS u(id, vec, content) "
+                    "WHERE message_index.id = u.id AND message_index.content = u.content "
+                    "RETURNING message_index.id",
+                    [r["id"] for r in rows],
+                    encoded,
+                    name,
+                    [r["content"] for r in rows],
+                )
+            done += len(result)
+
+    async def delete_scope(self, scope: str) -> int:
+        """Delete every turn of a scope.
+
+        Returns:
+            How many turns were deleted.
+        """
+        where = clean_text(scope, "scope", max_chars=_MAX_SCOPE_CHARS)
+        async with self._db.acquire() as conn:
+            status = await conn.execute("DELETE FROM message_index WHERE scope = $1", where)
+        return int(status.split()[-1])
+
+    # --- reading --------------------------------------------------------------------------
+
+    async def count(self, scope: str) -> int:
+        """How many turns the scope holds."""
+        where = clean_text(scope, "scope", max_chars=_MAX_SCOPE_CHARS)
+        async with self._db.acquire() as conn:
+            return int(
+                await conn.fetchval("SELECT count(*) FROM message_index WHERE scope = $1", where)
+            )
+
+    async def search(
+        self,
+        scope: str,
+        query: str,
+        *,
+        k: int = 10,
+        token_budget: int | None = None,
+        mode: SearchMode = "hybrid",
+        query_embedding: Sequence[float] | None = None,
+        weights: Weights | None = None,
+    ) -> list[Hit[IndexedTurn]]:
+        """The scope's turns most relevant to ``query``, best first.
+
+        Args:
+            scope: Only this scope's turns are read.
+            query: What to look for.
+            k: At most this many hits (1..200).
+            token_budget: The hits' contents together cost at most this many tokens.
+            mode: ``hybrid`` (default), or ``fulltext`` / ``vector`` alone.
+            query_embedding: The query's vector if already computed.
+            weights: Override the index's fusion weights.
+
+        Returns:
+            Hits with their turn, score components and token cost.
+
+        Raises:
+            InvalidInputError: An argument is invalid.
+        """
+        where = clean_text(scope, "scope", max_chars=_MAX_SCOPE_CHARS)
+        text, top, budget, chosen = check_search_args(query, k, token_budget, mode)
+        use = weights or self._weights
+        vector: list[float] | None = None
+        if chosen != "fulltext":
+            if query_embedding is not None:
+                if len(query_embedding) != self._embedder.dimension:
+                    raise InvalidInputError(
+                        f"query_embedding has {len(query_embedding)} dimensions, "
+                        f"not {self._embedder.dimension}"
+                    )
+                vector = _vectors.normalise(query_embedding)
+            else:
+                vector = await embed_query(self._embedder, text)
+        async with self._db.acquire() as conn:
+            storage = await self._get_storage(conn)
+            rows = await search_rows(
+                conn,
+                table="message_index",
+                storage=storage,
+                owner=where,
+                query=text,
+                vector=vector,
+                embedder_name=self._embedder.name,
+                weights=use,
+            )
+        scored = fuse(rows, mode=chosen, weights=use)
+        return apply_token_budget(
+            scored,
+            k=top,
+            token_budget=budget,
+            build=turn_from_row,
+            text_of=lambda turn: turn.content,
+        )

@@ -1,0 +1,290 @@
+"""Hybrid retrieval: fusion, the message index, Discord sync, and both vector storages."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from barkeeper.config import Settings
+from barkeeper.db import Database
+from barkeeper.db.schema import v0001_initial
+from barkeeper.errors import InvalidInputError
+from barkeeper.memory.embeddings import HashingEmbedder, OpenAIEmbedder
+from barkeeper.memory.messages_index import MessageIndex, discord_channel_scope
+from barkeeper.memory.models import Turn
+from barkeeper.memory.retrieval import Weights, fuse
+from barkeeper.memory.store import MemoryStore
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+# --- fusion (pure) ---------------------------------------------------------------------------
+
+
+def _row(id: int, text: float, text_rank: int | None, vector: float | None, **extra: Any) -> Any:
+    rank = extra.pop("vector_rank", None)
+    return {
+        "id": id,
+        "text": text,
+        "text_rank": text_rank,
+        "vector": vector,
+        "vector_rank": rank,
+        "recency_at": extra.pop("at", None),
+        **extra,
+    }
+
+
+def test_fuse_combines_normalised_text_and_vector() -> None:
+    rows = [
+        _row(1, 4.0, 1, 0.1, vector_rank=3),  # best words, weak meaning: 1.0 + 0.1
+        _row(2, 2.0, 2, 0.9, vector_rank=1),  # half the words, close meaning: 0.5 + 0.9
+        _row(3, 0.0, None, 0.5, vector_rank=2),  # meaning only: 0.5
+    ]
+    weights = Weights(importance=0, recency=0)
+    hybrid = fuse(rows, mode="hybrid", weights=weights, now=NOW)
+    assert [r["id"] for r, _ in hybrid] == [2, 1, 3]
+    assert [p.score for _, p in hybrid] == pytest.approx([1.4, 1.1, 0.5])
+    fulltext = fuse(rows, mode="fulltext", weights=weights, now=NOW)
+    assert [r["id"] for r, _ in fulltext] == [1, 2]  # no word, no hit
+    vector = fuse(rows, mode="vector", weights=weights, now=NOW)
+    assert [r["id"] for r, _ in vector] == [2, 3, 1]
+
+
+def test_fuse_recency_halves_per_half_life_and_ties_go_to_the_newer() -> None:
+    rows = [
+        _row(1, 1.0, 1, None, at=NOW - timedelta(days=30)),
+        _row(2, 1.0, 1, None, at=NOW),
+        _row(3, 1.0, 1, None, at=None),
+    ]
+    fused = fuse(rows, mode="hybrid", weights=Weights(recency=0.2, half_life_days=30), now=NOW)
+    assert [(r["id"], p.recency) for r, p in fused] == [(2, 1.0), (1, 0.5), (3, 0.0)]
+    same = fuse(rows, mode="hybrid", weights=Weights(recency=0), now=NOW)
+    assert [r["id"] for r, _ in same] == [3, 2, 1]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"text": -1.0}, {"vector": float("nan")}, {"half_life_days": 0}, {"candidates": 0}],
+)
+def test_weights_are_checked(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(InvalidInputError):
+        Weights(**kwargs)
+
+
+# --- the message index ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def index(db: Database) -> MessageIndex:
+    return MessageIndex(db, HashingEmbedder())
+
+
+async def test_context_lets_an_answer_be_found_by_its_question(index: MessageIndex) -> None:
+    await index.add_turns(
+        "chat:1",
+        [
+            Turn("1", "Bo", "What did you name the kitten you adopted?"),
+            Turn("2", "Ana", "Mochi! She sleeps all day."),
+            Turn("3", "Bo", "I spent the weekend fixing my bike."),
+        ],
+    )
+    hits = await index.search("chat:1", "kitten name adopted", k=3, mode="fulltext")
+    assert [h.item.source_id for h in hits] == ["1", "2"]  # 2 matches only through context
+    assert hits[1].item.content == "Ana: Mochi! She sleeps all day."
+    assert 0 < hits[1].parts.text < hits[0].parts.text
+    assert [h.item.position for h in hits] == [1, 2]
+
+
+async def test_turns_are_replaced_by_source_id_and_positions_continue(
+    index: MessageIndex,
+) -> None:
+    assert await index.add_turns("s", [Turn("a", "A", "first"), Turn("b", "B", "second")]) == 2
+    await index.add_turns("s", [Turn("c", "A", "third"), Turn("a", "A", "first, edited")])
+    assert await index.count("s") == 3
+    hits = {h.item.source_id: h.item for h in await index.search("s", "first third", k=5)}
+    assert hits["a"].content == "A: first, edited"
+    assert hits["c"].position == 3
+    assert await index.add_turns("s", []) == 0
+
+
+async def test_scopes_never_mix(index: MessageIndex) -> None:
+    await index.add_turns("user:a", [Turn("1", "A", "my password hint is the blue giraffe")])
+    await index.add_turns("user:b", [Turn("1", "B", "I like giraffes a bit")])
+    hits = await index.search("user:b", "password hint blue giraffe", k=10)
+    assert [h.item.scope for h in hits] == ["user:b"]
+    assert await index.search("user:c", "giraffe") == []
+    assert await index.delete_scope("user:a") == 1
+    assert await index.count("user:a") == 0 and await index.count("user:b") == 1
+
+
+async def test_turn_search_respects_k_and_budget(index: MessageIndex) -> None:
+    await index.add_turns(
+        "t", [Turn(str(i), "S", f"note {i} about gardening " * (1 + i % 4)) for i in range(30)]
+    )
+    assert len(await index.search("t", "gardening", k=7)) == 7
+    hits = await index.search("t", "gardening", k=30, token_budget=50)
+    assert hits and sum(h.tokens for h in hits) <= 50
+
+
+@pytest.mark.parametrize(
+    ("turns", "message"),
+    [
+        ([Turn("1", "A", "x"), Turn("1", "B", "y")], "appears twice"),
+        ([Turn("1", "A", "  ")], "turn 0 text must not be empty"),
+        ([Turn("", "A", "x")], "source_id must not be empty"),
+        (["not a turn"], "not a Turn"),
+        ([Turn("1", "A", "x", occurred_at=datetime(2024, 1, 1))], "timezone-aware"),
+        ([Turn("1", "A", "x", discord_message_id=0)], "discord_message_id"),
+        ([Turn(str(i), "A", "x") for i in range(10_001)], "at most 10000"),
+    ],
+)
+async def test_bad_turns_are_rejected_and_nothing_written(
+    index: MessageIndex, turns: list[Any], message: str
+) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        await index.add_turns("s", turns)
+    assert await index.count("s") == 0
+
+
+async def test_a_turn_cannot_point_at_an_uncached_discord_message(index: MessageIndex) -> None:
+    with pytest.raises(InvalidInputError, match="not in the Discord message cache"):
+        await index.add_turns("s", [Turn("1", "A", "hi", discord_message_id=424242)])
+
+
+async def test_turns_are_kept_when_the_embedder_is_down(db: Database) -> None:
+    async with OpenAIEmbedder(
+        base_url="http://127.0.0.1:9/v1", dimension=384, max_retries=0, timeout=2
+    ) as down:
+        assert await MessageIndex(db, down).add_turns("s", [Turn("1", "A", "tea time")]) == 1
+    index = MessageIndex(db, HashingEmbedder())
+    assert await index.search("s", "tea", mode="vector") == []
+    assert len(await index.search("s", "tea", mode="fulltext")) == 1
+    assert await index.reembed("s") == 1
+    assert len(await index.search("s", "tea", mode="vector")) == 1
+
+
+# --- Discord cache sync ---------------------------------------------------------------------
+
+
+async def _cache(db: Database, channel: int, rows: list[tuple[int, str, str]]) -> None:
+    async with db.acquire() as conn:
+        await conn.executemany(
+            "INSERT INTO discord_messages (message_id, channel_id, author_id, author_name, "
+            "content) VALUES ($1, $2, 7, $3, $4)",
+            [(mid, channel, who, text) for mid, who, text in rows],
+        )
+
+
+async def test_discord_channel_sync_follows_edits_and_deletes(
+    db: Database, index: MessageIndex
+) -> None:
+    await _cache(
+        db,
+        500,
+        [
+            (101, "ana", "my sister is visiting from Lisbon"),
+            (102, "bo", "nice, how long is she staying?"),
+            (103, "ana", ""),  # an image only: nothing to index
+            (104, "ana", "two weeks, we will go to the coast"),
+        ],
+    )
+    await _cache(db, 501, [(201, "cy", "Lisbon is lovely in spring")])
+    scope = discord_channel_scope(500)
+    assert await index.sync_discord_channel(500, page_size=10) == 3
+    assert await index.sync_discord_channel(500, page_size=10) == 0
+    hits = await index.search(scope, "sister Lisbon", k=5, mode="fulltext")
+    assert [h.item.discord_message_id for h in hits] == [101, 102]  # 102 through context
+    assert all(h.item.scope == scope for h in hits)
+    async with db.acquire() as conn:
+        await conn.execute(
+            "UPDATE discord_messages SET content = 'my brother is visiting from Porto', "
+            "edited_at = now() + interval '1 second' WHERE message_id = 101"
+        )
+    assert await index.sync_discord_channel(500, page_size=10) == 2  # 101, and 102's context
+    assert [h.item.discord_message_id for h in await index.search(scope, "brother Porto")][:2] == [
+        101,
+        102,
+    ]
+    assert await index.search(scope, "sister Lisbon", mode="fulltext") == []
+    async with db.acquire() as conn:
+        await conn.execute("DELETE FROM discord_messages WHERE message_id = 101")
+    # the deleted message's words are gone, from its own row and from 102's context
+    assert await index.search(scope, "brother Porto", mode="fulltext") == []
+    assert await index.count(scope) == 1
+    assert await index.sync_discord_channel(500) == 1  # 102 again, with no context
+    assert await index.count(scope) == 2
+    assert await index.count(discord_channel_scope(501)) == 0
+
+
+# --- vector storage: pgvector and bytea give the same answers ----------------------------------
+
+
+@pytest.fixture
+async def bytea_db(
+    server_url: str, settings: Settings, has_pgvector_server: bool
+) -> AsyncIterator[Database]:
+    """A schema storing vectors as bytea on a server that has pgvector."""
+    if not has_pgvector_server:
+        pytest.skip("this server has no pgvector: only the bytea path exists here")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    database = await Database.open(settings, url=server_url, schema=schema, min_size=1, max_size=2)
+    try:
+        async with database.acquire() as conn:
+            await conn.execute(f'CREATE SCHEMA "{schema}"')
+            async with conn.transaction():
+                await conn.execute(f'SET LOCAL search_path TO "{schema}", public')
+                await v0001_initial.apply(conn, replace(database.capabilities, pgvector=False))
+        yield database
+    finally:
+        try:
+            async with database.acquire() as conn:
+                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await database.close()
+
+
+FACTS = [
+    "Adopted a grey kitten called Mochi in March",
+    "Works as a night nurse at the children's hospital",
+    "Her grandmother passed away last winter",
+    "Goes sea swimming every Sunday morning",
+    "Is learning Portuguese for a trip to Lisbon",
+    "Hates coriander and loves spicy ramen",
+    "Plays bass in a small jazz band",
+    "Her brother lives in Toronto with his wife",
+    "Writes poems when she cannot sleep",
+    "Is saving up for a used camper van",
+]
+QUERIES = ["kitten", "how is she coping with her grandmother's death", "trip to Lisbon", "music"]
+
+
+async def test_pgvector_and_bytea_paths_rank_the_same(db: Database, bytea_db: Database) -> None:
+    async with db.acquire() as conn:
+        assert (
+            await conn.fetchval("SELECT value FROM barkeeper_meta WHERE key = 'embedding_storage'")
+            == "vector"
+        )
+    results: list[list[list[tuple[str, float]]]] = []
+    for database in (db, bytea_db):
+        async with database.acquire() as conn:
+            uid = await conn.fetchval("INSERT INTO users (discord_id) VALUES (5) RETURNING id")
+        store = MemoryStore(database, HashingEmbedder())
+        index = MessageIndex(database, HashingEmbedder())
+        for fact in FACTS:
+            await store.add(uid, fact)
+        await index.add_turns("s", [Turn(str(i), "X", f) for i, f in enumerate(FACTS)])
+        per_query = []
+        for query in QUERIES:
+            for mode in ("hybrid", "vector"):
+                memories = await store.search(uid, query, k=5, mode=mode)
+                turns = await index.search("s", query, k=5, mode=mode)
+                per_query.append([(h.item.content, round(h.score, 5)) for h in memories])
+                per_query.append([(h.item.content, round(h.score, 5)) for h in turns])
+        results.append(per_query)
+    assert results[0] == results[1]
+    assert any(len(r) == 5 for r in results[0])
