@@ -17,7 +17,7 @@ from barkeeper.conversations import (
     ConversationStore,
 )
 from barkeeper.db import Database
-from barkeeper.errors import InvalidInputError, NotFoundError
+from barkeeper.errors import InvalidInputError, NotFoundError, QueryError
 
 T0 = datetime(2025, 3, 1, 20, 0, tzinfo=UTC)
 
@@ -848,3 +848,45 @@ def test_conversation_is_plain_data() -> None:
     conv = Conversation("c", "r", 1, None, {}, None, None, T0, T0, 0, True, T0, T0)
     with pytest.raises(AttributeError):
         conv.title = "x"  # type: ignore[misc]
+
+
+# --- lock order with privacy's forget ------------------------------------------------------
+
+
+async def _forget_like(db: Database, user_id: int, during: Any) -> Any:
+    """Delete a user the way privacy's forget does (user row locked first, children before
+    parents), running ``during`` while the user's messages are already deleted."""
+    async with db.transaction() as conn:
+        await conn.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", user_id)
+        await conn.execute(
+            "DELETE FROM conversation_messages WHERE conversation_id IN "
+            "(SELECT id FROM conversations WHERE user_id = $1)",
+            user_id,
+        )
+        task = asyncio.ensure_future(during())
+        await asyncio.sleep(0.3)  # let the concurrent call take whatever locks it takes
+        await conn.execute("DELETE FROM conversations WHERE user_id = $1", user_id)
+        await conn.execute("DELETE FROM users WHERE id = $1", user_id)
+    return await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.mark.parametrize("call", ["add_user", "add_assistant", "clear", "delete", "start"])
+async def test_store_writes_never_deadlock_with_forget(db: Database, alice: int, call: str) -> None:
+    store = ConversationStore(db)
+    conv = await store.get_or_start_conversation(alice, channel_id=7)
+    await store.add_message(conv.id, "user", "hello", user_id=alice, message_id="m1")
+    calls = {
+        "add_user": lambda: store.add_message(conv.id, "user", "more", user_id=alice),
+        "add_assistant": lambda: store.add_message(conv.id, "assistant", "reply"),
+        "clear": lambda: store.clear_messages(conv.id),
+        "delete": lambda: store.delete_message(conv.id, "m1"),
+        "start": lambda: store.get_or_start_conversation(  # closes conv: a row lock
+            alice, channel_id=7, now=datetime.now(UTC) + timedelta(days=1)
+        ),
+    }
+    [outcome] = await _forget_like(db, alice, calls[call])
+    assert not (isinstance(outcome, QueryError) and outcome.sqlstate == "40P01"), outcome
+    assert outcome in (0, False) or isinstance(outcome, NotFoundError), outcome
+    async with db.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM conversations") == 0
+        assert await conn.fetchval("SELECT count(*) FROM conversation_messages") == 0

@@ -242,3 +242,21 @@ async def test_recent_runs_plan_uses_the_session_index(db: Database) -> None:
         )
     assert "ix_agent_runs_session" in plan
     assert "Sort" not in plan
+
+
+async def test_add_run_never_deadlocks_with_forget(db: Database, alice: int) -> None:
+    """Privacy's forget locks the user, deletes runs, then sessions; add_run must not
+    take the session first and then wait for the user."""
+    store = SessionStore(db)
+    session = await store.get_or_create_session("a", alice)
+    await store.add_run(session.id, input="before")
+    async with db.transaction() as conn:
+        await conn.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", alice)
+        await conn.execute("DELETE FROM agent_runs WHERE user_id = $1", alice)
+        task = asyncio.ensure_future(store.add_run(session.id, input="during"))
+        await asyncio.sleep(0.3)
+        await conn.execute("DELETE FROM agent_sessions WHERE user_id = $1", alice)
+        await conn.execute("DELETE FROM users WHERE id = $1", alice)
+    [outcome] = await asyncio.gather(task, return_exceptions=True)
+    assert isinstance(outcome, NotFoundError), outcome
+    assert await store.count_user_runs(alice) == 0

@@ -50,6 +50,11 @@ SELECT s.id, s.user_id, $2, $3, $4, $5, $6 FROM s
 RETURNING *
 """
 
+_LOCK_OWNER = """
+SELECT 1 FROM users u JOIN agent_sessions s ON s.user_id = u.id
+WHERE s.id = $1 FOR KEY SHARE OF u
+"""
+
 _RECENT_RUNS = """
 SELECT * FROM (
     SELECT * FROM agent_runs WHERE session_id = $1 ORDER BY id DESC LIMIT $2
@@ -188,7 +193,10 @@ class SessionStore:
         measured = check_json(dict(metrics or {}), "metrics")
         if status not in RUN_STATUSES:
             raise InvalidInputError(f"status must be one of {sorted(RUN_STATUSES)}, not {status!r}")
-        async with self._db.acquire() as conn:
+        async with self._db.transaction() as conn:
+            # The user's row first, then the session's: privacy's forget locks in that
+            # order, so the two never deadlock.
+            await conn.execute(_LOCK_OWNER, sid)
             row = await conn.fetchrow(_ADD_RUN, sid, input, output, transcript, measured, status)
         if row is None:
             raise NotFoundError(f"session {sid!r} not found")

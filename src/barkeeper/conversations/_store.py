@@ -66,9 +66,16 @@ VALUES ($1, $2, $3, $4, $5, $6, $7)
 RETURNING *
 """
 
+# Writers lock the owner's users row (KEY SHARE: only deleting the user conflicts), then
+# the conversation: the order privacy's forget takes them in, so the two never deadlock.
+_LOCK_OWNER = """
+SELECT 1 FROM users u JOIN conversations c ON c.user_id = u.id
+WHERE c.id = $1 FOR KEY SHARE OF u
+"""
 _LOCK_CONVERSATION = """
 SELECT user_id, message_count FROM conversations WHERE id = $1 FOR NO KEY UPDATE
 """
+_LOCK_USER = "SELECT 1 FROM users WHERE id = $1 FOR KEY SHARE"
 
 # The lock, insert, trim and counter update run in the schema's plpgsql function
 # add_conversation_message (schema v1): one round trip, one implicit transaction.
@@ -554,6 +561,7 @@ class ConversationStore:
         if user_id is not None:
             user_id = check_bigint(user_id, "user_id")
         async with self._db.transaction() as conn:
+            await conn.execute(_LOCK_OWNER, cid)
             owner = await conn.fetchrow(_LOCK_CONVERSATION, cid)
             if owner is None or (user_id is not None and owner["user_id"] != user_id):
                 return False
@@ -574,6 +582,7 @@ class ConversationStore:
         if user_id is not None:
             user_id = check_bigint(user_id, "user_id")
         async with self._db.transaction() as conn:
+            await conn.execute(_LOCK_OWNER, cid)
             owner = await conn.fetchrow(_LOCK_CONVERSATION, cid)
             if owner is None or (user_id is not None and owner["user_id"] != user_id):
                 return 0
@@ -769,6 +778,8 @@ class ConversationStore:
             now = check_aware(now, "now")
         try:
             async with self._db.transaction() as conn:
+                if await conn.fetchval(_LOCK_USER, user_id) is None:
+                    raise NotFoundError(f"no user with id {user_id}")
                 await conn.execute(
                     "SELECT pg_advisory_xact_lock($1, $2)",
                     _START_LOCK_CLASS,

@@ -203,8 +203,9 @@ CREATE INDEX IF NOT EXISTS ix_conversation_messages_lookup
     ON conversation_messages (conversation_id, created_at, id);
 CREATE INDEX IF NOT EXISTS ix_conversation_messages_user_id ON conversation_messages (user_id);
 
--- ConversationStore.add_message in one round trip: lock the conversation row (adders of
--- one conversation queue here, so they never deadlock nor overshoot the limit), insert,
+-- ConversationStore.add_message in one round trip: lock the owner, then the conversation
+-- row (adders of one conversation queue here, so they never deadlock nor overshoot the
+-- limit), insert,
 -- delete the oldest beyond the storage limit (a few entries of
 -- ix_conversation_messages_lookup, no count(*): message_count is the stored count),
 -- then update the counter and times. Each statement of a plpgsql function takes a
@@ -223,6 +224,10 @@ DECLARE
     v_trimmed integer := 0;
     v_row conversation_messages;
 BEGIN
+    -- The owner's users row first (KEY SHARE: only a delete of the user conflicts), so
+    -- the lock order is privacy's forget's: user, then conversation.
+    PERFORM 1 FROM users u JOIN conversations c ON c.user_id = u.id
+    WHERE c.id = p_conversation_id FOR KEY SHARE OF u;
     SELECT user_id, message_count INTO v_owner, v_count
     FROM conversations WHERE id = p_conversation_id FOR NO KEY UPDATE;
     IF NOT FOUND OR (p_user_id IS NOT NULL AND p_user_id <> v_owner) THEN
