@@ -1,0 +1,797 @@
+"""The Discord message cache in PostgreSQL: batch upsert, edits, deletes, context windows.
+
+Tables ``discord_messages`` and ``discord_channels`` (schema v1). Every query here is
+served by an index: the primary key (``message_id``), ``ix_discord_messages_channel_message``
+``(channel_id, message_id DESC)`` (snowflakes grow with time, so this orders a channel
+by time and answers "newest N before X" with one backward range scan),
+``ix_discord_messages_author`` (privacy deletes) and ``discord_channels``' key.
+``discord_channels.message_count`` is kept exact by statement triggers on
+``discord_messages`` (inserts, deletes, truncate), whoever writes.
+
+Ingest writes commit asynchronously (``synchronous_commit = off`` for that transaction
+only) unless the store is made ``durable=True``: this is a cache of data Discord keeps,
+and a batch and its cursor commit together or not at all, so losing the last few
+hundred milliseconds of ingest to a server crash only means refetching them. Deletes
+always commit synchronously: content must not survive a Discord or privacy delete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
+from functools import lru_cache
+from typing import Any, Unpack
+
+import asyncpg
+
+from barkeeper.db import Database
+from barkeeper.errors import InvalidInputError, QueryError
+from barkeeper.history._model import (
+    MAX_SNOWFLAKE,
+    Attachment,
+    ChannelStatus,
+    ChannelStatusUpdate,
+    ContextMessage,
+    StoredMessage,
+    StoreResult,
+    _check_id,
+    _check_time,
+    sanitize_text,
+)
+
+__all__ = ["MessageStore"]
+
+_log = logging.getLogger(__name__)
+
+# Batches at least this big go through COPY (rows not cached yet) + one upsert for the
+# rest; smaller ones are a single upsert statement (one round trip).
+_COPY_MIN_ROWS = 32
+
+_UNIQUE_VIOLATION = "23505"
+
+_ROW_COLUMNS = (
+    "message_id",
+    "channel_id",
+    "guild_id",
+    "author_id",
+    "author_name",
+    "author_is_bot",
+    "content",
+    "reply_to_id",
+    "attachments",
+    "embeds_count",
+    "edited_at",
+    "sanitized_chars",
+)
+_ATTACHMENTS = _ROW_COLUMNS.index("attachments")
+# COPY leaves out attachments (asyncpg's pool connections decode jsonb as text, which
+# binary COPY cannot encode): rows with attachments go through the upsert instead.
+_COPY_COLUMNS = tuple(c for c in _ROW_COLUMNS if c != "attachments")
+_NO_ATTACHMENTS = "[]"
+
+_UPSERT = """
+WITH w AS (
+    INSERT INTO discord_messages AS d (
+        message_id, channel_id, guild_id, author_id, author_name, author_is_bot, content,
+        reply_to_id, attachments, embeds_count, edited_at, sanitized_chars)
+    SELECT u.message_id, u.channel_id, u.guild_id, u.author_id, u.author_name,
+           u.author_is_bot, u.content, u.reply_to_id, u.attachments::jsonb, u.embeds_count,
+           u.edited_at, u.sanitized_chars
+    FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[],
+                $6::boolean[], $7::text[], $8::bigint[], $9::text[], $10::integer[],
+                $11::timestamptz[], $12::integer[])
+        AS u(message_id, channel_id, guild_id, author_id, author_name, author_is_bot,
+             content, reply_to_id, attachments, embeds_count, edited_at, sanitized_chars)
+    ON CONFLICT (message_id) DO UPDATE SET
+        guild_id = coalesce(EXCLUDED.guild_id, d.guild_id),
+        author_name = EXCLUDED.author_name,
+        author_is_bot = EXCLUDED.author_is_bot,
+        content = EXCLUDED.content,
+        reply_to_id = EXCLUDED.reply_to_id,
+        attachments = EXCLUDED.attachments,
+        embeds_count = EXCLUDED.embeds_count,
+        edited_at = EXCLUDED.edited_at,
+        sanitized_chars = EXCLUDED.sanitized_chars
+    -- An older copy (no edit, or an earlier edit) never replaces a newer one; an equal
+    -- one does when it differs (Discord adds embeds to a message without editing it).
+    WHERE (d.edited_at IS NULL OR EXCLUDED.edited_at >= d.edited_at)
+      AND (d.author_name, d.author_is_bot, d.content, d.reply_to_id, d.attachments,
+           d.embeds_count, d.edited_at, d.guild_id)
+          IS DISTINCT FROM
+          (EXCLUDED.author_name, EXCLUDED.author_is_bot, EXCLUDED.content,
+           EXCLUDED.reply_to_id, EXCLUDED.attachments, EXCLUDED.embeds_count,
+           EXCLUDED.edited_at, coalesce(EXCLUDED.guild_id, d.guild_id))
+    RETURNING d.xmax = 0 AS inserted
+)
+SELECT count(*) FILTER (WHERE inserted) AS inserted,
+       count(*) FILTER (WHERE NOT inserted) AS updated,
+       -- synchronous_commit for this transaction only; NULL keeps the session's
+       set_config('synchronous_commit',
+                  coalesce($13::text, current_setting('synchronous_commit')), true)
+FROM w
+"""
+
+# Which of the batch's ids are cached already, as one range scan per channel (a page of
+# history is contiguous, so the range holds little besides the batch itself).
+_PROBE = """
+SELECT set_config('synchronous_commit', coalesce($4::text, current_setting('synchronous_commit')), true),
+       ARRAY(SELECT d.message_id
+             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS r(channel_id, low, high)
+             JOIN discord_messages d
+               ON d.channel_id = r.channel_id AND d.message_id BETWEEN r.low AND r.high)
+"""  # noqa: E501
+
+_CONTEXT = """
+SELECT message_id, author_id, author_name, author_is_bot, content, reply_to_id
+FROM discord_messages
+WHERE channel_id = $1 AND message_id < $2
+ORDER BY message_id DESC
+LIMIT $3
+"""
+
+_MESSAGE_COLUMNS = (
+    "message_id, channel_id, guild_id, author_id, author_name, author_is_bot, content, "
+    "reply_to_id, attachments, embeds_count, edited_at, sanitized_chars"
+)
+
+_GET = f"SELECT {_MESSAGE_COLUMNS} FROM discord_messages WHERE message_id = $1"  # noqa: S608
+
+_PAGE = f"""
+SELECT {_MESSAGE_COLUMNS} FROM discord_messages
+WHERE channel_id = $1 AND message_id > $2 AND message_id < $3
+ORDER BY message_id
+LIMIT $4
+"""  # noqa: S608
+
+_IDS_BETWEEN = """
+SELECT message_id FROM discord_messages
+WHERE channel_id = $1 AND message_id BETWEEN $2 AND $3
+ORDER BY message_id
+"""
+
+_STATUS_COLUMNS = """
+    c.channel_id, c.guild_id, c.name, c.message_count,
+    (SELECT min(m.message_id) FROM discord_messages m WHERE m.channel_id = c.channel_id)
+        AS oldest_message_id,
+    (SELECT max(m.message_id) FROM discord_messages m WHERE m.channel_id = c.channel_id)
+        AS newest_message_id,
+    c.is_fully_backfilled, c.completion_reason, c.no_access, c.backfill_before_id,
+    c.backfill_after_id, c.last_synced_at, c.last_updated
+"""
+
+_GET_STATUS = f"SELECT {_STATUS_COLUMNS} FROM discord_channels c WHERE c.channel_id = $1"  # noqa: S608
+
+_LIST_STATUS = f"""
+SELECT {_STATUS_COLUMNS} FROM discord_channels c
+WHERE $1::bigint IS NULL OR c.guild_id = $1
+ORDER BY c.channel_id
+"""  # noqa: S608
+
+_RECOUNT = """
+WITH actual AS (
+    SELECT c.channel_id,
+           (SELECT count(*) FROM discord_messages m WHERE m.channel_id = c.channel_id) AS n
+    FROM discord_channels c
+    WHERE $1::bigint IS NULL OR c.channel_id = $1
+),
+fixed AS (
+    UPDATE discord_channels c SET message_count = actual.n
+    FROM actual
+    WHERE c.channel_id = actual.channel_id AND c.message_count <> actual.n
+    RETURNING 1
+),
+missing AS (
+    INSERT INTO discord_channels (channel_id, guild_id, message_count)
+    SELECT m.channel_id, max(m.guild_id), count(*)
+    FROM discord_messages m
+    WHERE ($1::bigint IS NULL OR m.channel_id = $1)
+      AND NOT EXISTS (SELECT 1 FROM discord_channels c WHERE c.channel_id = m.channel_id)
+    GROUP BY m.channel_id
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM fixed) + (SELECT count(*) FROM missing)
+"""
+
+_STATUS_FIELDS: dict[str, str] = {
+    "guild_id": "id",
+    "name": "text",
+    "is_fully_backfilled": "bool",
+    "completion_reason": "text",
+    "no_access": "bool",
+    "backfill_before_id": "id",
+    "backfill_after_id": "id",
+    "last_synced_at": "time",
+}
+
+
+@lru_cache(maxsize=64)
+def _status_sql(exact: tuple[str, ...], advance: tuple[str, ...]) -> str:
+    # Column names come from _STATUS_FIELDS only (checked by the caller), never input.
+    columns = ("channel_id", *exact, *advance)
+    values = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    sets = [f"{c} = EXCLUDED.{c}" for c in exact]
+    for c in advance:
+        pick = "LEAST" if c == "backfill_before_id" else "GREATEST"
+        sets.append(f"{c} = {pick}(c.{c}, EXCLUDED.{c})")
+    sets.append("last_updated = now()")
+    return (
+        f"INSERT INTO discord_channels AS c ({', '.join(columns)}) VALUES ({values}) "  # noqa: S608
+        f"ON CONFLICT (channel_id) DO UPDATE SET {', '.join(sets)} "
+        f"RETURNING {_STATUS_COLUMNS}"
+    )
+
+
+def _check_status_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    clean: dict[str, Any] = {}
+    for key, value in fields.items():
+        kind = _STATUS_FIELDS.get(key)
+        if kind is None:
+            raise InvalidInputError(
+                f"unknown channel status field {key!r}; known: {', '.join(_STATUS_FIELDS)}"
+            )
+        if kind == "id":
+            _check_id(key, value, optional=True)
+        elif kind == "time":
+            _check_time(key, value)
+        elif kind == "bool":
+            if type(value) is not bool:
+                raise InvalidInputError(f"{key} must be a bool, got {value!r}")
+        elif value is not None:
+            if not isinstance(value, str):
+                raise InvalidInputError(f"{key} must be a str or None, got {value!r}")
+            value = sanitize_text(value)[0]
+        clean[key] = value
+    return clean
+
+
+def _status_from_row(row: asyncpg.Record) -> ChannelStatus:
+    return ChannelStatus(**dict(row.items()))
+
+
+def _message_from_row(row: asyncpg.Record) -> StoredMessage:
+    raw = row["attachments"]
+    if isinstance(raw, str):  # a connection without barkeeper's jsonb codec
+        raw = json.loads(raw)
+    return StoredMessage(
+        message_id=row["message_id"],
+        channel_id=row["channel_id"],
+        guild_id=row["guild_id"],
+        author_id=row["author_id"],
+        author_name=row["author_name"],
+        author_is_bot=row["author_is_bot"],
+        content=row["content"],
+        reply_to_id=row["reply_to_id"],
+        attachments=tuple(Attachment.from_json(a) for a in raw or ()),
+        embeds_count=row["embeds_count"],
+        edited_at=row["edited_at"],
+        sanitized_chars=row["sanitized_chars"],
+    )
+
+
+def _is_newer_or_equal(candidate: StoredMessage, current: StoredMessage) -> bool:
+    if candidate.edited_at is None:
+        return current.edited_at is None
+    return current.edited_at is None or candidate.edited_at >= current.edited_at
+
+
+class _Batch:
+    """Messages ready to write: one per id (the newest copy), sorted by id."""
+
+    __slots__ = ("by_channel", "count", "rows", "sanitized_chars", "sanitized_ids")
+
+    def __init__(self, messages: Iterable[StoredMessage]) -> None:
+        latest: dict[int, StoredMessage] = {}
+        count = 0
+        for m in messages:
+            if not isinstance(m, StoredMessage):
+                raise InvalidInputError(
+                    f"store_many takes StoredMessage objects, got {type(m).__name__}"
+                )
+            count += 1
+            seen = latest.get(m.message_id)
+            if seen is None or _is_newer_or_equal(m, seen):
+                latest[m.message_id] = m
+        self.count = count
+        # Sorted: rows are locked in id order (no deadlock between overlapping batches)
+        # and index pages are filled in order.
+        ordered = [latest[i] for i in sorted(latest)]
+        self.rows: list[tuple[Any, ...]] = [
+            (
+                m.message_id,
+                m.channel_id,
+                m.guild_id,
+                m.author_id,
+                m.author_name,
+                m.author_is_bot,
+                m.content,
+                m.reply_to_id,
+                json.dumps([a.to_json() for a in m.attachments])
+                if m.attachments
+                else _NO_ATTACHMENTS,
+                m.embeds_count,
+                m.edited_at,
+                m.sanitized_chars,
+            )
+            for m in ordered
+        ]
+        self.sanitized_ids = [m.message_id for m in ordered if m.sanitized_chars]
+        self.sanitized_chars = sum(m.sanitized_chars for m in ordered if m.sanitized_chars)
+        by_channel: dict[int, tuple[int, int]] = {}
+        for m in ordered:  # ascending ids: first seen is the low end
+            low_high = by_channel.get(m.channel_id)
+            by_channel[m.channel_id] = (
+                (m.message_id, m.message_id) if low_high is None else (low_high[0], m.message_id)
+            )
+        self.by_channel = by_channel
+
+
+def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
+    if not rows:
+        return [[] for _ in _ROW_COLUMNS]
+    return [list(col) for col in zip(*rows, strict=True)]
+
+
+class MessageStore:
+    """The Discord message cache.
+
+    Args:
+        db: an open, migrated :class:`~barkeeper.db.Database`.
+        durable: commit ingest writes synchronously too (default: asynchronously;
+            see the module docstring).
+
+    Example::
+
+        store = MessageStore(db)
+        await store.store(message_from_discord(message))
+        window = await store.get_context(message.channel.id, before=message.id, limit=50)
+        prompt = "\\n".join(f"[{m.timestamp_str}] {m.author_name}: {m.content}" for m in window)
+    """
+
+    def __init__(self, db: Database, *, durable: bool = False) -> None:
+        self._db = db
+        self._schema = db.schema
+        # None keeps the session's synchronous_commit (the server's default).
+        self._sync: str | None = None if durable else "off"
+
+    # --- writing -------------------------------------------------------------------------
+
+    async def store(self, message: StoredMessage) -> StoreResult:
+        """Insert or update one message (see :meth:`store_many`)."""
+        return await self.store_many((message,))
+
+    async def store_many(self, messages: Iterable[StoredMessage]) -> StoreResult:
+        """Insert or update messages, all or none, idempotently.
+
+        A message not cached yet is inserted. A cached one is replaced when the new
+        copy's ``edited_at`` is not older than the cached one (``None`` counts as
+        oldest) and something differs; otherwise it is left as is (``skipped``). When
+        the same id appears several times in ``messages``, its newest copy is used.
+        Messages may belong to several channels.
+
+        Characters PostgreSQL cannot store were already replaced when the messages
+        were built; their count is returned and logged (message ids only).
+
+        Args:
+            messages: the messages, in any order.
+
+        Returns:
+            What was written; ``inserted + updated + skipped`` is the number given.
+
+        Raises:
+            InvalidInputError: something other than a :class:`StoredMessage` was given.
+            DatabaseError: the database failed; nothing of the batch was written.
+        """
+        return await self._write(_Batch(messages))
+
+    async def store_batch_and_advance(
+        self,
+        channel_id: int,
+        messages: Iterable[StoredMessage],
+        *,
+        before_id: int | None = None,
+        after_id: int | None = None,
+        delete_ids: Iterable[int] = (),
+        **status: Unpack[ChannelStatusUpdate],
+    ) -> StoreResult:
+        """Store a page of one channel's history and move its backfill cursors, atomically.
+
+        Everything happens in one transaction: if the process dies at any instant,
+        either the messages, the deletes and the new cursors are all there or none is,
+        so a backfill that resumes from the stored cursors has no gap and stores no
+        duplicate.
+
+        Args:
+            channel_id: the channel; every message must belong to it.
+            messages: the page (may be empty, e.g. the page that shows the start of
+                the channel was reached).
+            before_id: move ``backfill_before_id`` down to this id (it never moves up:
+                the stored value becomes the smaller of the two).
+            after_id: move ``backfill_after_id`` up to this id (never down).
+            delete_ids: messages of this channel to delete in the same transaction
+                (reconciliation: cached ids Discord no longer returns). Ids that are
+                also in ``messages`` are refused.
+            **status: other :class:`ChannelStatusUpdate` fields to set exactly, e.g.
+                ``is_fully_backfilled=True, completion_reason="start"`` or
+                ``last_synced_at=now``.
+
+        Returns:
+            What was written, ``deleted``, and the channel's status after the write.
+
+        Raises:
+            InvalidInputError: a message of another channel, an id both stored and
+                deleted, a cursor given both as ``before_id`` and
+                ``backfill_before_id`` (or after), or an unknown status field.
+            DatabaseError: the database failed; nothing was written or moved.
+        """
+        _check_id("channel_id", channel_id)
+        _check_id("before_id", before_id, optional=True)
+        _check_id("after_id", after_id, optional=True)
+        fields = _check_status_fields(dict(status))
+        if before_id is not None and "backfill_before_id" in fields:
+            raise InvalidInputError("give before_id or backfill_before_id, not both")
+        if after_id is not None and "backfill_after_id" in fields:
+            raise InvalidInputError("give after_id or backfill_after_id, not both")
+        batch = _Batch(messages)
+        strays = [cid for cid in batch.by_channel if cid != channel_id]
+        if strays:
+            raise InvalidInputError(
+                f"store_batch_and_advance({channel_id}) got messages of channel(s) {strays}"
+            )
+        deletes = sorted({int(i) for i in _checked_ids("delete_ids", delete_ids)})
+        if deletes:
+            overlap = {row[0] for row in batch.rows}.intersection(deletes)
+            if overlap:
+                raise InvalidInputError(
+                    f"message(s) {sorted(overlap)[:10]} are both stored and deleted"
+                )
+        advance: dict[str, int] = {}
+        if before_id is not None:
+            advance["backfill_before_id"] = before_id
+        if after_id is not None:
+            advance["backfill_after_id"] = after_id
+        return await self._write(
+            batch, channel_id=channel_id, delete_ids=deletes, exact=fields, advance=advance
+        )
+
+    async def _write(
+        self,
+        batch: _Batch,
+        *,
+        channel_id: int | None = None,
+        delete_ids: Sequence[int] = (),
+        exact: dict[str, Any] | None = None,
+        advance: dict[str, int] | None = None,
+    ) -> StoreResult:
+        if batch.sanitized_ids:
+            _log.warning(
+                "stored %d message(s) with %d character(s) PostgreSQL cannot hold "
+                "(NUL or unpaired surrogate) replaced by U+FFFD: ids %s%s",
+                len(batch.sanitized_ids),
+                batch.sanitized_chars,
+                ", ".join(map(str, batch.sanitized_ids[:20])),
+                " …" if len(batch.sanitized_ids) > 20 else "",
+            )
+        single = channel_id is None and len(batch.rows) < _COPY_MIN_ROWS
+        if single:
+            if not batch.rows:
+                return StoreResult(skipped=batch.count)
+            # One statement is one transaction: no BEGIN/COMMIT round trips.
+            async with self._db.acquire() as conn:
+                row = await conn.fetchrow(_UPSERT, *_columns(batch.rows), self._sync)
+            inserted, updated = int(row["inserted"]), int(row["updated"])
+            return self._result(batch, inserted, updated)
+        use_copy = len(batch.rows) >= _COPY_MIN_ROWS
+        while True:
+            try:
+                return await self._write_transaction(
+                    batch,
+                    use_copy=use_copy,
+                    channel_id=channel_id,
+                    delete_ids=delete_ids,
+                    exact=exact or {},
+                    advance=advance or {},
+                )
+            except QueryError as exc:
+                # A row inserted by someone else between our probe and our COPY: do
+                # it again the slow way (the transaction rolled back as a whole).
+                if use_copy and exc.sqlstate == _UNIQUE_VIOLATION:
+                    use_copy = False
+                    continue
+                raise
+
+    async def _write_transaction(
+        self,
+        batch: _Batch,
+        *,
+        use_copy: bool,
+        channel_id: int | None,
+        delete_ids: Sequence[int],
+        exact: dict[str, Any],
+        advance: dict[str, int],
+    ) -> StoreResult:
+        inserted = updated = deleted = 0
+        status: ChannelStatus | None = None
+        # A transaction that deletes content commits durably, like every delete.
+        sync = None if delete_ids else self._sync
+        async with self._db.transaction() as conn:
+            rest = batch.rows
+            if use_copy:
+                channels = list(batch.by_channel)
+                lows = [batch.by_channel[c][0] for c in channels]
+                highs = [batch.by_channel[c][1] for c in channels]
+                probe = await conn.fetchrow(_PROBE, channels, lows, highs, sync)
+                existing = set(probe[1])
+                new = [
+                    r
+                    for r in batch.rows
+                    if r[0] not in existing and r[_ATTACHMENTS] == _NO_ATTACHMENTS
+                ]
+                if len(new) >= _COPY_MIN_ROWS:
+                    await conn.copy_records_to_table(
+                        "discord_messages",
+                        records=[r[:_ATTACHMENTS] + r[_ATTACHMENTS + 1 :] for r in new],
+                        columns=_COPY_COLUMNS,
+                        schema_name=self._schema,
+                    )
+                    inserted += len(new)
+                    copied = {r[0] for r in new}
+                    rest = [r for r in batch.rows if r[0] not in copied]
+            if rest:
+                row = await conn.fetchrow(_UPSERT, *_columns(rest), sync)
+                inserted += int(row["inserted"])
+                updated += int(row["updated"])
+            if delete_ids:
+                done = await conn.execute(
+                    "DELETE FROM discord_messages WHERE channel_id = $1 "
+                    "AND message_id = ANY($2::bigint[])",
+                    channel_id,
+                    list(delete_ids),
+                )
+                deleted = int(done.split()[-1])
+            if channel_id is not None:
+                sql = _status_sql(tuple(exact), tuple(advance))
+                srow = await conn.fetchrow(sql, channel_id, *exact.values(), *advance.values())
+                status = _status_from_row(srow)
+        return self._result(batch, inserted, updated, deleted=deleted, channel=status)
+
+    @staticmethod
+    def _result(
+        batch: _Batch,
+        inserted: int,
+        updated: int,
+        *,
+        deleted: int = 0,
+        channel: ChannelStatus | None = None,
+    ) -> StoreResult:
+        return StoreResult(
+            inserted=inserted,
+            updated=updated,
+            skipped=batch.count - inserted - updated,
+            deleted=deleted,
+            sanitized_chars=batch.sanitized_chars,
+            sanitized_message_ids=tuple(batch.sanitized_ids),
+            channel=channel,
+        )
+
+    # --- deleting (always durable) -------------------------------------------------------
+
+    async def delete(self, message_id: int) -> bool:
+        """Delete one message (Discord deleted it). Returns whether it was cached."""
+        return await self.delete_many((message_id,)) == 1
+
+    async def delete_many(self, message_ids: Iterable[int]) -> int:
+        """Delete messages by id, in any channels. Returns how many were cached."""
+        ids = sorted(set(_checked_ids("message_ids", message_ids)))
+        if not ids:
+            return 0
+        async with self._db.acquire() as conn:
+            done = await conn.execute(
+                "DELETE FROM discord_messages WHERE message_id = ANY($1::bigint[])", ids
+            )
+        return int(done.split()[-1])
+
+    async def delete_channel(self, channel_id: int) -> int:
+        """Forget a channel: its messages and its status. Returns the messages deleted."""
+        _check_id("channel_id", channel_id)
+        async with self._db.transaction() as conn:
+            done = await conn.execute(
+                "DELETE FROM discord_messages WHERE channel_id = $1", channel_id
+            )
+            await conn.execute("DELETE FROM discord_channels WHERE channel_id = $1", channel_id)
+        return int(done.split()[-1])
+
+    async def delete_author(self, author_id: int) -> int:
+        """Delete every cached message a Discord user wrote, in every channel.
+
+        Args:
+            author_id: the user's Discord id.
+
+        Returns:
+            How many messages were deleted.
+        """
+        _check_id("author_id", author_id)
+        async with self._db.acquire() as conn:
+            done = await conn.execute(
+                "DELETE FROM discord_messages WHERE author_id = $1", author_id
+            )
+        return int(done.split()[-1])
+
+    # --- reading -------------------------------------------------------------------------
+
+    async def get(self, message_id: int) -> StoredMessage | None:
+        """One cached message, or ``None``."""
+        _check_id("message_id", message_id)
+        async with self._db.acquire() as conn:
+            row = await conn.fetchrow(_GET, message_id)
+        return None if row is None else _message_from_row(row)
+
+    async def get_context(
+        self, channel_id: int, *, before: int | None = None, limit: int = 50
+    ) -> list[ContextMessage]:
+        """The newest ``limit`` messages of a channel strictly before a message, oldest first.
+
+        Never returns the message ``before`` itself or anything after it, even when
+        later messages are cached (Junkie's context leaked those). Snowflakes order
+        messages by time, so ``before`` may be any id, cached or not.
+
+        Args:
+            channel_id: the channel (or thread).
+            before: the current message's id; ``None`` means "now" (the newest).
+            limit: at most this many messages (0 returns ``[]``).
+
+        Returns:
+            :class:`ContextMessage` rows, oldest first, each with ``author_name``,
+            ``created_at`` and ``timestamp_str``.
+        """
+        _check_id("channel_id", channel_id)
+        _check_id("before", before, optional=True)
+        if type(limit) is not int or limit < 0:
+            raise InvalidInputError(f"limit must be an int >= 0, got {limit!r}")
+        if limit == 0:
+            return []
+        async with self._db.acquire() as conn:
+            rows: list[ContextMessage] = await conn.fetch(
+                _CONTEXT,
+                channel_id,
+                MAX_SNOWFLAKE if before is None else before,
+                limit,
+                record_class=ContextMessage,
+            )
+        rows.reverse()
+        return rows
+
+    async def iter_channel(
+        self,
+        channel_id: int,
+        *,
+        after: int | None = None,
+        before: int | None = None,
+        page_size: int = 1000,
+    ) -> AsyncIterator[StoredMessage]:
+        """Every cached message of a channel, oldest first, read a page at a time.
+
+        No connection is held between pages, so a slow consumer blocks nobody.
+
+        Args:
+            channel_id: the channel.
+            after: only messages with a larger id.
+            before: only messages with a smaller id.
+            page_size: messages per query.
+
+        Yields:
+            :class:`StoredMessage` objects in ascending id (time) order.
+        """
+        _check_id("channel_id", channel_id)
+        _check_id("after", after, optional=True)
+        _check_id("before", before, optional=True)
+        if type(page_size) is not int or page_size < 1:
+            raise InvalidInputError(f"page_size must be an int >= 1, got {page_size!r}")
+        cursor = 0 if after is None else after
+        upper = MAX_SNOWFLAKE if before is None else before
+        while True:
+            async with self._db.acquire() as conn:
+                rows = await conn.fetch(_PAGE, channel_id, cursor, upper, page_size)
+            for row in rows:
+                yield _message_from_row(row)
+            if len(rows) < page_size:
+                return
+            cursor = rows[-1]["message_id"]
+
+    async def get_ids_between(self, channel_id: int, low: int, high: int) -> list[int]:
+        """Cached ids of a channel from ``low`` to ``high`` inclusive, ascending.
+
+        For reconciliation: ids cached in a range Discord no longer returns were
+        deleted there.
+        """
+        _check_id("channel_id", channel_id)
+        _check_id("low", low)
+        _check_id("high", high)
+        async with self._db.acquire() as conn:
+            rows = await conn.fetch(_IDS_BETWEEN, channel_id, low, high)
+        return [r[0] for r in rows]
+
+    async def count(self, channel_id: int) -> int:
+        """Messages cached for a channel (a stored counter: constant time)."""
+        _check_id("channel_id", channel_id)
+        async with self._db.acquire() as conn:
+            n = await conn.fetchval(
+                "SELECT message_count FROM discord_channels WHERE channel_id = $1", channel_id
+            )
+        return int(n or 0)
+
+    async def newest_id(self, channel_id: int) -> int | None:
+        """The newest cached message of a channel, or ``None``."""
+        _check_id("channel_id", channel_id)
+        async with self._db.acquire() as conn:
+            value: int | None = await conn.fetchval(
+                "SELECT max(message_id) FROM discord_messages WHERE channel_id = $1",
+                channel_id,
+            )
+        return value
+
+    async def oldest_id(self, channel_id: int) -> int | None:
+        """The oldest cached message of a channel, or ``None``."""
+        _check_id("channel_id", channel_id)
+        async with self._db.acquire() as conn:
+            value: int | None = await conn.fetchval(
+                "SELECT min(message_id) FROM discord_messages WHERE channel_id = $1",
+                channel_id,
+            )
+        return value
+
+    # --- channel status ------------------------------------------------------------------
+
+    async def get_channel_status(self, channel_id: int) -> ChannelStatus | None:
+        """A channel's status, or ``None`` if nothing was ever stored for it."""
+        _check_id("channel_id", channel_id)
+        async with self._db.acquire() as conn:
+            row = await conn.fetchrow(_GET_STATUS, channel_id)
+        return None if row is None else _status_from_row(row)
+
+    async def update_channel_status(
+        self, channel_id: int, **fields: Unpack[ChannelStatusUpdate]
+    ) -> ChannelStatus:
+        """Set some of a channel's status fields (creating its row if needed).
+
+        Only the fields given change; ``last_updated`` becomes now. Cursors are set
+        exactly (e.g. ``backfill_before_id=None`` resets one); to move them only
+        forward together with a page of messages use :meth:`store_batch_and_advance`.
+
+        Returns:
+            The status after the update.
+
+        Raises:
+            InvalidInputError: an unknown field or a value of the wrong type.
+        """
+        _check_id("channel_id", channel_id)
+        clean = _check_status_fields(dict(fields))
+        async with self._db.acquire() as conn:
+            row = await conn.fetchrow(_status_sql(tuple(clean), ()), channel_id, *clean.values())
+        return _status_from_row(row)
+
+    async def list_channels(self, *, guild_id: int | None = None) -> list[ChannelStatus]:
+        """Every channel with a status (optionally of one server), by channel id."""
+        _check_id("guild_id", guild_id, optional=True)
+        async with self._db.acquire() as conn:
+            rows = await conn.fetch(_LIST_STATUS, guild_id)
+        return [_status_from_row(r) for r in rows]
+
+    async def recount(self, channel_id: int | None = None) -> int:
+        """Recompute ``message_count`` from the messages (repair after manual SQL with
+        triggers disabled). Returns how many channels were corrected."""
+        _check_id("channel_id", channel_id, optional=True)
+        async with self._db.transaction() as conn:
+            # Writers wait while we count, so no increment is lost between count and set.
+            await conn.execute("LOCK TABLE discord_messages IN SHARE MODE")
+            n = await conn.fetchval(_RECOUNT, channel_id)
+        return int(n)
+
+
+def _checked_ids(name: str, ids: Iterable[int]) -> list[int]:
+    if isinstance(ids, str | bytes) or not isinstance(ids, Iterable):
+        raise InvalidInputError(f"{name} must be an iterable of ids, got {ids!r}")
+    out = list(ids)
+    for value in out:
+        _check_id(name, value)
+    return out
