@@ -1,0 +1,504 @@
+""":class:`DiscordHistorySource`: channel history from Discord through discord.py's HTTP client.
+
+It logs a :class:`discord.Client` in (REST only: no gateway), reads raw message
+payloads with ``GET /channels/{id}/messages`` (no :class:`discord.Message` objects:
+the backfill stores payloads, so building models would only cost time) and turns
+discord.py's and aiohttp's errors into barkeeper's: 403 becomes
+:attr:`Access.NO_ACCESS`, network failures, cut or broken bodies, timeouts, 5xx and
+429s that outlasted discord.py's own retries become
+:class:`~barkeeper.errors.DiscordUnavailableError` (the engine retries those).
+
+discord.py has no option for its API base: ``DISCORD_API_BASE`` is honoured by
+setting ``discord.http.Route.BASE``, which is process-wide; the previous value is
+restored on close. The token is never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+import aiohttp
+import discord
+import discord.http
+
+from barkeeper.backfill._source import (
+    TEXT_CHANNEL_TYPES,
+    Access,
+    ChannelInfo,
+    MessageLookup,
+    Page,
+)
+from barkeeper.errors import (
+    DiscordAuthenticationError,
+    DiscordError,
+    DiscordUnavailableError,
+    InvalidInputError,
+    NotFoundError,
+)
+from barkeeper.history import StoredMessage, message_from_payload
+
+__all__ = ["DiscordHistorySource", "normalize_api_base"]
+
+_log = logging.getLogger(__name__)
+
+_DEFAULT_API_PATH = "/api/v10"
+_UNKNOWN_CHANNEL = 10003
+_GUILDS_PAGE = 200
+# discord.py's login: GET /users/@me, then GET /oauth2/applications/@me.
+_LOGIN_REQUESTS = 2
+# What a broken connection, a cut body or cut JSON look like coming out of discord.py
+# (it wraps none of them) and aiohttp.
+_TRANSIENT = (aiohttp.ClientError, OSError, TimeoutError, ValueError)
+
+
+def normalize_api_base(url: str) -> str:
+    """``DISCORD_API_BASE`` as discord.py needs it: an absolute URL ending in ``/api/vN``.
+
+    ``http://127.0.0.1:8080`` becomes ``http://127.0.0.1:8080/api/v10``; a URL with an
+    ``/api`` path is kept as given (without a trailing slash).
+
+    Raises:
+        InvalidInputError: not an absolute http(s) URL.
+    """
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidInputError(
+            f"DISCORD_API_BASE must be an absolute http(s) URL such as "
+            f"http://127.0.0.1:8080/api/v10, got {url!r}"
+        )
+    base = url.strip().rstrip("/")
+    if "/api" not in parts.path:
+        base += _DEFAULT_API_PATH
+    return base
+
+
+class _Pacer:
+    """At most ``rate`` requests in any ``window`` seconds (Discord's global limit).
+
+    A sliding window over the send times of the last ``rate`` requests: waiting is
+    only ever as long as the oldest of them needs to leave the window, never a fixed
+    delay. Waiters are served in arrival order.
+    """
+
+    def __init__(self, rate: int, window: float) -> None:
+        self._rate = rate
+        self._window = window
+        self._sent: collections.deque[float] = collections.deque(maxlen=rate)
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        async with self._lock:
+            while len(self._sent) == self._rate:
+                delay = self._sent[0] + self._window - time.monotonic()
+                if delay <= 0:
+                    break
+                await asyncio.sleep(delay)
+            self._sent.append(time.monotonic())
+
+    def record(self, count: int = 1) -> None:
+        """Count requests made without waiting (the login's), so the window includes them."""
+        now = time.monotonic()
+        for _ in range(count):
+            self._sent.append(now)
+
+
+def _snowflake(value: object) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(str(value))
+    except ValueError:
+        return None
+
+
+def _channel_info(data: Mapping[str, Any]) -> ChannelInfo:
+    channel_id = _snowflake(data.get("id"))
+    if channel_id is None:
+        raise DiscordError(f"Discord sent a channel without an id: {str(data)[:200]}")
+    raw_type = data.get("type", 0)
+    return ChannelInfo(
+        channel_id=channel_id,
+        guild_id=_snowflake(data.get("guild_id")),
+        name=None if data.get("name") is None else str(data["name"]),
+        type=raw_type if isinstance(raw_type, int) else 0,
+        last_message_id=_snowflake(data.get("last_message_id")),
+    )
+
+
+class DiscordHistorySource:
+    """A :class:`~barkeeper.backfill.HistorySource` on discord.py.
+
+    Open it with :meth:`connect` (logs in, closes on exit)::
+
+        async with DiscordHistorySource.connect(token, api_base=None) as source:
+            page = await source.fetch_page(channel_id, limit=100)
+
+    Args:
+        client: a logged-in :class:`discord.Client` (it is closed by :meth:`close`).
+        request_timeout: seconds one HTTP exchange may take (aiohttp's default is 300).
+        global_rate: requests per second across every route, Discord's global limit
+            (50 for bots); ``None`` or 0 leaves it to discord.py's 429 handling.
+        global_margin: the global window is stretched by this many seconds, so that
+            network jitter cannot land one request too many in the server's window.
+        previous_base: the ``Route.BASE`` to restore on close.
+        login_requests: requests the login just made (they count towards the global
+            limit too).
+    """
+
+    def __init__(
+        self,
+        client: discord.Client,
+        *,
+        request_timeout: float = 30.0,
+        global_rate: int | None = 50,
+        global_margin: float = 0.05,
+        previous_base: str | None = None,
+        login_requests: int = 0,
+    ) -> None:
+        self._client = client
+        self._http = client.http
+        self._timeout = aiohttp.ClientTimeout(total=request_timeout)
+        self._pacer = _Pacer(global_rate, 1.0 + global_margin) if global_rate else None
+        if self._pacer is not None and login_requests:
+            self._pacer.record(login_requests)
+        self._guild_of: dict[int, int | None] = {}
+        self._previous_base = previous_base
+        self._closed = False
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def connect(
+        cls,
+        token: str,
+        *,
+        api_base: str | None = None,
+        request_timeout: float = 30.0,
+        global_rate: int | None = 50,
+        login_attempts: int = 3,
+        max_ratelimit_timeout: float = 120.0,
+    ) -> AsyncIterator[DiscordHistorySource]:
+        """Log in with ``token`` and yield a source; close the client on exit.
+
+        Args:
+            token: the bot token (``DISCORD_TOKEN``); never logged.
+            api_base: ``DISCORD_API_BASE`` (``None``: Discord itself).
+            request_timeout: seconds one HTTP exchange may take.
+            global_rate: requests per second across every route (see the class).
+            login_attempts: tries when Discord is unreachable or answers 5xx.
+            max_ratelimit_timeout: a 429 asking to wait longer than this is raised
+                (and retried by the engine later) instead of slept through.
+
+        Raises:
+            DiscordAuthenticationError: the token was refused.
+            DiscordUnavailableError: Discord could not be reached.
+            InvalidInputError: ``api_base`` is not an http(s) URL, or no token.
+        """
+        source = await cls.open(
+            token,
+            api_base=api_base,
+            request_timeout=request_timeout,
+            global_rate=global_rate,
+            login_attempts=login_attempts,
+            max_ratelimit_timeout=max_ratelimit_timeout,
+        )
+        try:
+            yield source
+        finally:
+            await source.close()
+
+    @classmethod
+    async def open(
+        cls,
+        token: str,
+        *,
+        api_base: str | None = None,
+        request_timeout: float = 30.0,
+        global_rate: int | None = 50,
+        login_attempts: int = 3,
+        max_ratelimit_timeout: float = 120.0,
+    ) -> DiscordHistorySource:
+        """:meth:`connect` without the ``async with``: call :meth:`close` yourself."""
+        token = (token or "").strip()
+        if not token:
+            raise InvalidInputError("no Discord bot token: set DISCORD_TOKEN")
+        previous: str | None = None
+        if api_base:
+            base = normalize_api_base(api_base)
+            previous = discord.http.Route.BASE
+            discord.http.Route.BASE = base
+        where = discord.http.Route.BASE
+        attempt = 0
+        while True:
+            attempt += 1
+            # REST only (no gateway); the guilds intent just keeps discord.py from
+            # warning that its state cache is disabled.
+            client = discord.Client(
+                intents=discord.Intents(guilds=True), max_ratelimit_timeout=max_ratelimit_timeout
+            )
+            try:
+                await client.login(token)
+                break
+            except discord.LoginFailure:
+                await client.close()
+                if previous is not None:
+                    discord.http.Route.BASE = previous
+                raise DiscordAuthenticationError(
+                    f"Discord at {where} refused the bot token (401 Unauthorized): "
+                    "check DISCORD_TOKEN"
+                ) from None
+            except (discord.DiscordServerError, *_TRANSIENT) as exc:
+                await client.close()
+                if attempt >= login_attempts:
+                    if previous is not None:
+                        discord.http.Route.BASE = previous
+                    raise DiscordUnavailableError(
+                        f"cannot log in to Discord at {where}: {_describe(exc)}"
+                    ) from None
+                await asyncio.sleep(min(2.0**attempt, 10.0))
+            except BaseException:
+                await client.close()
+                if previous is not None:
+                    discord.http.Route.BASE = previous
+                raise
+        return cls(
+            client,
+            request_timeout=request_timeout,
+            global_rate=global_rate,
+            previous_base=previous,
+            login_requests=_LOGIN_REQUESTS,
+        )
+
+    async def close(self) -> None:
+        """Close the HTTP session and restore ``Route.BASE`` (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._client.close()
+        finally:
+            if self._previous_base is not None:
+                discord.http.Route.BASE = self._previous_base
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def bot_user_id(self) -> int | None:
+        """The logged-in bot's user id."""
+        user = self._client.user
+        return None if user is None else user.id
+
+    # --- requests --------------------------------------------------------------------
+
+    async def _request(self, route: discord.http.Route, **params: Any) -> Any:
+        if self._pacer is not None:
+            await self._pacer.wait()
+        try:
+            return await self._http.request(route, params=params or None, timeout=self._timeout)
+        except discord.LoginFailure:
+            raise DiscordAuthenticationError(
+                "Discord stopped accepting the bot token (401): check DISCORD_TOKEN"
+            ) from None
+        except (discord.Forbidden, discord.NotFound):
+            raise
+        except discord.RateLimited as exc:
+            raise DiscordUnavailableError(
+                f"{route.method} {route.path}: rate limited for {exc.retry_after:.1f} s"
+            ) from None
+        except discord.HTTPException as exc:
+            if exc.status == 401:
+                raise DiscordAuthenticationError(
+                    "Discord stopped accepting the bot token (401): check DISCORD_TOKEN"
+                ) from None
+            if exc.status == 429 or exc.status >= 500:
+                raise DiscordUnavailableError(
+                    f"{route.method} {route.path}: {exc.status} after discord.py's retries"
+                ) from None
+            raise DiscordError(
+                f"{route.method} {route.path}: Discord answered {exc.status}: {exc.text[:200]}"
+            ) from None
+        except _TRANSIENT as exc:
+            raise DiscordUnavailableError(
+                f"{route.method} {route.path}: {_describe(exc)}"
+            ) from None
+
+    async def fetch_page(
+        self,
+        channel_id: int,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        limit: int = 100,
+    ) -> Page:
+        """One page of history, newest first (see :meth:`HistorySource.fetch_page`).
+
+        Raises:
+            DiscordUnavailableError: a transient failure, or a page that breaks
+                Discord's cursor contract (wrong order, out of range, too long).
+            NotFoundError: the channel does not exist.
+            InvalidInputError: bad arguments.
+        """
+        if not 1 <= limit <= 100:
+            raise InvalidInputError(f"limit must be 1 to 100, got {limit}")
+        if before is not None and after is not None:
+            raise InvalidInputError("give before or after, not both")
+        params: dict[str, Any] = {"limit": limit}
+        if before is not None:
+            params["before"] = before
+        if after is not None:
+            params["after"] = after
+        route = discord.http.Route("GET", "/channels/{channel_id}/messages", channel_id=channel_id)
+        try:
+            data = await self._request(route, **params)
+        except discord.Forbidden:
+            return Page((), Access.NO_ACCESS)
+        except discord.NotFound:
+            raise NotFoundError(f"Discord has no channel {channel_id} (404)") from None
+        if not isinstance(data, list):
+            raise DiscordUnavailableError(
+                f"channel {channel_id}: expected a JSON list of messages, got {str(data)[:100]!r}"
+            )
+        guild_id = self._guild_of.get(channel_id)
+        try:
+            messages = sorted(
+                (message_from_payload(item, guild_id=guild_id) for item in data),
+                key=_message_id,
+                reverse=True,
+            )
+        except InvalidInputError as exc:
+            raise DiscordUnavailableError(f"channel {channel_id}: {exc}") from None
+        _check_page(channel_id, messages, before=before, after=after, limit=limit)
+        return Page(tuple(messages))
+
+    async def fetch_message(self, channel_id: int, message_id: int) -> MessageLookup:
+        """One message, or whether it is forbidden or missing."""
+        route = discord.http.Route(
+            "GET",
+            "/channels/{channel_id}/messages/{message_id}",
+            channel_id=channel_id,
+            message_id=message_id,
+        )
+        try:
+            data = await self._request(route)
+        except discord.Forbidden:
+            return MessageLookup(Access.NO_ACCESS)
+        except discord.NotFound as exc:
+            if exc.code == _UNKNOWN_CHANNEL:
+                raise NotFoundError(f"Discord has no channel {channel_id} (404)") from None
+            return MessageLookup(Access.MISSING)
+        try:
+            message = message_from_payload(data, guild_id=self._guild_of.get(channel_id))
+        except InvalidInputError as exc:
+            raise DiscordUnavailableError(f"channel {channel_id}: {exc}") from None
+        return MessageLookup(Access.OK, message)
+
+    async def fetch_channel(self, channel_id: int) -> ChannelInfo:
+        """A channel's description; ``NotFoundError`` if Discord does not know it.
+
+        A channel the bot may not even see (403) comes back with only its id, and
+        its pages will say ``NO_ACCESS``.
+        """
+        route = discord.http.Route("GET", "/channels/{channel_id}", channel_id=channel_id)
+        try:
+            data = await self._request(route)
+        except discord.Forbidden:
+            return ChannelInfo(channel_id, self._guild_of.get(channel_id), None)
+        except discord.NotFound:
+            raise NotFoundError(f"Discord has no channel {channel_id} (404)") from None
+        if not isinstance(data, Mapping):
+            raise DiscordUnavailableError(f"channel {channel_id}: not a JSON object")
+        info = _channel_info(data)
+        self._guild_of[info.channel_id] = info.guild_id
+        return info
+
+    async def fetch_text_channels(self) -> AsyncIterator[ChannelInfo]:
+        """Every text and announcement channel of every server the bot is in.
+
+        Servers come in pages of 200 (``GET /users/@me/guilds``); each server's
+        channels in one request, yielded in the server's own order (position).
+        """
+        after: int | None = None
+        while True:
+            params: dict[str, Any] = {"limit": _GUILDS_PAGE}
+            if after is not None:
+                params["after"] = after
+            guilds = await self._request(discord.http.Route("GET", "/users/@me/guilds"), **params)
+            if not isinstance(guilds, list):
+                raise DiscordUnavailableError("GET /users/@me/guilds: not a JSON list")
+            ids = sorted(i for i in (_snowflake(g.get("id")) for g in guilds) if i is not None)
+            for guild_id in ids:
+                route = discord.http.Route("GET", "/guilds/{guild_id}/channels", guild_id=guild_id)
+                try:
+                    channels = await self._request(route)
+                except (discord.Forbidden, discord.NotFound):
+                    continue  # left the server meanwhile
+                if not isinstance(channels, list):
+                    raise DiscordUnavailableError(f"{route.path}: not a JSON list")
+                channels.sort(key=lambda c: (c.get("position") or 0, _snowflake(c.get("id")) or 0))
+                for raw in channels:
+                    info = _channel_info(raw)
+                    if info.type not in TEXT_CHANNEL_TYPES:
+                        continue
+                    if info.guild_id is None:
+                        info = ChannelInfo(
+                            info.channel_id, guild_id, info.name, info.type, info.last_message_id
+                        )
+                    self._guild_of[info.channel_id] = info.guild_id
+                    yield info
+            if len(guilds) < _GUILDS_PAGE or not ids:
+                return
+            after = ids[-1]
+
+
+def _message_id(message: StoredMessage) -> int:
+    return message.message_id
+
+
+def _check_page(
+    channel_id: int,
+    messages: list[StoredMessage],
+    *,
+    before: int | None,
+    after: int | None,
+    limit: int,
+) -> None:
+    """Refuse a page that breaks Discord's contract: a cursor built on it could skip messages."""
+    problem = None
+    if len(messages) > limit:
+        problem = f"{len(messages)} messages for limit {limit}"
+    elif any(m.channel_id != channel_id for m in messages):
+        problem = "messages of another channel"
+    elif len({m.message_id for m in messages}) != len(messages):
+        problem = "the same message twice"
+    elif messages and before is not None and messages[0].message_id >= before:
+        problem = f"a message not before {before}"
+    elif messages and after is not None and messages[-1].message_id <= after:
+        problem = f"a message not after {after}"
+    if problem is not None:
+        raise DiscordUnavailableError(f"channel {channel_id}: Discord sent {problem}")
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"broken JSON ({exc.msg})"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:300]
