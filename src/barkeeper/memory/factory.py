@@ -1,0 +1,93 @@
+"""Build the memory layer's parts from :class:`~barkeeper.config.Settings`.
+
+- :func:`build_embedder`: ``BARKEEPER_EMBEDDER`` = ``local`` (MiniLM, the default),
+  ``openai`` (the memory model's endpoint, ``BARKEEPER_EMBEDDING_MODEL``) or
+  ``hashing`` (tests).
+- :func:`build_memory_model`: the memory model (``BARKEEPER_MEMORY_*``, falling back
+  to the chat model's endpoint and key).
+- :func:`build_memory_manager`: a :class:`MemoryManager` on a database with both,
+  at ``BARKEEPER_FACT_EXTRACTION_RATE``.
+
+The caller owns what is built: close the model (and an OpenAI embedder) when done.
+"""
+
+from __future__ import annotations
+
+from barkeeper.config import Settings
+from barkeeper.db import Database
+from barkeeper.errors import ConfigError
+from barkeeper.llm import OpenAIChatModel
+from barkeeper.memory.embeddings import (
+    Embedder,
+    HashingEmbedder,
+    MiniLMEmbedder,
+    OpenAIEmbedder,
+)
+from barkeeper.memory.manager import MemoryManager
+from barkeeper.memory.store import MemoryStore
+
+__all__ = ["build_embedder", "build_memory_manager", "build_memory_model", "build_memory_store"]
+
+# Vector sizes of the OpenAI embedding models people configure most.
+_OPENAI_DIMENSIONS = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+}
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    """The embedder ``BARKEEPER_EMBEDDER`` names.
+
+    Raises:
+        ConfigError: The setting names no known embedder.
+    """
+    kind = settings.embedder
+    if kind == "local":
+        return MiniLMEmbedder()
+    if kind == "hashing":
+        return HashingEmbedder()
+    if kind == "openai":
+        model = settings.embedding_model
+        return OpenAIEmbedder(
+            base_url=settings.memory_base_url or settings.llm_base_url,
+            api_key=settings.memory_llm_api_key(),
+            model=model,
+            dimension=_OPENAI_DIMENSIONS.get(model, 1536),
+            timeout=settings.llm_timeout,
+            max_retries=settings.llm_max_retries,
+        )
+    raise ConfigError(f"BARKEEPER_EMBEDDER: unknown embedder {kind!r} (local, openai, hashing)")
+
+
+def build_memory_model(settings: Settings) -> OpenAIChatModel:
+    """The memory model: its own endpoint, key and model, else the chat model's."""
+    return OpenAIChatModel(
+        base_url=settings.memory_base_url or settings.llm_base_url,
+        api_key=settings.memory_llm_api_key(),
+        model=settings.memory_model,
+        timeout=settings.llm_timeout,
+        max_retries=settings.llm_max_retries,
+    )
+
+
+def build_memory_store(db: Database, settings: Settings) -> MemoryStore:
+    """A :class:`MemoryStore` on ``db`` with the configured embedder."""
+    return MemoryStore(db, build_embedder(settings))
+
+
+def build_memory_manager(
+    db: Database, settings: Settings, *, model: OpenAIChatModel | None = None
+) -> MemoryManager:
+    """A :class:`MemoryManager` with the configured store, model and extraction rate.
+
+    Args:
+        db: The database (migrated).
+        settings: The settings.
+        model: The memory model if already built (else :func:`build_memory_model`).
+    """
+    return MemoryManager(
+        build_memory_store(db, settings),
+        model or build_memory_model(settings),
+        extraction_rate=settings.fact_extraction_rate,
+    )

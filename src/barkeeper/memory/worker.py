@@ -1,0 +1,233 @@
+""":class:`MemoryWorker`: memory extraction in the background, so it never delays a reply.
+
+:meth:`MemoryWorker.submit` only puts the message on a bounded in-memory queue and
+returns at once (``False`` when the queue is full or the worker is closed: the
+message is dropped and counted, never waited for). ``concurrency`` tasks take
+messages off the queues and run :meth:`MemoryManager.process`.
+
+Each user's messages go to one queue (by user id), so they are processed one at a
+time and in order: two messages of the same person never race to add the same fact.
+A message that failed on a rate limit or an outage is tried again after
+``retry_delay`` seconds, up to ``max_attempts`` times in all, then dropped and
+logged. Nothing a message does (a model failure, a database error, a bug) stops a
+task. :meth:`drain` waits for everything queued; :meth:`aclose` stops accepting,
+drains (within a timeout) and stops the tasks.
+
+The queue lives in memory: messages still queued when the process dies are not
+examined (the next messages are; extraction is best effort by design).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+from barkeeper.errors import InvalidInputError
+from barkeeper.memory.extraction import UserMessage
+from barkeeper.memory.manager import MemoryManager, MemoryOutcome
+
+__all__ = ["MemoryWorker", "WorkerStats"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    """Counters since the worker started.
+
+    Attributes:
+        submitted: Messages accepted by :meth:`MemoryWorker.submit`.
+        rejected: Messages refused (queue full or worker closed).
+        processed: Messages processed to an outcome other than ``failed``.
+        failed: Messages that failed for good (after their retries).
+        retried: Extra attempts made after rate limits or outages.
+        errors: Unexpected exceptions caught (logged with their traceback).
+    """
+
+    submitted: int = 0
+    rejected: int = 0
+    processed: int = 0
+    failed: int = 0
+    retried: int = 0
+    errors: int = 0
+
+
+class MemoryWorker:
+    """Runs a :class:`MemoryManager` over submitted messages in background tasks.
+
+    Args:
+        manager: What processes each message.
+        concurrency: Tasks (and queues); different users' messages run in parallel.
+        max_pending: Most messages waiting in all queues together.
+        retry_delay: Seconds before trying again a message that hit a rate limit
+            or an outage (after the model client's own retries).
+        max_attempts: Attempts per message in all (1: no retry).
+
+    Raises:
+        InvalidInputError: A limit is out of range.
+
+    Example::
+
+        async with MemoryWorker(manager) as worker:
+            worker.submit(UserMessage(user_id=7, text="I adopted a cat", message_id=1))
+            ...  # reply to the user meanwhile
+        # leaving the block drained the queue
+    """
+
+    def __init__(
+        self,
+        manager: MemoryManager,
+        *,
+        concurrency: int = 2,
+        max_pending: int = 1000,
+        retry_delay: float = 10.0,
+        max_attempts: int = 2,
+    ) -> None:
+        if not 1 <= concurrency <= 64:
+            raise InvalidInputError(f"concurrency must be within 1..64, not {concurrency}")
+        if max_pending < concurrency:
+            raise InvalidInputError("max_pending must be at least concurrency")
+        if retry_delay < 0:
+            raise InvalidInputError("retry_delay must not be negative")
+        if not 1 <= max_attempts <= 10:
+            raise InvalidInputError(f"max_attempts must be within 1..10, not {max_attempts}")
+        self._manager = manager
+        self._per_queue = max_pending // concurrency
+        self._queues: list[asyncio.Queue[UserMessage]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._concurrency = concurrency
+        self._retry_delay = retry_delay
+        self._max_attempts = max_attempts
+        self._closed = False
+        self.stats = WorkerStats()
+
+    def __repr__(self) -> str:
+        return (
+            f"<MemoryWorker tasks={len(self._tasks)} pending={self.pending} closed={self._closed}>"
+        )
+
+    @property
+    def pending(self) -> int:
+        """Messages waiting or being processed."""
+        return sum(q.qsize() for q in self._queues)
+
+    @property
+    def running(self) -> bool:
+        """Started and not closed."""
+        return bool(self._tasks) and not self._closed
+
+    def start(self) -> None:
+        """Start the tasks (on the running event loop). Does nothing if started.
+
+        Raises:
+            RuntimeError: The worker was closed.
+        """
+        if self._closed:
+            raise RuntimeError("this MemoryWorker is closed; make a new one")
+        if self._tasks:
+            return
+        self._queues = [asyncio.Queue(self._per_queue) for _ in range(self._concurrency)]
+        self._tasks = [
+            asyncio.create_task(self._run(queue), name=f"memory-worker-{n}")
+            for n, queue in enumerate(self._queues)
+        ]
+
+    async def __aenter__(self) -> Self:
+        self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def submit(self, message: UserMessage) -> bool:
+        """Queue ``message`` for memory extraction; never waits.
+
+        Returns:
+            ``True`` if queued; ``False`` if dropped because the worker is not
+            running or the queue is full (logged, counted in :attr:`stats`).
+        """
+        if not self.running:
+            self.stats.rejected += 1
+            _log.warning("memory worker not running; message %s not examined", message.message_id)
+            return False
+        queue = self._queues[message.user_id % len(self._queues)]
+        try:
+            queue.put_nowait(message)
+        except asyncio.QueueFull:
+            self.stats.rejected += 1
+            _log.warning(
+                "memory queue full (%d waiting); message %s not examined",
+                self.pending,
+                message.message_id,
+            )
+            return False
+        self.stats.submitted += 1
+        return True
+
+    async def drain(self) -> None:
+        """Wait until every message submitted so far has been processed."""
+        await asyncio.gather(*(queue.join() for queue in self._queues))
+
+    async def aclose(self, *, grace_period: float | None = 30.0) -> None:
+        """Stop accepting messages, finish the queued ones, stop the tasks.
+
+        Args:
+            grace_period: Most seconds to wait for the queue to drain; what is
+                left after it is dropped (and logged). ``None`` waits as long as it
+                takes.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self._tasks:
+            try:
+                await asyncio.wait_for(self.drain(), grace_period)
+            except TimeoutError:
+                _log.warning("memory worker closed with %d messages unprocessed", self.pending)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self, queue: asyncio.Queue[UserMessage]) -> None:
+        while True:
+            message = await queue.get()
+            try:
+                await self._handle(message)
+            finally:
+                queue.task_done()
+
+    async def _handle(self, message: UserMessage) -> None:
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                outcome = await self._manager.process(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.stats.errors += 1
+                _log.exception("memory extraction of message %s failed", message.message_id)
+                return
+            if not self._should_retry(outcome, attempt):
+                self._count(outcome)
+                return
+            self.stats.retried += 1
+            await asyncio.sleep(self._retry_delay)
+
+    def _should_retry(self, outcome: MemoryOutcome, attempt: int) -> bool:
+        return outcome.status == "failed" and outcome.retryable and attempt < self._max_attempts
+
+    def _count(self, outcome: MemoryOutcome) -> None:
+        if outcome.status == "failed":
+            self.stats.failed += 1
+        else:
+            self.stats.processed += 1
