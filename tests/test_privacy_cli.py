@@ -26,7 +26,7 @@ async def _seed(database_url: str) -> None:
                 )
                 await conn.execute(
                     "INSERT INTO discord_messages (message_id, channel_id, author_id, "
-                    "author_name, content, created_at) VALUES ($1, 5, $2, 'n', 'hello', now())",
+                    "author_name, content) VALUES ($1, 5, $2, 'n', 'hello')",
                     discord_id * 10,
                     discord_id,
                 )

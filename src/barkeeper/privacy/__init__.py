@@ -24,7 +24,7 @@ from barkeeper.db import Database
 from barkeeper.errors import InvalidInputError, NotFoundError
 from barkeeper.privacy._graph import WHO, UserRowsPlan, plan_user_rows, quote_ident
 
-__all__ = ["Privacy", "PrivacyReport", "UserRef"]
+__all__ = ["DERIVED_TABLES", "Privacy", "PrivacyReport", "UserRef"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,11 @@ class PrivacyReport:
         """All rows."""
         return sum(self.rows.values())
 
+
+# Search indexes derived from other tables: deleted with the user, counted by show(),
+# but not exported. Their rows repeat the user's messages and carry neighbouring
+# messages (other people's words) as context.
+DERIVED_TABLES = frozenset({"message_index"})
 
 _GENERATED_COLUMNS = """
 SELECT c.relname AS table_name, a.attname AS column_name
@@ -132,8 +137,8 @@ class Privacy:
     async def export(self, who: UserRef) -> dict[str, Any]:
         """Everything kept about the user as one JSON-ready document.
 
-        Generated columns (e.g. full-text vectors) are left out: they are derived from
-        columns that are exported.
+        Generated columns (e.g. full-text vectors) and search indexes
+        (:data:`DERIVED_TABLES`) are left out: they are derived from what is exported.
         """
         plan = await self._plan()
         tables: dict[str, list[Any]] = {}
@@ -143,6 +148,8 @@ class Privacy:
             for r in await conn.fetch(_GENERATED_COLUMNS, self._db.schema):
                 generated.setdefault(r["table_name"], []).append(r["column_name"])
             for table in plan.order:
+                if table in DERIVED_TABLES:
+                    continue
                 drop = "".join(f" - '{c}'" for c in generated.get(table, []))
                 rows = await conn.fetchval(
                     WHO + f"SELECT coalesce(jsonb_agg(to_jsonb(t){drop}), '[]'::jsonb) "  # noqa: S608
