@@ -44,14 +44,14 @@ async def new_user(db: Database, discord_id: int) -> int:
         )
 
 
-@pytest.fixture
-async def llm_server() -> AsyncIterator[LLMServer]:
+@pytest.fixture(name="llm_server")
+async def llm_server_fixture() -> AsyncIterator[LLMServer]:
     async with LLMServer() as server:
         yield server
 
 
-@pytest.fixture
-async def model(llm_server: LLMServer) -> AsyncIterator[OpenAIChatModel]:
+@pytest.fixture(name="model")
+async def model_fixture(llm_server: LLMServer) -> AsyncIterator[OpenAIChatModel]:
     policy = RetryPolicy(max_retries=2, initial_delay=0.01, max_delay=0.02, jitter=0)
     async with OpenAIChatModel(
         base_url=llm_server.base_url, model="memory-test", timeout=5, retry_policy=policy
@@ -59,23 +59,23 @@ async def model(llm_server: LLMServer) -> AsyncIterator[OpenAIChatModel]:
         yield chat
 
 
-@pytest.fixture
-def store(db: Database) -> MemoryStore:
+@pytest.fixture(name="store")
+def store_fixture(db: Database) -> MemoryStore:
     return MemoryStore(db, HashingEmbedder())
 
 
-@pytest.fixture
-def manager(store: MemoryStore, model: OpenAIChatModel) -> MemoryManager:
+@pytest.fixture(name="manager")
+def manager_fixture(store: MemoryStore, model: OpenAIChatModel) -> MemoryManager:
     return MemoryManager(store, model, extraction_rate=1.0)
 
 
-@pytest.fixture
-async def alice(db: Database) -> int:
+@pytest.fixture(name="alice")
+async def alice_fixture(db: Database) -> int:
     return await new_user(db, 111)
 
 
-@pytest.fixture
-async def bob(db: Database) -> int:
+@pytest.fixture(name="bob")
+async def bob_fixture(db: Database) -> int:
     return await new_user(db, 222)
 
 

@@ -77,7 +77,7 @@ _STOPWORDS = frozenset(
     this that these those there here who whom whose which what when where why how
     is am are was were be been being has have had having do does did will would shall
     should can could may might must just also too very really quite still even only
-    user user's users s t d ll m re ve
+    user user's users named called s t d ll m re ve
     """.split()
 )
 

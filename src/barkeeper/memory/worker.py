@@ -103,6 +103,7 @@ class MemoryWorker:
         self._retry_delay = retry_delay
         self._max_attempts = max_attempts
         self._closed = False
+        self._in_flight = 0
         self.stats = WorkerStats()
 
     def __repr__(self) -> str:
@@ -113,7 +114,7 @@ class MemoryWorker:
     @property
     def pending(self) -> int:
         """Messages waiting or being processed."""
-        return sum(q.qsize() for q in self._queues)
+        return self._in_flight
 
     @property
     def running(self) -> bool:
@@ -170,6 +171,7 @@ class MemoryWorker:
                 message.message_id,
             )
             return False
+        self._in_flight += 1
         self.stats.submitted += 1
         return True
 
@@ -205,6 +207,7 @@ class MemoryWorker:
             try:
                 await self._handle(message)
             finally:
+                self._in_flight -= 1
                 queue.task_done()
 
     async def _handle(self, message: UserMessage) -> None:
