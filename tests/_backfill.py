@@ -118,3 +118,74 @@ async def cursors(db: Database, channel_id: int) -> dict[str, Any]:
             "SELECT * FROM discord_channels WHERE channel_id = $1", channel_id
         )
     return {} if row is None else dict(row)
+
+
+class RecordingProxy:
+    """An HTTP proxy in front of the emulator that records every history request.
+
+    ``history`` holds ``(channel_id, before, after, limit)`` per
+    ``GET /channels/{id}/messages`` that got a 200 answer, whoever sent it (any process).
+    """
+
+    def __init__(self, origin: str) -> None:
+        self._origin = origin
+        self.history: list[tuple[int, int | None, int | None, int]] = []
+        self._runner: Any = None
+        self._session: Any = None
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/v10"
+
+    async def __aenter__(self) -> RecordingProxy:
+        import aiohttp
+        from aiohttp import web
+
+        self._session = aiohttp.ClientSession(auto_decompress=False)
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._forward)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._runner.cleanup()
+        await self._session.close()
+
+    async def _forward(self, request: Any) -> Any:
+        from aiohttp import web
+
+        body = await request.read()
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() not in ("host", "content-length", "transfer-encoding", "connection")
+        }
+        async with self._session.request(
+            request.method,
+            self._origin + request.path_qs,
+            headers=headers,
+            data=body or None,
+        ) as upstream:
+            data = await upstream.read()
+            status = upstream.status
+            out = {
+                k: v
+                for k, v in upstream.headers.items()
+                if k.lower() not in ("content-length", "transfer-encoding", "connection")
+            }
+        parts = request.path.rstrip("/").split("/")
+        if request.method == "GET" and parts[-1] == "messages" and status == 200:
+            q = request.query
+
+            def opt(name: str) -> int | None:
+                return int(q[name]) if name in q else None
+
+            self.history.append(
+                (int(parts[-2]), opt("before"), opt("after"), int(q.get("limit", "50")))
+            )
+        return web.Response(status=status, body=data, headers=out)

@@ -181,3 +181,23 @@ async def test_global_pacing_avoids_global_429s() -> None:
                 )
             assert all(len(p.messages) == 5 for p in pages)
             assert (emu.stats.rate_limited["global"] > 0) is expect_429
+
+
+async def test_sources_share_the_process_wide_api_base() -> None:
+    async with (
+        DiscordEmulator(spec(channels=1, messages_per_channel=3)) as emu,
+        DiscordEmulator(spec(channels=1, messages_per_channel=3, seed=2)) as other,
+    ):
+        first = await DiscordHistorySource.open(emu.token, api_base=emu.base_url)
+        second = await DiscordHistorySource.open(emu.token, api_base=emu.origin)
+        with pytest.raises(InvalidInputError, match="another history source"):
+            await DiscordHistorySource.open(other.token, api_base=other.base_url)
+        with pytest.raises(InvalidInputError, match="another history source"):
+            await DiscordHistorySource.open(other.token)
+        await first.close()
+        # still in use by the second source: discord.py keeps pointing at the emulator
+        assert discord.http.Route.BASE == emu.base_url
+        assert len((await second.fetch_page(emu.channel_ids()[0])).messages) == 3
+        await second.close()
+        await second.close()
+        assert discord.http.Route.BASE == "https://discord.com/api/v10"

@@ -9,8 +9,9 @@ discord.py's and aiohttp's errors into barkeeper's: 403 becomes
 :class:`~barkeeper.errors.DiscordUnavailableError` (the engine retries those).
 
 discord.py has no option for its API base: ``DISCORD_API_BASE`` is honoured by
-setting ``discord.http.Route.BASE``, which is process-wide; the previous value is
-restored on close. The token is never logged.
+setting ``discord.http.Route.BASE``, which is process-wide: sources of one process
+must agree on it (a conflicting one is refused), and the original value comes back
+when the last of them closes. The token is never logged.
 """
 
 from __future__ import annotations
@@ -81,6 +82,51 @@ def normalize_api_base(url: str) -> str:
     return base
 
 
+class _BaseRegistry:
+    """Who pointed discord.py's process-wide ``Route.BASE`` where.
+
+    Sources in one process may share a base (they count as users of it); one that
+    wants another base while the first is in use is refused, since every discord.py
+    client of the process would follow it. The original base comes back when the
+    last user closes.
+    """
+
+    def __init__(self) -> None:
+        self._users: dict[str, int] = {}
+        self._original = ""
+
+    def acquire(self, base: str | None) -> str | None:
+        current = discord.http.Route.BASE
+        if base is None:
+            if self._users:
+                raise InvalidInputError(
+                    f"discord.py is pointed at {current} by another history source in this "
+                    "process; close it first or use the same DISCORD_API_BASE"
+                )
+            return None
+        if self._users and base not in self._users:
+            raise InvalidInputError(
+                f"discord.py is pointed at {current} by another history source in this "
+                f"process; it cannot also use {base}"
+            )
+        if not self._users:
+            self._original = current
+        self._users[base] = self._users.get(base, 0) + 1
+        discord.http.Route.BASE = base
+        return base
+
+    def release(self, base: str | None) -> None:
+        if base is None or base not in self._users:
+            return
+        self._users[base] -= 1
+        if not self._users[base]:
+            del self._users[base]
+            discord.http.Route.BASE = self._original
+
+
+_BASES = _BaseRegistry()
+
+
 class _Pacer:
     """At most ``rate`` requests in any ``window`` seconds (Discord's global limit).
 
@@ -149,7 +195,7 @@ class DiscordHistorySource:
             (50 for bots); ``None`` or 0 leaves it to discord.py's 429 handling.
         global_margin: the global window is stretched by this many seconds, so that
             network jitter cannot land one request too many in the server's window.
-        previous_base: the ``Route.BASE`` to restore on close.
+        api_base: the ``Route.BASE`` this source registered (released on close).
         login_requests: requests the login just made (they count towards the global
             limit too).
     """
@@ -161,7 +207,7 @@ class DiscordHistorySource:
         request_timeout: float = 30.0,
         global_rate: int | None = 50,
         global_margin: float = 0.05,
-        previous_base: str | None = None,
+        api_base: str | None = None,
         login_requests: int = 0,
     ) -> None:
         self._client = client
@@ -171,7 +217,7 @@ class DiscordHistorySource:
         if self._pacer is not None and login_requests:
             self._pacer.record(login_requests)
         self._guild_of: dict[int, int | None] = {}
-        self._previous_base = previous_base
+        self._api_base = api_base
         self._closed = False
 
     @classmethod
@@ -230,11 +276,7 @@ class DiscordHistorySource:
         token = (token or "").strip()
         if not token:
             raise InvalidInputError("no Discord bot token: set DISCORD_TOKEN")
-        previous: str | None = None
-        if api_base:
-            base = normalize_api_base(api_base)
-            previous = discord.http.Route.BASE
-            discord.http.Route.BASE = base
+        registered = _BASES.acquire(normalize_api_base(api_base) if api_base else None)
         where = discord.http.Route.BASE
         attempt = 0
         while True:
@@ -249,8 +291,7 @@ class DiscordHistorySource:
                 break
             except discord.LoginFailure:
                 await client.close()
-                if previous is not None:
-                    discord.http.Route.BASE = previous
+                _BASES.release(registered)
                 raise DiscordAuthenticationError(
                     f"Discord at {where} refused the bot token (401 Unauthorized): "
                     "check DISCORD_TOKEN"
@@ -258,22 +299,20 @@ class DiscordHistorySource:
             except (discord.DiscordServerError, *_TRANSIENT) as exc:
                 await client.close()
                 if attempt >= login_attempts:
-                    if previous is not None:
-                        discord.http.Route.BASE = previous
+                    _BASES.release(registered)
                     raise DiscordUnavailableError(
                         f"cannot log in to Discord at {where}: {_describe(exc)}"
                     ) from None
                 await asyncio.sleep(min(2.0**attempt, 10.0))
             except BaseException:
                 await client.close()
-                if previous is not None:
-                    discord.http.Route.BASE = previous
+                _BASES.release(registered)
                 raise
         return cls(
             client,
             request_timeout=request_timeout,
             global_rate=global_rate,
-            previous_base=previous,
+            api_base=registered,
             login_requests=_LOGIN_REQUESTS,
         )
 
@@ -285,8 +324,7 @@ class DiscordHistorySource:
         try:
             await self._client.close()
         finally:
-            if self._previous_base is not None:
-                discord.http.Route.BASE = self._previous_base
+            _BASES.release(self._api_base)
 
     async def __aenter__(self) -> Self:
         return self

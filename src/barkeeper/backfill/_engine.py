@@ -60,6 +60,9 @@ __all__ = [
 ]
 
 _log = logging.getLogger("barkeeper.backfill")
+# Per-page lines (deepen iterations, progress) on a child logger, so a display with
+# progress bars can hide them without hiding the per-channel lines.
+_page_log = logging.getLogger("barkeeper.backfill.pages")
 
 _MAX_PAGE = 100
 
@@ -466,7 +469,7 @@ class Backfill:
             await self._sync(work, locks)
         if result.completion is None and work.complete:
             result.completion = _completion(status.completion_reason if status else None)
-        result.count = work.count
+        result.count = work.count = await self._store.count(info.channel_id)
         pct = int(work.count * 100 / self.target)
         _log.info(
             "✓ Completed %s: %d/%d (%d%%) - Fetched %d messages",
@@ -600,7 +603,7 @@ class Backfill:
                 return
             iteration += 1
             needed = self.target - work.count
-            _log.info(
+            _page_log.info(
                 "↓ %s iteration %d: %d/%d (need %d more)",
                 _label(info, result),
                 iteration,
@@ -633,7 +636,9 @@ class Backfill:
             if work.fresh_from_top:
                 work.fresh_top += len(page.messages)
             pct = int(work.count * 100 / self.target)
-            _log.info("✓ Progress: %d/%d (%d%%)", work.count, self.target, pct)
+            _page_log.info(
+                "✓ Progress: %d/%d (%d%%) in %s", work.count, self.target, pct, _label(info, result)
+            )
             if short:
                 work.complete = True
                 if work.fresh_from_top:
@@ -650,14 +655,19 @@ class Backfill:
     async def _sync(self, work: _Work, locks: ChannelLocks) -> None:
         info, result = work.info, work.result
         stamp = await self._db_now()
-        if work.fresh_whole or work.fresh_top >= self.sync_limit:
+        # Never reconcile more than the channel is meant to hold.
+        window = min(self.sync_limit, self.target)
+        if work.fresh_whole or work.fresh_top >= window:
             # This run fetched the newest messages already: nothing to reconcile.
             await self._write(work, Page(()), (), last_synced_at=stamp)
             result.synced = True
             return
-        _log.info("⟳ Syncing the newest %d messages of %s", self.sync_limit, _label(info, result))
-        remaining = self.sync_limit
+        _log.info("⟳ Syncing the newest %d messages of %s", window, _label(info, result))
+        remaining = window
         before: int | None = None
+        # Whether the pages so far join the range the cursors cover, so that the
+        # cursors may move over what they add.
+        joined = False
         while remaining > 0:
             limit = min(self.page_size, remaining)
             page = await self._page(work, locks, before=before, limit=limit)
@@ -679,14 +689,18 @@ class Backfill:
             low = 1 if short else page.oldest_id
             high = page.newest_id if before is None else before - 1
             advance: dict[str, int] = {}
-            if (
-                before is None
-                and work.after is not None
-                and page.oldest_id <= work.after < page.newest_id
-            ):
-                # Contiguous with what was fetched before: the catch-up cursor may move.
-                advance["after_id"] = page.newest_id
-                work.after = page.newest_id
+            if before is None and work.after is not None and page.oldest_id <= work.after:
+                joined = True
+                if page.newest_id > work.after:
+                    advance["after_id"] = work.after = page.newest_id
+            if joined and work.before is not None and page.oldest_id < work.before:
+                advance["before_id"] = work.before = page.oldest_id
+                if short:
+                    fields.update(
+                        is_fully_backfilled=True,
+                        completion_reason=Completion.START_OF_CHANNEL.value,
+                    )
+                    work.complete = True
             await self._write(work, page, (low, high), **advance, **fields)
             remaining -= len(page.messages)
             before = page.oldest_id
@@ -773,8 +787,9 @@ class Backfill:
         )
         work.result.stored += stored.written
         work.result.deleted += stored.deleted
-        if stored.channel is not None:
-            work.count = stored.channel.message_count
+        # Kept here rather than re-read per page; messages the live bot stores meanwhile
+        # are only counted at the next run (they can but cost one extra page).
+        work.count = max(0, work.count + stored.inserted - stored.deleted)
         self._emit(ProgressEvent("page", work.info, work.count, self.target))
         return stored
 
