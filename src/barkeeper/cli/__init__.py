@@ -15,6 +15,7 @@ from barkeeper.cli import db as db_cli
 from barkeeper.cli import memories as memories_cli
 from barkeeper.cli import privacy as privacy_cli
 from barkeeper.cli._common import err_console
+from barkeeper.cli.backfill import backfill
 from barkeeper.cli.doctor import doctor, run_bot
 from barkeeper.errors import BarkeeperError, ConfigError
 
@@ -30,6 +31,7 @@ app = typer.Typer(
 app.add_typer(db_cli.app, name="db")
 app.add_typer(privacy_cli.app, name="privacy")
 app.add_typer(memories_cli.app, name="memories")
+app.command("backfill")(backfill)
 app.command("doctor")(doctor)
 app.command("run")(run_bot)
 

@@ -1,0 +1,196 @@
+"""``barkeeper backfill``: fetch channel history from Discord into the message cache.
+
+Uses ``DISCORD_TOKEN`` and ``DISCORD_API_BASE`` (a local emulator or a
+Discord-compatible server; Discord itself when unset). Exit status 0 when every
+channel succeeded, 1 when any failed, 2 for a configuration error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from barkeeper.backfill import Backfill, BackfillResult, DiscordHistorySource, ProgressEvent
+from barkeeper.cli._common import console, err_console, run, settings_and_logging
+from barkeeper.config import Settings
+from barkeeper.db import Database
+from barkeeper.errors import ConfigError
+
+
+class _Bars:
+    """Rich progress bars: one overall, one per channel being worked on."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._overall: TaskID | None = None
+        self._channels: dict[int, TaskID] = {}
+
+    def __call__(self, event: ProgressEvent) -> None:
+        progress = self._progress
+        if event.kind == "found":
+            self._overall = progress.add_task("[bold]channels", total=event.total)
+            return
+        channel = event.channel
+        if channel is None:
+            return
+        task = self._channels.get(channel.channel_id)
+        if event.kind == "start" and task is None:
+            self._channels[channel.channel_id] = progress.add_task(
+                channel.label, total=event.target, completed=event.count
+            )
+        elif event.kind == "page" and task is not None:
+            progress.update(task, completed=min(event.count, event.target))
+        elif event.kind == "done":
+            if task is not None:
+                progress.remove_task(task)
+                del self._channels[channel.channel_id]
+            if self._overall is not None:
+                progress.advance(self._overall)
+
+
+def _summary(result: BackfillResult, target: int) -> Table:
+    table = Table(title=f"Backfill: {result.successes}/{len(result.channels)} channels successful")
+    for column in ("channel", "cached", "fetched", "stored", "deleted", "pages", "retries"):
+        table.add_column(column, justify="left" if column == "channel" else "right")
+    table.add_column("outcome")
+    for c in result.channels:
+        if c.error is not None:
+            outcome = f"[red]failed[/]: {c.error}"
+        elif c.skipped:
+            outcome = "done by another process"
+        else:
+            outcome = (c.completion.value if c.completion else "in progress").replace("_", " ")
+            if c.synced:
+                outcome += ", synced"
+        table.add_row(
+            f"#{c.name}" if c.name else str(c.channel_id),
+            f"{c.count}/{target}",
+            str(c.fetched),
+            str(c.stored),
+            str(c.deleted),
+            str(c.pages),
+            str(c.retries),
+            outcome,
+        )
+    return table
+
+
+async def _backfill(
+    settings: Settings,
+    channels: list[int] | None,
+    target: int | None,
+    concurrency: int | None,
+    sync: bool,
+    bars: _Bars | None,
+) -> BackfillResult:
+    token = settings.discord_token.get_secret_value() if settings.discord_token else ""
+    if not token.strip():
+        raise ConfigError(
+            "DISCORD_TOKEN is not set: put the bot's token (Discord developer portal) in "
+            "the environment or .env"
+        )
+    workers = concurrency or settings.backfill_concurrency
+    async with (
+        Database.connect(settings, min_size=1, max_size=workers + 2, upgrade=True) as db,
+        DiscordHistorySource.connect(token, api_base=settings.discord_api_base) as source,
+    ):
+        engine = Backfill.from_settings(
+            db, source, settings, target=target, concurrency=concurrency, sync=sync, progress=bars
+        )
+        return await engine.run(channels)
+
+
+def backfill(
+    channel: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--channel",
+            "-c",
+            metavar="ID",
+            help="A channel id to backfill; repeat for several. "
+            "Default: every text channel of every server the bot is in.",
+        ),
+    ] = None,
+    target: Annotated[
+        int | None,
+        typer.Option(
+            "--target",
+            min=1,
+            metavar="N",
+            help="Messages to hold per channel (default CONTEXT_AGENT_MAX_MESSAGES).",
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency",
+            min=1,
+            metavar="N",
+            help="Channels worked on at once (default BACKFILL_CONCURRENCY).",
+        ),
+    ] = None,
+    sync: Annotated[
+        bool,
+        typer.Option(
+            "--sync/--no-sync",
+            help="Afterwards re-fetch each channel's newest MESSAGE_SYNC_LIMIT messages to "
+            "pick up edits and deletes made while the bot was offline.",
+        ),
+    ] = True,
+    json_out: Annotated[
+        Path | None,
+        typer.Option("--json", help="Also write the per-channel results to this JSON file."),
+    ] = None,
+) -> None:
+    """Fetch channel history from Discord into the message cache.
+
+    Catches up on new messages, deepens to the target, reconciles offline edits and
+    deletes. Resumable (stop it at any moment, run it again) and safe to run from
+    several processes at once. Uses DISCORD_TOKEN and DISCORD_API_BASE.
+    """
+    settings = settings_and_logging()
+    show_bars = err_console.is_terminal
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=not show_bars,
+    )
+    if show_bars:
+        # The bars show per-page progress; keep the per-channel log lines only.
+        logging.getLogger("barkeeper.backfill.pages").setLevel(logging.WARNING)
+    with progress:
+        result = run(
+            _backfill(
+                settings,
+                channel or None,
+                target,
+                concurrency,
+                sync,
+                _Bars(progress) if show_bars else None,
+            )
+        )
+    console.print(_summary(result, target or settings.context_agent_max_messages))
+    if json_out is not None:
+        json_out.write_text(json.dumps(result.as_dict(), indent=2), encoding="utf-8")
+    if not result.ok:
+        err_console.print(
+            f"[red]Backfill failed for {result.failures} of {len(result.channels)} channel(s)[/]"
+        )
+        raise typer.Exit(1)
