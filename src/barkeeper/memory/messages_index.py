@@ -446,7 +446,7 @@ class MessageIndex:
                 embedder_name=self._embedder.name,
                 weights=use,
             )
-        scored = fuse(rows, mode=chosen, weights=use)
+        scored = fuse(rows, mode=chosen, weights=use, query=text)
         return apply_token_budget(
             scored,
             k=top,

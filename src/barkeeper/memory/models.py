@@ -195,6 +195,7 @@ class ScoreParts:
         vector_rank: 1-based rank by ``vector`` (``None``: no vector).
         recency: 1 for brand new, halving every half-life.
         importance: The item's importance (memories) or 0 (turns).
+        speaker: The bonus for a turn whose speaker the query names (else 0).
     """
 
     score: float
@@ -204,6 +205,7 @@ class ScoreParts:
     vector_rank: int | None
     recency: float
     importance: float
+    speaker: float = 0.0
 
 
 T = TypeVar("T")

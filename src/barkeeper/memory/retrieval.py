@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -67,7 +68,8 @@ class Weights:
     """How the signals of a search are combined.
 
     score = ``text`` x BM25 / best BM25 + ``vector`` x cosine + ``importance`` x
-    importance + ``recency`` x 0.5 ** (age / ``half_life_days``).
+    importance + ``recency`` x 0.5 ** (age / ``half_life_days``) + ``speaker`` if the
+    query names the turn's speaker.
 
     Attributes:
         text: Weight of the normalised BM25 score.
@@ -75,6 +77,8 @@ class Weights:
         importance: Weight of a memory's importance (0..1).
         recency: Weight of the recency term (0..1).
         half_life_days: Age at which the recency term halves.
+        speaker: Bonus of a turn whose speaker the query names ("what did Ana say
+            about …"): people mostly talk about themselves.
         context_weight: How much a word of the neighbouring-turn context counts
             against a word of the turn itself, in BM25's term frequency.
         k1: BM25 term-frequency saturation.
@@ -87,13 +91,15 @@ class Weights:
     importance: float = 0.1
     recency: float = 0.1
     half_life_days: float = 30.0
+    speaker: float = 0.0
     context_weight: float = 0.5
     k1: float = 1.2
     b: float = 0.75
     candidates: int = 50
 
     def __post_init__(self) -> None:
-        for name in ("text", "vector", "importance", "recency", "context_weight", "k1", "b"):
+        names = ("text", "vector", "importance", "recency", "speaker", "context_weight", "k1", "b")
+        for name in names:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise InvalidInputError(f"Weights.{name} must be a finite number >= 0")
@@ -104,35 +110,47 @@ class Weights:
 
 DEFAULT_MEMORY_WEIGHTS = Weights()
 """For memories: relevance first, importance and recency as tie-breakers."""
-DEFAULT_TURN_WEIGHTS = Weights(importance=0.0, recency=0.05)
-"""For indexed turns: no importance; a little recency."""
+DEFAULT_TURN_WEIGHTS = Weights(importance=0.0, recency=0.05, speaker=0.1)
+"""For indexed turns: no importance; a little recency; a bonus for the named speaker."""
 
 
 # --- SQL ---------------------------------------------------------------------------------
 #
 # Built once from constant fragments (never from input). Each variant reads the owner's
-# live rows in a CTE (``docs``, materialised: it is read four times), scores BM25 from
-# the tsvectors of those rows only, and returns the top candidates of each signal.
+# live rows in a CTE (``docs``, materialised: it is read several times), scores BM25
+# from the tsvectors of those rows only, and returns the top candidates of each signal.
 
+# The query's distinct lexemes, each as three tsqueries: anywhere, in the text itself
+# (weight D, the default) and in the context (weight B). They are quoted because they
+# are already normalised and the text-to-tsquery cast must not parse them again.
+_QUERY = r"""
+WITH lex AS (
+    SELECT l.lexeme, l.quoted::tsquery AS q, (l.quoted || ':D')::tsquery AS q_text,
+           (l.quoted || ':B')::tsquery AS q_context
+    FROM (
+        SELECT DISTINCT t.lexeme,
+               '''' || replace(replace(t.lexeme, '\', '\\'), '''', '''''') || '''' AS quoted
+        FROM unnest(to_tsvector('english', $2::text)) AS t
+    ) l
+)
+"""
+
+# BM25 with a binary term frequency per place (1 in the text, ``context_weight`` in the
+# context): a turn or a memory is a sentence or two, where a word rarely repeats, and
+# testing each query word with @@ costs a quarter of unnesting every matching tsvector.
 _BM25 = """
-, terms AS (SELECT DISTINCT t.lexeme FROM unnest(to_tsvector('english', $2::text)) AS t)
-, tsq AS (
-    SELECT string_agg(
-        '''' || replace(replace(lexeme, '\\', '\\\\'), '''', '''''') || '''', ' | '
-    )::tsquery AS q
-    FROM terms
-)
-, stats AS (
-    SELECT count(*)::float8 AS n, greatest(avg(length(search)), 1)::float8 AS avgdl FROM docs
-)
 , hits AS (
-    SELECT d.id, t.lexeme, length(d.search)::float8 AS dl,
-           (SELECT sum(CASE w WHEN 'B' THEN __CTX__ ELSE 1.0 END) FROM unnest(t.weights) AS w)
-               ::float8 AS tf
-    FROM docs d CROSS JOIN tsq CROSS JOIN LATERAL unnest(d.search) AS t
-    WHERE d.search @@ tsq.q AND t.lexeme IN (SELECT lexeme FROM terms)
+    SELECT d.id, d.dl, l.lexeme,
+           ((d.search @@ l.q_text)::int + __CTX__ * (d.search @@ l.q_context)::int)::float8
+               AS tf
+    FROM docs d JOIN lex l ON d.search @@ l.q
 )
-, df AS (SELECT lexeme, count(*)::float8 AS df FROM hits GROUP BY lexeme)
+-- MATERIALIZED: computed once, whatever the planner guesses of docs (a table filled
+-- moments ago has no statistics, and an inlined aggregate got rescanned per hit).
+, df AS MATERIALIZED (SELECT lexeme, count(*)::float8 AS df FROM hits GROUP BY lexeme)
+, stats AS MATERIALIZED (
+    SELECT count(*)::float8 AS n, greatest(avg(dl), 1)::float8 AS avgdl FROM docs
+)
 , bm25 AS (
     SELECT h.id,
            sum(ln(1 + (s.n - df.df + 0.5) / (df.df + 0.5))
@@ -217,11 +235,12 @@ def _build_sql(table: _Table, storage: _vectors.Storage) -> str:
         params = {"__CTX__": "$4::float8", "__K1__": "$5::float8", "__B__": "$6::float8"}
         types, where = "$7", ""
     docs = (
-        f"WITH docs AS MATERIALIZED (\n    SELECT {cols}, m.search, {vector}\n"  # noqa: S608 - constant fragments
-        f"    FROM {table.name} m{table.filter.replace('__TYPES__', types)})"
+        f", docs AS MATERIALIZED (\n    SELECT {cols}, {vector},\n"  # noqa: S608 - constant fragments
+        f"        m.search, length(m.search)::float8 AS dl\n    FROM {table.name} m\n"
+        f"    {table.filter.replace('__TYPES__', types).strip()}\n)"
     )
     columns = table.columns + (", vector_bytes" if storage == "bytea" else "")
-    sql = docs + _BM25
+    sql = _QUERY + docs + _BM25
     for key, value in params.items():
         sql = sql.replace(key, value)
     sql = sql.replace("__COLUMNS__", columns).replace("__RECENCY__", table.recency_column)
@@ -316,21 +335,32 @@ async def search_rows(
     ]
 
 
+_WORDS = re.compile(r"\w+")
+
+
+def _names_speaker(query_words: set[str], speaker: str) -> bool:
+    words = _WORDS.findall(speaker.lower())
+    return bool(words) and all(word in query_words for word in words)
+
+
 def fuse(
     rows: Sequence[Mapping[str, Any]],
     *,
     mode: SearchMode,
     weights: Weights,
+    query: str = "",
     now: datetime | None = None,
 ) -> list[tuple[Mapping[str, Any], ScoreParts]]:
     """Score candidate rows and order them best first.
 
     ``fulltext`` keeps only rows matching a word of the query and ranks by BM25;
     ``vector`` keeps only rows with a vector and ranks by cosine; ``hybrid`` uses
-    both. Importance and recency are added in every mode, by their weights.
-    Ties go to the newer row.
+    both. Importance, recency and the speaker bonus (rows with a ``speaker`` whose
+    every word is in ``query``) are added in every mode, by their weights. Ties go
+    to the newer row.
     """
     now = now or datetime.now(UTC)
+    query_words = set(_WORDS.findall(query.lower())) if weights.speaker else set()
     best_text = max((float(r["text"]) for r in rows), default=0.0)
     scored: list[tuple[Mapping[str, Any], ScoreParts]] = []
     for row in rows:
@@ -348,7 +378,10 @@ def fuse(
             age_days = max((now - when).total_seconds(), 0.0) / 86400.0
             recency = 0.5 ** (age_days / weights.half_life_days)
         importance = float(row.get("importance", 0.0))
-        score = weights.importance * importance + weights.recency * recency
+        speaker = 0.0
+        if query_words and _names_speaker(query_words, str(row.get("speaker", ""))):
+            speaker = weights.speaker
+        score = weights.importance * importance + weights.recency * recency + speaker
         if mode != "vector":
             score += weights.text * text_norm
         if mode != "fulltext" and vector is not None:
@@ -361,6 +394,7 @@ def fuse(
             vector_rank=row["vector_rank"],
             recency=recency,
             importance=importance,
+            speaker=speaker,
         )
         scored.append((row, parts))
     scored.sort(key=lambda item: (-item[1].score, -int(item[0]["id"])))

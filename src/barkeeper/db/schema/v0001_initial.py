@@ -87,9 +87,12 @@ CREATE TABLE IF NOT EXISTS discord_messages (
     stored_at       timestamptz NOT NULL DEFAULT now()
 );
 -- Snowflakes grow with time, so (channel_id, message_id) orders a channel by time and
--- serves "newest N before message X" as one backward index range scan.
+-- serves "newest N before message X" as one backward index range scan. Queries reach
+-- it with row comparisons, (channel_id, message_id) < ($1, $2), which the primary key
+-- cannot serve: given `channel_id = $1 AND message_id < $2` the planner may walk the
+-- primary key backwards filtering on channel_id (every channel's rows), far slower.
 CREATE INDEX IF NOT EXISTS ix_discord_messages_channel_message
-    ON discord_messages (channel_id, message_id DESC);
+    ON discord_messages (channel_id, message_id);
 CREATE INDEX IF NOT EXISTS ix_discord_messages_author ON discord_messages (author_id);
 
 -- Junkie's `channel_status`, with what a resumable backfill needs.
@@ -359,7 +362,9 @@ CREATE TABLE IF NOT EXISTS memories (
     search              tsvector GENERATED ALWAYS AS (to_tsvector('english', content)) STORED,
     created_at          timestamptz NOT NULL DEFAULT now(),
     updated_at          timestamptz NOT NULL DEFAULT now()
-);
+-- Rows up to a page stay inline, not TOASTed: a search reads each of a user's rows'
+-- vector and tsvector several times, and out-of-line values cost a fetch every time.
+) WITH (toast_tuple_target = 8160);
 CREATE INDEX IF NOT EXISTS ix_memories_user_live
     ON memories (user_id, updated_at DESC) WHERE is_active AND invalidated_at IS NULL;
 CREATE INDEX IF NOT EXISTS ix_memories_user_type ON memories (user_id, memory_type);
@@ -411,7 +416,7 @@ CREATE TABLE IF NOT EXISTS message_index (
     ) STORED,
     indexed_at          timestamptz NOT NULL DEFAULT now(),
     UNIQUE (scope, source_id)
-);
+) WITH (toast_tuple_target = 8160);  -- inline rows, as for memories
 CREATE INDEX IF NOT EXISTS ix_message_index_scope_position ON message_index (scope, position);
 CREATE INDEX IF NOT EXISTS ix_message_index_discord_message
     ON message_index (discord_message_id) WHERE discord_message_id IS NOT NULL;
