@@ -22,6 +22,7 @@ from barkeeper.errors import InvalidInputError, QueryError
 from barkeeper.history import (
     DISCORD_EPOCH_MS,
     Attachment,
+    ChannelStatus,
     MessageStore,
     StoredMessage,
     message_from_payload,
@@ -401,30 +402,36 @@ async def test_list_channels(store: MessageStore) -> None:
 
 
 async def test_batch_and_cursors_move_together(store: MessageStore) -> None:
+    async def status() -> ChannelStatus:
+        got = await store.get_channel_status(100)
+        assert got is not None
+        return got
+
     page1 = [msg(i) for i in range(100, 200)]
     result = await store.store_batch_and_advance(
         100, page1, before_id=page1[0].message_id, after_id=page1[-1].message_id
     )
-    assert result.inserted == 100 and result.channel is not None
-    assert result.channel.backfill_before_id == sf(100_000)
-    assert result.channel.backfill_after_id == sf(199_000)
-    assert result.channel.message_count == 100
+    assert result.inserted == 100
+    now = await status()
+    assert (now.backfill_before_id, now.backfill_after_id) == (sf(100_000), sf(199_000))
+    assert now.message_count == 100
     # deepen: before_id only moves down, after_id only up
     page0 = [msg(i) for i in range(0, 100)]
-    result = await store.store_batch_and_advance(100, page0, before_id=sf(0), after_id=sf(50_000))
-    assert result.channel is not None
-    assert (result.channel.backfill_before_id, result.channel.backfill_after_id) == (
-        sf(0),
-        sf(199_000),
-    )
-    stale = await store.store_batch_and_advance(100, [], before_id=sf(150_000))
-    assert stale.channel is not None and stale.channel.backfill_before_id == sf(0)
-    done = await store.store_batch_and_advance(
+    await store.store_batch_and_advance(100, page0, before_id=sf(0), after_id=sf(50_000))
+    now = await status()
+    assert (now.backfill_before_id, now.backfill_after_id) == (sf(0), sf(199_000))
+    await store.store_batch_and_advance(100, [], before_id=sf(150_000))
+    assert (await status()).backfill_before_id == sf(0)
+    await store.store_batch_and_advance(
         100, [], is_fully_backfilled=True, completion_reason="start of channel"
     )
-    assert done.channel is not None and done.channel.is_fully_backfilled
-    assert done.channel.completion_reason == "start of channel"
-    assert done.channel.message_count == 200 and await store.count(100) == 200
+    now = await status()
+    assert now.is_fully_backfilled and now.completion_reason == "start of channel"
+    assert now.message_count == 200 and await store.count(100) == 200
+    # a small page (single statement, no COPY) moves cursors the same way
+    await store.store_batch_and_advance(100, [msg(300), msg(301)], after_id=sf(301_000))
+    now = await status()
+    assert (now.backfill_after_id, now.message_count) == (sf(301_000), 202)
 
 
 async def test_batch_with_deletes_reconciles(store: MessageStore) -> None:
@@ -441,7 +448,8 @@ async def test_batch_with_deletes_reconciles(store: MessageStore) -> None:
         last_synced_at=now,
     )
     assert (result.deleted, result.updated) == (2, 1)
-    assert result.channel is not None and result.channel.last_synced_at == now
+    status = await store.get_channel_status(100)
+    assert status is not None and status.last_synced_at == now and status.message_count == 8
     assert await store.get_ids_between(100, sf(0), sf(9000)) == [
         sf(i * 1000) for i in range(10) if i not in (3, 7)
     ]
@@ -527,8 +535,9 @@ async def test_a_cancelled_batch_leaves_no_rows_and_no_cursor_move(
     result = await store.store_batch_and_advance(
         100, [msg(i) for i in range(500, 1000)], before_id=sf(500_000)
     )
-    assert result.inserted == 500 and result.channel is not None
-    assert result.channel.backfill_before_id == sf(500_000)
+    assert result.inserted == 500
+    status = await store.get_channel_status(100)
+    assert status is not None and status.backfill_before_id == sf(500_000)
 
 
 async def test_a_10k_message_batch(store: MessageStore) -> None:
@@ -672,3 +681,43 @@ async def test_bad_messages_are_refused_before_any_write(store: MessageStore) ->
     with pytest.raises(InvalidInputError):
         await store.get_context(0)
     assert await store.count(100) == 0
+
+
+# --- query plans -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("plan_cache_mode", ["force_custom_plan", "force_generic_plan"])
+async def test_channel_reads_use_the_channel_index(
+    store: MessageStore, db: Database, plan_cache_mode: str
+) -> None:
+    # Few channels, interleaved in time: the layout where a planner given
+    # `channel_id = $1 AND message_id < $2` prefers walking the primary key backwards.
+    await store.store_many(msg(i, 100 + i % 3) for i in range(30_000))
+    from barkeeper.history import _store as sql
+
+    queries = {
+        "context": (sql._CONTEXT, (101, sf(20_000_000), 2000)),
+        "page": (sql._PAGE, (101, sf(1000), sf(29_000_000), 1000)),
+        "ids_between": (sql._IDS_BETWEEN, (101, sf(1000), sf(9_000_000))),
+        "newest": (sql._NEWEST, (101,)),
+        "oldest": (sql._OLDEST, (101,)),
+        "unknown_channel": (sql._CONTEXT, (999, sf(20_000_000), 2000)),
+    }
+    async with db.acquire() as conn:
+        await conn.execute("ANALYZE discord_messages")
+        await conn.execute(f"SET plan_cache_mode = {plan_cache_mode}")
+        try:
+            for name, (query, args) in queries.items():
+                stmt = f"plan_{name}"
+                await conn.execute(f"PREPARE {stmt} AS {query}")
+                values = ", ".join(str(a) for a in args)
+                plan = "\n".join(
+                    r[0] for r in await conn.fetch(f"EXPLAIN EXECUTE {stmt}({values})")
+                )
+                assert "ix_discord_messages_channel_message" in plan, (name, plan)
+                assert "pkey" not in plan and "Seq Scan" not in plan, (name, plan)
+                if name != "ids_between":  # the LIMIT queries read in index order
+                    assert "Sort" not in plan, (name, plan)
+                await conn.execute(f"DEALLOCATE {stmt}")
+        finally:
+            await conn.execute("RESET plan_cache_mode")

@@ -356,7 +356,6 @@ class StoreResult:
             :meth:`MessageStore.store_batch_and_advance`).
         sanitized_chars: characters replaced by U+FFFD in the messages written.
         sanitized_message_ids: the messages those characters were in.
-        channel: the channel's status after the write, when the call updated it.
     """
 
     inserted: int = 0
@@ -365,7 +364,6 @@ class StoreResult:
     deleted: int = 0
     sanitized_chars: int = 0
     sanitized_message_ids: Sequence[int] = ()
-    channel: ChannelStatus | None = None
 
     @property
     def written(self) -> int:

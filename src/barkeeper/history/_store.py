@@ -70,8 +70,8 @@ _ATTACHMENTS = _ROW_COLUMNS.index("attachments")
 _COPY_COLUMNS = tuple(c for c in _ROW_COLUMNS if c != "attachments")
 _NO_ATTACHMENTS = "[]"
 
-_UPSERT = """
-WITH w AS (
+_UPSERT_CTE = """
+written AS (
     INSERT INTO discord_messages AS d (
         message_id, channel_id, guild_id, author_id, author_name, author_is_bot, content,
         reply_to_id, attachments, embeds_count, edited_at, sanitized_chars)
@@ -103,30 +103,30 @@ WITH w AS (
            EXCLUDED.reply_to_id, EXCLUDED.attachments, EXCLUDED.embeds_count,
            EXCLUDED.edited_at, coalesce(EXCLUDED.guild_id, d.guild_id))
     RETURNING d.xmax = 0 AS inserted
-)
-SELECT count(*) FILTER (WHERE inserted) AS inserted,
-       count(*) FILTER (WHERE NOT inserted) AS updated,
+),
+gone AS (
+    DELETE FROM discord_messages
+    WHERE channel_id = $14 AND message_id = ANY($15::bigint[])
+    RETURNING 1
+)"""
+
+_WRITE_RESULT = """
+SELECT (SELECT count(*) FILTER (WHERE inserted) FROM written) AS inserted,
+       (SELECT count(*) FILTER (WHERE NOT inserted) FROM written) AS updated,
+       (SELECT count(*) FROM gone) AS deleted,
        -- synchronous_commit for this transaction only; NULL keeps the session's
        set_config('synchronous_commit',
                   coalesce($13::text, current_setting('synchronous_commit')), true)
-FROM w
 """
 
-# Which of the batch's ids are cached already, as one range scan per channel (a page of
-# history is contiguous, so the range holds little besides the batch itself).
-_PROBE = """
-SELECT set_config('synchronous_commit', coalesce($4::text, current_setting('synchronous_commit')), true),
-       ARRAY(SELECT d.message_id
-             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS r(channel_id, low, high)
-             JOIN discord_messages d
-               ON d.channel_id = r.channel_id AND d.message_id BETWEEN r.low AND r.high)
-"""  # noqa: E501
-
+# Per-channel reads compare (channel_id, message_id) as a row: only
+# ix_discord_messages_channel_message can serve that (see the schema's note), so the
+# planner never walks the primary key filtering on channel_id instead.
 _CONTEXT = """
 SELECT message_id, author_id, author_name, author_is_bot, content, reply_to_id
 FROM discord_messages
-WHERE channel_id = $1 AND message_id < $2
-ORDER BY message_id DESC
+WHERE (channel_id, message_id) <= ($1, $2) AND channel_id >= $1
+ORDER BY channel_id DESC, message_id DESC
 LIMIT $3
 """
 
@@ -139,23 +139,43 @@ _GET = f"SELECT {_MESSAGE_COLUMNS} FROM discord_messages WHERE message_id = $1" 
 
 _PAGE = f"""
 SELECT {_MESSAGE_COLUMNS} FROM discord_messages
-WHERE channel_id = $1 AND message_id > $2 AND message_id < $3
-ORDER BY message_id
+WHERE (channel_id, message_id) > ($1, $2) AND (channel_id, message_id) < ($1, $3)
+ORDER BY channel_id, message_id
 LIMIT $4
 """  # noqa: S608
 
+# No LIMIT here: `channel_id = $1` as well keeps the row estimate small enough that the
+# planner reads the range from the index rather than scanning the table.
 _IDS_BETWEEN = """
 SELECT message_id FROM discord_messages
-WHERE channel_id = $1 AND message_id BETWEEN $2 AND $3
+WHERE channel_id = $1
+  AND (channel_id, message_id) >= ($1, $2) AND (channel_id, message_id) <= ($1, $3)
 ORDER BY message_id
+"""
+
+_NEWEST = """
+SELECT message_id FROM discord_messages
+WHERE (channel_id, message_id) <= ($1, 9223372036854775807) AND channel_id >= $1
+ORDER BY channel_id DESC, message_id DESC
+LIMIT 1
+"""
+
+_OLDEST = """
+SELECT message_id FROM discord_messages
+WHERE (channel_id, message_id) >= ($1, 0) AND channel_id <= $1
+ORDER BY channel_id, message_id
+LIMIT 1
 """
 
 _STATUS_COLUMNS = """
     c.channel_id, c.guild_id, c.name, c.message_count,
-    (SELECT min(m.message_id) FROM discord_messages m WHERE m.channel_id = c.channel_id)
-        AS oldest_message_id,
-    (SELECT max(m.message_id) FROM discord_messages m WHERE m.channel_id = c.channel_id)
-        AS newest_message_id,
+    (SELECT m.message_id FROM discord_messages m
+     WHERE (m.channel_id, m.message_id) >= (c.channel_id, 0) AND m.channel_id <= c.channel_id
+     ORDER BY m.channel_id, m.message_id LIMIT 1) AS oldest_message_id,
+    (SELECT m.message_id FROM discord_messages m
+     WHERE (m.channel_id, m.message_id) <= (c.channel_id, 9223372036854775807)
+       AND m.channel_id >= c.channel_id
+     ORDER BY m.channel_id DESC, m.message_id DESC LIMIT 1) AS newest_message_id,
     c.is_fully_backfilled, c.completion_reason, c.no_access, c.backfill_before_id,
     c.backfill_after_id, c.last_synced_at, c.last_updated
 """
@@ -222,6 +242,27 @@ def _status_sql(exact: tuple[str, ...], advance: tuple[str, ...]) -> str:
     )
 
 
+@lru_cache(maxsize=64)
+def _write_sql(exact: tuple[str, ...], advance: tuple[str, ...], status: bool) -> str:
+    """One statement: upsert rows ($1-$12), delete ids ($15) of channel $14, set status."""
+    ctes = [_UPSERT_CTE]
+    if status:
+        # Column names come from _STATUS_FIELDS only (checked by the caller), never input.
+        columns = ("channel_id", *exact, *advance)
+        values = ["$14", *(f"${16 + i}" for i in range(len(exact) + len(advance)))]
+        sets = [f"{c} = EXCLUDED.{c}" for c in exact]
+        for c in advance:
+            pick = "LEAST" if c == "backfill_before_id" else "GREATEST"
+            sets.append(f"{c} = {pick}(c.{c}, EXCLUDED.{c})")
+        sets.append("last_updated = now()")
+        ctes.append(
+            f"status AS (INSERT INTO discord_channels AS c ({', '.join(columns)}) "  # noqa: S608
+            f"VALUES ({', '.join(values)}) "
+            f"ON CONFLICT (channel_id) DO UPDATE SET {', '.join(sets)} RETURNING 1)"
+        )
+    return "WITH " + ",\n".join(ctes) + _WRITE_RESULT
+
+
 def _check_status_fields(fields: dict[str, Any]) -> dict[str, Any]:
     clean: dict[str, Any] = {}
     for key, value in fields.items():
@@ -276,9 +317,13 @@ def _is_newer_or_equal(candidate: StoredMessage, current: StoredMessage) -> bool
 
 
 class _Batch:
-    """Messages ready to write: one per id (the newest copy), sorted by id."""
+    """Messages ready to write: one per id (its newest copy), sorted by id.
 
-    __slots__ = ("by_channel", "count", "rows", "sanitized_chars", "sanitized_ids")
+    ``plain`` holds rows without attachments in COPY's column order; ``rich`` holds
+    rows with attachments (as JSON text) in the upsert's column order.
+    """
+
+    __slots__ = ("channels", "count", "ids", "plain", "rich", "sanitized_chars", "sanitized_ids")
 
     def __init__(self, messages: Iterable[StoredMessage]) -> None:
         latest: dict[int, StoredMessage] = {}
@@ -295,35 +340,64 @@ class _Batch:
         self.count = count
         # Sorted: rows are locked in id order (no deadlock between overlapping batches)
         # and index pages are filled in order.
-        ordered = [latest[i] for i in sorted(latest)]
-        self.rows: list[tuple[Any, ...]] = [
-            (
-                m.message_id,
-                m.channel_id,
-                m.guild_id,
-                m.author_id,
-                m.author_name,
-                m.author_is_bot,
-                m.content,
-                m.reply_to_id,
-                json.dumps([a.to_json() for a in m.attachments])
-                if m.attachments
-                else _NO_ATTACHMENTS,
-                m.embeds_count,
-                m.edited_at,
-                m.sanitized_chars,
-            )
-            for m in ordered
-        ]
-        self.sanitized_ids = [m.message_id for m in ordered if m.sanitized_chars]
-        self.sanitized_chars = sum(m.sanitized_chars for m in ordered if m.sanitized_chars)
-        by_channel: dict[int, tuple[int, int]] = {}
-        for m in ordered:  # ascending ids: first seen is the low end
-            low_high = by_channel.get(m.channel_id)
-            by_channel[m.channel_id] = (
-                (m.message_id, m.message_id) if low_high is None else (low_high[0], m.message_id)
-            )
-        self.by_channel = by_channel
+        self.ids = sorted(latest)
+        plain: list[tuple[Any, ...]] = []
+        rich: list[tuple[Any, ...]] = []
+        channels: dict[int, int | None] = {}
+        sanitized_ids: list[int] = []
+        sanitized_chars = 0
+        for i in self.ids:
+            m = latest[i]
+            if m.attachments:
+                rich.append(
+                    (
+                        m.message_id,
+                        m.channel_id,
+                        m.guild_id,
+                        m.author_id,
+                        m.author_name,
+                        m.author_is_bot,
+                        m.content,
+                        m.reply_to_id,
+                        json.dumps([a.to_json() for a in m.attachments]),
+                        m.embeds_count,
+                        m.edited_at,
+                        m.sanitized_chars,
+                    )
+                )
+            else:
+                plain.append(
+                    (
+                        m.message_id,
+                        m.channel_id,
+                        m.guild_id,
+                        m.author_id,
+                        m.author_name,
+                        m.author_is_bot,
+                        m.content,
+                        m.reply_to_id,
+                        m.embeds_count,
+                        m.edited_at,
+                        m.sanitized_chars,
+                    )
+                )
+            channels[m.channel_id] = m.guild_id
+            if m.sanitized_chars:
+                sanitized_ids.append(i)
+                sanitized_chars += m.sanitized_chars
+        self.plain, self.rich, self.channels = plain, rich, channels
+        self.sanitized_ids, self.sanitized_chars = sanitized_ids, sanitized_chars
+
+    def upsert_rows(self, *, include_plain: bool) -> list[tuple[Any, ...]]:
+        """Rows in the upsert's column order: the rich ones, and the plain ones if asked."""
+        if not include_plain:
+            return self.rich
+        a = _ATTACHMENTS
+        rows = [(*r[:a], _NO_ATTACHMENTS, *r[a:]) for r in self.plain]
+        if self.rich:
+            rows.extend(self.rich)
+            rows.sort(key=lambda r: r[0])
+        return rows
 
 
 def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
@@ -416,7 +490,8 @@ class MessageStore:
                 ``last_synced_at=now``.
 
         Returns:
-            What was written, ``deleted``, and the channel's status after the write.
+            What was written and ``deleted``. :meth:`count` and
+            :meth:`get_channel_status` give the channel's state afterwards.
 
         Raises:
             InvalidInputError: a message of another channel, an id both stored and
@@ -433,14 +508,14 @@ class MessageStore:
         if after_id is not None and "backfill_after_id" in fields:
             raise InvalidInputError("give after_id or backfill_after_id, not both")
         batch = _Batch(messages)
-        strays = [cid for cid in batch.by_channel if cid != channel_id]
+        strays = [cid for cid in batch.channels if cid != channel_id]
         if strays:
             raise InvalidInputError(
                 f"store_batch_and_advance({channel_id}) got messages of channel(s) {strays}"
             )
         deletes = sorted({int(i) for i in _checked_ids("delete_ids", delete_ids)})
         if deletes:
-            overlap = {row[0] for row in batch.rows}.intersection(deletes)
+            overlap = set(batch.ids).intersection(deletes)
             if overlap:
                 raise InvalidInputError(
                     f"message(s) {sorted(overlap)[:10]} are both stored and deleted"
@@ -465,113 +540,58 @@ class MessageStore:
     ) -> StoreResult:
         if batch.sanitized_ids:
             _log.warning(
-                "stored %d message(s) with %d character(s) PostgreSQL cannot hold "
+                "storing %d message(s) with %d character(s) PostgreSQL cannot hold "
                 "(NUL or unpaired surrogate) replaced by U+FFFD: ids %s%s",
                 len(batch.sanitized_ids),
                 batch.sanitized_chars,
                 ", ".join(map(str, batch.sanitized_ids[:20])),
                 " …" if len(batch.sanitized_ids) > 20 else "",
             )
-        single = channel_id is None and len(batch.rows) < _COPY_MIN_ROWS
-        if single:
-            if not batch.rows:
-                return StoreResult(skipped=batch.count)
-            # One statement is one transaction: no BEGIN/COMMIT round trips.
-            async with self._db.acquire() as conn:
-                row = await conn.fetchrow(_UPSERT, *_columns(batch.rows), self._sync)
-            inserted, updated = int(row["inserted"]), int(row["updated"])
-            return self._result(batch, inserted, updated)
-        use_copy = len(batch.rows) >= _COPY_MIN_ROWS
-        while True:
-            try:
-                return await self._write_transaction(
-                    batch,
-                    use_copy=use_copy,
-                    channel_id=channel_id,
-                    delete_ids=delete_ids,
-                    exact=exact or {},
-                    advance=advance or {},
-                )
-            except QueryError as exc:
-                # A row inserted by someone else between our probe and our COPY: do
-                # it again the slow way (the transaction rolled back as a whole).
-                if use_copy and exc.sqlstate == _UNIQUE_VIOLATION:
-                    use_copy = False
-                    continue
-                raise
-
-    async def _write_transaction(
-        self,
-        batch: _Batch,
-        *,
-        use_copy: bool,
-        channel_id: int | None,
-        delete_ids: Sequence[int],
-        exact: dict[str, Any],
-        advance: dict[str, int],
-    ) -> StoreResult:
-        inserted = updated = deleted = 0
-        status: ChannelStatus | None = None
-        # A transaction that deletes content commits durably, like every delete.
+        exact = exact or {}
+        advance = advance or {}
+        status = channel_id is not None
+        if not status and not batch.ids:
+            return StoreResult(skipped=batch.count)
+        sql = _write_sql(tuple(exact), tuple(advance), status)
+        # A write that deletes content commits durably, like every delete.
         sync = None if delete_ids else self._sync
-        async with self._db.transaction() as conn:
-            rest = batch.rows
-            if use_copy:
-                channels = list(batch.by_channel)
-                lows = [batch.by_channel[c][0] for c in channels]
-                highs = [batch.by_channel[c][1] for c in channels]
-                probe = await conn.fetchrow(_PROBE, channels, lows, highs, sync)
-                existing = set(probe[1])
-                new = [
-                    r
-                    for r in batch.rows
-                    if r[0] not in existing and r[_ATTACHMENTS] == _NO_ATTACHMENTS
-                ]
-                if len(new) >= _COPY_MIN_ROWS:
+        tail = (sync, channel_id, list(delete_ids), *exact.values(), *advance.values())
+        if len(batch.plain) >= _COPY_MIN_ROWS:
+            # The rows are usually new (a page of history beyond what is cached): COPY
+            # them, then one statement for the rest. If one was cached after all (or is
+            # being inserted by someone else), the whole transaction rolls back and the
+            # batch goes through the upsert below instead.
+            try:
+                async with self._db.transaction() as conn:
                     await conn.copy_records_to_table(
                         "discord_messages",
-                        records=[r[:_ATTACHMENTS] + r[_ATTACHMENTS + 1 :] for r in new],
+                        records=batch.plain,
                         columns=_COPY_COLUMNS,
                         schema_name=self._schema,
                     )
-                    inserted += len(new)
-                    copied = {r[0] for r in new}
-                    rest = [r for r in batch.rows if r[0] not in copied]
-            if rest:
-                row = await conn.fetchrow(_UPSERT, *_columns(rest), sync)
-                inserted += int(row["inserted"])
-                updated += int(row["updated"])
-            if delete_ids:
-                done = await conn.execute(
-                    "DELETE FROM discord_messages WHERE channel_id = $1 "
-                    "AND message_id = ANY($2::bigint[])",
-                    channel_id,
-                    list(delete_ids),
-                )
-                deleted = int(done.split()[-1])
-            if channel_id is not None:
-                sql = _status_sql(tuple(exact), tuple(advance))
-                srow = await conn.fetchrow(sql, channel_id, *exact.values(), *advance.values())
-                status = _status_from_row(srow)
-        return self._result(batch, inserted, updated, deleted=deleted, channel=status)
+                    row = await conn.fetchrow(
+                        sql, *_columns(batch.upsert_rows(include_plain=False)), *tail
+                    )
+                return self._result(batch, row, copied=len(batch.plain))
+            except QueryError as exc:
+                if exc.sqlstate != _UNIQUE_VIOLATION:
+                    raise
+        # One statement is one transaction: atomic without BEGIN/COMMIT round trips.
+        async with self._db.acquire() as conn:
+            row = await conn.fetchrow(sql, *_columns(batch.upsert_rows(include_plain=True)), *tail)
+        return self._result(batch, row)
 
     @staticmethod
-    def _result(
-        batch: _Batch,
-        inserted: int,
-        updated: int,
-        *,
-        deleted: int = 0,
-        channel: ChannelStatus | None = None,
-    ) -> StoreResult:
+    def _result(batch: _Batch, row: asyncpg.Record, *, copied: int = 0) -> StoreResult:
+        inserted = copied + int(row["inserted"])
+        updated = int(row["updated"])
         return StoreResult(
             inserted=inserted,
             updated=updated,
             skipped=batch.count - inserted - updated,
-            deleted=deleted,
+            deleted=int(row["deleted"]),
             sanitized_chars=batch.sanitized_chars,
             sanitized_message_ids=tuple(batch.sanitized_ids),
-            channel=channel,
         )
 
     # --- deleting (always durable) -------------------------------------------------------
@@ -654,7 +674,7 @@ class MessageStore:
             rows: list[ContextMessage] = await conn.fetch(
                 _CONTEXT,
                 channel_id,
-                MAX_SNOWFLAKE if before is None else before,
+                MAX_SNOWFLAKE if before is None else before - 1,  # inclusive bound
                 limit,
                 record_class=ContextMessage,
             )
@@ -724,20 +744,14 @@ class MessageStore:
         """The newest cached message of a channel, or ``None``."""
         _check_id("channel_id", channel_id)
         async with self._db.acquire() as conn:
-            value: int | None = await conn.fetchval(
-                "SELECT max(message_id) FROM discord_messages WHERE channel_id = $1",
-                channel_id,
-            )
+            value: int | None = await conn.fetchval(_NEWEST, channel_id)
         return value
 
     async def oldest_id(self, channel_id: int) -> int | None:
         """The oldest cached message of a channel, or ``None``."""
         _check_id("channel_id", channel_id)
         async with self._db.acquire() as conn:
-            value: int | None = await conn.fetchval(
-                "SELECT min(message_id) FROM discord_messages WHERE channel_id = $1",
-                channel_id,
-            )
+            value: int | None = await conn.fetchval(_OLDEST, channel_id)
         return value
 
     # --- channel status ------------------------------------------------------------------
