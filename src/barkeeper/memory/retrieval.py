@@ -214,7 +214,7 @@ _TURNS = _Table(
 def _build_sql(table: _Table, storage: _vectors.Storage) -> str:
     """The search statement for ``table`` with vectors stored as ``storage``.
 
-    Parameters, pgvector: $1 owner, $2 query, $3 vector literal or NULL, $4 embedder
+    Parameters, pgvector: $1 owner, $2 query, $3 vector (real[]) or NULL, $4 embedder
     name, $5 context weight, $6 k1, $7 b, $8 candidates, $9 memory types.
     bytea: the same without $3 and $8 ($3 embedder name … $6 b, $7 memory types);
     the vectors come back as bytes and the candidates are cut after the cosine.
@@ -222,8 +222,8 @@ def _build_sql(table: _Table, storage: _vectors.Storage) -> str:
     cols = ", ".join(f"m.{c.strip()}" for c in table.columns.split(","))
     if storage == "vector":
         vector = (
-            "CASE WHEN $3::text IS NOT NULL AND m.embedding_model = $4::text "
-            "THEN 1 - (m.embedding <=> $3::text::vector) END AS vector"
+            "CASE WHEN qv.v IS NOT NULL AND m.embedding_model = $4::text "
+            "THEN 1 - (m.embedding <=> qv.v) END AS vector"
         )
         params = {"__CTX__": "$5::float8", "__K1__": "$6::float8", "__B__": "$7::float8"}
         types, where = "$9", "WHERE text_rank <= $8 OR vector_rank <= $8"
@@ -234,11 +234,17 @@ def _build_sql(table: _Table, storage: _vectors.Storage) -> str:
         )
         params = {"__CTX__": "$4::float8", "__K1__": "$5::float8", "__B__": "$6::float8"}
         types, where = "$7", ""
+    # The query vector is built once (a cast inside the row expression would run per row).
+    query_vector = ", qv AS MATERIALIZED (SELECT $3::real[]::vector AS v)\n"
+    join = " CROSS JOIN qv" if storage == "vector" else ""
     docs = (
         f", docs AS MATERIALIZED (\n    SELECT {cols}, {vector},\n"  # noqa: S608 - constant fragments
-        f"        m.search, length(m.search)::float8 AS dl\n    FROM {table.name} m\n"
+        f"        m.search, length(m.search)::float8 AS dl\n"
+        f"    FROM {table.name} m{join}\n"
         f"    {table.filter.replace('__TYPES__', types).strip()}\n)"
     )
+    if storage == "vector":
+        docs = query_vector + docs
     columns = table.columns + (", vector_bytes" if storage == "bytea" else "")
     sql = _QUERY + docs + _BM25
     for key, value in params.items():
@@ -304,8 +310,9 @@ async def search_rows(
     types = list(memory_types) if memory_types is not None else None
     ctx, k1, b = weights.context_weight, weights.k1, weights.b
     if storage == "vector":
-        literal = _vectors.to_literal(vector) if vector is not None else None
-        args: list[Any] = [owner, query, literal, embedder_name, ctx, k1, b, weights.candidates]
+        query_vector = list(vector) if vector is not None else None
+        args: list[Any] = [owner, query, query_vector, embedder_name, ctx, k1, b]
+        args.append(weights.candidates)
         if table == "memories":
             args.append(types)
         return list(await conn.fetch(sql, *args))

@@ -229,7 +229,7 @@ _REEMBED_BYTEA = _REEMBED.replace("__VEC__", "").replace("__ARRAY__", "bytea[]")
 
 
 def _vector_sql(sql: str, storage: _vectors.Storage) -> str:
-    return sql.replace("__VEC__", "::text::vector" if storage == "vector" else "::bytea")
+    return sql.replace("__VEC__", "::real[]::vector" if storage == "vector" else "::bytea")
 
 
 class MemoryStore:
@@ -304,7 +304,7 @@ class MemoryStore:
     def _encode(storage: _vectors.Storage, vector: list[float] | None) -> Any:
         if vector is None:
             return None
-        return _vectors.to_literal(vector) if storage == "vector" else _vectors.to_bytes(vector)
+        return vector if storage == "vector" else _vectors.to_bytes(vector)
 
     @staticmethod
     def _labels(changed_by: object, reason: object) -> tuple[str, str | None]:
@@ -742,7 +742,10 @@ class MemoryStore:
                 self._check_embedding(v)
                 for v in await self._embedder.embed([r["content"] for r in rows])
             ]
-            encoded = [self._encode(storage, v) for v in vectors]
+            encoded = [
+                _vectors.to_literal(v) if storage == "vector" else _vectors.to_bytes(v)
+                for v in vectors
+            ]
             async with self._db.acquire() as conn:
                 # content = u.content: a memory edited meanwhile keeps its own vector.
                 result = await conn.fetch(
