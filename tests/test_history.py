@@ -147,6 +147,22 @@ async def test_stale_copy_ignored_on_copy_path_too(store: MessageStore) -> None:
     assert got is not None and got.content == "edit 42"
 
 
+async def test_a_page_cached_by_another_process_is_merged_not_duplicated(
+    store: MessageStore, db: Database
+) -> None:
+    t1 = dt.datetime(2024, 1, 1, tzinfo=UTC)
+    await store.store_many([msg(i) for i in range(100)])
+    other = MessageStore(db)  # knows nothing of what `store` wrote: tries COPY first
+    page = [msg(i, content="edited", edited=t1) if i % 10 == 0 else msg(i) for i in range(50, 150)]
+    result = await other.store_many(page)
+    assert (result.inserted, result.updated, result.skipped) == (50, 5, 45)
+    assert await store.count(100) == 150
+    again = await other.store_many(page)  # now inside what `other` wrote: upsert directly
+    assert (again.inserted, again.updated, again.skipped) == (0, 0, 100)
+    got = await store.get(sf(60_000))
+    assert got is not None and got.content == "edited"
+
+
 async def test_duplicate_ids_in_one_batch_keep_the_newest_copy(store: MessageStore) -> None:
     t1 = dt.datetime(2024, 1, 1, tzinfo=UTC)
     result = await store.store_many([msg(1), msg(1, content="edited", edited=t1), msg(1)])

@@ -323,7 +323,16 @@ class _Batch:
     rows with attachments (as JSON text) in the upsert's column order.
     """
 
-    __slots__ = ("channels", "count", "ids", "plain", "rich", "sanitized_chars", "sanitized_ids")
+    __slots__ = (
+        "channels",
+        "count",
+        "ids",
+        "plain",
+        "rich",
+        "sanitized_chars",
+        "sanitized_ids",
+        "spans",
+    )
 
     def __init__(self, messages: Iterable[StoredMessage]) -> None:
         latest: dict[int, StoredMessage] = {}
@@ -344,6 +353,7 @@ class _Batch:
         plain: list[tuple[Any, ...]] = []
         rich: list[tuple[Any, ...]] = []
         channels: dict[int, int | None] = {}
+        spans: dict[int, tuple[int, int]] = {}
         sanitized_ids: list[int] = []
         sanitized_chars = 0
         for i in self.ids:
@@ -382,10 +392,12 @@ class _Batch:
                     )
                 )
             channels[m.channel_id] = m.guild_id
+            span = spans.get(m.channel_id)  # ids ascend: the first one is the low end
+            spans[m.channel_id] = (i, i) if span is None else (span[0], i)
             if m.sanitized_chars:
                 sanitized_ids.append(i)
                 sanitized_chars += m.sanitized_chars
-        self.plain, self.rich, self.channels = plain, rich, channels
+        self.plain, self.rich, self.channels, self.spans = plain, rich, channels, spans
         self.sanitized_ids, self.sanitized_chars = sanitized_ids, sanitized_chars
 
     def upsert_rows(self, *, include_plain: bool) -> list[tuple[Any, ...]]:
@@ -427,6 +439,10 @@ class MessageStore:
         self._schema = db.schema
         # None keeps the session's synchronous_commit (the server's default).
         self._sync: str | None = None if durable else "off"
+        # Per channel, the id range this store has written: a batch inside it is
+        # probably cached already (a re-fetch), so it skips the optimistic COPY that
+        # would fail on the first duplicate (and log an error on the server).
+        self._written: dict[int, tuple[int, int]] = {}
 
     # --- writing -------------------------------------------------------------------------
 
@@ -556,7 +572,7 @@ class MessageStore:
         # A write that deletes content commits durably, like every delete.
         sync = None if delete_ids else self._sync
         tail = (sync, channel_id, list(delete_ids), *exact.values(), *advance.values())
-        if len(batch.plain) >= _COPY_MIN_ROWS:
+        if len(batch.plain) >= _COPY_MIN_ROWS and not self._seen_before(batch):
             # The rows are usually new (a page of history beyond what is cached): COPY
             # them, then one statement for the rest. If one was cached after all (or is
             # being inserted by someone else), the whole transaction rolls back and the
@@ -572,6 +588,7 @@ class MessageStore:
                     row = await conn.fetchrow(
                         sql, *_columns(batch.upsert_rows(include_plain=False)), *tail
                     )
+                self._remember(batch)
                 return self._result(batch, row, copied=len(batch.plain))
             except QueryError as exc:
                 if exc.sqlstate != _UNIQUE_VIOLATION:
@@ -579,7 +596,22 @@ class MessageStore:
         # One statement is one transaction: atomic without BEGIN/COMMIT round trips.
         async with self._db.acquire() as conn:
             row = await conn.fetchrow(sql, *_columns(batch.upsert_rows(include_plain=True)), *tail)
+        self._remember(batch)
         return self._result(batch, row)
+
+    def _seen_before(self, batch: _Batch) -> bool:
+        for channel, (low, high) in batch.spans.items():
+            known = self._written.get(channel)
+            if known is not None and low <= known[1] and high >= known[0]:
+                return True
+        return False
+
+    def _remember(self, batch: _Batch) -> None:
+        for channel, (low, high) in batch.spans.items():
+            known = self._written.get(channel)
+            self._written[channel] = (
+                (low, high) if known is None else (min(low, known[0]), max(high, known[1]))
+            )
 
     @staticmethod
     def _result(batch: _Batch, row: asyncpg.Record, *, copied: int = 0) -> StoreResult:
