@@ -25,7 +25,8 @@ given). Latency is wall time in this process, one query at a time.
   HNSW index on ``embedding::vector(384)`` filtered by user with pgvector 0.8's
   iterative scan (``hnsw.iterative_scan = relaxed_order``); reported with its build
   time, whether the planner would pick it at all, and (forced: user btree indexes
-  dropped in a rolled-back transaction, sequential scans off) its latency and recall of the exact top 10.
+  dropped in a rolled-back transaction, sequential scans off) its latency and its
+  recall of the exact top 10.
 """
 
 from __future__ import annotations
@@ -267,7 +268,7 @@ async def main() -> None:
                             weights.context_weight,
                             weights.k1,
                             weights.b,
-                            weights.candidates,
+                            max(weights.candidates, 20),
                             None,
                         )
                     return [r["id"] for r in rows]

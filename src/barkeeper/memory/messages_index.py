@@ -445,6 +445,7 @@ class MessageIndex:
                 vector=vector,
                 embedder_name=self._embedder.name,
                 weights=use,
+                k=top,
             )
         scored = fuse(rows, mode=chosen, weights=use, query=text)
         return apply_token_budget(

@@ -83,7 +83,8 @@ class Weights:
             against a word of the turn itself, in BM25's term frequency.
         k1: BM25 term-frequency saturation.
         b: BM25 length normalisation.
-        candidates: Rows taken from the top of each signal before fusing.
+        candidates: Rows taken from the top of each signal before fusing (at least
+            twice the hits asked for).
     """
 
     text: float = 1.0
@@ -95,7 +96,7 @@ class Weights:
     context_weight: float = 0.5
     k1: float = 1.2
     b: float = 0.75
-    candidates: int = 50
+    candidates: int = 20
 
     def __post_init__(self) -> None:
         names = ("text", "vector", "importance", "recency", "speaker", "context_weight", "k1", "b")
@@ -160,7 +161,7 @@ _BM25 = """
     GROUP BY h.id
 )
 , ranked AS (
-    SELECT d.*, coalesce(b.text, 0)::float8 AS text,
+    SELECT d.id, coalesce(b.text, 0)::float8 AS text, d.vector,
            CASE WHEN b.text IS NOT NULL
                 THEN row_number() OVER (ORDER BY b.text DESC NULLS LAST, d.id DESC) END
                AS text_rank,
@@ -169,9 +170,22 @@ _BM25 = """
                AS vector_rank
     FROM docs d LEFT JOIN bm25 b USING (id)
 )
-SELECT __COLUMNS__, text, text_rank, vector, vector_rank, __RECENCY__ AS recency_at
-FROM ranked
-__WHERE__
+__SELECT__
+"""
+
+# pgvector: ranks are computed on narrow rows (id, scores); only the candidates' full
+# rows are read back, from pages the docs scan has just brought into shared buffers.
+_SELECT_CANDIDATES = """
+SELECT __COLUMNS__, r.text, r.text_rank, r.vector, r.vector_rank, m.__RECENCY__ AS recency_at
+FROM ranked r JOIN __TABLE__ m ON m.id = r.id
+WHERE (r.text_rank <= $8 OR r.vector_rank <= $8) AND __OWNER__
+"""
+
+# bytea: every row goes back with its vector; the cosine and the cut are done in Python.
+_SELECT_ALL = """
+SELECT __COLUMNS__, m.vector_bytes, r.text, r.text_rank, NULL::float8 AS vector,
+       r.vector_rank, m.__RECENCY__ AS recency_at
+FROM ranked r JOIN docs m ON m.id = r.id
 """
 
 _MEMORY_FILTER = """
@@ -221,36 +235,40 @@ def _build_sql(table: _Table, storage: _vectors.Storage) -> str:
     """
     cols = ", ".join(f"m.{c.strip()}" for c in table.columns.split(","))
     if storage == "vector":
-        vector = (
-            "CASE WHEN qv.v IS NOT NULL AND m.embedding_model = $4::text "
+        # The query vector is cast once, in qv (a cast in the row expression ran per row).
+        head = ", qv AS MATERIALIZED (SELECT $3::real[]::vector AS v)\n"
+        select = (
+            "m.id, CASE WHEN qv.v IS NOT NULL AND m.embedding_model = $4::text "
             "THEN 1 - (m.embedding <=> qv.v) END AS vector"
         )
+        source = f"{table.name} m CROSS JOIN qv"
         params = {"__CTX__": "$5::float8", "__K1__": "$6::float8", "__B__": "$7::float8"}
-        types, where = "$9", "WHERE text_rank <= $8 OR vector_rank <= $8"
+        types, tail = "$9", _SELECT_CANDIDATES
     else:
-        vector = (
-            "NULL::float8 AS vector, "
+        head = ""
+        select = (
+            f"{cols}, NULL::float8 AS vector, "
             "CASE WHEN m.embedding_model = $3::text THEN m.embedding END AS vector_bytes"
         )
+        source = f"{table.name} m"
         params = {"__CTX__": "$4::float8", "__K1__": "$5::float8", "__B__": "$6::float8"}
-        types, where = "$7", ""
-    # The query vector is built once (a cast inside the row expression would run per row).
-    query_vector = ", qv AS MATERIALIZED (SELECT $3::real[]::vector AS v)\n"
-    join = " CROSS JOIN qv" if storage == "vector" else ""
+        types, tail = "$7", _SELECT_ALL
     docs = (
-        f", docs AS MATERIALIZED (\n    SELECT {cols}, {vector},\n"  # noqa: S608 - constant fragments
+        f"{head}, docs AS MATERIALIZED (\n    SELECT {select},\n"  # noqa: S608 - constant fragments
         f"        m.search, length(m.search)::float8 AS dl\n"
-        f"    FROM {table.name} m{join}\n"
+        f"    FROM {source}\n"
         f"    {table.filter.replace('__TYPES__', types).strip()}\n)"
     )
-    if storage == "vector":
-        docs = query_vector + docs
-    columns = table.columns + (", vector_bytes" if storage == "bytea" else "")
-    sql = _QUERY + docs + _BM25
+    owner = table.filter.strip().removeprefix("WHERE ").split(" AND ")[0]
+    sql = _QUERY + docs + _BM25.replace("__SELECT__", tail.strip())
     for key, value in params.items():
         sql = sql.replace(key, value)
-    sql = sql.replace("__COLUMNS__", columns).replace("__RECENCY__", table.recency_column)
-    return sql.replace("__WHERE__", where)
+    return (
+        sql.replace("__COLUMNS__", cols)
+        .replace("__RECENCY__", table.recency_column)
+        .replace("__TABLE__", table.name)
+        .replace("__OWNER__", owner)
+    )
 
 
 _SQL: dict[tuple[str, str], str] = {
@@ -287,6 +305,7 @@ async def search_rows(
     vector: Sequence[float] | None,
     embedder_name: str,
     weights: Weights,
+    k: int,
     memory_types: Sequence[str] | None = None,
 ) -> list[Mapping[str, Any]]:
     """The owner's candidate rows for ``query`` with their ``text`` and ``vector`` scores.
@@ -300,6 +319,7 @@ async def search_rows(
         vector: The query's unit vector, or ``None`` to skip vectors.
         embedder_name: Only vectors made by this embedder are compared.
         weights: BM25 parameters and the candidate count.
+        k: The hits wanted: at least ``2 * k`` candidates come from each signal.
         memory_types: Only these types (memories only).
 
     Returns:
@@ -309,10 +329,10 @@ async def search_rows(
     sql = _SQL[(table, storage)]
     types = list(memory_types) if memory_types is not None else None
     ctx, k1, b = weights.context_weight, weights.k1, weights.b
+    keep = max(weights.candidates, 2 * k)
     if storage == "vector":
         query_vector = list(vector) if vector is not None else None
-        args: list[Any] = [owner, query, query_vector, embedder_name, ctx, k1, b]
-        args.append(weights.candidates)
+        args: list[Any] = [owner, query, query_vector, embedder_name, ctx, k1, b, keep]
         if table == "memories":
             args.append(types)
         return list(await conn.fetch(sql, *args))
@@ -333,7 +353,6 @@ async def search_rows(
     )
     for rank, row in enumerate(ranked, 1):
         row["vector_rank"] = rank
-    keep = weights.candidates
     return [
         r
         for r in rows

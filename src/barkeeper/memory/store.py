@@ -910,6 +910,7 @@ class MemoryStore:
                 vector=vector,
                 embedder_name=self._embedder.name,
                 weights=use,
+                k=top,
                 memory_types=types,
             )
         scored = fuse(rows, mode=chosen, weights=use)
