@@ -442,3 +442,19 @@ async def test_prompt_cannot_be_closed_by_the_message(
     user_part = llm_server.chat_requests[0].messages[-1]["content"]
     assert user_part.count("</message>") == 1
     assert user_part.count("<message>") == 1
+
+
+async def test_huge_and_odd_messages_are_handled(
+    manager: MemoryManager, store: MemoryStore, llm_server: LLMServer, alice: int
+) -> None:
+    text = "My café\x00 is called Ünïcødé \ud800 and I run it alone. " * 5000
+    llm_server.script(facts_reply(fact("Runs a café alone", "work")))
+    outcome = await manager.process(UserMessage(alice, text, message_id=12))
+    assert outcome.status == "extracted"
+    user_part = llm_server.chat_requests[0].messages[-1]["content"]
+    assert len(user_part) < 4200  # the message is cut to MAX_MESSAGE_CHARS
+    assert "\x00" not in user_part and "\ud800" not in user_part
+    (memory,) = await store.list_memories(alice)
+    assert memory.extraction_context is not None
+    assert len(memory.extraction_context) <= 500
+    assert "\x00" not in memory.extraction_context

@@ -231,3 +231,14 @@ async def test_facts_mentioning_someone_are_stored_for_the_author(
     assert await store.count(bob) == 0
     (memory,) = await store.list_memories(alice)
     assert memory.user_id == alice
+
+
+async def test_a_request_that_cannot_be_carried_out_fails_cleanly(
+    manager: MemoryManager, store: MemoryStore, alice: int
+) -> None:
+    outcome = await manager.process(
+        UserMessage(alice, "remember that " + "very long story " * 200, message_id=9)
+    )
+    assert outcome.status == "failed"
+    assert outcome.error is not None and "characters long" in outcome.error
+    assert await store.count(alice) == 0

@@ -137,14 +137,20 @@ class MemoryManager:
         """Learn from one message of ``message.user_id``; change only their memories.
 
         Returns:
-            What was done. Model failures are reported here, never raised.
+            What was done. Model failures, and explicit requests that cannot be
+            carried out (a fact too long to remember), are reported here, never raised.
 
         Raises:
+            NotFoundError: No user has ``message.user_id``.
             DatabaseError: The database failed.
         """
         command = parse_memory_command(message.text)
         if command is not None:
-            return await self.execute(message, command)
+            try:
+                return await self.execute(message, command)
+            except InvalidInputError as exc:  # e.g. a fact too long to be one memory
+                _log.info("memory request of message %s refused: %s", message.message_id, exc)
+                return MemoryOutcome("failed", command=command, error=str(exc))
         reason = skip_reason(message.text)
         if reason is not None:
             return MemoryOutcome("skipped", skip_reason=reason)

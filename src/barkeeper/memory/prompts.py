@@ -99,10 +99,11 @@ def fence(text: str, max_chars: int) -> str:
 
     Returns:
         The text with any of our tags (``<message>``, ``</context>`` …) turned into
-        harmless look-alikes and NUL characters removed.
+        harmless look-alikes, NUL characters removed and lone surrogates replaced.
     """
     cleaned = _TAG.sub(lambda m: m.group(0).replace("<", "‹").replace(">", "›"), text)
-    cleaned = cleaned.replace("\x00", "")
+    # NULs and lone surrogates cannot travel in a JSON request body as UTF-8
+    cleaned = cleaned.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
     if len(cleaned) > max_chars:
         cleaned = cleaned[: max_chars - 1] + "…"
     return cleaned
