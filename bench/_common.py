@@ -119,6 +119,8 @@ async def environment(db: Database) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        # other work on the machine skews timings: recorded so a reader can judge
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 

@@ -1,18 +1,26 @@
 """The Discord message cache in PostgreSQL: batch upsert, edits, deletes, context windows.
 
-Tables ``discord_messages`` and ``discord_channels`` (schema v1). Every query here is
-served by an index: the primary key (``message_id``), ``ix_discord_messages_channel_message``
-``(channel_id, message_id DESC)`` (snowflakes grow with time, so this orders a channel
-by time and answers "newest N before X" with one backward range scan),
-``ix_discord_messages_author`` (privacy deletes) and ``discord_channels``' key.
+Tables ``discord_messages`` and ``discord_channels`` (schema v1). Every query is served
+by an index: the primary key (``message_id``); ``ix_discord_messages_channel_message``
+``(channel_id, message_id)`` for everything per channel (snowflakes grow with time, so
+it orders a channel by time; "newest N before X" is one backward range scan), reached
+through row comparisons so that the planner cannot choose to walk the primary key
+instead; ``ix_discord_messages_author`` (privacy deletes); ``discord_channels``' key.
 ``discord_channels.message_count`` is kept exact by statement triggers on
-``discord_messages`` (inserts, deletes, truncate), whoever writes.
+``discord_messages`` (insert, delete, truncate), whoever writes.
+
+Writes: a batch of 32 or more rows without attachments is COPied (binary), then one
+statement upserts the rest, deletes, moves the channel's cursors and sets the commit
+mode, in one transaction; smaller batches (the live bot's messages) are that one
+statement alone. Content is never truncated: Discord's limit is Discord's to enforce,
+and the cache keeps what it was given.
 
 Ingest writes commit asynchronously (``synchronous_commit = off`` for that transaction
 only) unless the store is made ``durable=True``: this is a cache of data Discord keeps,
 and a batch and its cursor commit together or not at all, so losing the last few
-hundred milliseconds of ingest to a server crash only means refetching them. Deletes
-always commit synchronously: content must not survive a Discord or privacy delete.
+hundred milliseconds of ingest to a server crash only means refetching them. Writes
+that delete commit synchronously: content must not survive a Discord or privacy
+delete.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any, Unpack
 
 import asyncpg
@@ -44,8 +53,8 @@ __all__ = ["MessageStore"]
 
 _log = logging.getLogger(__name__)
 
-# Batches at least this big go through COPY (rows not cached yet) + one upsert for the
-# rest; smaller ones are a single upsert statement (one round trip).
+# Batches with at least this many rows without attachments try COPY first; below it,
+# COPY's extra round trips cost more than the upsert's per-row work.
 _COPY_MIN_ROWS = 32
 
 _UNIQUE_VIOLATION = "23505"
@@ -102,11 +111,29 @@ written AS (
           (EXCLUDED.author_name, EXCLUDED.author_is_bot, EXCLUDED.content,
            EXCLUDED.reply_to_id, EXCLUDED.attachments, EXCLUDED.embeds_count,
            EXCLUDED.edited_at, coalesce(EXCLUDED.guild_id, d.guild_id))
-    RETURNING d.xmax = 0 AS inserted
+    RETURNING d.channel_id, d.guild_id, d.xmax = 0 AS inserted
 ),
 gone AS (
     DELETE FROM discord_messages
     WHERE channel_id = $14 AND message_id = ANY($15::bigint[])
+    RETURNING 1
+),
+-- New rows per channel: inserted here, plus those COPied just before ($16-$18).
+added AS (
+    SELECT channel_id, max(guild_id) AS guild_id, count(*) AS n
+    FROM written WHERE inserted GROUP BY channel_id
+    UNION ALL
+    SELECT * FROM unnest($16::bigint[], $17::bigint[], $18::bigint[]) AS k(channel_id, guild_id, n)
+)"""
+
+# Counts of a multi-channel batch (store_many): one row per channel, locked in order.
+_COUNT_CTE = """
+counted AS (
+    INSERT INTO discord_channels AS c (channel_id, guild_id, message_count)
+    SELECT channel_id, max(guild_id), sum(n) FROM added GROUP BY channel_id ORDER BY channel_id
+    ON CONFLICT (channel_id) DO UPDATE
+        SET message_count = c.message_count + EXCLUDED.message_count,
+            guild_id = coalesce(c.guild_id, EXCLUDED.guild_id)
     RETURNING 1
 )"""
 
@@ -244,23 +271,35 @@ def _status_sql(exact: tuple[str, ...], advance: tuple[str, ...]) -> str:
 
 @lru_cache(maxsize=64)
 def _write_sql(exact: tuple[str, ...], advance: tuple[str, ...], status: bool) -> str:
-    """One statement: upsert rows ($1-$12), delete ids ($15) of channel $14, set status."""
-    ctes = [_UPSERT_CTE]
-    if status:
-        # Column names come from _STATUS_FIELDS only (checked by the caller), never input.
-        columns = ("channel_id", *exact, *advance)
-        values = ["$14", *(f"${16 + i}" for i in range(len(exact) + len(advance)))]
-        sets = [f"{c} = EXCLUDED.{c}" for c in exact]
-        for c in advance:
-            pick = "LEAST" if c == "backfill_before_id" else "GREATEST"
-            sets.append(f"{c} = {pick}(c.{c}, EXCLUDED.{c})")
-        sets.append("last_updated = now()")
-        ctes.append(
-            f"status AS (INSERT INTO discord_channels AS c ({', '.join(columns)}) "  # noqa: S608
-            f"VALUES ({', '.join(values)}) "
-            f"ON CONFLICT (channel_id) DO UPDATE SET {', '.join(sets)} RETURNING 1)"
-        )
-    return "WITH " + ",\n".join(ctes) + _WRITE_RESULT
+    """One statement: upsert rows ($1-$12), delete ids ($15) of channel $14, count the
+    new rows (with the COPied ones, $16-$18) and, with ``status``, set channel $14's
+    ``exact`` fields and move its ``advance`` cursors ($19 on).
+
+    Column names come from _STATUS_FIELDS only (checked by the caller), never input.
+    """
+    if not status:
+        return "WITH " + _UPSERT_CTE + "," + _COUNT_CTE + _WRITE_RESULT
+    # One channel: its count and its status in one row (a statement may not modify a
+    # row twice).
+    columns = ["channel_id", "message_count", *exact, *advance]
+    values = ["$14", "coalesce((SELECT sum(n) FROM added), 0)"]
+    values += [f"${19 + i}" for i in range(len(exact) + len(advance))]
+    sets = ["message_count = c.message_count + EXCLUDED.message_count"]
+    if "guild_id" not in exact:
+        columns.append("guild_id")
+        values.append("(SELECT max(guild_id) FROM added)")
+        sets.append("guild_id = coalesce(c.guild_id, EXCLUDED.guild_id)")
+    sets += [f"{c} = EXCLUDED.{c}" for c in exact]
+    for c in advance:
+        pick = "LEAST" if c == "backfill_before_id" else "GREATEST"
+        sets.append(f"{c} = {pick}(c.{c}, EXCLUDED.{c})")
+    sets.append("last_updated = now()")
+    status_cte = (
+        f"status AS (INSERT INTO discord_channels AS c ({', '.join(columns)}) "  # noqa: S608
+        f"VALUES ({', '.join(values)}) "
+        f"ON CONFLICT (channel_id) DO UPDATE SET {', '.join(sets)} RETURNING 1)"
+    )
+    return "WITH " + _UPSERT_CTE + ",\n" + status_cte + _WRITE_RESULT
 
 
 def _check_status_fields(fields: dict[str, Any]) -> dict[str, Any]:
@@ -316,15 +355,22 @@ def _is_newer_or_equal(candidate: StoredMessage, current: StoredMessage) -> bool
     return current.edited_at is None or candidate.edited_at >= current.edited_at
 
 
+_PLAIN_ROW = attrgetter(*_COPY_COLUMNS)
+_RICH_FIELDS = attrgetter(*_ROW_COLUMNS[:_ATTACHMENTS])
+_RICH_TAIL = attrgetter(*_ROW_COLUMNS[_ATTACHMENTS + 1 :])
+
+
 class _Batch:
     """Messages ready to write: one per id (its newest copy), sorted by id.
 
     ``plain`` holds rows without attachments in COPY's column order; ``rich`` holds
-    rows with attachments (as JSON text) in the upsert's column order.
+    rows with attachments (as JSON text) in the upsert's column order. ``copied``
+    counts the plain rows per channel (channel ids, guild ids, counts), for the
+    per-channel message counts when they are COPied.
     """
 
     __slots__ = (
-        "channels",
+        "copied",
         "count",
         "ids",
         "plain",
@@ -349,56 +395,41 @@ class _Batch:
         self.count = count
         # Sorted: rows are locked in id order (no deadlock between overlapping batches)
         # and index pages are filled in order.
-        self.ids = sorted(latest)
-        plain: list[tuple[Any, ...]] = []
-        rich: list[tuple[Any, ...]] = []
-        channels: dict[int, int | None] = {}
+        self.ids = ids = sorted(latest)
+        ordered = [latest[i] for i in ids]
+        self.plain = [_PLAIN_ROW(m) for m in ordered if not m.attachments]
+        self.rich = [
+            (
+                *_RICH_FIELDS(m),
+                json.dumps([a.to_json() for a in m.attachments]),
+                *_RICH_TAIL(m),
+            )
+            for m in ordered
+            if m.attachments
+        ]
         spans: dict[int, tuple[int, int]] = {}
-        sanitized_ids: list[int] = []
-        sanitized_chars = 0
-        for i in self.ids:
-            m = latest[i]
-            if m.attachments:
-                rich.append(
-                    (
-                        m.message_id,
-                        m.channel_id,
-                        m.guild_id,
-                        m.author_id,
-                        m.author_name,
-                        m.author_is_bot,
-                        m.content,
-                        m.reply_to_id,
-                        json.dumps([a.to_json() for a in m.attachments]),
-                        m.embeds_count,
-                        m.edited_at,
-                        m.sanitized_chars,
-                    )
-                )
+        per_channel: dict[int, list[Any]] = {}
+        for m in ordered:  # ids ascend: a channel's first one is its low end
+            span = spans.get(m.channel_id)
+            spans[m.channel_id] = (
+                (m.message_id, m.message_id) if span is None else (span[0], m.message_id)
+            )
+        for row in self.plain:
+            entry = per_channel.get(row[1])
+            if entry is None:
+                per_channel[row[1]] = [row[2], 1]
             else:
-                plain.append(
-                    (
-                        m.message_id,
-                        m.channel_id,
-                        m.guild_id,
-                        m.author_id,
-                        m.author_name,
-                        m.author_is_bot,
-                        m.content,
-                        m.reply_to_id,
-                        m.embeds_count,
-                        m.edited_at,
-                        m.sanitized_chars,
-                    )
-                )
-            channels[m.channel_id] = m.guild_id
-            span = spans.get(m.channel_id)  # ids ascend: the first one is the low end
-            spans[m.channel_id] = (i, i) if span is None else (span[0], i)
-            if m.sanitized_chars:
-                sanitized_ids.append(i)
-                sanitized_chars += m.sanitized_chars
-        self.plain, self.rich, self.channels, self.spans = plain, rich, channels, spans
-        self.sanitized_ids, self.sanitized_chars = sanitized_ids, sanitized_chars
+                entry[1] += 1
+                if entry[0] is None:
+                    entry[0] = row[2]
+        self.spans = spans
+        self.copied = (
+            list(per_channel),
+            [v[0] for v in per_channel.values()],
+            [v[1] for v in per_channel.values()],
+        )
+        self.sanitized_ids = [m.message_id for m in ordered if m.sanitized_chars]
+        self.sanitized_chars = sum(m.sanitized_chars for m in ordered)
 
     def upsert_rows(self, *, include_plain: bool) -> list[tuple[Any, ...]]:
         """Rows in the upsert's column order: the rich ones, and the plain ones if asked."""
@@ -524,7 +555,7 @@ class MessageStore:
         if after_id is not None and "backfill_after_id" in fields:
             raise InvalidInputError("give after_id or backfill_after_id, not both")
         batch = _Batch(messages)
-        strays = [cid for cid in batch.channels if cid != channel_id]
+        strays = [cid for cid in batch.spans if cid != channel_id]
         if strays:
             raise InvalidInputError(
                 f"store_batch_and_advance({channel_id}) got messages of channel(s) {strays}"
@@ -571,7 +602,9 @@ class MessageStore:
         sql = _write_sql(tuple(exact), tuple(advance), status)
         # A write that deletes content commits durably, like every delete.
         sync = None if delete_ids else self._sync
-        tail = (sync, channel_id, list(delete_ids), *exact.values(), *advance.values())
+        head = (sync, channel_id, list(delete_ids))
+        status_values = (*exact.values(), *advance.values())
+        nothing_copied: tuple[list[int], list[int | None], list[int]] = ([], [], [])
         if len(batch.plain) >= _COPY_MIN_ROWS and not self._seen_before(batch):
             # The rows are usually new (a page of history beyond what is cached): COPY
             # them, then one statement for the rest. If one was cached after all (or is
@@ -586,7 +619,11 @@ class MessageStore:
                         schema_name=self._schema,
                     )
                     row = await conn.fetchrow(
-                        sql, *_columns(batch.upsert_rows(include_plain=False)), *tail
+                        sql,
+                        *_columns(batch.upsert_rows(include_plain=False)),
+                        *head,
+                        *batch.copied,
+                        *status_values,
                     )
                 self._remember(batch)
                 return self._result(batch, row, copied=len(batch.plain))
@@ -595,7 +632,13 @@ class MessageStore:
                     raise
         # One statement is one transaction: atomic without BEGIN/COMMIT round trips.
         async with self._db.acquire() as conn:
-            row = await conn.fetchrow(sql, *_columns(batch.upsert_rows(include_plain=True)), *tail)
+            row = await conn.fetchrow(
+                sql,
+                *_columns(batch.upsert_rows(include_plain=True)),
+                *head,
+                *nothing_copied,
+                *status_values,
+            )
         self._remember(batch)
         return self._result(batch, row)
 
