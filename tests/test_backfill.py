@@ -262,7 +262,7 @@ FAULTS = {
     "server_error": {
         "fault_kinds": ["server_error"],
         "fault_statuses": [500, 503],
-        "fault_rate": 0.25,
+        "fault_rate": 0.3,
     },
     "slow": {"fault_kinds": ["slow"], "fault_slow_seconds": 1.0},
     "drop": {"fault_kinds": ["drop"]},
@@ -274,9 +274,9 @@ FAULTS = {
 
 @pytest.mark.parametrize("kind", list(FAULTS))
 async def test_faults_lose_and_duplicate_nothing(db: Database, kind: str) -> None:
-    changes = {"fault_rate": 0.15, "fault_seed": 7, **FAULTS[kind]}
+    changes = {"fault_rate": 0.3, "fault_seed": 7, **FAULTS[kind]}
     if kind == "mixed":
-        changes.update(fault_rate=0.2, fault_statuses=[502, 503], fault_routes=None)
+        changes.update(fault_rate=0.3, fault_statuses=[502, 503], fault_routes=None)
     else:
         changes["fault_routes"] = [MESSAGES_ROUTE]
     async with DiscordEmulator(spec(channels=3, messages_per_channel=700, **changes)) as emu:
