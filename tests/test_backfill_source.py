@@ -201,3 +201,15 @@ async def test_sources_share_the_process_wide_api_base() -> None:
         await second.close()
         await second.close()
         assert discord.http.Route.BASE == "https://discord.com/api/v10"
+
+
+async def test_a_source_on_the_bots_own_client_leaves_it_open() -> None:
+    from barkeeper.testing.discord import logged_in_client
+
+    async with DiscordEmulator(spec(channels=1, messages_per_channel=5)) as emu:
+        cid = emu.channel_ids()[0]
+        async with logged_in_client(emu.base_url, emu.token) as client:
+            async with DiscordHistorySource(client) as source:
+                assert len((await source.fetch_page(cid)).messages) == 5
+            assert not client.is_closed()
+            assert (await client.fetch_channel(cid)).id == cid

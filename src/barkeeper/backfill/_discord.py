@@ -189,7 +189,10 @@ class DiscordHistorySource:
             page = await source.fetch_page(channel_id, limit=100)
 
     Args:
-        client: a logged-in :class:`discord.Client` (it is closed by :meth:`close`).
+        client: a logged-in :class:`discord.Client`, e.g. the bot's own (then the
+            backfill shares its rate-limit buckets).
+        close_client: whether :meth:`close` closes ``client`` (``True`` for the
+            client :meth:`connect` made, ``False`` by default for one passed in).
         request_timeout: seconds one HTTP exchange may take (aiohttp's default is 300).
         global_rate: requests per second across every route, Discord's global limit
             (50 for bots); ``None`` or 0 leaves it to discord.py's 429 handling.
@@ -209,8 +212,10 @@ class DiscordHistorySource:
         global_margin: float = 0.05,
         api_base: str | None = None,
         login_requests: int = 0,
+        close_client: bool = False,
     ) -> None:
         self._client = client
+        self._close_client = close_client
         self._http = client.http
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
         self._pacer = _Pacer(global_rate, 1.0 + global_margin) if global_rate else None
@@ -314,15 +319,17 @@ class DiscordHistorySource:
             global_rate=global_rate,
             api_base=registered,
             login_requests=_LOGIN_REQUESTS,
+            close_client=True,
         )
 
     async def close(self) -> None:
-        """Close the HTTP session and restore ``Route.BASE`` (idempotent)."""
+        """Close the client (if this source made it) and restore ``Route.BASE`` (idempotent)."""
         if self._closed:
             return
         self._closed = True
         try:
-            await self._client.close()
+            if self._close_client:
+                await self._client.close()
         finally:
             _BASES.release(self._api_base)
 
