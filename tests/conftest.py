@@ -10,6 +10,8 @@ barkeeper's variables so a developer's shell cannot change results.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -34,14 +36,29 @@ def _setting_env_names() -> set[str]:
     return names
 
 
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """A fresh directory for an embedded PostgreSQL's data, removed after the test.
+
+    Not under pytest's ``tmp_path``: the embedded server runs as another system user
+    that must traverse the path, and a second pytest session starting on the machine
+    resets the permissions of pytest's temporary root to 0700.
+    """
+    path = Path(tempfile.mkdtemp(prefix="barkeeper-test-"))
+    try:
+        yield path / "data"
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, data_dir: Path) -> Iterator[None]:
     """No barkeeper variable from the outer shell; no stray ``.env`` in the cwd."""
     for name in list(os.environ):
         if name in _setting_env_names() or name.startswith("BARKEEPER_"):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("BARKEEPER_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("BARKEEPER_DATA_DIR", str(data_dir))
     yield
 
 

@@ -19,7 +19,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith(("BARKEEPER_", "POSTGRES_", "DATABASE_", "DB_", "DISCORD_", "GROQ_"))
     }
-    env["BARKEEPER_DATA_DIR"] = str(tmp_path / "data")
+    env["BARKEEPER_DATA_DIR"] = os.environ["BARKEEPER_DATA_DIR"]  # set by clean_env
     env["COLUMNS"] = "200"
     env.update(extra)
     return env
@@ -154,4 +154,4 @@ def test_ephemeral_upgrade_needs_no_server(tmp_path: Path) -> None:
     result = barkeeper(tmp_path, "db", "upgrade", BARKEEPER_DATABASE="ephemeral")
     assert result.returncode == 0, result.stderr
     assert "ephemeral" in result.stdout
-    assert not (tmp_path / "data").exists()
+    assert not Path(os.environ["BARKEEPER_DATA_DIR"]).exists()

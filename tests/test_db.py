@@ -247,8 +247,8 @@ async def test_server_mode(server_url: str, settings: Settings) -> None:
 
 
 @pytest.mark.slow
-async def test_embedded_mode_persists_and_is_reused(tmp_path: Path) -> None:
-    settings = load_settings(data_dir=tmp_path / "data")
+async def test_embedded_mode_persists_and_is_reused(data_dir: Path) -> None:
+    settings = load_settings(data_dir=data_dir)
     assert settings.effective_database_mode() is DatabaseMode.EMBEDDED
     first = await Database.open(settings, min_size=1, upgrade=True)
     try:
@@ -265,7 +265,7 @@ async def test_embedded_mode_persists_and_is_reused(tmp_path: Path) -> None:
             await second.close()
     finally:
         await first.close()
-    assert (tmp_path / "data" / "postgres" / "PG_VERSION").exists()
+    assert (data_dir / "postgres" / "PG_VERSION").exists()
     # stopped and started again: the data is still there
     again = await Database.open(settings, min_size=1)
     try:
@@ -276,8 +276,8 @@ async def test_embedded_mode_persists_and_is_reused(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-async def test_ephemeral_mode_leaves_nothing(tmp_path: Path) -> None:
-    settings = load_settings(database="ephemeral", data_dir=tmp_path / "data")
+async def test_ephemeral_mode_leaves_nothing(data_dir: Path) -> None:
+    settings = load_settings(database="ephemeral", data_dir=data_dir)
     db = await Database.open(settings, min_size=1, upgrade=True)
     pgdata = db._server.pgdata if db._server else None
     assert pgdata is not None and pgdata.exists()
@@ -286,11 +286,11 @@ async def test_ephemeral_mode_leaves_nothing(tmp_path: Path) -> None:
         assert await conn.fetchval("SELECT count(*) FROM memories") == 0
     await db.close()
     assert not pgdata.exists()
-    assert not (tmp_path / "data").exists()
+    assert not data_dir.exists()  # noqa: ASYNC240 - a test assertion
 
 
-async def test_embedded_start_failure_shows_log(tmp_path: Path) -> None:
-    data = tmp_path / "broken"
+async def test_embedded_start_failure_shows_log(data_dir: Path) -> None:
+    data = data_dir
     pgdata = data / "postgres"
     pgdata.mkdir(parents=True)
     (pgdata / "PG_VERSION").write_text("18\n")  # looks initialised, is not
