@@ -36,7 +36,7 @@ import asyncpg
 from barkeeper.errors import BarkeeperError, InvalidInputError
 from barkeeper.llm import count_tokens
 from barkeeper.memory import _vectors
-from barkeeper.memory._rows import MEMORY_COLUMNS, TURN_COLUMNS
+from barkeeper.memory._rows import MEMORY_COLUMNS, TURN_COLUMNS, real
 from barkeeper.memory._validate import check_choice, check_int_range, clean_text
 from barkeeper.memory.embeddings import Embedder
 from barkeeper.memory.models import SEARCH_MODES, Hit, ScoreParts, SearchMode
@@ -403,7 +403,7 @@ def fuse(
         else:
             age_days = max((now - when).total_seconds(), 0.0) / 86400.0
             recency = 0.5 ** (age_days / weights.half_life_days)
-        importance = float(row.get("importance", 0.0))
+        importance = real(float(row.get("importance", 0.0)))
         speaker = 0.0
         if query_words and _names_speaker(query_words, str(row.get("speaker", ""))):
             speaker = weights.speaker
