@@ -126,6 +126,14 @@ added AS (
     SELECT * FROM unnest($16::bigint[], $17::bigint[], $18::bigint[]) AS k(channel_id, guild_id, n)
 )"""
 
+# After a COPY the remaining rows are new too (else the COPY would have failed on the
+# same premise): a plain INSERT, cheaper than the upsert's speculative insertion. A
+# duplicate fails the transaction, and the batch is redone through the upsert.
+_INSERT_CTE = (
+    _UPSERT_CTE[: _UPSERT_CTE.index("    ON CONFLICT (message_id)")]
+    + _UPSERT_CTE[_UPSERT_CTE.index("    RETURNING d.channel_id") :]
+)
+
 # Counts of a multi-channel batch (store_many): one row per channel, locked in order.
 _COUNT_CTE = """
 counted AS (
@@ -270,15 +278,19 @@ def _status_sql(exact: tuple[str, ...], advance: tuple[str, ...]) -> str:
 
 
 @lru_cache(maxsize=64)
-def _write_sql(exact: tuple[str, ...], advance: tuple[str, ...], status: bool) -> str:
+def _write_sql(
+    exact: tuple[str, ...], advance: tuple[str, ...], status: bool, *, new_rows: bool = False
+) -> str:
     """One statement: upsert rows ($1-$12), delete ids ($15) of channel $14, count the
     new rows (with the COPied ones, $16-$18) and, with ``status``, set channel $14's
     ``exact`` fields and move its ``advance`` cursors ($19 on).
 
     Column names come from _STATUS_FIELDS only (checked by the caller), never input.
+    With ``new_rows`` the rows are inserted without conflict handling.
     """
+    rows_cte = _INSERT_CTE if new_rows else _UPSERT_CTE
     if not status:
-        return "WITH " + _UPSERT_CTE + "," + _COUNT_CTE + _WRITE_RESULT
+        return "WITH " + rows_cte + "," + _COUNT_CTE + _WRITE_RESULT
     # One channel: its count and its status in one row (a statement may not modify a
     # row twice).
     columns = ["channel_id", "message_count", *exact, *advance]
@@ -299,7 +311,7 @@ def _write_sql(exact: tuple[str, ...], advance: tuple[str, ...], status: bool) -
         f"VALUES ({', '.join(values)}) "
         f"ON CONFLICT (channel_id) DO UPDATE SET {', '.join(sets)} RETURNING 1)"
     )
-    return "WITH " + _UPSERT_CTE + ",\n" + status_cte + _WRITE_RESULT
+    return "WITH " + rows_cte + ",\n" + status_cte + _WRITE_RESULT
 
 
 def _check_status_fields(fields: dict[str, Any]) -> dict[str, Any]:
@@ -356,6 +368,8 @@ def _is_newer_or_equal(candidate: StoredMessage, current: StoredMessage) -> bool
 
 
 _PLAIN_ROW = attrgetter(*_COPY_COLUMNS)
+_MESSAGE_ID = attrgetter("message_id")
+_CHANNEL_ID = attrgetter("channel_id")
 _RICH_FIELDS = attrgetter(*_ROW_COLUMNS[:_ATTACHMENTS])
 _RICH_TAIL = attrgetter(*_ROW_COLUMNS[_ATTACHMENTS + 1 :])
 
@@ -381,22 +395,26 @@ class _Batch:
     )
 
     def __init__(self, messages: Iterable[StoredMessage]) -> None:
-        latest: dict[int, StoredMessage] = {}
-        count = 0
-        for m in messages:
-            if not isinstance(m, StoredMessage):
-                raise InvalidInputError(
-                    f"store_many takes StoredMessage objects, got {type(m).__name__}"
-                )
-            count += 1
-            seen = latest.get(m.message_id)
-            if seen is None or _is_newer_or_equal(m, seen):
-                latest[m.message_id] = m
-        self.count = count
+        given = list(messages)
+        if set(map(type, given)) - {StoredMessage}:
+            for m in given:
+                if not isinstance(m, StoredMessage):
+                    raise InvalidInputError(
+                        f"store_many takes StoredMessage objects, got {type(m).__name__}"
+                    )
+        self.count = len(given)
+        ids = list(map(_MESSAGE_ID, given))
+        if len(set(ids)) != len(ids):
+            latest: dict[int, StoredMessage] = {}
+            for m in given:
+                seen = latest.get(m.message_id)
+                if seen is None or _is_newer_or_equal(m, seen):
+                    latest[m.message_id] = m
+            given = list(latest.values())
         # Sorted: rows are locked in id order (no deadlock between overlapping batches)
-        # and index pages are filled in order.
-        self.ids = ids = sorted(latest)
-        ordered = [latest[i] for i in ids]
+        # and index pages are filled in order. (A page of history is sorted already.)
+        ordered = sorted(given, key=_MESSAGE_ID)
+        self.ids = list(map(_MESSAGE_ID, ordered))
         self.plain = [_PLAIN_ROW(m) for m in ordered if not m.attachments]
         self.rich = [
             (
@@ -407,29 +425,36 @@ class _Batch:
             for m in ordered
             if m.attachments
         ]
-        spans: dict[int, tuple[int, int]] = {}
-        per_channel: dict[int, list[Any]] = {}
-        for m in ordered:  # ids ascend: a channel's first one is its low end
-            span = spans.get(m.channel_id)
-            spans[m.channel_id] = (
-                (m.message_id, m.message_id) if span is None else (span[0], m.message_id)
+        channels = set(map(_CHANNEL_ID, ordered))
+        if len(channels) == 1:  # a page of one channel's history: the usual case
+            channel = next(iter(channels))
+            self.spans = {channel: (self.ids[0], self.ids[-1])}
+            guild = next((r[2] for r in self.plain if r[2] is not None), None)
+            self.copied = ([channel], [guild], [len(self.plain)]) if self.plain else ([], [], [])
+        else:
+            spans: dict[int, tuple[int, int]] = {}
+            for m in ordered:  # ids ascend: a channel's first one is its low end
+                span = spans.get(m.channel_id)
+                spans[m.channel_id] = (
+                    (m.message_id, m.message_id) if span is None else (span[0], m.message_id)
+                )
+            per_channel: dict[int, list[Any]] = {}
+            for row in self.plain:
+                entry = per_channel.get(row[1])
+                if entry is None:
+                    per_channel[row[1]] = [row[2], 1]
+                else:
+                    entry[1] += 1
+                    if entry[0] is None:
+                        entry[0] = row[2]
+            self.spans = spans
+            self.copied = (
+                list(per_channel),
+                [v[0] for v in per_channel.values()],
+                [v[1] for v in per_channel.values()],
             )
-        for row in self.plain:
-            entry = per_channel.get(row[1])
-            if entry is None:
-                per_channel[row[1]] = [row[2], 1]
-            else:
-                entry[1] += 1
-                if entry[0] is None:
-                    entry[0] = row[2]
-        self.spans = spans
-        self.copied = (
-            list(per_channel),
-            [v[0] for v in per_channel.values()],
-            [v[1] for v in per_channel.values()],
-        )
         self.sanitized_ids = [m.message_id for m in ordered if m.sanitized_chars]
-        self.sanitized_chars = sum(m.sanitized_chars for m in ordered)
+        self.sanitized_chars = sum(m.sanitized_chars for m in ordered if m.sanitized_chars)
 
     def upsert_rows(self, *, include_plain: bool) -> list[tuple[Any, ...]]:
         """Rows in the upsert's column order: the rich ones, and the plain ones if asked."""
@@ -600,6 +625,7 @@ class MessageStore:
         if not status and not batch.ids:
             return StoreResult(skipped=batch.count)
         sql = _write_sql(tuple(exact), tuple(advance), status)
+        sql_after_copy = _write_sql(tuple(exact), tuple(advance), status, new_rows=True)
         # A write that deletes content commits durably, like every delete.
         sync = None if delete_ids else self._sync
         head = (sync, channel_id, list(delete_ids))
@@ -619,7 +645,7 @@ class MessageStore:
                         schema_name=self._schema,
                     )
                     row = await conn.fetchrow(
-                        sql,
+                        sql_after_copy,
                         *_columns(batch.upsert_rows(include_plain=False)),
                         *head,
                         *batch.copied,
