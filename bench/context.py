@@ -1,0 +1,335 @@
+"""Context windows: "the newest N messages of a channel before message X", ours vs Junkie's.
+
+Run: ``python bench/context.py --out bench/results/context.json [--quick] [--database-url URL]``
+
+A table of 1,000,000 messages over 100 channels (``--quick``: 100,000 over 10, so
+each channel still has 10,000), loaded with
+COPY into our ``discord_messages`` and into Junkie's ``messages`` table (seed 000: its
+columns, ``timestamp_str`` included, and its indexes ``(channel_id, created_at DESC)``
+and ``(message_id)``), then ``VACUUM ANALYZE``. The same logical data is loaded in two
+physical orders, each measured on its own:
+
+- ``backfill`` (the headline): rows arrive as a backfill stores them, pages of 100
+  messages of one channel, channels in turn;
+- ``interleaved``: rows in time order, neighbours from different channels (live
+  traffic of 100 busy channels; the worst case for locality).
+
+Each query picks a random channel and a random point in it (a message with at least
+2,000 older ones in its channel) and asks for the newest 100 and 2,000 messages before
+it. Timed from Python, pool acquire to the list in hand, oldest first:
+
+- ours: ``MessageStore.get_context(channel, before=point, limit=n)`` —
+  ``WHERE (channel_id, message_id) <= ($1, $2) AND channel_id >= $1 ORDER BY
+  channel_id DESC, message_id DESC LIMIT $3``, a backward range scan of
+  ``ix_discord_messages_channel_message`` (plans in the JSON), six columns, rows
+  decoded straight into ``ContextMessage`` records, reversed in place;
+- junkie: seed 000's query, ``SELECT * FROM messages WHERE channel_id = $1 ORDER BY
+  created_at DESC LIMIT n`` then ``list(reversed(rows))``. It has no "before": it
+  returns the channel's newest messages (later ones included: Junkie's leak);
+- junkie_before: the same with ``AND created_at < $2`` (the point's time), the fair
+  comparison for a point inside the history.
+
+The three run on the same channel and point, in a shuffled order, after a warm-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import asyncpg
+
+from _common import bench_database, environment, parse_args, summarize_ms, write_json
+from barkeeper.db import Database
+from barkeeper.history import DISCORD_EPOCH_MS, MessageStore, snowflake_time
+
+T0_MS = 1_600_000_000_000
+STEP_MS = 50  # one message every 50 ms overall
+PER_CHANNEL = 10_000
+PAGE = 100
+MIN_BEFORE = 2000
+WORDS = (
+    "the a to and of I you it is in that for on was with so just like what lol yeah "
+    "no okay think know really good time people would about get one out day café naïve "
+    "😂 👍 🎉 ❤️ مرحبا שלום 日本語"
+).split()
+
+JUNKIE_DDL = """
+CREATE TABLE junkie_messages (
+    message_id BIGINT PRIMARY KEY,
+    channel_id BIGINT NOT NULL,
+    author_id BIGINT NOT NULL,
+    author_name TEXT NOT NULL,
+    content TEXT NOT NULL,
+    created_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    timestamp_str TEXT NOT NULL
+);
+CREATE INDEX idx_junkie_messages_channel_created ON junkie_messages (channel_id, created_at DESC);
+CREATE INDEX idx_junkie_messages_message_id ON junkie_messages (message_id);
+"""
+JUNKIE_QUERY = (
+    "SELECT * FROM junkie_messages WHERE channel_id = $1 ORDER BY created_at DESC LIMIT $2"
+)
+JUNKIE_BEFORE = (
+    "SELECT * FROM junkie_messages WHERE channel_id = $1 AND created_at < $3 "
+    "ORDER BY created_at DESC LIMIT $2"
+)
+OUR_COLUMNS = (
+    "message_id",
+    "channel_id",
+    "guild_id",
+    "author_id",
+    "author_name",
+    "author_is_bot",
+    "content",
+    "reply_to_id",
+    "embeds_count",
+    "edited_at",
+    "sanitized_chars",
+)
+JUNKIE_COLUMNS = (
+    "message_id",
+    "channel_id",
+    "author_id",
+    "author_name",
+    "content",
+    "created_at",
+    "timestamp_str",
+)
+
+
+def message_id(i: int) -> int:
+    """The i-th message overall (channel ``i % channels``)."""
+    return ((T0_MS + i * STEP_MS - DISCORD_EPOCH_MS) << 22) | (i & 0xFFF)
+
+
+def order(total: int, layout: str) -> Iterator[int]:
+    """Message numbers in the physical order of ``layout``."""
+    if layout == "interleaved":
+        yield from range(total)
+        return
+    channels = total // PER_CHANNEL
+    for page in range(0, PER_CHANNEL, PAGE):
+        for c in range(channels):
+            for k in range(page, min(page + PAGE, PER_CHANNEL)):
+                yield k * channels + c
+
+
+def content(i: int) -> str:
+    rng = random.Random(i)
+    r = rng.random()
+    words = rng.randint(1, 12) if r < 0.6 else rng.randint(12, 60) if r < 0.95 else 200
+    return " ".join(rng.choices(WORDS, k=words))
+
+
+def our_rows(total: int, layout: str) -> Iterator[tuple[Any, ...]]:
+    channels = total // PER_CHANNEL
+    for i in order(total, layout):
+        author = i % 300
+        yield (
+            message_id(i),
+            1000 + i % channels,
+            1,
+            10_000 + author,
+            f"member {author}",
+            author < 3,
+            content(i),
+            None,
+            0,
+            None,
+            0,
+        )
+
+
+def junkie_rows(total: int, layout: str) -> Iterator[tuple[Any, ...]]:
+    channels = total // PER_CHANNEL
+    for i in order(total, layout):
+        author = i % 300
+        created = snowflake_time(message_id(i))
+        yield (
+            message_id(i),
+            1000 + i % channels,
+            10_000 + author,
+            f"member {author}",
+            content(i),
+            created,
+            created.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+
+
+async def load(db: Database, total: int, layout: str) -> dict[str, float]:
+    conn = await asyncpg.connect(
+        db.url.dsn(),
+        server_settings={"search_path": f'"{db.schema}"', "synchronous_commit": "off"},
+    )
+    try:
+        await conn.execute(JUNKIE_DDL)
+        started = time.perf_counter()
+        await conn.copy_records_to_table(
+            "discord_messages", records=our_rows(total, layout), columns=OUR_COLUMNS
+        )
+        ours_s = time.perf_counter() - started
+        started = time.perf_counter()
+        await conn.copy_records_to_table(
+            "junkie_messages", records=junkie_rows(total, layout), columns=JUNKIE_COLUMNS
+        )
+        junkie_s = time.perf_counter() - started
+        await conn.execute("VACUUM ANALYZE discord_messages")
+        await conn.execute("VACUUM ANALYZE junkie_messages")
+    finally:
+        await conn.close()
+    return {
+        "ours_load_rows_per_s": round(total / ours_s),
+        "junkie_load_rows_per_s": round(total / junkie_s),
+    }
+
+
+async def plans(db: Database, point: int, channel: int) -> dict[str, list[str]]:
+    """The plans of both queries (ours as MessageStore sends it)."""
+    from barkeeper.history import _store
+
+    async with db.acquire() as conn:
+        ours = await conn.fetch("EXPLAIN " + _store._CONTEXT, channel, point - 1, 2000)
+        junkie = await conn.fetch("EXPLAIN " + JUNKIE_QUERY, channel, 2000)
+    return {"ours": [r[0] for r in ours], "junkie": [r[0] for r in junkie]}
+
+
+async def measure(db: Database, total: int, queries: int, warmup: int) -> dict[str, Any]:
+    store = MessageStore(db)
+    pool = db.pool
+    channels = total // PER_CHANNEL
+    rng = random.Random(42)
+
+    async def ours(channel: int, point: int, n: int) -> int:
+        return len(await store.get_context(channel, before=point, limit=n))
+
+    async def junkie(channel: int, point: int, n: int) -> int:
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(JUNKIE_QUERY, channel, n)
+        return len(list(reversed(rows)))
+
+    async def junkie_before(channel: int, point: int, n: int) -> int:
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(JUNKIE_BEFORE, channel, n, snowflake_time(point))
+        return len(list(reversed(rows)))
+
+    methods = {"ours": ours, "junkie": junkie, "junkie_before": junkie_before}
+    out: dict[str, Any] = {}
+    # Server-side execution alone (EXPLAIN ANALYZE), to tell it from transfer and decoding.
+    from barkeeper.history import _store
+
+    async with db.acquire() as conn:
+        for n in (100, 2000):
+            server: list[float] = []
+            for _ in range(min(queries, 200)):
+                c = rng.randrange(channels)
+                point = message_id(rng.randrange(MIN_BEFORE, PER_CHANNEL) * channels + c)
+                plan = await conn.fetchval(
+                    "EXPLAIN (ANALYZE, FORMAT JSON) " + _store._CONTEXT, 1000 + c, point - 1, n
+                )
+                server.append(plan[0]["Execution Time"] / 1000)
+            out[f"ours_server_p50_ms_{n}"] = summarize_ms(server)["p50"]
+    # What a window weighs: the text that has to cross the socket and be decoded.
+    sizes = []
+    for _ in range(50):
+        c = rng.randrange(channels)
+        point = message_id(rng.randrange(MIN_BEFORE, PER_CHANNEL) * channels + c)
+        window = await store.get_context(1000 + c, before=point, limit=2000)
+        sizes.append(sum(len(m.content.encode()) + len(m.author_name.encode()) for m in window))
+    out["mean_text_kb_per_2000_window"] = round(sum(sizes) / len(sizes) / 1024, 1)
+    for n in (100, 2000):
+        samples: dict[str, list[float]] = {name: [] for name in methods}
+        for q in range(warmup + queries):
+            c = rng.randrange(channels)
+            k = rng.randrange(MIN_BEFORE, PER_CHANNEL)
+            point = message_id(k * channels + c)
+            names = list(methods)
+            rng.shuffle(names)
+            for name in names:
+                started = time.perf_counter()
+                got = await methods[name](1000 + c, point, n)
+                elapsed = time.perf_counter() - started
+                assert got == n, (name, got, n)
+                if q >= warmup:
+                    samples[name].append(elapsed)
+        for name, values in samples.items():
+            s = summarize_ms(values)
+            out[f"{name}_p50_ms_{n}"] = s["p50"]
+            out[f"{name}_p99_ms_{n}"] = s["p99"]
+            out[f"{name}_mean_ms_{n}"] = s["mean"]
+    return out
+
+
+async def run_layout(
+    database_url: str | None, total: int, layout: str, queries: int, warmup: int
+) -> dict[str, Any]:
+    async with bench_database(database_url, prefix="bench_context", max_size=4) as db:
+        loaded = await load(db, total, layout)
+        figures = await measure(db, total, queries, warmup)
+        point = message_id((PER_CHANNEL // 2) * (total // PER_CHANNEL))
+        env = await environment(db)
+        result = {**figures, **loaded, "plans": await plans(db, point, 1000), "env": env}
+    print(
+        f"{layout}: 2000 before a point: ours p50 {figures['ours_p50_ms_2000']} ms "
+        f"(p99 {figures['ours_p99_ms_2000']}), Junkie p50 {figures['junkie_p50_ms_2000']} ms, "
+        f"Junkie+before p50 {figures['junkie_before_p50_ms_2000']} ms; 100: ours p50 "
+        f"{figures['ours_p50_ms_100']} ms, Junkie {figures['junkie_p50_ms_100']} ms",
+        flush=True,
+    )
+    return result
+
+
+async def main() -> None:
+    args = parse_args("context windows: ours vs Junkie's query")
+    total = 100_000 if args.quick else 1_000_000
+    queries = 300 if args.quick else 2000
+    warmup = 50 if args.quick else 300
+    wall = time.perf_counter()
+    layouts = {
+        layout: await run_layout(args.database_url, total, layout, queries, warmup)
+        for layout in ("backfill", "interleaved")
+    }
+    head = layouts["backfill"]
+    env = head.pop("env")
+    layouts["interleaved"].pop("env")
+    keys = [
+        f"{who}_{stat}_ms_{n}"
+        for who in ("ours", "junkie", "junkie_before")
+        for n in (100, 2000)
+        for stat in ("p50", "p99")
+    ] + ["ours_server_p50_ms_100", "ours_server_p50_ms_2000", "mean_text_kb_per_2000_window"]
+    out: dict[str, Any] = {
+        "benchmark": "context: newest N messages before a point, ours vs Junkie's query",
+        "layout": "backfill",
+        **{k: head[k] for k in keys},
+        "speedup_p50_2000_vs_junkie": round(
+            head["junkie_p50_ms_2000"] / head["ours_p50_ms_2000"], 2
+        ),
+        "speedup_p50_2000_vs_junkie_before": round(
+            head["junkie_before_p50_ms_2000"] / head["ours_p50_ms_2000"], 2
+        ),
+        "goal_p50_ms_2000": 1.0,
+        "layouts": layouts,
+        "sizes": {
+            "messages": total,
+            "channels": total // PER_CHANNEL,
+            "queries_per_size": queries,
+            "warmup_queries": warmup,
+            "min_older_messages_at_point": MIN_BEFORE,
+        },
+        "quick": args.quick,
+        "wall_s": round(time.perf_counter() - wall, 1),
+        "environment": env,
+    }
+    write_json(args.out, out)
+    print(
+        f"ours p50 {out['ours_p50_ms_2000']} ms for 2000 (goal 1.0), Junkie "
+        f"{out['junkie_p50_ms_2000']} ms; wrote {args.out}"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
