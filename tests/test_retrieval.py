@@ -152,6 +152,19 @@ async def test_bad_turns_are_rejected_and_nothing_written(
     assert await index.count("s") == 0
 
 
+async def test_turn_search_checks_and_uses_a_given_query_embedding(index: MessageIndex) -> None:
+    await index.add_turns("q", [Turn("1", "A", "tea with lemon"), Turn("2", "B", "bike repair")])
+    with pytest.raises(InvalidInputError, match="query_embedding has 2 dimensions"):
+        await index.search("q", "tea", query_embedding=[1.0, 0.0])
+    # fulltext never reads the vector, so a wrong one is not looked at
+    hits = await index.search("q", "tea", mode="fulltext", query_embedding=[1.0])
+    assert hits[0].item.source_id == "1"
+    assert all(h.parts.vector is None for h in hits)
+    vector = await HashingEmbedder().embed_query("bike repair")
+    hits = await index.search("q", "unrelated words", mode="vector", query_embedding=vector)
+    assert hits[0].item.source_id == "2"
+
+
 async def test_a_turn_cannot_point_at_an_uncached_discord_message(index: MessageIndex) -> None:
     with pytest.raises(InvalidInputError, match="not in the Discord message cache"):
         await index.add_turns("s", [Turn("1", "A", "hi", discord_message_id=424242)])

@@ -38,8 +38,8 @@ from barkeeper.memory.retrieval import (
     Weights,
     apply_token_budget,
     check_search_args,
-    embed_query,
     fuse,
+    query_vector,
     search_rows,
 )
 
@@ -423,17 +423,9 @@ class MessageIndex:
         where = clean_text(scope, "scope", max_chars=_MAX_SCOPE_CHARS)
         text, top, budget, chosen = check_search_args(query, k, token_budget, mode)
         use = weights or self._weights
-        vector: list[float] | None = None
-        if chosen != "fulltext":
-            if query_embedding is not None:
-                if len(query_embedding) != self._embedder.dimension:
-                    raise InvalidInputError(
-                        f"query_embedding has {len(query_embedding)} dimensions, "
-                        f"not {self._embedder.dimension}"
-                    )
-                vector = _vectors.normalise(query_embedding)
-            else:
-                vector = await embed_query(self._embedder, text)
+        vector = await query_vector(
+            self._embedder, text, mode=chosen, query_embedding=query_embedding
+        )
         async with self._db.acquire() as conn:
             storage = await self._get_storage(conn)
             rows = await search_rows(

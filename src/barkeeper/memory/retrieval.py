@@ -48,8 +48,10 @@ __all__ = [
     "MAX_QUERY_CHARS",
     "Weights",
     "apply_token_budget",
+    "check_vector",
     "embed_query",
     "fuse",
+    "query_vector",
     "search_rows",
 ]
 
@@ -293,6 +295,46 @@ async def embed_query(embedder: Embedder, query: str) -> list[float] | None:
     except (BarkeeperError, OSError, TimeoutError) as exc:
         _log.warning("query embedding failed (%s); searching by full text only", exc)
         return None
+
+
+def check_vector(embedder: Embedder, vector: Sequence[float], what: str) -> list[float]:
+    """``vector`` as a unit vector, once checked to have ``embedder``'s dimension.
+
+    Args:
+        embedder: The embedder whose space the vector must be in.
+        vector: A caller's vector.
+        what: Its name in the error message.
+
+    Raises:
+        InvalidInputError: It has another number of dimensions.
+    """
+    if len(vector) != embedder.dimension:
+        raise InvalidInputError(
+            f"{what} has {len(vector)} dimensions; {embedder.name} makes {embedder.dimension}"
+        )
+    return _vectors.normalise(vector)
+
+
+async def query_vector(
+    embedder: Embedder,
+    query: str,
+    *,
+    mode: SearchMode,
+    query_embedding: Sequence[float] | None,
+) -> list[float] | None:
+    """The unit vector a search ranks by, or ``None`` when it has none.
+
+    ``None`` for a ``fulltext`` search; else the caller's ``query_embedding``
+    (checked, see :func:`check_vector`) or, without one, :func:`embed_query`.
+
+    Raises:
+        InvalidInputError: ``query_embedding`` has the wrong dimension.
+    """
+    if mode == "fulltext":
+        return None
+    if query_embedding is not None:
+        return check_vector(embedder, query_embedding, "query_embedding")
+    return await embed_query(embedder, query)
 
 
 async def search_rows(

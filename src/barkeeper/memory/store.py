@@ -68,8 +68,9 @@ from barkeeper.memory.retrieval import (
     Weights,
     apply_token_budget,
     check_search_args,
-    embed_query,
+    check_vector,
     fuse,
+    query_vector,
     search_rows,
 )
 
@@ -280,12 +281,7 @@ class MemoryStore:
         return self._storage
 
     def _check_embedding(self, embedding: Sequence[float]) -> list[float]:
-        if len(embedding) != self._embedder.dimension:
-            raise InvalidInputError(
-                f"embedding has {len(embedding)} dimensions; {self._embedder.name} "
-                f"makes {self._embedder.dimension}"
-            )
-        return _vectors.normalise(embedding)
+        return check_vector(self._embedder, embedding, "embedding")
 
     async def _embed(self, text: str) -> list[float] | None:
         """The unit vector of ``text``, or ``None`` (logged) when the embedder fails.
@@ -893,12 +889,9 @@ class MemoryStore:
                 raise InvalidInputError("memory_types must be a sequence of types")
             types = [check_choice(t, "memory_types", MEMORY_TYPES) for t in memory_types]
         use = weights or self._weights
-        vector: list[float] | None = None
-        if chosen != "fulltext":
-            if query_embedding is not None:
-                vector = self._check_embedding(query_embedding)
-            else:
-                vector = await embed_query(self._embedder, text)
+        vector = await query_vector(
+            self._embedder, text, mode=chosen, query_embedding=query_embedding
+        )
         async with self._db.acquire() as conn:
             storage = await self._get_storage(conn)
             rows = await search_rows(
