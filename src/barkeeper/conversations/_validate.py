@@ -19,9 +19,9 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any, Literal
 
+from barkeeper._validate import BIGINT_MAX, check_aware
 from barkeeper.errors import InvalidInputError
 
 __all__ = [
@@ -35,7 +35,6 @@ __all__ = [
     "clean_text",
 ]
 
-BIGINT_MAX = 2**63 - 1
 MAX_JSON_BYTES = 16 * 1024 * 1024
 _MAX_JSON_DEPTH = 64
 _BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
@@ -88,15 +87,6 @@ def clean_text(value: object, field: str, *, max_length: int) -> str:
             f"{field} is {len(value)} characters long; at most {max_length} are allowed"
         )
     return _BAD_CHARS.sub(REPLACEMENT, value)
-
-
-def check_aware(value: object, field: str) -> datetime:
-    """A timezone-aware datetime (a naive one would be read in the server's zone)."""
-    if not isinstance(value, datetime):
-        raise InvalidInputError(f"{field} must be a datetime, not {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise InvalidInputError(f"{field} must be timezone-aware (e.g. datetime.now(UTC))")
-    return value
 
 
 def check_json(

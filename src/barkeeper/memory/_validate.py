@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from typing import TypeVar
 
+from barkeeper._validate import BIGINT_MAX
+from barkeeper._validate import check_aware as check_timestamp
 from barkeeper.errors import InvalidInputError
 
 __all__ = [
@@ -26,8 +27,6 @@ __all__ = [
     "check_unit",
     "clean_text",
 ]
-
-BIGINT_MAX = 2**63 - 1
 
 C = TypeVar("C", bound=str)
 
@@ -104,19 +103,6 @@ def check_choice(value: object, what: str, choices: Sequence[C]) -> C:
         if value == choice:
             return choice
     raise InvalidInputError(f"{what} must be one of {', '.join(choices)}; not {value!r}")
-
-
-def check_timestamp(value: object, what: str) -> datetime:
-    """A timezone-aware datetime.
-
-    Raises:
-        InvalidInputError: Not a datetime, or naive (its zone would be a guess).
-    """
-    if not isinstance(value, datetime):
-        raise InvalidInputError(f"{what} must be a datetime, not {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise InvalidInputError(f"{what} must be timezone-aware (e.g. datetime.now(UTC))")
-    return value
 
 
 def check_int_range(value: object, what: str, low: int, high: int) -> int:
