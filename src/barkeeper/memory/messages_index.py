@@ -105,8 +105,11 @@ LEFT JOIN LATERAL (
     WHERE p.channel_id = dm.channel_id AND p.message_id < dm.message_id
     ORDER BY p.message_id DESC LIMIT 1
 ) prev ON true
-WHERE dm.channel_id = $1 AND dm.message_id > $3
-ORDER BY dm.message_id
+-- A row comparison, not `channel_id = $1 AND message_id > $3`: with the latter the
+-- planner may walk the primary key instead of the (channel_id, message_id) index.
+WHERE (dm.channel_id, dm.message_id) > ($1, $3)
+  AND (dm.channel_id, dm.message_id) <= ($1, 9223372036854775807)
+ORDER BY dm.channel_id, dm.message_id
 LIMIT $4
 """
 
