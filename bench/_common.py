@@ -34,6 +34,23 @@ __all__ = [
 ]
 
 
+# Junkie's messages table and indexes exactly as seed 000 gives them (the baseline of
+# ingest.py and context.py), under a name that does not collide with ours.
+JUNKIE_DDL = """
+CREATE TABLE junkie_messages (
+    message_id BIGINT PRIMARY KEY,
+    channel_id BIGINT NOT NULL,
+    author_id BIGINT NOT NULL,
+    author_name TEXT NOT NULL,
+    content TEXT NOT NULL,
+    created_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    timestamp_str TEXT NOT NULL
+);
+CREATE INDEX idx_junkie_messages_channel_created ON junkie_messages (channel_id, created_at DESC);
+CREATE INDEX idx_junkie_messages_message_id ON junkie_messages (message_id);
+"""
+
+
 def parse_args(
     description: str, argv: Sequence[str] | None = None, *, default_out: str | None = None
 ) -> argparse.Namespace:

@@ -42,7 +42,7 @@ from typing import Any
 
 import asyncpg
 
-from _common import bench_database, environment, parse_args, summarize_ms, write_json
+from _common import JUNKIE_DDL, bench_database, environment, parse_args, summarize_ms, write_json
 from barkeeper.db import Database
 from barkeeper.history import DISCORD_EPOCH_MS, MessageStore, snowflake_time
 
@@ -57,19 +57,6 @@ WORDS = (
     "😂 👍 🎉 ❤️ مرحبا שלום 日本語"
 ).split()
 
-JUNKIE_DDL = """
-CREATE TABLE junkie_messages (
-    message_id BIGINT PRIMARY KEY,
-    channel_id BIGINT NOT NULL,
-    author_id BIGINT NOT NULL,
-    author_name TEXT NOT NULL,
-    content TEXT NOT NULL,
-    created_at TIMESTAMP WITH TIME ZONE NOT NULL,
-    timestamp_str TEXT NOT NULL
-);
-CREATE INDEX idx_junkie_messages_channel_created ON junkie_messages (channel_id, created_at DESC);
-CREATE INDEX idx_junkie_messages_message_id ON junkie_messages (message_id);
-"""
 JUNKIE_QUERY = (
     "SELECT * FROM junkie_messages WHERE channel_id = $1 ORDER BY created_at DESC LIMIT $2"
 )

@@ -41,7 +41,7 @@ from typing import Any
 
 import asyncpg
 
-from _common import bench_database, environment, parse_args, write_json
+from _common import JUNKIE_DDL, bench_database, environment, parse_args, write_json
 from barkeeper.db import Database
 from barkeeper.history import (
     DISCORD_EPOCH_MS,
@@ -58,19 +58,6 @@ WORDS = (
     "😂 👍 🎉 ❤️ مرحبا שלום 日本語 ç ñ ü"
 ).split()
 
-JUNKIE_DDL = """
-CREATE TABLE junkie_messages (
-    message_id BIGINT PRIMARY KEY,
-    channel_id BIGINT NOT NULL,
-    author_id BIGINT NOT NULL,
-    author_name TEXT NOT NULL,
-    content TEXT NOT NULL,
-    created_at TIMESTAMP WITH TIME ZONE NOT NULL,
-    timestamp_str TEXT NOT NULL
-);
-CREATE INDEX idx_junkie_messages_channel_created ON junkie_messages (channel_id, created_at DESC);
-CREATE INDEX idx_junkie_messages_message_id ON junkie_messages (message_id);
-"""
 JUNKIE_STORE = """
 INSERT INTO junkie_messages
     (message_id, channel_id, author_id, author_name, content, created_at, timestamp_str)
