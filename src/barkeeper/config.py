@@ -30,7 +30,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from barkeeper.errors import ConfigError
 
-__all__ = ["DatabaseMode", "Settings", "load_settings"]
+__all__ = ["SCHEMA_NAME_PATTERN", "DatabaseMode", "Settings", "load_settings"]
 
 
 class DatabaseMode(StrEnum):
@@ -50,7 +50,8 @@ def _env(*names: str) -> Any:
     return Field(validation_alias=AliasChoices(*names))
 
 
-_IDENT = r"^[a-z_][a-z0-9_]{0,62}$"
+SCHEMA_NAME_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
+"""A plain lower-case SQL identifier: what ``BARKEEPER_DB_SCHEMA`` may be."""
 
 
 class Settings(BaseSettings):
@@ -83,7 +84,9 @@ class Settings(BaseSettings):
     db_password: SecretStr | None = Field(None, validation_alias=AliasChoices("DB_PASSWORD"))
     db_ssl: bool = Field(False, validation_alias=AliasChoices("DB_SSL"))
     db_schema: str = Field(
-        "barkeeper", pattern=_IDENT, validation_alias=AliasChoices("BARKEEPER_DB_SCHEMA")
+        "barkeeper",
+        pattern=SCHEMA_NAME_PATTERN,
+        validation_alias=AliasChoices("BARKEEPER_DB_SCHEMA"),
     )
     database_echo: bool = Field(False, validation_alias=AliasChoices("DATABASE_ECHO"))
     database_pool_size: Annotated[int, Field(ge=1, le=1000)] = Field(

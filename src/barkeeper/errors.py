@@ -15,7 +15,6 @@ talks to the driver; the original is kept as ``__cause__``.
     │   ├── EmbeddedServerError             the embedded PostgreSQL did not start
     │   ├── DiskFullError                   the server ran out of disk space
     │   ├── SchemaTooNewError               the database was migrated by newer code
-    │   ├── SchemaNotReadyError             migrations have not been applied
     │   └── QueryError                      a statement failed (SQLSTATE kept)
     ├── NotFoundError (LookupError)         a row asked for does not exist
     ├── InvalidInputError (ValueError)      an argument is out of range or malformed
@@ -51,7 +50,6 @@ __all__ = [
     "LLMUnavailableError",
     "NotFoundError",
     "QueryError",
-    "SchemaNotReadyError",
     "SchemaTooNewError",
 ]
 
@@ -90,10 +88,6 @@ class DiskFullError(DatabaseError):
 
 class SchemaTooNewError(DatabaseError):
     """The database was migrated by a newer barkeeper than this one."""
-
-
-class SchemaNotReadyError(DatabaseError):
-    """The database has not been migrated to the version this code needs."""
 
 
 class QueryError(DatabaseError):

@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from barkeeper.config import DatabaseMode, Settings, load_settings
+from barkeeper.config import SCHEMA_NAME_PATTERN, DatabaseMode, Settings, load_settings
 from barkeeper.db import migrations
 from barkeeper.db._translate import translate_error
 from barkeeper.db.capabilities import Capabilities, detect_capabilities
@@ -126,7 +126,7 @@ class Database:
         """
         settings = settings or load_settings()
         schema = schema or settings.db_schema
-        if not _schema_name_ok(schema):
+        if re.fullmatch(SCHEMA_NAME_PATTERN, schema) is None:
             raise ConfigError(f"BARKEEPER_DB_SCHEMA: {schema!r} is not a valid schema name")
         mode = DatabaseMode.SERVER if url else settings.effective_database_mode()
         server: EmbeddedServer | None = None
@@ -162,7 +162,6 @@ class Database:
                 timeout=settings.database_connect_timeout,
                 server_settings=server_settings,
                 init=_connection_initializer(settings.database_echo),
-                setup=None,
             )
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             if server is not None:
@@ -282,10 +281,6 @@ class Database:
             latest_version=status.latest_version,
             error=error,
         )
-
-
-def _schema_name_ok(name: str) -> bool:
-    return re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name) is not None
 
 
 async def _ensure_embedded_database(admin: DatabaseURL) -> DatabaseURL:

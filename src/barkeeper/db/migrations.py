@@ -17,7 +17,7 @@ import asyncpg
 
 from barkeeper.db.capabilities import Capabilities, ensure_pgvector
 from barkeeper.db.schema import v0001_initial
-from barkeeper.errors import SchemaNotReadyError, SchemaTooNewError
+from barkeeper.errors import SchemaTooNewError
 
 __all__ = [
     "LATEST_VERSION",
@@ -126,16 +126,6 @@ def check_not_too_new(status: MigrationStatus) -> None:
             f"barkeeper only knows up to version {status.latest_version}: it was migrated by "
             "a newer barkeeper. Upgrade barkeeper (pip install -U barkeeper) instead of "
             "running old code against it."
-        )
-
-
-def check_ready(status: MigrationStatus) -> None:
-    """Raise unless the database is at exactly this code's version."""
-    check_not_too_new(status)
-    if status.current_version < status.latest_version:
-        raise SchemaNotReadyError(
-            f"schema {status.schema!r} is at version {status.current_version}; this code "
-            f"needs {status.latest_version}. Run `barkeeper db upgrade`."
         )
 
 
