@@ -7,7 +7,8 @@ import logging
 
 import pytest
 
-from barkeeper.errors import InvalidInputError
+from barkeeper.db import Database
+from barkeeper.errors import InvalidInputError, QueryError
 from barkeeper.llm import OpenAIChatModel
 from barkeeper.memory.consolidation import (
     Consolidator,
@@ -304,6 +305,58 @@ async def test_failed_consolidation_writes_nothing(
     assert len(outcome.facts) == 2
     assert await store.list_memories(alice) == [paris]
     assert (await store.get(alice, paris.id)).version == 1
+
+
+async def test_a_failure_among_the_changes_writes_none_of_them(
+    db: Database, manager: MemoryManager, store: MemoryStore, llm_server: LLMServer, alice: int
+) -> None:
+    tea = await store.add(alice, "Drinks green tea", memory_type="preference", confidence=0.5)
+    paris = await store.add(alice, "Lives in Paris", memory_type="location")
+    bakery = await store.add(alice, "Works at a bakery", memory_type="work")
+    before = {m.id: (m, await store.history(alice, m.id)) for m in (tea, paris, bakery)}
+    # A real constraint the last change (the new fact replacing Paris) breaks, after a
+    # confirmation, an invalidation and an update have been made in the same message.
+    async with db.acquire() as conn:
+        await conn.execute(
+            "ALTER TABLE memories ADD CONSTRAINT test_no_berlin CHECK (content NOT LIKE '%Berlin%')"
+        )
+    replies = (
+        facts_reply(
+            fact("Drinks green tea", "preference"),
+            fact("Lives in Berlin", "location"),
+            fact("Works at a bookshop", "work"),
+        ),
+        decisions_reply(
+            {"fact": 1, "action": "invalidate", "memory_id": paris.id, "reason": "moved"},
+            {
+                "fact": 2,
+                "action": "update",
+                "memory_id": bakery.id,
+                "content": "Works at a bookshop",
+            },
+        ),
+    )
+    message = UserMessage(alice, "drinking green tea in Berlin after my bookshop shift", 5)
+    llm_server.script(*replies)
+    with pytest.raises(QueryError) as failed:
+        await manager.process(message)
+    assert failed.value.sqlstate == "23514"
+    for memory, history in before.values():
+        assert await store.get(alice, memory.id) == memory
+        assert await store.history(alice, memory.id) == history
+    assert await store.count(alice, include_invalid=True) == 3
+
+    # the same message once the constraint is gone: every change is made
+    async with db.acquire() as conn:
+        await conn.execute("ALTER TABLE memories DROP CONSTRAINT test_no_berlin")
+    llm_server.script(*replies)
+    outcome = await manager.process(message)
+    assert sorted(c.action for c in outcome.changes) == ["add", "confirm", "invalidate", "update"]
+    assert sorted(m.content for m in await store.list_memories(alice)) == [
+        "Drinks green tea",
+        "Lives in Berlin",
+        "Works at a bookshop",
+    ]
 
 
 async def test_consolidator_limits_are_checked(store: MemoryStore, model: OpenAIChatModel) -> None:

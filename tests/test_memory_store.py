@@ -559,3 +559,35 @@ async def test_token_budget_is_respected(store: MemoryStore, users: tuple[int, i
     assert limited[0].item.id == fits[0].item.id
     assert await store.search(a, "mountains", token_budget=1) == []
     assert len(await store.search(a, "mountains", k=3)) == 3
+
+
+async def test_a_transaction_commits_all_or_nothing(
+    store: MemoryStore, users: tuple[int, int]
+) -> None:
+    alice, _ = users
+    tea = await store.add(alice, "Loves green tea")
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom):
+        async with store.transaction():
+            await store.invalidate(alice, tea.id, reason="contradicted")
+            await store.add(alice, "Loves oolong tea")
+            assert await store.count(alice) == 1  # its own changes are visible inside
+            raise Boom
+    assert [m.content for m in await store.list_memories(alice, include_invalid=True)] == [
+        "Loves green tea"
+    ]
+    assert (await store.get(alice, tea.id)).is_valid
+
+    async with store.transaction():
+        with pytest.raises(NotFoundError):  # undoes only itself: the block goes on
+            await store.invalidate(alice, 987654, reason="no such memory")
+        with pytest.raises(NotFoundError):  # a database error (no such user), caught
+            await store.add(987654, "Belongs to nobody")
+        await store.invalidate(alice, tea.id, reason="contradicted")
+        async with store.transaction():  # nested: a savepoint
+            await store.add(alice, "Loves oolong tea")
+    assert [m.content for m in await store.list_memories(alice)] == ["Loves oolong tea"]
+    assert not (await store.get(alice, tea.id)).is_valid

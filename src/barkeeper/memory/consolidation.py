@@ -20,8 +20,11 @@ For each candidate fact of one message:
 The model may only name memories it was shown: any other id is ignored and logged
 (the guard against prompt injection, on top of the store, whose every statement is
 scoped to the user). Nothing is written until every decision is made, so a failed
-model call writes nothing; updates and invalidations go through the store's
-versioned API with ``changed_by="llm"`` and the model's reason.
+model call writes nothing; then a message's decisions are written in one transaction
+(:meth:`MemoryStore.transaction`), so any failure among them (a database error, a
+change the store refuses) writes none of them: a memory is never closed without its
+replacement. Updates and invalidations go through the store's versioned API with
+``changed_by="llm"`` and the model's reason.
 """
 
 from __future__ import annotations
@@ -310,7 +313,9 @@ class Consolidator:
 
         Raises:
             LLMError: The model call failed (nothing was written).
-            DatabaseError: The database failed (earlier changes are kept).
+            InvalidInputError: The store refused a change (nothing was written).
+            NotFoundError: No user has ``user_id`` (nothing was written).
+            DatabaseError: The database failed (nothing was written).
         """
         unique: list[CandidateFact] = []
         for fact in facts:
@@ -439,59 +444,66 @@ class Consolidator:
         extraction_context: str | None,
     ) -> list[MemoryChange]:
         sources = [source_message_id] if source_message_id is not None else []
+        # An update in the model's own words needs a vector of them: made before the
+        # transaction, which must not wait on the embedder.
+        reworded = [
+            content for index, _, content, _ in plan.updates if content != facts[index].content
+        ]
+        new_vectors = (
+            dict(zip(reworded, await self._embed(reworded), strict=True)) if reworded else {}
+        )
         changes: list[MemoryChange] = []
-        for index, memory, reason in plan.confirms:
-            fact = facts[index]
-            try:
-                after = await self._store.update(
-                    user_id,
-                    memory.id,
-                    confidence=max(memory.confidence, fact.confidence),
-                    importance=max(memory.importance, fact.importance),
-                    add_source_message_ids=sources,
-                    changed_by="extraction",
-                    reason=reason,
-                )
-            except NotFoundError:
-                continue  # expired or closed meanwhile: nothing to confirm
-            changes.append(MemoryChange("confirm", memory.id, after, "extraction", reason))
-        for _, memory, reason in plan.invalidations:
-            try:
-                after = await self._store.invalidate(
-                    user_id, memory.id, changed_by="llm", reason=reason
-                )
-            except NotFoundError:
-                _log.info("memory %d was no longer valid; not invalidated", memory.id)
-                continue
-            changes.append(MemoryChange("invalidate", memory.id, after, "llm", reason))
-        for index, memory, content, reason in plan.updates:
-            fact = facts[index]
-            try:
-                after = await self._store.update(
-                    user_id,
-                    memory.id,
-                    content=content,
-                    confidence=fact.confidence,
-                    importance=max(memory.importance, fact.importance),
-                    temporal_relevance=fact.temporal_relevance,
-                    expires_at=fact.expires_at if fact.expires_at is not None else UNSET,
-                    add_source_message_ids=sources,
-                    embedding=vectors[index] if content == fact.content else None,
-                    changed_by="llm",
-                    reason=reason,
-                )
-            except NotFoundError:
-                _log.info("memory %d was no longer valid; not updated", memory.id)
-                continue
-            except InvalidInputError as exc:
-                _log.warning(
-                    "the memory model's update of memory %d was invalid: %s", memory.id, exc
-                )
-                continue
-            changes.append(MemoryChange("update", memory.id, after, "llm", reason))
-        for index, by, reason in plan.adds:
-            fact = facts[index]
-            try:
+        async with self._store.transaction():
+            for index, memory, reason in plan.confirms:
+                fact = facts[index]
+                try:
+                    after = await self._store.update(
+                        user_id,
+                        memory.id,
+                        confidence=max(memory.confidence, fact.confidence),
+                        importance=max(memory.importance, fact.importance),
+                        add_source_message_ids=sources,
+                        changed_by="extraction",
+                        reason=reason,
+                    )
+                except NotFoundError:
+                    continue  # expired or closed meanwhile: nothing to confirm
+                changes.append(MemoryChange("confirm", memory.id, after, "extraction", reason))
+            for _, memory, reason in plan.invalidations:
+                try:
+                    after = await self._store.invalidate(
+                        user_id, memory.id, changed_by="llm", reason=reason
+                    )
+                except NotFoundError:
+                    # Closed meanwhile: what the fact contradicts is already gone, so
+                    # adding the fact (below) is still right.
+                    _log.info("memory %d was no longer valid; not invalidated", memory.id)
+                    continue
+                changes.append(MemoryChange("invalidate", memory.id, after, "llm", reason))
+            for index, memory, content, reason in plan.updates:
+                fact = facts[index]
+                try:
+                    after = await self._store.update(
+                        user_id,
+                        memory.id,
+                        content=content,
+                        confidence=fact.confidence,
+                        importance=max(memory.importance, fact.importance),
+                        temporal_relevance=fact.temporal_relevance,
+                        expires_at=fact.expires_at if fact.expires_at is not None else UNSET,
+                        add_source_message_ids=sources,
+                        embedding=(
+                            vectors[index] if content == fact.content else new_vectors.get(content)
+                        ),
+                        changed_by="llm",
+                        reason=reason,
+                    )
+                except NotFoundError:
+                    _log.info("memory %d was no longer valid; not updated", memory.id)
+                    continue
+                changes.append(MemoryChange("update", memory.id, after, "llm", reason))
+            for index, by, reason in plan.adds:
+                fact = facts[index]
                 added = await self._store.add(
                     user_id,
                     fact.content,
@@ -508,10 +520,7 @@ class Consolidator:
                     changed_by=by,
                     reason=reason,
                 )
-            except InvalidInputError as exc:
-                _log.warning("an extracted fact could not be stored: %s", exc)
-                continue
-            changes.append(MemoryChange("add", added.id, added, by, reason))
+                changes.append(MemoryChange("add", added.id, added, by, reason))
         return changes
 
 

@@ -142,7 +142,8 @@ class MemoryManager:
 
         Raises:
             NotFoundError: No user has ``message.user_id``.
-            DatabaseError: The database failed.
+            DatabaseError: The database failed. A message's changes are written in
+                one transaction, so none of them was kept.
         """
         command = parse_memory_command(message.text)
         if command is not None:

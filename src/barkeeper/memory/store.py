@@ -19,6 +19,8 @@ and searches them (:mod:`barkeeper.memory.retrieval`). Its rules:
   deletes the user's memories and their histories outright.
 - **Expiry.** A memory whose ``expires_at`` has passed is never returned by any read
   (filtered in SQL with ``now()``), and cannot be updated.
+- **All or nothing.** Each method is one statement or transaction; several changes
+  made inside ``async with store.transaction():`` commit together or not at all.
 
 This module never calls a language model; the embedder is only asked for vectors.
 """
@@ -28,6 +30,8 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
@@ -229,6 +233,13 @@ _REEMBED_VECTOR = _REEMBED.replace("__VEC__", "::text::vector").replace("__ARRAY
 _REEMBED_BYTEA = _REEMBED.replace("__VEC__", "").replace("__ARRAY__", "bytea[]")
 
 
+# The connection of the MemoryStore.transaction block the current task is in, with its
+# database (a store on another database never uses it).
+_BOUND: ContextVar[tuple[Database, asyncpg.Connection] | None] = ContextVar(
+    "barkeeper_memory_transaction", default=None
+)
+
+
 def _vector_sql(sql: str, storage: _vectors.Storage) -> str:
     return sql.replace("__VEC__", "::real[]::vector" if storage == "vector" else "::bytea")
 
@@ -272,6 +283,58 @@ class MemoryStore:
     def embedder(self) -> Embedder:
         """The embedder this store uses."""
         return self._embedder
+
+    # --- transactions ---------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """Make every change of this store inside the block one transaction: all or nothing.
+
+        Inside the block, every method of a store on the same database, called from
+        this task, runs on one connection in one transaction, committed when the
+        block ends and rolled back if it raises. Each method still runs in its own
+        savepoint, so one that raises (e.g. :class:`NotFoundError`) undoes only its
+        own work and, if the error is caught, the block may go on. Blocks nest
+        (the inner one is a savepoint).
+
+        Don't await anything slow inside (a model call, an embedding): the
+        transaction holds a pooled connection and its row locks until it ends.
+
+        Raises:
+            DatabaseError: The database failed (nothing of the block was written).
+
+        Example::
+
+            async with store.transaction():
+                await store.invalidate(user_id, old.id, reason="moved")
+                await store.add(user_id, "Lives in Lyon", memory_type="location")
+        """
+        bound = _BOUND.get()
+        if bound is not None and bound[0] is self._db:
+            async with bound[1].transaction():
+                yield
+            return
+        async with self._db.transaction() as conn:
+            token = _BOUND.set((self._db, conn))
+            try:
+                yield
+            finally:
+                _BOUND.reset(token)
+
+    @asynccontextmanager
+    async def _connection(self, *, atomic: bool = False) -> AsyncIterator[asyncpg.Connection]:
+        """The connection of the enclosing :meth:`transaction` (in a savepoint), else a
+        pooled one (in a transaction of its own when ``atomic``)."""
+        bound = _BOUND.get()
+        if bound is not None and bound[0] is self._db:
+            async with bound[1].transaction():
+                yield bound[1]
+        elif atomic:
+            async with self._db.transaction() as conn:
+                yield conn
+        else:
+            async with self._db.acquire() as conn:
+                yield conn
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -381,7 +444,7 @@ class MemoryStore:
         vector = self._check_embedding(embedding) if embedding is not None else None
         if vector is None:
             vector = await self._embed(text)
-        async with self._db.acquire() as conn:
+        async with self._connection() as conn:
             storage = await self._get_storage(conn)
             try:
                 row = await conn.fetchrow(
@@ -432,7 +495,7 @@ class MemoryStore:
         """
         uid = check_id(user_id, "user_id")
         text = clean_text(content, "content", max_chars=MAX_CONTENT_CHARS)
-        async with self._db.acquire() as conn:
+        async with self._connection() as conn:
             row = await conn.fetchrow(_FIND_SAME, uid, text)
         if row is not None:
             return memory_from_row(row)
@@ -534,7 +597,7 @@ class MemoryStore:
             vector = self._check_embedding(embedding)
         elif text is not None:
             vector = await self._embed(text)
-        async with self._db.transaction() as conn:
+        async with self._connection(atomic=True) as conn:
             storage = await self._get_storage(conn)
             row = await conn.fetchrow(_LOCK_LIVE, uid, mid)
             if row is None:
@@ -631,7 +694,7 @@ class MemoryStore:
         uid = check_id(user_id, "user_id")
         mid = check_id(memory_id, "memory_id")
         who, why = self._labels(changed_by, reason)
-        async with self._db.acquire() as conn:
+        async with self._connection() as conn:
             row = await conn.fetchrow(sql, uid, mid, who, why)
         if row is None:
             raise NotFoundError(f"user {uid} has no {state} memory {mid}")
@@ -660,7 +723,7 @@ class MemoryStore:
         uid = check_id(user_id, "user_id")
         mid = check_id(memory_id, "memory_id")
         who, why = self._labels(changed_by, reason)
-        async with self._db.acquire() as conn:
+        async with self._connection() as conn:
             forgotten = await conn.fetchval(_FORGET, uid, mid, who, why)
         if forgotten is None:
             raise NotFoundError(f"user {uid} has no memory {mid}")
@@ -677,7 +740,7 @@ class MemoryStore:
             InvalidInputError: ``user_id`` is invalid.
         """
         uid = check_id(user_id, "user_id")
-        async with self._db.acquire() as conn:
+        async with self._connection() as conn:
             status = await conn.execute("DELETE FROM memories WHERE user_id = $1", uid)
         return int(status.split()[-1])
 
@@ -691,7 +754,7 @@ class MemoryStore:
         ids = check_ids(memory_ids, "memory_ids")
         if not ids:
             return 0
-        async with self._db.acquire() as conn:
+        async with self._connection() as conn:
             status = await conn.execute(
                 "UPDATE memories SET last_referenced_at = now() "
                 "WHERE user_id = $1 AND id = ANY($2::bigint[]) AND is_active",
@@ -719,7 +782,7 @@ class MemoryStore:
         name = self._embedder.name
         done, cursor = 0, 0
         while True:
-            async with self._db.acquire() as conn:
+            async with self._connection() as conn:
                 storage = await self._get_storage(conn)
                 rows = await conn.fetch(
                     "SELECT id, user_id, content FROM memories "
@@ -742,7 +805,7 @@ class MemoryStore:
                 _vectors.to_literal(v) if storage == "vector" else _vectors.to_bytes(v)
                 for v in vectors
             ]
-            async with self._db.acquire() as conn:
+            async with self._connection() as conn:
                 # content = u.content: a memory edited meanwhile keeps its own vector.
                 result = await conn.fetch(
                     _REEMBED_VECTOR if storage == "vector" else _REEMBED_BYTEA,
@@ -765,7 +828,7 @@ class MemoryStore:
         """
         uid = check_id(user_id, "user_id")
         mid = check_id(memory_id, "memory_id")
-        async with self._db.acquire() as conn:
+        async with self._connection() as conn:
             row = await conn.fetchrow(_GET, uid, mid)
         if row is None:
             raise NotFoundError(f"user {uid} has no memory {mid}")
@@ -800,7 +863,7 @@ class MemoryStore:
             types = [check_choice(t, "memory_types", MEMORY_TYPES) for t in memory_types]
         size = check_int_range(limit, "limit", 1, 1000)
         before = check_id(before_id, "before_id") if before_id is not None else None
-        async with self._db.acquire() as conn:
+        async with self._connection() as conn:
             rows = await conn.fetch(_LIST, uid, bool(include_invalid), types, before, size)
         return [memory_from_row(r) for r in rows]
 
@@ -831,7 +894,7 @@ class MemoryStore:
     async def count(self, user_id: int, *, include_invalid: bool = False) -> int:
         """How many memories the user has (valid ones, or also invalidated ones)."""
         uid = check_id(user_id, "user_id")
-        async with self._db.acquire() as conn:
+        async with self._connection() as conn:
             return int(await conn.fetchval(_COUNT, uid, bool(include_invalid)))
 
     async def history(self, user_id: int, memory_id: int) -> list[MemoryVersion]:
@@ -845,7 +908,7 @@ class MemoryStore:
         """
         uid = check_id(user_id, "user_id")
         mid = check_id(memory_id, "memory_id")
-        async with self._db.acquire() as conn:
+        async with self._connection() as conn:
             if await conn.fetchval(_EXISTS_FOR_HISTORY, uid, mid) is None:
                 raise NotFoundError(f"user {uid} has no memory {mid}")
             rows = await conn.fetch(_HISTORY, uid, mid)
@@ -892,7 +955,7 @@ class MemoryStore:
         vector = await query_vector(
             self._embedder, text, mode=chosen, query_embedding=query_embedding
         )
-        async with self._db.acquire() as conn:
+        async with self._connection() as conn:
             storage = await self._get_storage(conn)
             rows = await search_rows(
                 conn,
