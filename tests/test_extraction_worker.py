@@ -160,6 +160,85 @@ async def test_an_unexpected_error_does_not_stop_the_worker(
     assert [m.content for m in await store.list_memories(alice)] == ["Sings in a choir"]
 
 
+def _outage_for(user: str, failures: list[int], heard: list[str]) -> Any:
+    """A model that answers every message, except ``user``'s with HTTP 503 while
+    ``failures[0]`` requests are left to fail. ``heard`` records each extraction
+    request's message, in arrival order."""
+
+    def respond(body: dict[str, Any]) -> ReplyLike:
+        text = body["messages"][-1]["content"]
+        if user in text and failures[0] > 0:
+            failures[0] -= 1
+            if "<message>" in text:
+                heard.append(text.split("<message>\n", 1)[1].split("\n</message>", 1)[0])
+            return Fault.server_error(503)
+        if "<facts>" in text:  # consolidation: keep the new fact
+            return decisions_reply({"fact": 1, "action": "add"})
+        said = text.split("<message>\n", 1)[1].split("\n</message>", 1)[0]
+        heard.append(said)
+        return facts_reply(fact(f"Said: {said}", "general"))
+
+    return respond
+
+
+def _said(user: str, n: int) -> str:
+    return f"{user} writes message number {n} of the day"
+
+
+async def _wait_for(count: Any, expected: int) -> None:
+    async with asyncio.timeout(30):
+        while await count() != expected:  # noqa: ASYNC110 - the database has no event to wait on
+            await asyncio.sleep(0.02)
+
+
+async def test_a_retry_waits_without_holding_up_other_users(
+    manager: MemoryManager, store: MemoryStore, llm_server: LLMServer, alice: int, bob: int
+) -> None:
+    # One task, as in the bot's smallest setting: before, alice's retry delay slept in
+    # it and bob waited the whole delay (here a minute) behind her.
+    heard: list[str] = []
+    llm_server.responder = _outage_for("alice", [10**6], heard)
+    worker = MemoryWorker(manager, concurrency=1, retry_delay=60, max_attempts=2)
+    worker.start()
+    for user, name in ((alice, "alice"), (bob, "bob")):
+        for n in (1, 2):
+            assert worker.submit(UserMessage(user, _said(name, n), message_id=user * 10 + n))
+    await _wait_for(lambda: store.count(bob), 2)
+    assert [m.content for m in reversed(await store.list_memories(bob))] == [
+        f"Said: {_said('bob', 1)}",
+        f"Said: {_said('bob', 2)}",
+    ]
+    # alice's first message failed (the client's 3 tries) and waits for its retry;
+    # her second waits behind it, never tried before it.
+    assert heard.count(_said("alice", 1)) == 3
+    assert _said("alice", 2) not in heard
+    assert await store.count(alice) == 0
+    assert worker.pending == 2
+    assert (worker.stats.retried, worker.stats.processed) == (1, 2)
+    await worker.aclose(grace_period=0)  # the pending retry's timer is cancelled
+    assert worker.pending == 2
+
+
+async def test_after_an_outage_a_users_messages_are_stored_in_order(
+    manager: MemoryManager, store: MemoryStore, llm_server: LLMServer, alice: int, bob: int
+) -> None:
+    heard: list[str] = []
+    llm_server.responder = _outage_for("alice", [3], heard)  # her first attempt fails
+    async with MemoryWorker(manager, concurrency=1, retry_delay=0.3, max_attempts=2) as worker:
+        for n in (1, 2, 3):
+            worker.submit(UserMessage(alice, _said("alice", n), message_id=n))
+        worker.submit(UserMessage(bob, _said("bob", 1), message_id=9))
+    assert heard.index(_said("bob", 1)) < heard.index(_said("alice", 2))
+    assert [h for h in heard if "alice" in h] == [_said("alice", 1)] * 4 + [
+        _said("alice", 2),
+        _said("alice", 3),
+    ]
+    assert [m.content for m in reversed(await store.list_memories(alice))] == [
+        f"Said: {_said('alice', n)}" for n in (1, 2, 3)
+    ]
+    assert (worker.stats.retried, worker.stats.processed, worker.stats.failed) == (1, 4, 0)
+
+
 def test_worker_limits_are_checked(manager: MemoryManager) -> None:
     for bad in (
         {"concurrency": 0},

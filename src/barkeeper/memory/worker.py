@@ -1,19 +1,23 @@
 """:class:`MemoryWorker`: memory extraction in the background, so it never delays a reply.
 
-:meth:`MemoryWorker.submit` only puts the message on a bounded in-memory queue and
-returns at once (``False`` when the queue is full or the worker is closed: the
-message is dropped and counted, never waited for). ``concurrency`` tasks take
-messages off the queues and run :meth:`MemoryManager.process`.
+:meth:`MemoryWorker.submit` only puts the message in its author's mailbox and
+returns at once (``False`` when ``max_pending`` messages are already waiting or the
+worker is closed: the message is dropped and counted, never waited for).
+``concurrency`` tasks take users whose mailbox has work off one queue and run
+:meth:`MemoryManager.process` on that user's oldest message.
 
-Each user's messages go to one queue (by user id), so they are processed one at a
-time and in order: two messages of the same person never race to add the same fact.
-A message that failed on a rate limit or an outage is tried again after
-``retry_delay`` seconds, up to ``max_attempts`` times in all, then dropped and
-logged. Nothing a message does (a model failure, a database error, a bug) stops a
-task. :meth:`drain` waits for everything queued; :meth:`aclose` stops accepting,
-drains (within a timeout) and stops the tasks.
+A user is in at most one place at a time (queued, being processed, or waiting for a
+retry), so their messages are processed one at a time and in order: two messages of
+the same person never race to add the same fact. A message that failed on a rate
+limit or an outage is tried again after ``retry_delay`` seconds, up to
+``max_attempts`` times in all, then dropped and logged. While it waits, its author's
+later messages wait behind it, and **every other user's messages go on**: the delay
+is a timer, not a sleep in a task. Nothing a message does (a model failure, a
+database error, a bug) stops a task. :meth:`drain` waits for everything submitted
+(retries included); :meth:`aclose` stops accepting, drains (within a timeout) and
+stops the tasks.
 
-The queue lives in memory: messages still queued when the process dies are not
+The mailboxes live in memory: messages still waiting when the process dies are not
 examined (the next messages are; extraction is best effort by design).
 """
 
@@ -22,7 +26,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
 
@@ -33,6 +38,14 @@ from barkeeper.memory.manager import MemoryManager, MemoryOutcome
 __all__ = ["MemoryWorker", "WorkerStats"]
 
 _log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Mailbox:
+    """One user's messages waiting, oldest first, and the oldest one's attempts so far."""
+
+    messages: deque[UserMessage] = field(default_factory=deque)
+    attempts: int = 0
 
 
 @dataclass(slots=True)
@@ -61,10 +74,11 @@ class MemoryWorker:
 
     Args:
         manager: What processes each message.
-        concurrency: Tasks (and queues); different users' messages run in parallel.
-        max_pending: Most messages waiting in all queues together.
+        concurrency: Tasks; different users' messages run in parallel.
+        max_pending: Most messages waiting in all mailboxes together.
         retry_delay: Seconds before trying again a message that hit a rate limit
-            or an outage (after the model client's own retries).
+            or an outage (after the model client's own retries). Only its author's
+            later messages wait meanwhile.
         max_attempts: Attempts per message in all (1: no retry).
 
     Raises:
@@ -96,12 +110,17 @@ class MemoryWorker:
         if not 1 <= max_attempts <= 10:
             raise InvalidInputError(f"max_attempts must be within 1..10, not {max_attempts}")
         self._manager = manager
-        self._per_queue = max_pending // concurrency
-        self._queues: list[asyncio.Queue[UserMessage]] = []
-        self._tasks: list[asyncio.Task[None]] = []
+        self._max_pending = max_pending
         self._concurrency = concurrency
         self._retry_delay = retry_delay
         self._max_attempts = max_attempts
+        # Users with work, ready to run; a user is never in it twice.
+        self._ready: asyncio.Queue[int] = asyncio.Queue()
+        self._mailboxes: dict[int, _Mailbox] = {}
+        self._timers: dict[int, asyncio.TimerHandle] = {}  # users waiting for a retry
+        self._tasks: list[asyncio.Task[None]] = []
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._closed = False
         self._in_flight = 0
         self.stats = WorkerStats()
@@ -113,7 +132,7 @@ class MemoryWorker:
 
     @property
     def pending(self) -> int:
-        """Messages waiting or being processed."""
+        """Messages waiting (for their turn or a retry) or being processed."""
         return self._in_flight
 
     @property
@@ -131,10 +150,9 @@ class MemoryWorker:
             raise RuntimeError("this MemoryWorker is closed; make a new one")
         if self._tasks:
             return
-        self._queues = [asyncio.Queue(self._per_queue) for _ in range(self._concurrency)]
         self._tasks = [
-            asyncio.create_task(self._run(queue), name=f"memory-worker-{n}")
-            for n, queue in enumerate(self._queues)
+            asyncio.create_task(self._run(), name=f"memory-worker-{n}")
+            for n in range(self._concurrency)
         ]
 
     async def __aenter__(self) -> Self:
@@ -154,16 +172,14 @@ class MemoryWorker:
 
         Returns:
             ``True`` if queued; ``False`` if dropped because the worker is not
-            running or the queue is full (logged, counted in :attr:`stats`).
+            running or ``max_pending`` messages are waiting (logged, counted in
+            :attr:`stats`).
         """
         if not self.running:
             self.stats.rejected += 1
             _log.warning("memory worker not running; message %s not examined", message.message_id)
             return False
-        queue = self._queues[message.user_id % len(self._queues)]
-        try:
-            queue.put_nowait(message)
-        except asyncio.QueueFull:
+        if self._in_flight >= self._max_pending:
             self.stats.rejected += 1
             _log.warning(
                 "memory queue full (%d waiting); message %s not examined",
@@ -171,13 +187,20 @@ class MemoryWorker:
                 message.message_id,
             )
             return False
+        mailbox = self._mailboxes.get(message.user_id)
+        if mailbox is None:
+            # No mailbox: the user is neither queued, nor running, nor waiting.
+            mailbox = self._mailboxes[message.user_id] = _Mailbox()
+            self._ready.put_nowait(message.user_id)
+        mailbox.messages.append(message)
         self._in_flight += 1
+        self._idle.clear()
         self.stats.submitted += 1
         return True
 
     async def drain(self) -> None:
-        """Wait until every message submitted so far has been processed."""
-        await asyncio.gather(*(queue.join() for queue in self._queues))
+        """Wait until every message submitted so far has been processed (or dropped)."""
+        await self._idle.wait()
 
     async def aclose(self, *, grace_period: float | None = 30.0) -> None:
         """Stop accepting messages, finish the queued ones, stop the tasks.
@@ -195,36 +218,70 @@ class MemoryWorker:
                 await asyncio.wait_for(self.drain(), grace_period)
             except TimeoutError:
                 _log.warning("memory worker closed with %d messages unprocessed", self.pending)
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _run(self, queue: asyncio.Queue[UserMessage]) -> None:
+    async def _run(self) -> None:
         while True:
-            message = await queue.get()
+            user_id = await self._ready.get()
+            mailbox = self._mailboxes[user_id]
+            message = mailbox.messages[0]
+            mailbox.attempts += 1
+            retry = False
             try:
-                await self._handle(message)
+                retry = await self._handle(message, mailbox.attempts)
             finally:
-                self._in_flight -= 1
-                queue.task_done()
+                if retry:
+                    self.stats.retried += 1
+                    self._timers[user_id] = asyncio.get_running_loop().call_later(
+                        self._retry_delay, self._wake, user_id
+                    )
+                else:
+                    self._done(user_id, mailbox)
 
-    async def _handle(self, message: UserMessage) -> None:
-        for attempt in range(1, self._max_attempts + 1):
-            try:
-                outcome = await self._manager.process(message)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self.stats.errors += 1
-                _log.exception("memory extraction of message %s failed", message.message_id)
-                return
-            if not self._should_retry(outcome, attempt):
-                self._count(outcome)
-                return
-            self.stats.retried += 1
-            await asyncio.sleep(self._retry_delay)
+    def _wake(self, user_id: int) -> None:
+        """The retry delay of ``user_id``'s oldest message is over: back in the queue."""
+        del self._timers[user_id]
+        self._ready.put_nowait(user_id)
+
+    def _done(self, user_id: int, mailbox: _Mailbox) -> None:
+        """The oldest message of ``user_id`` is finished: their next one gets in line."""
+        mailbox.messages.popleft()
+        mailbox.attempts = 0
+        if mailbox.messages:
+            self._ready.put_nowait(user_id)  # at the back: one message per turn
+        else:
+            del self._mailboxes[user_id]
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._idle.set()
+
+    async def _handle(self, message: UserMessage, attempt: int) -> bool:
+        """Process one attempt at ``message``; whether to try it again later."""
+        try:
+            outcome = await self._manager.process(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.stats.errors += 1
+            _log.exception("memory extraction of message %s failed", message.message_id)
+            return False
+        if self._should_retry(outcome, attempt):
+            _log.info(
+                "memory extraction of message %s failed (%s); trying again in %gs",
+                message.message_id,
+                outcome.error,
+                self._retry_delay,
+            )
+            return True
+        self._count(outcome)
+        return False
 
     def _should_retry(self, outcome: MemoryOutcome, attempt: int) -> bool:
         return outcome.status == "failed" and outcome.retryable and attempt < self._max_attempts
