@@ -8,7 +8,10 @@
 - :func:`build_memory_manager`: a :class:`MemoryManager` on a database with both,
   at ``BARKEEPER_FACT_EXTRACTION_RATE``.
 
-The caller owns what is built: close the model (and an OpenAI embedder) when done.
+The caller owns what :func:`build_embedder`, :func:`build_memory_model` and
+:func:`build_memory_store` build: close the model (and an OpenAI embedder) when done.
+A manager from :func:`build_memory_manager` owns what was opened for it: close the
+manager (``await manager.aclose()`` or ``async with``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from barkeeper.memory.embeddings import (
     MiniLMEmbedder,
     OpenAIEmbedder,
 )
-from barkeeper.memory.manager import MemoryManager
+from barkeeper.memory.manager import AsyncCloseable, MemoryManager
 from barkeeper.memory.store import MemoryStore
 
 __all__ = ["build_embedder", "build_memory_manager", "build_memory_model", "build_memory_store"]
@@ -90,13 +93,28 @@ def build_memory_manager(
 ) -> MemoryManager:
     """A :class:`MemoryManager` with the configured store, model and extraction rate.
 
+    The manager owns what this opens for it, the model (unless given) and an OpenAI
+    embedder, and closes them in :meth:`MemoryManager.aclose`; a ``model`` passed in
+    stays open, and so does ``db``.
+
     Args:
         db: The database (migrated).
         settings: The settings.
         model: The memory model if already built (else :func:`build_memory_model`).
+
+    Raises:
+        ConfigError: A setting is invalid, or the tokenizer package is missing.
+
+    Example::
+
+        async with build_memory_manager(db, load_settings()) as manager:
+            outcome = await manager.process(UserMessage(7, "I moved to Porto in May", 1))
     """
-    return MemoryManager(
-        build_memory_store(db, settings),
-        model or build_memory_model(settings),
-        extraction_rate=settings.fact_extraction_rate,
-    )
+    store = build_memory_store(db, settings)
+    owned: list[AsyncCloseable] = []
+    if isinstance(store.embedder, OpenAIEmbedder):
+        owned.append(store.embedder)
+    if model is None:
+        model = build_memory_model(settings)
+        owned.append(model)
+    return MemoryManager(store, model, extraction_rate=settings.fact_extraction_rate, owns=owned)

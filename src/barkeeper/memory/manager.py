@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Literal
+from types import TracebackType
+from typing import Literal, Protocol, Self
 
 from barkeeper.errors import (
     InvalidInputError,
@@ -52,7 +54,7 @@ from barkeeper.memory.extraction import (
 from barkeeper.memory.models import Memory, MemoryType
 from barkeeper.memory.store import MemoryStore
 
-__all__ = ["MemoryManager", "MemoryOutcome", "OutcomeStatus"]
+__all__ = ["AsyncCloseable", "MemoryManager", "MemoryOutcome", "OutcomeStatus"]
 
 _log = logging.getLogger(__name__)
 
@@ -62,6 +64,14 @@ OutcomeStatus = Literal["skipped", "not_sampled", "extracted", "remembered", "fo
 # Share of a topic's content words a memory must contain to be forgotten with it.
 _FORGET_MATCH = 0.7
 _MAX_CONTEXT_CHARS = 500
+
+
+class AsyncCloseable(Protocol):
+    """Something holding connections, released by ``await aclose()``."""
+
+    async def aclose(self) -> None:
+        """Release the connections."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,16 +111,20 @@ class MemoryManager:
         min_similarity: See :class:`~barkeeper.memory.consolidation.Consolidator`.
         extractor: A configured extractor instead of the default one.
         consolidator: A configured consolidator instead of the default one.
+        owns: What :meth:`aclose` closes: clients opened *for* this manager
+            (:func:`~barkeeper.memory.factory.build_memory_manager` passes the model
+            and embedder it built). Nothing else is closed: a model or store you
+            pass in stays yours.
 
     Raises:
         InvalidInputError: ``extraction_rate`` is outside 0..1.
 
     Example::
 
-        manager = MemoryManager(MemoryStore(db, MiniLMEmbedder()), memory_model)
-        outcome = await manager.process(
-            UserMessage(user_id=7, text="I moved to Berlin last month", message_id=123)
-        )
+        async with MemoryManager(MemoryStore(db, MiniLMEmbedder()), memory_model) as manager:
+            outcome = await manager.process(
+                UserMessage(user_id=7, text="I moved to Berlin last month", message_id=123)
+            )
     """
 
     def __init__(
@@ -123,15 +137,38 @@ class MemoryManager:
         min_similarity: float = 0.3,
         extractor: FactExtractor | None = None,
         consolidator: Consolidator | None = None,
+        owns: Sequence[AsyncCloseable] = (),
     ) -> None:
         if not 0.0 <= extraction_rate <= 1.0:
             raise InvalidInputError(f"extraction_rate must be within 0..1, not {extraction_rate}")
+        self._owned = list(owns)
         self.store = store
         self.extraction_rate = extraction_rate
         self.extractor = extractor or FactExtractor(model)
         self.consolidator = consolidator or Consolidator(
             store, model, k=k, min_similarity=min_similarity
         )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close what this manager owns (see ``owns``); a second call does nothing.
+
+        Each is closed even if closing another fails (that error is raised after).
+        """
+        owned, self._owned = self._owned, []
+        async with AsyncExitStack() as stack:
+            for resource in reversed(owned):  # closed in the order given
+                stack.push_async_callback(resource.aclose)
 
     async def process(self, message: UserMessage) -> MemoryOutcome:
         """Learn from one message of ``message.user_id``; change only their memories.
