@@ -591,3 +591,16 @@ async def test_a_transaction_commits_all_or_nothing(
             await store.add(alice, "Loves oolong tea")
     assert [m.content for m in await store.list_memories(alice)] == ["Loves oolong tea"]
     assert not (await store.get(alice, tea.id)).is_valid
+
+
+async def test_embed_false_stores_without_a_vector_for_reembed(
+    store: MemoryStore, users: tuple[int, int]
+) -> None:
+    alice, _ = users
+    tea = await store.add(alice, "Loves green tea", embed=False)
+    assert tea.embedding_model is None
+    cake = await store.add(alice, "Bakes carrot cake")
+    lemon = await store.update(alice, cake.id, content="Bakes lemon cake", embed=False)
+    assert lemon.embedding_model is None
+    assert await store.reembed(alice) == 2
+    assert {m.embedding_model for m in await store.list_memories(alice)} == {store.embedder.name}

@@ -445,7 +445,8 @@ class Consolidator:
     ) -> list[MemoryChange]:
         sources = [source_message_id] if source_message_id is not None else []
         # An update in the model's own words needs a vector of them: made before the
-        # transaction, which must not wait on the embedder.
+        # transaction, which must not wait on the embedder (embed=False below: a text
+        # whose embedding failed is stored without a vector, for reembed).
         reworded = [
             content for index, _, content, _ in plan.updates if content != facts[index].content
         ]
@@ -495,6 +496,7 @@ class Consolidator:
                         embedding=(
                             vectors[index] if content == fact.content else new_vectors.get(content)
                         ),
+                        embed=False,
                         changed_by="llm",
                         reason=reason,
                     )
@@ -517,6 +519,7 @@ class Consolidator:
                     guild_id=guild_id,
                     expires_at=fact.expires_at,
                     embedding=vectors[index],
+                    embed=False,
                     changed_by=by,
                     reason=reason,
                 )

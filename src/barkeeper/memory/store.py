@@ -297,8 +297,10 @@ class MemoryStore:
         own work and, if the error is caught, the block may go on. Blocks nest
         (the inner one is a savepoint).
 
-        Don't await anything slow inside (a model call, an embedding): the
-        transaction holds a pooled connection and its row locks until it ends.
+        Don't await anything slow inside (a model call, an embedding: pass the
+        vectors, or ``embed=False``): the transaction holds a pooled connection and
+        its row locks until it ends. Tasks started inside inherit the connection:
+        don't use the store from several of them at once.
 
         Raises:
             DatabaseError: The database failed (nothing of the block was written).
@@ -391,6 +393,7 @@ class MemoryStore:
         expires_at: datetime | None = None,
         valid_from: datetime | None = None,
         embedding: Sequence[float] | None = None,
+        embed: bool = True,
         changed_by: str = "system",
         reason: str | None = None,
     ) -> Memory:
@@ -411,6 +414,9 @@ class MemoryStore:
             valid_from: Since when it holds; now by default.
             embedding: Its vector if already computed with this store's embedder
                 (saves a second embedding call during consolidation).
+            embed: Without ``embedding``, ask the embedder for one; ``False`` stores
+                the memory without a vector (:meth:`reembed` fills it in later), for
+                callers that already tried, or that hold a :meth:`transaction`.
             changed_by: Who or what added it (``extraction``, ``user``, ``cli`` …).
             reason: Why, for the history.
 
@@ -442,7 +448,7 @@ class MemoryStore:
         start = check_timestamp(valid_from, "valid_from") if valid_from is not None else None
         who, why = self._labels(changed_by, reason)
         vector = self._check_embedding(embedding) if embedding is not None else None
-        if vector is None:
+        if vector is None and embed:
             vector = await self._embed(text)
         async with self._connection() as conn:
             storage = await self._get_storage(conn)
@@ -528,6 +534,7 @@ class MemoryStore:
         add_source_message_ids: Sequence[int] = (),
         extraction_context: str | _Unset | None = UNSET,
         embedding: Sequence[float] | None = None,
+        embed: bool = True,
         changed_by: str = "system",
         reason: str | None = None,
     ) -> Memory:
@@ -549,6 +556,8 @@ class MemoryStore:
             add_source_message_ids: Message ids to add to its sources.
             extraction_context: New extraction context, or ``None`` to clear it.
             embedding: The new content's vector if already computed.
+            embed: As for :meth:`add`: ``False`` leaves new content without a
+                vector rather than asking the embedder.
             changed_by: Who or what changed it.
             reason: Why, for the history.
 
@@ -595,7 +604,7 @@ class MemoryStore:
             if text is None:
                 raise InvalidInputError("an embedding can only be given with new content")
             vector = self._check_embedding(embedding)
-        elif text is not None:
+        elif text is not None and embed:
             vector = await self._embed(text)
         async with self._connection(atomic=True) as conn:
             storage = await self._get_storage(conn)
