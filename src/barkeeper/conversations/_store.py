@@ -262,9 +262,9 @@ class ConversationStore:
                 )
         except QueryError as exc:
             if exc.sqlstate == "23505":
-                raise InvalidInputError(f"conversation id {cid!r} is already taken") from None
+                raise InvalidInputError(f"conversation id {cid!r} is already taken") from exc
             if exc.sqlstate == "23503":
-                raise NotFoundError(f"no user with id {user_id}") from None
+                raise NotFoundError(f"no user with id {user_id}") from exc
             raise
         assert row is not None
         return Conversation.from_row(row)
@@ -434,7 +434,7 @@ class ConversationStore:
             if exc.sqlstate == "23505":
                 raise InvalidInputError(
                     f"message id {mid!r} is already used in conversation {cid!r}"
-                ) from None
+                ) from exc
             raise
         if row is None:
             raise _not_found(cid)
@@ -801,7 +801,7 @@ class ConversationStore:
                 )
         except QueryError as exc:
             if exc.sqlstate == "23503":
-                raise NotFoundError(f"no user with id {user_id}") from None
+                raise NotFoundError(f"no user with id {user_id}") from exc
             raise
         assert row is not None
         return Conversation.from_row(row)
