@@ -92,6 +92,9 @@ def test_every_command_prints_markup_looking_text_as_typed(
         )
         assert ran.code == code, ran
         assert "Traceback" not in ran.text and "MarkupError" not in ran.text
+        # and no markup of our own printed as text (the consoles do not parse it)
+        ours = ran.flat.replace(MARKUP, "").replace("[red]export[red]", "")
+        assert not re.search(r"\[/\]|\[(red|green|yellow|dim|bold)\b", ours), ran
         return ran
 
     ext = ("--external", MARKUP)
