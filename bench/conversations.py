@@ -165,7 +165,7 @@ async def concurrency_check(
     conv = await ours.create_conversation(user.id, resource_id="bench-concurrency")
     await volt.create_conversation(conv.id, "bench-concurrency")
     sides: dict[str, Callable[[int], Awaitable[object]]] = {
-        "ours": lambda i: ours.add_message(conv.id, "user", f"c{i}"),
+        "ours": lambda i: ours.add_message(conv.id, "user", f"c{i}", user_id=user.id),
         "voltagent": lambda i: volt.add_message(conv.id, "user", f"c{i}"),
     }
     result: dict[str, Any] = {"adds": adds, "storage_limit": limit}
@@ -173,7 +173,7 @@ async def concurrency_check(
         outcomes = await asyncio.gather(*(add(i) for i in range(adds)), return_exceptions=True)
         errors = [o for o in outcomes if isinstance(o, BaseException)]
         remaining = (
-            await ours.count_messages(conv.id)
+            await ours.count_messages(conv.id, user_id=user.id)
             if name == "ours"
             else len(await volt.contents(conv.id))
         )
@@ -219,11 +219,13 @@ async def measure(
     volt = VoltAgentPattern(db, volt_schema, STORAGE_LIMIT)
     users = UserStore(db)
     ids: list[str] = []
+    owners: list[int] = []
     for i in range(conversations):
         user = await users.get_or_create_external_user(f"user-{i % 10}")
         conv = await store.create_conversation(user.id, resource_id="bench")
         await volt.create_conversation(conv.id, f"user-{i % 10}")
         ids.append(conv.id)
+        owners.append(user.id)
     texts = [message_texts(per_conversation, seed=i) for i in range(conversations)]
 
     ours_times: list[float] = []
@@ -233,7 +235,12 @@ async def measure(
         role = "user" if m % 2 == 0 else "assistant"
         for c in range(conversations):
             cid, text = ids[c], texts[c][m]
-            ours = functools.partial(store.add_message, cid, role, text)
+            # The user's words owner-checked, the reply as the bot adds its own.
+            ours = (
+                functools.partial(store.add_message, cid, "user", text, user_id=owners[c])
+                if role == "user"
+                else functools.partial(store.add_message_unchecked, cid, "assistant", text)
+            )
             theirs = functools.partial(volt.add_message, cid, role, text)
             if (m + c) % 2 == 0:
                 ours_times.append(await timed(ours))
@@ -254,7 +261,9 @@ async def measure(
     same = True
     counters_exact = True
     for c, cid in enumerate(ids):
-        ours_kept = [m.content for m in await store.get_messages(cid, limit=1000)]
+        ours_kept = [
+            m.content for m in await store.get_messages(cid, user_id=owners[c], limit=1000)
+        ]
         same = same and ours_kept == texts[c][-kept:] == await volt.contents(cid)
         conv = await store.get_conversation(cid)
         counters_exact = counters_exact and conv is not None and conv.message_count == kept

@@ -208,5 +208,5 @@ def test_progress_bars_follow_the_events() -> None:
     bars(ProgressEvent("page", general, 900, 500))
     assert progress.tasks[1].completed == 500  # never past the target
     bars(ProgressEvent("done", general, 900, 500, result=ChannelResult(1)))
-    assert [t.description for t in progress.tasks] == ["[bold]channels"]
+    assert [t.description for t in progress.tasks] == ["channels"]
     assert progress.tasks[0].completed == 1

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,11 +13,13 @@ import pytest
 from barkeeper.companion import UserStore
 from barkeeper.config import Settings
 from barkeeper.conversations import (
+    DEFAULT_RESOURCE_ID,
     MAX_CONTENT_CHARS,
     Conversation,
     ConversationMessage,
     ConversationStore,
 )
+from barkeeper.conversations._store import _START_LOCK
 from barkeeper.db import Database
 from barkeeper.errors import InvalidInputError, NotFoundError, QueryError
 
@@ -72,21 +76,21 @@ async def test_create_get_update_delete(db: Database, alice: int) -> None:
     assert named.id == "conversation-456"
     assert named.resource_id == "barkeeper"
 
-    retitled = await store.update_conversation(conv.id, title="Herbal tea")
+    retitled = await store.update_conversation(conv.id, title="Herbal tea", user_id=alice)
     assert (retitled.title, retitled.metadata) == ("Herbal tea", {})
     assert retitled.updated_at > conv.updated_at
-    meta = await store.update_conversation(conv.id, metadata={"preview": "rooibos"})
+    meta = await store.update_conversation(conv.id, metadata={"preview": "rooibos"}, user_id=alice)
     assert (meta.title, meta.metadata) == ("Herbal tea", {"preview": "rooibos"})
-    cleared = await store.update_conversation(conv.id, title=None, metadata={})
+    cleared = await store.update_conversation(conv.id, title=None, metadata={}, user_id=alice)
     assert (cleared.title, cleared.metadata) == (None, {})
     with pytest.raises(InvalidInputError):
-        await store.update_conversation(conv.id)
+        await store.update_conversation(conv.id, user_id=alice)
     with pytest.raises(NotFoundError):
-        await store.update_conversation("missing", title="x")
+        await store.update_conversation("missing", title="x", user_id=alice)
 
-    await store.add_message(conv.id, "user", "hi")
-    assert await store.delete_conversation(conv.id) is True
-    assert await store.delete_conversation(conv.id) is False
+    await store.add_message(conv.id, "user", "hi", user_id=alice)
+    assert await store.delete_conversation(conv.id, user_id=alice) is True
+    assert await store.delete_conversation(conv.id, user_id=alice) is False
     assert await store.get_conversation(conv.id) is None
     assert await _rows(db, conv.id) == [], "messages go with their conversation"
     assert await store.get_conversation("conversation-456") == named
@@ -123,7 +127,7 @@ async def test_metadata_round_trips(db: Database, alice: int, metadata: dict[str
     conv = await store.create_conversation(alice, metadata=metadata)
     assert conv.metadata == metadata
     assert (await store.get_conversation(conv.id)).metadata == metadata  # type: ignore[union-attr]
-    updated = await store.update_conversation(conv.id, metadata={"again": metadata})
+    updated = await store.update_conversation(conv.id, metadata={"again": metadata}, user_id=alice)
     assert updated.metadata == {"again": metadata}
 
 
@@ -149,7 +153,7 @@ async def test_bad_metadata_is_refused_and_nothing_changes(
     with pytest.raises(InvalidInputError):
         await store.create_conversation(alice, metadata=bad)
     with pytest.raises(InvalidInputError):
-        await store.update_conversation(conv.id, title="new", metadata=bad)
+        await store.update_conversation(conv.id, title="new", metadata=bad, user_id=alice)
     assert await store.get_conversation(conv.id) == conv
     assert await store.count_user_conversations(alice) == 1
 
@@ -193,10 +197,10 @@ async def test_add_message_stores_every_field(db: Database, alice: int) -> None:
     assert (msg.role, msg.type, msg.content) == ("user", "text", "look at this")
     assert (msg.discord_message_id, msg.token_count) == (1234567890123, 4)
     assert (msg.has_images, msg.image_urls) == (True, ["https://cdn.example/cat.png"])
-    tool = await store.add_message(conv.id, "tool", "", type="tool-result")
+    tool = await store.add_message_unchecked(conv.id, "tool", "", type="tool-result")
     assert (tool.user_id, tool.has_images, tool.image_urls, tool.content) == (None, False, [], "")
     assert len(tool.message_id) == 36
-    assert await store.get_messages(conv.id) == [msg, tool]
+    assert await store.get_messages(conv.id, user_id=alice) == [msg, tool]
     after = await store.get_conversation(conv.id)
     assert after is not None
     assert after.message_count == 2
@@ -206,7 +210,7 @@ async def test_add_message_stores_every_field(db: Database, alice: int) -> None:
 async def test_bad_messages_are_refused_and_nothing_is_stored(db: Database, alice: int) -> None:
     store = ConversationStore(db)
     conv = await store.create_conversation(alice)
-    await store.add_message(conv.id, "user", "first", message_id="dup")
+    await store.add_message(conv.id, "user", "first", message_id="dup", user_id=alice)
     calls: list[dict[str, Any]] = [
         {"role": "moderator"},
         {"role": "USER"},
@@ -221,11 +225,11 @@ async def test_bad_messages_are_refused_and_nothing_is_stored(db: Database, alic
     for kwargs in calls:
         role = kwargs.pop("role")
         with pytest.raises(InvalidInputError):
-            await store.add_message(conv.id, role, "x", **kwargs)
+            await store.add_message(conv.id, role, "x", **kwargs, user_id=alice)
     with pytest.raises(InvalidInputError):
-        await store.add_message(conv.id, "user", 42)  # type: ignore[arg-type]
+        await store.add_message(conv.id, "user", 42, user_id=alice)  # type: ignore[arg-type]
     with pytest.raises(NotFoundError):
-        await store.add_message("missing", "user", "x")
+        await store.add_message("missing", "user", "x", user_id=alice)
     assert [r["content"] for r in await _rows(db, conv.id)] == ["first"]
     assert (await store.get_conversation(conv.id)).message_count == 1  # type: ignore[union-attr]
 
@@ -235,31 +239,31 @@ async def test_nul_bytes_and_lone_surrogates_in_content_are_replaced(
 ) -> None:
     store = ConversationStore(db)
     conv = await store.create_conversation(alice)
-    msg = await store.add_message(conv.id, "user", "a\x00b\x00\udc80c")
+    msg = await store.add_message(conv.id, "user", "a\x00b\x00\udc80c", user_id=alice)
     assert msg.content == "a\ufffdb\ufffd\ufffdc"
-    assert (await store.get_messages(conv.id))[0].content == "a\ufffdb\ufffd\ufffdc"
+    assert (await store.get_messages(conv.id, user_id=alice))[0].content == "a\ufffdb\ufffd\ufffdc"
 
 
 async def test_unicode_content_round_trips(db: Database, alice: int) -> None:
     store = ConversationStore(db)
     conv = await store.create_conversation(alice)
     text = "Zoë 🍺 — 名前 \u200d\U0001f469\u200d\U0001f467 e\u0301 \t\r\n '; DROP TABLE x; --"
-    await store.add_message(conv.id, "user", text)
-    assert (await store.get_messages(conv.id))[0].content == text
+    await store.add_message(conv.id, "user", text, user_id=alice)
+    assert (await store.get_messages(conv.id, user_id=alice))[0].content == text
 
 
 async def test_huge_content(db: Database, alice: int) -> None:
     store = ConversationStore(db)
     conv = await store.create_conversation(alice)
     big = "é" * MAX_CONTENT_CHARS
-    await store.add_message(conv.id, "assistant", big)
-    assert (await store.get_messages(conv.id))[0].content == big
+    await store.add_message(conv.id, "assistant", big, user_id=alice)
+    assert (await store.get_messages(conv.id, user_id=alice))[0].content == big
     with pytest.raises(InvalidInputError, match="at most"):
-        await store.add_message(conv.id, "assistant", big + "!")
-    assert await store.count_messages(conv.id) == 1
+        await store.add_message(conv.id, "assistant", big + "!", user_id=alice)
+    assert await store.count_messages(conv.id, user_id=alice) == 1
     small = ConversationStore(db, max_content_chars=10)
     with pytest.raises(InvalidInputError):
-        await small.add_message(conv.id, "user", "x" * 11)
+        await small.add_message(conv.id, "user", "x" * 11, user_id=alice)
 
 
 # --- the storage limit ---------------------------------------------------------------------
@@ -269,31 +273,31 @@ async def test_storage_limit_keeps_the_newest(db: Database, alice: int) -> None:
     store = ConversationStore(db, storage_limit=5)
     conv = await store.create_conversation(alice)
     other = await store.create_conversation(alice)
-    await store.add_message(other.id, "user", "untouched")
-    added = [await store.add_message(conv.id, "user", f"m{i}") for i in range(12)]
-    kept = await store.get_messages(conv.id)
+    await store.add_message(other.id, "user", "untouched", user_id=alice)
+    added = [await store.add_message(conv.id, "user", f"m{i}", user_id=alice) for i in range(12)]
+    kept = await store.get_messages(conv.id, user_id=alice)
     assert kept == added[-5:]
     current = await store.get_conversation(conv.id)
     assert current is not None
-    assert current.message_count == 5 == await store.count_messages(conv.id)
+    assert current.message_count == 5 == await store.count_messages(conv.id, user_id=alice)
     assert current.last_message_at == added[-1].created_at
-    assert [m.content for m in await store.get_messages(other.id)] == ["untouched"]
+    assert [m.content for m in await store.get_messages(other.id, user_id=alice)] == ["untouched"]
 
 
 async def test_storage_limit_of_one(db: Database, alice: int) -> None:
     store = ConversationStore(db, storage_limit=1)
     conv = await store.create_conversation(alice)
     for i in range(3):
-        last = await store.add_message(conv.id, "user", f"m{i}")
-    assert await store.get_messages(conv.id) == [last]
+        last = await store.add_message(conv.id, "user", f"m{i}", user_id=alice)
+    assert await store.get_messages(conv.id, user_id=alice) == [last]
 
 
 async def test_zero_storage_limit_keeps_everything(db: Database, alice: int) -> None:
     store = ConversationStore(db, storage_limit=0)
     conv = await store.create_conversation(alice)
     for i in range(150):
-        await store.add_message(conv.id, "user", f"m{i}")
-    assert await store.count_messages(conv.id) == 150
+        await store.add_message(conv.id, "user", f"m{i}", user_id=alice)
+    assert await store.count_messages(conv.id, user_id=alice) == 150
     assert (await store.get_conversation(conv.id)).message_count == 150  # type: ignore[union-attr]
 
 
@@ -305,8 +309,8 @@ async def test_concurrent_adds_never_exceed_the_limit(db: Database, alice: int) 
     )
     assert len({m.id for m in added}) == 50
     newest = sorted(added, key=lambda m: (m.created_at, m.id))[-10:]
-    assert await store.get_messages(conv.id) == newest
-    assert await store.count_messages(conv.id) == 10
+    assert await store.get_messages(conv.id, user_id=alice) == newest
+    assert await store.count_messages(conv.id, user_id=alice) == 10
     assert (await store.get_conversation(conv.id)).message_count == 10  # type: ignore[union-attr]
     # Insertion order under the lock is also time order: ids grow with created_at.
     assert [m.id for m in newest] == sorted(m.id for m in newest)
@@ -324,12 +328,15 @@ async def test_concurrent_adds_from_two_pools(db: Database, settings: Settings, 
         )
         conv = await first.create_conversation(alice)
         added = await asyncio.gather(
-            *((first if i % 2 else second).add_message(conv.id, "user", f"m{i}") for i in range(60))
+            *(
+                (first if i % 2 else second).add_message(conv.id, "user", f"m{i}", user_id=alice)
+                for i in range(60)
+            )
         )
     finally:
         await other.close()
     newest = sorted(added, key=lambda m: (m.created_at, m.id))[-7:]
-    assert await first.get_messages(conv.id) == newest
+    assert await first.get_messages(conv.id, user_id=alice) == newest
     assert (await first.get_conversation(conv.id)).message_count == 7  # type: ignore[union-attr]
 
 
@@ -337,19 +344,21 @@ async def test_delete_message_and_clear_keep_the_count(db: Database, alice: int)
     store = ConversationStore(db, storage_limit=3)
     conv = await store.create_conversation(alice)
     for i in range(3):
-        await store.add_message(conv.id, "user", f"m{i}", message_id=f"id{i}")
-    assert await store.delete_message(conv.id, "id1") is True
-    assert await store.delete_message(conv.id, "id1") is False
+        await store.add_message(conv.id, "user", f"m{i}", message_id=f"id{i}", user_id=alice)
+    assert await store.delete_message(conv.id, "id1", user_id=alice) is True
+    assert await store.delete_message(conv.id, "id1", user_id=alice) is False
     assert (await store.get_conversation(conv.id)).message_count == 2  # type: ignore[union-attr]
-    await store.add_message(conv.id, "user", "m3", message_id="id3")
-    assert [m.content for m in await store.get_messages(conv.id)] == ["m0", "m2", "m3"], (
-        "after a delete the limit is not reached yet: nothing is trimmed"
-    )
-    assert await store.clear_messages(conv.id) == 3
-    assert await store.get_messages(conv.id) == []
+    await store.add_message(conv.id, "user", "m3", message_id="id3", user_id=alice)
+    assert [m.content for m in await store.get_messages(conv.id, user_id=alice)] == [
+        "m0",
+        "m2",
+        "m3",
+    ], "after a delete the limit is not reached yet: nothing is trimmed"
+    assert await store.clear_messages(conv.id, user_id=alice) == 3
+    assert await store.get_messages(conv.id, user_id=alice) == []
     assert (await store.get_conversation(conv.id)).message_count == 0  # type: ignore[union-attr]
-    await store.add_message(conv.id, "user", "fresh")
-    assert await store.count_messages(conv.id) == 1
+    await store.add_message(conv.id, "user", "fresh", user_id=alice)
+    assert await store.count_messages(conv.id, user_id=alice) == 1
 
 
 # --- reading messages ----------------------------------------------------------------------
@@ -359,28 +368,38 @@ async def test_get_messages_filters(db: Database, alice: int) -> None:
     store = ConversationStore(db, storage_limit=0)
     conv = await store.create_conversation(alice)
     roles = ["system", "user", "assistant", "tool"] * 3
-    added = [await store.add_message(conv.id, r, f"m{i}") for i, r in enumerate(roles)]
-    assert await store.get_messages(conv.id) == added
-    assert await store.get_messages(conv.id, limit=3) == added[:3]
-    assert await store.get_messages(conv.id, limit=3, offset=10) == added[10:]
-    assert await store.get_messages(conv.id, offset=12) == []
-    assert await store.get_messages(conv.id, before=added[4].created_at) == added[:4]
-    assert await store.get_messages(conv.id, after=added[9].created_at) == added[10:]
+    added = [
+        await store.add_message(conv.id, r, f"m{i}", user_id=alice) for i, r in enumerate(roles)
+    ]
+    assert await store.get_messages(conv.id, user_id=alice) == added
+    assert await store.get_messages(conv.id, limit=3, user_id=alice) == added[:3]
+    assert await store.get_messages(conv.id, limit=3, offset=10, user_id=alice) == added[10:]
+    assert await store.get_messages(conv.id, offset=12, user_id=alice) == []
+    assert await store.get_messages(conv.id, before=added[4].created_at, user_id=alice) == added[:4]
+    assert await store.get_messages(conv.id, after=added[9].created_at, user_id=alice) == added[10:]
     assert (
         await store.get_messages(
-            conv.id, after=added[2].created_at, before=added[7].created_at, limit=2, offset=1
+            conv.id,
+            user_id=alice,
+            after=added[2].created_at,
+            before=added[7].created_at,
+            limit=2,
+            offset=1,
         )
         == added[4:6]
     )
-    assert await store.get_messages(conv.id, roles=["user", "tool"]) == [
+    assert await store.get_messages(conv.id, roles=["user", "tool"], user_id=alice) == [
         m for m in added if m.role in ("user", "tool")
     ]
-    assert await store.get_messages(conv.id, roles=[]) == []
-    assert await store.get_messages("missing") == []
-    assert await store.get_recent_messages(conv.id, 3) == added[-3:]
-    assert await store.get_recent_messages(conv.id, 2, before=added[5].created_at) == added[3:5]
-    assert await store.get_recent_messages(conv.id, 0) == []
-    assert await store.get_recent_messages(conv.id, 100) == added
+    assert await store.get_messages(conv.id, roles=[], user_id=alice) == []
+    assert await store.get_messages("missing", user_id=alice) == []
+    assert await store.get_recent_messages(conv.id, 3, user_id=alice) == added[-3:]
+    assert (
+        await store.get_recent_messages(conv.id, 2, before=added[5].created_at, user_id=alice)
+        == added[3:5]
+    )
+    assert await store.get_recent_messages(conv.id, 0, user_id=alice) == []
+    assert await store.get_recent_messages(conv.id, 100, user_id=alice) == added
 
 
 @pytest.mark.parametrize(
@@ -401,7 +420,7 @@ async def test_get_messages_refuses_bad_arguments(
     store = ConversationStore(db)
     conv = await store.create_conversation(alice)
     with pytest.raises(InvalidInputError):
-        await store.get_messages(conv.id, **kwargs)
+        await store.get_messages(conv.id, **kwargs, user_id=alice)
 
 
 @pytest.mark.parametrize(("count", "page_size"), [(0, 3), (9, 3), (10, 3), (2, 100)])
@@ -410,8 +429,8 @@ async def test_iter_messages_pages_through_all(
 ) -> None:
     store = ConversationStore(db, storage_limit=0)
     conv = await store.create_conversation(alice)
-    added = [await store.add_message(conv.id, "user", f"m{i}") for i in range(count)]
-    seen = [m async for m in store.iter_messages(conv.id, page_size=page_size)]
+    added = [await store.add_message(conv.id, "user", f"m{i}", user_id=alice) for i in range(count)]
+    seen = [m async for m in store.iter_messages(conv.id, page_size=page_size, user_id=alice)]
     assert seen == added
 
 
@@ -419,13 +438,13 @@ async def test_iter_messages_is_stable_while_the_limit_trims(db: Database, alice
     store = ConversationStore(db, storage_limit=6)
     conv = await store.create_conversation(alice)
     for i in range(6):
-        await store.add_message(conv.id, "user", f"m{i}")
+        await store.add_message(conv.id, "user", f"m{i}", user_id=alice)
     seen: list[ConversationMessage] = []
-    async for message in store.iter_messages(conv.id, page_size=2):
+    async for message in store.iter_messages(conv.id, page_size=2, user_id=alice):
         seen.append(message)
         if len(seen) == 2:  # two new messages trim m0 and m1, already read
-            await store.add_message(conv.id, "user", "m6")
-            await store.add_message(conv.id, "user", "m7")
+            await store.add_message(conv.id, "user", "m6", user_id=alice)
+            await store.add_message(conv.id, "user", "m7", user_id=alice)
     contents = [m.content for m in seen]
     # Offset paging would have jumped to offset 2 = m4, skipping m2 and m3.
     assert contents == [f"m{i}" for i in range(8)], "no message seen twice or skipped"
@@ -647,12 +666,48 @@ async def test_another_user_cannot_reach_a_conversation(db: Database, alice: int
     assert await store.delete_conversation(conv.id, user_id=alice) is True
 
 
+@pytest.mark.parametrize(
+    "method",
+    [
+        "update_conversation",
+        "delete_conversation",
+        "add_message",
+        "get_messages",
+        "get_recent_messages",
+        "iter_messages",
+        "count_messages",
+        "delete_message",
+        "clear_messages",
+    ],
+)
+def test_the_owner_check_cannot_be_left_out(method: str) -> None:
+    """``user_id`` is keyword-only and required: forgetting it is a TypeError, not a bypass."""
+    parameter = inspect.signature(getattr(ConversationStore, method)).parameters["user_id"]
+    assert parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    assert parameter.default is inspect.Parameter.empty
+    assert parameter.annotation in ("int", int)
+
+
+async def test_the_unchecked_add_is_for_what_the_system_writes(db: Database, alice: int) -> None:
+    store = ConversationStore(db)
+    conv = await store.create_conversation(alice)
+    asked = await store.add_message(conv.id, "user", "which tea?", user_id=alice)
+    reply = await store.add_message_unchecked(conv.id, "assistant", "Rooibos.")
+    assert (asked.user_id, reply.user_id) == (alice, None)
+    with pytest.raises(InvalidInputError, match="add_message"):
+        await store.add_message_unchecked(conv.id, "user", "not mine")  # type: ignore[arg-type]
+    with pytest.raises(NotFoundError):
+        await store.add_message_unchecked("missing", "assistant", "x")
+    messages = await store.get_messages(conv.id, user_id=alice)
+    assert [m.content for m in messages] == ["which tea?", "Rooibos."]
+
+
 async def test_user_counts_and_deletion(db: Database, alice: int, bob: int) -> None:
     store = ConversationStore(db)
     for _ in range(3):
         conv = await store.create_conversation(alice)
         await store.add_message(conv.id, "user", "x", user_id=alice)
-        await store.add_message(conv.id, "assistant", "y")
+        await store.add_message_unchecked(conv.id, "assistant", "y")
     kept = await store.create_conversation(bob)
     await store.add_message(kept.id, "user", "z", user_id=bob)
     assert await store.count_user_messages(alice) == 6
@@ -877,9 +932,9 @@ async def test_store_writes_never_deadlock_with_forget(db: Database, alice: int,
     await store.add_message(conv.id, "user", "hello", user_id=alice, message_id="m1")
     calls = {
         "add_user": lambda: store.add_message(conv.id, "user", "more", user_id=alice),
-        "add_assistant": lambda: store.add_message(conv.id, "assistant", "reply"),
-        "clear": lambda: store.clear_messages(conv.id),
-        "delete": lambda: store.delete_message(conv.id, "m1"),
+        "add_assistant": lambda: store.add_message_unchecked(conv.id, "assistant", "reply"),
+        "clear": lambda: store.clear_messages(conv.id, user_id=alice),
+        "delete": lambda: store.delete_message(conv.id, "m1", user_id=alice),
         "start": lambda: store.get_or_start_conversation(  # closes conv: a row lock
             alice, channel_id=7, now=datetime.now(UTC) + timedelta(days=1)
         ),
@@ -890,3 +945,37 @@ async def test_store_writes_never_deadlock_with_forget(db: Database, alice: int,
     async with db.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM conversations") == 0
         assert await conn.fetchval("SELECT count(*) FROM conversation_messages") == 0
+
+
+async def test_start_lock_is_per_schema(
+    db: Database, settings: Settings, server_url: str, alice: int
+) -> None:
+    """Bots sharing a database in two schemas never wait on each other's start lock."""
+    other = await Database.open(
+        settings,
+        url=server_url,
+        schema=f"t_{uuid.uuid4().hex[:12]}",
+        min_size=1,
+        max_size=2,
+        upgrade=True,
+    )
+    try:
+        async with other.acquire() as conn:  # the same users.id there
+            await conn.execute("INSERT INTO users (id, discord_id) VALUES ($1, 101)", alice)
+        async with db.transaction() as conn:
+            # What get_or_start_conversation(alice, channel_id=7) locks, in db's schema.
+            await conn.execute(_START_LOCK, db.schema, alice, 7, DEFAULT_RESOURCE_ID)
+            there = ConversationStore(other).get_or_start_conversation(alice, channel_id=7)
+            assert (await asyncio.wait_for(there, timeout=10)).user_id == alice
+            here = asyncio.ensure_future(
+                ConversationStore(db).get_or_start_conversation(alice, channel_id=7)
+            )
+            await asyncio.sleep(0.5)
+            assert not here.done(), "in its own schema the call waits for the lock"
+        assert (await asyncio.wait_for(here, timeout=10)).user_id == alice
+    finally:
+        try:
+            async with other.acquire() as conn:
+                await conn.execute(f'DROP SCHEMA IF EXISTS "{other.schema}" CASCADE')
+        finally:
+            await other.close()

@@ -61,7 +61,7 @@ async def _populate(db: Database, person: Person, seq: int) -> None:
         guild_id=GUILD,
     )
     await conversations.add_message(conv.id, "user", f"I am {person.username}", user_id=user.id)
-    await conversations.add_message(conv.id, "assistant", f"Hello {person.username}")
+    await conversations.add_message_unchecked(conv.id, "assistant", f"Hello {person.username}")
 
     sessions = SessionStore(db)
     session = await sessions.get_or_create_session("bartender", user.id, CHANNEL)

@@ -2,7 +2,17 @@
 
 Every error says what went wrong and what to do about it. Driver errors (asyncpg,
 openai, discord.py) are translated into these at the boundary of the module that
-talks to the driver; the original is kept as ``__cause__``.
+talks to the driver. The original is kept as ``__cause__`` only where it cannot carry
+a secret: a failed statement keeps asyncpg's error (SQLSTATE, constraint, key), also
+when it becomes a :class:`NotFoundError` or :class:`InvalidInputError`. The others
+are raised ``from None``, and their message carries what is safe to show:
+
+- connecting to PostgreSQL: the driver's text quotes what it was given (host, user,
+  file paths, and from a malformed URL part of the password);
+- Discord: discord.py's exception holds the HTTP response, whose request carries the
+  bot token;
+- the language model: openai's exception holds the request (the API key in its
+  headers), and its message is not redacted.
 
 ::
 

@@ -14,7 +14,7 @@ from barkeeper import __version__
 from barkeeper.cli import db as db_cli
 from barkeeper.cli import memories as memories_cli
 from barkeeper.cli import privacy as privacy_cli
-from barkeeper.cli._common import err_console
+from barkeeper.cli._common import err_console, styled
 from barkeeper.cli.backfill import backfill
 from barkeeper.cli.doctor import doctor, run_bot
 from barkeeper.errors import BarkeeperError, ConfigError
@@ -56,10 +56,10 @@ def main() -> None:
     try:
         app()
     except ConfigError as exc:
-        err_console.print(f"[red]Configuration error:[/] {exc}")
+        err_console.print(styled("Configuration error:", "red"), str(exc))
         sys.exit(2)
     except BarkeeperError as exc:
-        err_console.print(f"[red]Error:[/] {exc}")
+        err_console.print(styled("Error:", "red"), str(exc))
         sys.exit(1)
     except KeyboardInterrupt:
         err_console.print("Interrupted.")

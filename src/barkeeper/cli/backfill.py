@@ -22,9 +22,17 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from barkeeper.backfill import Backfill, BackfillResult, DiscordHistorySource, ProgressEvent
-from barkeeper.cli._common import console, err_console, run, settings_and_logging
+from barkeeper.cli._common import (
+    console,
+    err_console,
+    id_argument,
+    run,
+    settings_and_logging,
+    styled,
+)
 from barkeeper.config import Settings
 from barkeeper.db import Database
 from barkeeper.errors import ConfigError
@@ -41,7 +49,7 @@ class _Bars:
     def __call__(self, event: ProgressEvent) -> None:
         progress = self._progress
         if event.kind == "found":
-            self._overall = progress.add_task("[bold]channels", total=event.total)
+            self._overall = progress.add_task("channels", total=event.total)
             return
         channel = event.channel
         if channel is None:
@@ -67,8 +75,9 @@ def _summary(result: BackfillResult, target: int) -> Table:
         table.add_column(column, justify="left" if column == "channel" else "right")
     table.add_column("outcome")
     for c in result.channels:
+        outcome: str | Text
         if c.error is not None:
-            outcome = f"[red]failed[/]: {c.error}"
+            outcome = Text.assemble(styled("failed", "red"), f": {c.error}")
         elif c.skipped:
             outcome = "done by another process"
         else:
@@ -115,7 +124,7 @@ async def _backfill(
 
 def backfill(
     channel: Annotated[
-        list[int] | None,
+        list[str] | None,
         typer.Option(
             "--channel",
             "-c",
@@ -161,10 +170,11 @@ def backfill(
     deletes. Resumable (stop it at any moment, run it again) and safe to run from
     several processes at once. Uses DISCORD_TOKEN and DISCORD_API_BASE.
     """
+    channels = [id_argument(c, "--channel", "Discord id") for c in channel or ()]
     settings = settings_and_logging()
     show_bars = err_console.is_terminal
     progress = Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # channel names are Discord's
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -179,7 +189,7 @@ def backfill(
         result = run(
             _backfill(
                 settings,
-                channel or None,
+                channels or None,
                 target,
                 concurrency,
                 sync,
@@ -191,6 +201,7 @@ def backfill(
         json_out.write_text(json.dumps(result.as_dict(), indent=2), encoding="utf-8")
     if not result.ok:
         err_console.print(
-            f"[red]Backfill failed for {result.failures} of {len(result.channels)} channel(s)[/]"
+            f"Backfill failed for {result.failures} of {len(result.channels)} channel(s)",
+            style="red",
         )
         raise typer.Exit(1)

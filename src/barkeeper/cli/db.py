@@ -6,8 +6,9 @@ import time
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from barkeeper.cli._common import console, run, settings_and_logging
+from barkeeper.cli._common import console, run, settings_and_logging, styled
 from barkeeper.db import Database
 from barkeeper.db.migrations import MIGRATIONS, expected_tables
 
@@ -28,12 +29,12 @@ def upgrade() -> None:
             if applied:
                 console.print(
                     f"Applied migration(s) {', '.join(map(str, applied))}; schema "
-                    f"[bold]{db.schema}[/] is at version {status.current_version} "
+                    f"{db.schema} is at version {status.current_version} "
                     f"({db.mode.value} database, ready in {elapsed:.2f} s)."
                 )
             else:
                 console.print(
-                    f"Schema [bold]{db.schema}[/] is already at version {status.current_version}; "
+                    f"Schema {db.schema} is already at version {status.current_version}; "
                     f"nothing to do ({db.mode.value} database, ready in {elapsed:.2f} s)."
                 )
 
@@ -50,7 +51,7 @@ def status() -> None:
             st = await db.migration_status()
             console.print(f"Database: {db.url.masked()} ({db.mode.value} mode)")
             console.print(
-                f"Schema [bold]{st.schema}[/]: version {st.current_version} of {st.latest_version}"
+                f"Schema {st.schema}: version {st.current_version} of {st.latest_version}"
             )
             table = Table("version", "name", "applied at")
             applied = {v: (n, at) for v, n, at in st.applied}
@@ -79,16 +80,23 @@ def check() -> None:
             missing = [t for t in expected_tables() if t not in present]
             if not st.up_to_date:
                 console.print(
-                    f"[red]Schema {st.schema} is at version {st.current_version}, code expects "
-                    f"{st.latest_version}.[/] Run `barkeeper db upgrade`."
+                    styled(
+                        f"Schema {st.schema} is at version {st.current_version}, code expects "
+                        f"{st.latest_version}.",
+                        "red",
+                    ),
+                    "Run `barkeeper db upgrade`.",
                 )
                 return 1
             if missing:
-                console.print(f"[red]Missing tables:[/] {', '.join(missing)}")
+                console.print(styled("Missing tables:", "red"), ", ".join(missing))
                 return 1
             console.print(
-                f"[green]OK[/]: schema {st.schema} at version {st.current_version}, "
-                f"{len(expected_tables())} tables present."
+                Text.assemble(
+                    styled("OK", "green"),
+                    f": schema {st.schema} at version {st.current_version}, "
+                    f"{len(expected_tables())} tables present.",
+                )
             )
             return 0
 

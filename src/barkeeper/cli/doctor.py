@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from barkeeper.cli._common import console, err_console, run, settings_and_logging
+from barkeeper.cli._common import console, err_console, run, settings_and_logging, styled
 from barkeeper.config import Settings
 from barkeeper.db import Database
 from barkeeper.db.url import mask_url
@@ -59,11 +60,13 @@ def doctor() -> None:
 
     error = run(probe())
     if error:
-        table.add_row("database", f"[red]FAILED[/]: {error}")
+        table.add_row("database", Text.assemble(styled("FAILED", "red"), f": {error}"))
     missing = missing_for_bot(settings)
     table.add_row(
         "bot settings",
-        "complete" if not missing else "[yellow]missing[/]: " + "; ".join(missing),
+        "complete"
+        if not missing
+        else Text.assemble(styled("missing", "yellow"), ": " + "; ".join(missing)),
     )
     console.print(table)
     if error:
@@ -75,13 +78,14 @@ def run_bot() -> None:
     settings = settings_and_logging()
     missing = missing_for_bot(settings)
     if missing:
-        err_console.print("[red]Cannot start the bot[/]; missing setting(s):")
+        err_console.print(styled("Cannot start the bot", "red"), "; missing setting(s):", sep="")
         for item in missing:
             err_console.print(f"  - {item}")
         err_console.print("Set them in the environment or in a .env file (see .env.example).")
     else:
         err_console.print(
-            "[red]The Discord bot itself is not part of this version yet[/]: the storage "
-            "layer is (try `barkeeper doctor` and `barkeeper db upgrade`)."
+            styled("The Discord bot itself is not part of this version yet", "red"),
+            ": the storage layer is (try `barkeeper doctor` and `barkeeper db upgrade`).",
+            sep="",
         )
     raise typer.Exit(1)

@@ -13,10 +13,18 @@ from datetime import datetime
 from typing import Annotated, TypeVar
 
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from barkeeper.cli._common import console, err_console, run, settings_and_logging
+from barkeeper.cli._common import (
+    console,
+    err_console,
+    id_argument,
+    run,
+    settings_and_logging,
+    styled,
+    user_id_or_external,
+)
 from barkeeper.companion import UserStore
 from barkeeper.config import Settings
 from barkeeper.db import Database
@@ -72,38 +80,28 @@ def _memory_type(value: str | None) -> MemoryType | None:
     raise typer.BadParameter(f"{value!r} is not a memory type ({', '.join(MEMORY_TYPES)})")
 
 
-def _discord_id(user_id: str) -> int:
-    text = user_id.strip()
-    if not text.isascii() or not text.isdigit() or not 0 < int(text) < 2**63:
-        raise typer.BadParameter(
-            f"{user_id!r} is not a Discord id (digits only); use --external for other ids"
-        )
-    return int(text)
-
-
-async def resolve_user(db: Database, user_id: str, *, external: bool, create: bool) -> int:
+async def resolve_user(db: Database, who: int | str, *, create: bool) -> int:
     """The internal ``users.id`` of a Discord (or external) user id.
 
     Args:
         db: The database.
-        user_id: A Discord id, or an external id with ``external``.
-        external: ``user_id`` is a ``users.external_id``.
+        who: A Discord id (an ``int``, see :func:`~barkeeper.cli._common.parse_id`),
+            or an external id (a ``str``).
         create: Create the user when unknown (a Discord user gets only the id; the
             names are filled in when the bot sees them).
 
     Raises:
         NotFoundError: No such user and ``create`` is false.
-        typer.BadParameter: ``user_id`` is not a Discord id.
     """
     users = UserStore(db)
-    if external:
+    if isinstance(who, str):
         if create:
-            return (await users.get_or_create_external_user(user_id)).id
-        found = await users.get_by_external_id(user_id)
+            return (await users.get_or_create_external_user(who)).id
+        found = await users.get_by_external_id(who)
         if found is None:
-            raise NotFoundError(f"no user with external id {user_id!r}")
+            raise NotFoundError(f"no user with external id {who!r}")
         return found.id
-    discord_id = _discord_id(user_id)
+    discord_id = who
     if create:
         async with db.acquire() as conn:
             return int(await conn.fetchval(_UPSERT_DISCORD_USER, discord_id))
@@ -140,17 +138,17 @@ def _memory_table(title: str, memories: list[Memory], scores: list[float] | None
     table.add_column("expires")
     table.add_column("updated")
     for n, memory in enumerate(memories):
-        row = [str(memory.id)]
+        row: list[str | Text] = [str(memory.id)]
         if scores is not None:
             row.append(f"{scores[n]:.3f}")
         row += [
             memory.memory_type,
-            escape(memory.content),
+            memory.content,
             f"{memory.confidence:.2f}",
             f"{memory.importance:.2f}",
             memory.temporal_relevance,
             str(memory.version),
-            "valid" if memory.is_valid else "[dim]invalidated[/]",
+            "valid" if memory.is_valid else styled("invalidated", "dim"),
             _when(memory.expires_at),
             _when(memory.updated_at),
         ]
@@ -171,11 +169,12 @@ def list_memories(
     external: ExternalOpt = False,
 ) -> None:
     """List the user's memories, newest first (expired and forgotten ones never show)."""
+    who = user_id_or_external(user_id, external=external)
     settings = settings_and_logging()
     kind = _memory_type(memory_type)
 
     async def action(db: Database, store: MemoryStore) -> tuple[list[Memory], int]:
-        uid = await resolve_user(db, user_id, external=external, create=False)
+        uid = await resolve_user(db, who, create=False)
         memories = await store.list_memories(
             uid,
             memory_types=[kind] if kind else None,
@@ -189,7 +188,7 @@ def list_memories(
         console.print(f"No memories of {user_id}" + (f" of type {kind}." if kind else "."))
         return
     shown = f"{len(memories)} of {total}" if len(memories) < total else str(len(memories))
-    console.print(_memory_table(f"Memories of {escape(user_id)} ({shown})", memories))
+    console.print(_memory_table(f"Memories of {user_id} ({shown})", memories))
 
 
 @app.command()
@@ -203,11 +202,12 @@ def add(
     external: ExternalOpt = False,
 ) -> None:
     """Add a memory for the user (creating the user if barkeeper does not know them yet)."""
+    who = user_id_or_external(user_id, external=external)
     settings = settings_and_logging()
     kind = _memory_type(memory_type) or "general"
 
     async def action(db: Database, store: MemoryStore) -> Memory:
-        uid = await resolve_user(db, user_id, external=external, create=True)
+        uid = await resolve_user(db, who, create=True)
         return await store.add(
             uid,
             text,
@@ -219,14 +219,14 @@ def add(
         )
 
     memory = _with_store(settings, action)
-    console.print(f"Added memory {memory.id} for {escape(user_id)}: {escape(memory.content)}")
+    console.print(f"Added memory {memory.id} for {user_id}: {memory.content}")
 
 
 @app.command()
 def forget(
     user_id: UserIdArg,
     memory_id: Annotated[
-        int | None,
+        str | None,
         typer.Argument(help="The memory to forget (see `list`).", show_default=False),
     ] = None,
     forget_all: Annotated[
@@ -238,12 +238,14 @@ def forget(
     """Erase one memory of the user (its text and history), or with --all every one."""
     if (memory_id is None) == (not forget_all):
         raise typer.BadParameter("give either a MEMORY_ID or --all (not both)")
+    who = user_id_or_external(user_id, external=external)
+    mid = None if memory_id is None else id_argument(memory_id, "MEMORY_ID", "memory id")
     settings = settings_and_logging()
 
     async def check(db: Database, store: MemoryStore) -> int:
-        uid = await resolve_user(db, user_id, external=external, create=False)
-        if memory_id is not None:
-            await store.get(uid, memory_id)  # NotFoundError: not theirs, or gone
+        uid = await resolve_user(db, who, create=False)
+        if mid is not None:
+            await store.get(uid, mid)  # NotFoundError: not theirs, or gone
             return 1
         return await store.count(uid, include_invalid=True)
 
@@ -251,20 +253,20 @@ def forget(
     if count == 0:
         console.print(f"{user_id} has no memories.")
         return
-    what = f"memory {memory_id}" if memory_id is not None else f"all {count} memories"
+    what = f"memory {mid}" if mid is not None else f"all {count} memories"
     if not yes and not typer.confirm(f"Forget {what} of {user_id} permanently?", default=False):
         err_console.print("Nothing forgotten.")
         raise typer.Exit(1)
 
     async def action(db: Database, store: MemoryStore) -> int:
-        uid = await resolve_user(db, user_id, external=external, create=False)
-        if memory_id is not None:
-            await store.forget(uid, memory_id, changed_by="cli", reason="barkeeper memories forget")
+        uid = await resolve_user(db, who, create=False)
+        if mid is not None:
+            await store.forget(uid, mid, changed_by="cli", reason="barkeeper memories forget")
             return 1
         return await store.forget_all(uid)
 
     done = _with_store(settings, action)
-    console.print(f"Forgot {done} {'memory' if done == 1 else 'memories'} of {escape(user_id)}.")
+    console.print(f"Forgot {done} {'memory' if done == 1 else 'memories'} of {user_id}.")
 
 
 @app.command()
@@ -275,42 +277,47 @@ def search(
     external: ExternalOpt = False,
 ) -> None:
     """Search the user's valid memories (full text, meaning, recency and importance)."""
+    who = user_id_or_external(user_id, external=external)
     settings = settings_and_logging()
 
     async def action(db: Database, store: MemoryStore) -> tuple[list[Memory], list[float]]:
-        uid = await resolve_user(db, user_id, external=external, create=False)
+        uid = await resolve_user(db, who, create=False)
         hits = await store.search(uid, query, k=k)
         return [h.item for h in hits], [h.score for h in hits]
 
     memories, scores = _with_store(settings, action)
     if not memories:
-        console.print(f"No memory of {escape(user_id)} matches.")
+        console.print(f"No memory of {user_id} matches.")
         return
-    title = f"Memories of {escape(user_id)} for {escape(query)!r}"
+    title = f"Memories of {user_id} for {query!r}"
     console.print(_memory_table(title, memories, scores))
 
 
 @app.command()
 def history(
     user_id: UserIdArg,
-    memory_id: Annotated[int, typer.Argument(help="The memory (see `list --all`).")],
+    memory_id: Annotated[
+        str, typer.Argument(help="The memory (see `list --all`).", show_default=False)
+    ],
     external: ExternalOpt = False,
 ) -> None:
     """Show every version of one of the user's memories: what changed, who did it, why."""
+    who = user_id_or_external(user_id, external=external)
+    mid = id_argument(memory_id, "MEMORY_ID", "memory id")
     settings = settings_and_logging()
 
     async def action(db: Database, store: MemoryStore) -> Table:
-        uid = await resolve_user(db, user_id, external=external, create=False)
-        table = Table(title=f"History of memory {memory_id}")
+        uid = await resolve_user(db, who, create=False)
+        table = Table(title=f"History of memory {mid}")
         for name in ("v", "change", "by", "reason", "content", "at"):
             table.add_column(name)
-        for version in await store.history(uid, memory_id):
+        for version in await store.history(uid, mid):
             table.add_row(
                 str(version.version),
                 version.change,
-                escape(version.changed_by),
-                escape(version.reason or ""),
-                escape(version.content),
+                version.changed_by,
+                version.reason or "",
+                version.content,
                 _when(version.created_at),
             )
         return table

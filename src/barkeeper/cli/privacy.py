@@ -9,7 +9,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from barkeeper.cli._common import console, err_console, run, settings_and_logging
+from barkeeper.cli._common import (
+    console,
+    err_console,
+    run,
+    settings_and_logging,
+    styled,
+    user_id_or_external,
+)
 from barkeeper.db import Database
 from barkeeper.privacy import Privacy, UserRef
 
@@ -26,35 +33,30 @@ ExternalOpt = Annotated[
 ]
 
 
-async def _resolve(privacy: Privacy, user_id: str, external: bool) -> UserRef:
-    if external:
-        return await privacy.find_user(external_id=user_id)
-    try:
-        discord_id = int(user_id)
-    except ValueError:
-        raise typer.BadParameter(
-            f"{user_id!r} is not a Discord id (digits only); use --external for other ids"
-        ) from None
-    return await privacy.find_user(discord_id=discord_id)
+async def _resolve(privacy: Privacy, who: int | str) -> UserRef:
+    if isinstance(who, str):
+        return await privacy.find_user(external_id=who)
+    return await privacy.find_user(discord_id=who)
 
 
 def _print_counts(title: str, rows: dict[str, int]) -> None:
     table = Table("table", "rows", title=title)
     for name, n in sorted(rows.items()):
         table.add_row(name, str(n))
-    table.add_row("[bold]total[/]", f"[bold]{sum(rows.values())}[/]")
+    table.add_row(styled("total", "bold"), styled(str(sum(rows.values())), "bold"))
     console.print(table)
 
 
 @app.command()
 def show(user_id: UserIdArg, external: ExternalOpt = False) -> None:
     """Count what is kept about the user, per table."""
+    who = user_id_or_external(user_id, external=external)
     settings = settings_and_logging()
 
     async def main() -> dict[str, int]:
         async with Database.connect(settings, min_size=1, max_size=2, upgrade=True) as db:
             privacy = Privacy(db)
-            return (await privacy.show(await _resolve(privacy, user_id, external))).rows
+            return (await privacy.show(await _resolve(privacy, who))).rows
 
     rows = run(main())
     _print_counts(f"Kept about {user_id}", rows)
@@ -69,12 +71,13 @@ def export(
     ] = None,
 ) -> None:
     """Export everything kept about the user as one JSON document."""
+    who = user_id_or_external(user_id, external=external)
     settings = settings_and_logging()
 
     async def main() -> dict[str, object]:
         async with Database.connect(settings, min_size=1, max_size=2, upgrade=True) as db:
             privacy = Privacy(db)
-            return await privacy.export(await _resolve(privacy, user_id, external))
+            return await privacy.export(await _resolve(privacy, who))
 
     document = run(main())
     text = json.dumps(document, ensure_ascii=False, indent=2, default=str)
@@ -92,12 +95,13 @@ def forget(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete everything kept about the user, in every table, in one transaction."""
+    who = user_id_or_external(user_id, external=external)
     settings = settings_and_logging()
 
     async def count() -> dict[str, int]:
         async with Database.connect(settings, min_size=1, max_size=2, upgrade=True) as db:
             privacy = Privacy(db)
-            return (await privacy.show(await _resolve(privacy, user_id, external))).rows
+            return (await privacy.show(await _resolve(privacy, who))).rows
 
     rows = run(count())
     if not rows:
@@ -111,6 +115,6 @@ def forget(
     async def delete() -> dict[str, int]:
         async with Database.connect(settings, min_size=1, max_size=2) as db:
             privacy = Privacy(db)
-            return (await privacy.forget(await _resolve(privacy, user_id, external))).rows
+            return (await privacy.forget(await _resolve(privacy, who))).rows
 
     _print_counts(f"Deleted, for {user_id}", run(delete()))

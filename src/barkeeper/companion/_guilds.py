@@ -226,7 +226,7 @@ class GuildStore:
                 )
         except QueryError as exc:
             if exc.sqlstate == "23503":
-                raise NotFoundError(f"no guild {guild_id} or no user {user_id}") from None
+                raise NotFoundError(f"no guild {guild_id} or no user {user_id}") from exc
             raise
         assert row is not None
         return GuildMember.from_row(row)

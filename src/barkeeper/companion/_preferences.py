@@ -57,7 +57,7 @@ class PreferenceStore:
                 await conn.execute(_SET, user_id, key, value)
         except QueryError as exc:
             if exc.sqlstate == "23503":
-                raise NotFoundError(f"no user with id {user_id}") from None
+                raise NotFoundError(f"no user with id {user_id}") from exc
             raise
 
     async def get_preference(self, user_id: int, key: str) -> str | None:

@@ -3,7 +3,8 @@
 - :class:`ConversationStore`: Loyal Companion's conversations (per user and channel,
   a new one after the timeout) and VoltAgent's (per user and agent): messages with
   roles, a per-conversation storage limit enforced in the adding transaction,
-  user-centric listing, paging (``has_more``) and ownership-checked access.
+  user-centric listing, paging (``has_more``) and ownership-checked access (the
+  caller's ``user_id`` is required; ``add_message_unchecked`` is the system's own path).
 - :class:`SessionStore`: Agno's agent sessions, normalised — the session holds state,
   each run is one row written once; the last ``AGENT_HISTORY_RUNS`` runs in one query.
 
@@ -19,6 +20,8 @@ Example::
     store = ConversationStore(db, storage_limit=100)
     conv = await store.get_or_start_conversation(user.id, channel_id=channel.id)
     await store.add_message(conv.id, "user", "evening", user_id=user.id)
+    await store.add_message_unchecked(conv.id, "assistant", "Evening. The usual?")
+    recent = await store.get_recent_messages(conv.id, 20, user_id=user.id)
 """
 
 from barkeeper.conversations._models import (

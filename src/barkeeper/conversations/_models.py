@@ -93,7 +93,9 @@ class ConversationMessage:
         id: internal, increasing id (ties on ``created_at`` are broken by it).
         conversation_id: the conversation.
         message_id: VoltAgent's per-conversation message id (a UUID unless given).
-        user_id: the author when a user wrote it (always the conversation's owner), else None.
+        user_id: the conversation's owner, when the message was added owner-checked
+            (:meth:`ConversationStore.add_message`); None for what the system added
+            (:meth:`ConversationStore.add_message_unchecked`).
         discord_message_id: the Discord message it came from, if any.
         role: ``user``, ``assistant``, ``system`` or ``tool``.
         type: VoltAgent's message type (``text``, ``tool-call``, ``tool-result`` …).

@@ -127,7 +127,7 @@ class SessionStore:
                     row = await conn.fetchrow(_FIND_SESSION, agent_id, user_id, channel_id)
         except QueryError as exc:
             if exc.sqlstate == "23503":
-                raise NotFoundError(f"no user with id {user_id}") from None
+                raise NotFoundError(f"no user with id {user_id}") from exc
             raise
         assert row is not None
         return AgentSession.from_row(row)

@@ -9,11 +9,10 @@ input. Each query names the index serving it.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from barkeeper.config import Settings
 from barkeeper.conversations._models import (
@@ -43,9 +42,15 @@ MAX_CONTENT_CHARS: Final = 1_000_000
 _MAX_TITLE_CHARS: Final = 1_000
 _MAX_PAGE: Final = 10_000
 _UNSET: Any = object()
-# Advisory-lock class for get_or_start_conversation; the two-int key space is apart
-# from the one-bigint space the migrations lock uses.
-_START_LOCK_CLASS: Final = 0x62_6B_63_76  # "bkcv"
+
+# get_or_start_conversation's transaction lock on (schema, user, channel, resource): a
+# 64-bit hash with a purpose prefix, as the migrations' and the backfill's locks, so
+# bots sharing a database in different schemas never wait for each other.
+_START_LOCK = """
+SELECT pg_advisory_xact_lock(hashtextextended(
+    'barkeeper.conversation:' || $1::text || ':' || $2::bigint::text || ':'
+    || $3::bigint::text || ':' || $4::text, 0))
+"""
 
 
 # The only ORDER BY clauses that exist. Served by ix_conversations_user_created,
@@ -86,7 +91,7 @@ UPDATE conversations
 SET title = CASE WHEN $2 THEN $3 ELSE title END,
     metadata = CASE WHEN $4 THEN $5::jsonb ELSE metadata END,
     updated_at = now()
-WHERE id = $1 AND ($6::bigint IS NULL OR user_id = $6)
+WHERE id = $1 AND user_id = $6
 RETURNING *
 """
 
@@ -146,11 +151,6 @@ def _conversation_id(value: object) -> str:
     return check_name(value, "conversation_id", max_length=255)
 
 
-def _lock_key(user_id: int, channel_id: int, resource_id: str) -> int:
-    digest = hashlib.blake2b(f"{user_id}:{channel_id}:{resource_id}".encode(), digest_size=4)
-    return int.from_bytes(digest.digest(), "big", signed=True)
-
-
 def _not_found(conversation_id: str) -> NotFoundError:
     return NotFoundError(f"conversation {conversation_id!r} not found")
 
@@ -158,11 +158,13 @@ def _not_found(conversation_id: str) -> NotFoundError:
 class ConversationStore:
     """Conversations and their messages, in PostgreSQL.
 
-    A conversation belongs to one user (``users.id``); the methods taking ``user_id``
-    are the user-scoped API: another user's conversation behaves exactly as if it
-    did not exist (``None``, ``[]``, ``False`` or :class:`NotFoundError`), so its
-    existence never leaks. Methods without ``user_id`` are for trusted callers (the
-    bot, administration).
+    A conversation belongs to one user (``users.id``). Every method that reads or
+    changes one conversation takes the caller's ``user_id`` (keyword-only, required)
+    and checks it: another user's conversation behaves exactly as if it did not exist
+    (``None``, ``[]``, ``0``, ``False`` or :class:`NotFoundError`), so its existence
+    never leaks. The unchecked paths are few and named so: :meth:`add_message_unchecked`
+    (what the system itself writes: the assistant's reply, a system prompt, a tool
+    result) and :meth:`get_conversation` (administration).
 
     Each conversation keeps at most ``storage_limit`` messages: adding one more deletes
     the oldest in the same transaction. ``message_count`` is the number stored; it is
@@ -173,8 +175,8 @@ class ConversationStore:
         store = ConversationStore(db, storage_limit=100)
         conv = await store.create_conversation(user.id, resource_id="helper", title="Tea")
         await store.add_message(conv.id, "user", "Which tea for the evening?", user_id=user.id)
-        await store.add_message(conv.id, "assistant", "Rooibos: no caffeine.")
-        for message in await store.get_messages(conv.id):
+        await store.add_message_unchecked(conv.id, "assistant", "Rooibos: no caffeine.")
+        for message in await store.get_messages(conv.id, user_id=user.id):
             print(message.role, message.content)
 
     Args:
@@ -262,15 +264,16 @@ class ConversationStore:
                 )
         except QueryError as exc:
             if exc.sqlstate == "23505":
-                raise InvalidInputError(f"conversation id {cid!r} is already taken") from None
+                raise InvalidInputError(f"conversation id {cid!r} is already taken") from exc
             if exc.sqlstate == "23503":
-                raise NotFoundError(f"no user with id {user_id}") from None
+                raise NotFoundError(f"no user with id {user_id}") from exc
             raise
         assert row is not None
         return Conversation.from_row(row)
 
     async def get_conversation(self, conversation_id: str) -> Conversation | None:
-        """The conversation with this id, whoever owns it (trusted callers)."""
+        """The conversation with this id, whoever owns it (administration; users get
+        :meth:`get_user_conversation`)."""
         cid = _conversation_id(conversation_id)
         async with self._db.acquire() as conn:
             row = await conn.fetchrow("SELECT * FROM conversations WHERE id = $1", cid)
@@ -294,17 +297,17 @@ class ConversationStore:
         self,
         conversation_id: str,
         *,
+        user_id: int,
         title: str | None = _UNSET,
         metadata: Mapping[str, Any] = _UNSET,
-        user_id: int | None = None,
     ) -> Conversation:
         """Change a conversation's title and/or metadata (metadata is replaced, not merged).
 
         Args:
             conversation_id: the conversation.
+            user_id: the caller: only their own conversation can be changed.
             title: the new title; None clears it; omitted leaves it.
             metadata: the new metadata object; omitted leaves it.
-            user_id: when given, only this user's conversation can be changed.
 
         Raises:
             InvalidInputError: nothing to change, or a malformed argument.
@@ -318,8 +321,7 @@ class ConversationStore:
         if set_title and title is not None:
             title = clean_text(title, "title", max_length=_MAX_TITLE_CHARS)
         meta = self._metadata(metadata) if set_meta else None
-        if user_id is not None:
-            user_id = check_bigint(user_id, "user_id")
+        user_id = check_bigint(user_id, "user_id")
         async with self._db.acquire() as conn:
             row = await conn.fetchrow(
                 _UPDATE_CONVERSATION,
@@ -334,16 +336,13 @@ class ConversationStore:
             raise _not_found(cid)
         return Conversation.from_row(row)
 
-    async def delete_conversation(
-        self, conversation_id: str, *, user_id: int | None = None
-    ) -> bool:
+    async def delete_conversation(self, conversation_id: str, *, user_id: int) -> bool:
         """Delete a conversation with its messages; False if none (or not ``user_id``'s)."""
         cid = _conversation_id(conversation_id)
-        if user_id is not None:
-            user_id = check_bigint(user_id, "user_id")
+        user_id = check_bigint(user_id, "user_id")
         async with self._db.acquire() as conn:
             status = await conn.execute(
-                "DELETE FROM conversations WHERE id = $1 AND ($2::bigint IS NULL OR user_id = $2)",
+                "DELETE FROM conversations WHERE id = $1 AND user_id = $2",
                 cid,
                 user_id,
             )
@@ -357,22 +356,23 @@ class ConversationStore:
         role: Role,
         content: str,
         *,
+        user_id: int,
         type: str = "text",
         message_id: str | None = None,
-        user_id: int | None = None,
         discord_message_id: int | None = None,
         token_count: int | None = None,
         image_urls: Sequence[str] = (),
     ) -> ConversationMessage:
-        """Append a message, trimming the conversation to the storage limit atomically.
+        """Append a message to ``user_id``'s conversation, trimming it to the storage limit.
 
         One round trip to the schema's ``add_conversation_message`` function, which
         runs as one transaction: it locks the conversation row first (``FOR NO KEY
         UPDATE``, the lock an UPDATE takes), so concurrent adds to one conversation
         queue up, never deadlock, and never leave more than ``storage_limit``
-        messages; inserts; deletes the oldest messages beyond the limit (reading a few
-        entries of ix_conversation_messages_lookup, no ``count(*)``: ``message_count``
-        is the stored count); and updates ``message_count``, ``last_message_at`` and
+        messages; checks the owner under that lock; inserts; deletes the oldest
+        messages beyond the limit (reading a few entries of
+        ix_conversation_messages_lookup, no ``count(*)``: ``message_count`` is the
+        stored count); and updates ``message_count``, ``last_message_at`` and
         ``updated_at``.
 
         ``content`` is free text: PostgreSQL text cannot hold NUL, so NUL characters
@@ -383,13 +383,12 @@ class ConversationStore:
             conversation_id: the conversation.
             role: ``user``, ``assistant``, ``system`` or ``tool``.
             content: the text.
+            user_id: the caller, who must own the conversation (another user gets
+                :class:`NotFoundError`, as for a conversation that does not exist);
+                stored as the message's ``user_id``.
             type: VoltAgent's message type (``text``, ``tool-call`` …).
             message_id: VoltAgent's message id, unique within the conversation; a UUID
                 when None.
-            user_id: the author when a user wrote it. It must be the conversation's
-                owner (a conversation belongs to one user, which keeps forgetting a
-                user exact); another user gets :class:`NotFoundError`, as for a
-                conversation that does not exist.
             discord_message_id: the Discord message it came from.
             token_count: its tokens, if counted.
             image_urls: attached image URLs.
@@ -398,6 +397,72 @@ class ConversationStore:
             InvalidInputError: a malformed argument, or ``message_id`` already used here.
             NotFoundError: no such conversation (or not ``user_id``'s).
         """
+        return await self._add(
+            conversation_id,
+            role,
+            content,
+            check_bigint(user_id, "user_id"),
+            type=type,
+            message_id=message_id,
+            discord_message_id=discord_message_id,
+            token_count=token_count,
+            image_urls=image_urls,
+        )
+
+    async def add_message_unchecked(
+        self,
+        conversation_id: str,
+        role: Literal["assistant", "system", "tool"],
+        content: str,
+        *,
+        type: str = "text",
+        message_id: str | None = None,
+        discord_message_id: int | None = None,
+        token_count: int | None = None,
+        image_urls: Sequence[str] = (),
+    ) -> ConversationMessage:
+        """Append what the system itself writes, with no owner check.
+
+        For the assistant's reply, a system prompt or a tool result in a conversation
+        the caller already holds (from :meth:`get_or_start_conversation` or an
+        owner-checked read); the message's ``user_id`` stays None. A user's words go
+        through :meth:`add_message`, which checks that they own the conversation.
+        Otherwise as :meth:`add_message`.
+
+        Raises:
+            InvalidInputError: ``role`` is ``user``, or a malformed argument.
+            NotFoundError: no such conversation.
+        """
+        if str(role) == "user":  # callers without a type checker
+            raise InvalidInputError(
+                "a user's message is added with add_message(..., user_id=...), which "
+                "checks that they own the conversation"
+            )
+        return await self._add(
+            conversation_id,
+            role,
+            content,
+            None,
+            type=type,
+            message_id=message_id,
+            discord_message_id=discord_message_id,
+            token_count=token_count,
+            image_urls=image_urls,
+        )
+
+    async def _add(
+        self,
+        conversation_id: str,
+        role: str,
+        content: str,
+        user_id: int | None,
+        *,
+        type: str,
+        message_id: str | None,
+        discord_message_id: int | None,
+        token_count: int | None,
+        image_urls: Sequence[str],
+    ) -> ConversationMessage:
         cid = _conversation_id(conversation_id)
         if role not in ROLES:
             raise InvalidInputError(
@@ -406,8 +471,6 @@ class ConversationStore:
         text = clean_text(content, "content", max_length=self.max_content_chars)
         type = check_name(type, "type", max_length=100)
         mid = str(uuid.uuid4()) if message_id is None else check_name(message_id, "message_id")
-        if user_id is not None:
-            user_id = check_bigint(user_id, "user_id")
         if discord_message_id is not None:
             discord_message_id = check_bigint(discord_message_id, "discord_message_id")
         if token_count is not None:
@@ -417,6 +480,8 @@ class ConversationStore:
         urls = [check_name(u, "image_urls[]", max_length=4096) for u in image_urls]
         try:
             async with self._db.acquire() as conn:
+                # user_id is the owner check (under the conversation's lock) and the
+                # stored author in one: NULL skips the check.
                 row = await conn.fetchrow(
                     _ADD_MESSAGE,
                     cid,
@@ -434,7 +499,7 @@ class ConversationStore:
             if exc.sqlstate == "23505":
                 raise InvalidInputError(
                     f"message id {mid!r} is already used in conversation {cid!r}"
-                ) from None
+                ) from exc
             raise
         if row is None:
             raise _not_found(cid)
@@ -444,23 +509,23 @@ class ConversationStore:
         self,
         conversation_id: str,
         *,
+        user_id: int,
         limit: int = 100,
         offset: int = 0,
         before: datetime | None = None,
         after: datetime | None = None,
         roles: Sequence[Role] | None = None,
-        user_id: int | None = None,
     ) -> list[ConversationMessage]:
         """Messages of a conversation, oldest first (VoltAgent's ``getConversationMessages``).
 
         Args:
             conversation_id: the conversation.
+            user_id: the caller: ``[]`` unless they own the conversation.
             limit: at most this many (1 … 10,000).
             offset: skip this many first.
             before: only messages created strictly before this (timezone-aware).
             after: only messages created strictly after this.
             roles: only these roles.
-            user_id: when given, ``[]`` unless this user owns the conversation.
 
         Served by ix_conversation_messages_lookup (conversation_id, created_at, id).
         """
@@ -482,10 +547,12 @@ class ConversationStore:
         conversation_id: str,
         n: int = 20,
         *,
+        user_id: int,
         before: datetime | None = None,
-        user_id: int | None = None,
     ) -> list[ConversationMessage]:
         """The newest ``n`` messages (before ``before`` if given), returned oldest first.
+
+        ``[]`` unless ``user_id`` owns the conversation.
 
         The context window of a reply; one backward scan of
         ix_conversation_messages_lookup.
@@ -509,11 +576,13 @@ class ConversationStore:
         self,
         conversation_id: str,
         *,
+        user_id: int,
         page_size: int = 100,
         roles: Sequence[Role] | None = None,
-        user_id: int | None = None,
     ) -> AsyncIterator[ConversationMessage]:
         """Every message of a conversation, oldest first, fetched ``page_size`` at a time.
+
+        Nothing unless ``user_id`` owns the conversation.
 
         Pages move a (created_at, id) cursor, so messages trimmed by the storage limit
         while iterating never shift a page.
@@ -541,7 +610,7 @@ class ConversationStore:
                 return
             cursor = (rows[-1]["created_at"], rows[-1]["id"])
 
-    async def count_messages(self, conversation_id: str, *, user_id: int | None = None) -> int:
+    async def count_messages(self, conversation_id: str, *, user_id: int) -> int:
         """How many messages the conversation holds (0 if none, or not ``user_id``'s)."""
         cid = _conversation_id(conversation_id)
         where, args = self._message_filters(cid, None, None, None, user_id)
@@ -552,18 +621,15 @@ class ConversationStore:
             )
         return int(n)
 
-    async def delete_message(
-        self, conversation_id: str, message_id: str, *, user_id: int | None = None
-    ) -> bool:
-        """Delete one message by its ``message_id``; False if there was none."""
+    async def delete_message(self, conversation_id: str, message_id: str, *, user_id: int) -> bool:
+        """Delete one message by its ``message_id``; False if none (or not ``user_id``'s)."""
         cid = _conversation_id(conversation_id)
         mid = check_name(message_id, "message_id")
-        if user_id is not None:
-            user_id = check_bigint(user_id, "user_id")
+        user_id = check_bigint(user_id, "user_id")
         async with self._db.transaction() as conn:
             await conn.execute(_LOCK_OWNER, cid)
             owner = await conn.fetchrow(_LOCK_CONVERSATION, cid)
-            if owner is None or (user_id is not None and owner["user_id"] != user_id):
+            if owner is None or owner["user_id"] != user_id:
                 return False
             status = await conn.execute(
                 "WITH gone AS (DELETE FROM conversation_messages "
@@ -576,15 +642,14 @@ class ConversationStore:
             )
         return bool(status != "UPDATE 0")
 
-    async def clear_messages(self, conversation_id: str, *, user_id: int | None = None) -> int:
-        """Delete every message of a conversation, keeping the conversation; returns how many."""
+    async def clear_messages(self, conversation_id: str, *, user_id: int) -> int:
+        """Delete every message of ``user_id``'s conversation, keeping it; returns how many."""
         cid = _conversation_id(conversation_id)
-        if user_id is not None:
-            user_id = check_bigint(user_id, "user_id")
+        user_id = check_bigint(user_id, "user_id")
         async with self._db.transaction() as conn:
             await conn.execute(_LOCK_OWNER, cid)
             owner = await conn.fetchrow(_LOCK_CONVERSATION, cid)
-            if owner is None or (user_id is not None and owner["user_id"] != user_id):
+            if owner is None or owner["user_id"] != user_id:
                 return 0
             status = await conn.execute(
                 "DELETE FROM conversation_messages WHERE conversation_id = $1", cid
@@ -755,11 +820,12 @@ class ConversationStore:
         there is marked inactive and a new conversation starts (its times are ``now``).
 
         Race-safe: the whole read-decide-write runs under a transaction-scoped advisory
-        lock on (user, channel, resource), so concurrent calls return one conversation.
-        A lock rather than a partial unique index on active conversations, because
-        :meth:`create_conversation` may legitimately keep several active conversations
-        in a channel (VoltAgent-style callers), and the lock makes the timeout check and
-        the start atomic without retry loops. Served by ix_conversations_channel_user.
+        lock on (schema, user, channel, resource), so concurrent calls return one
+        conversation. A lock rather than a partial unique index on active
+        conversations, because :meth:`create_conversation` may legitimately keep several
+        active conversations in a channel (VoltAgent-style callers), and the lock makes
+        the timeout check and the start atomic without retry loops. Served by
+        ix_conversations_channel_user.
 
         Args:
             user_id: the user.
@@ -780,11 +846,7 @@ class ConversationStore:
             async with self._db.transaction() as conn:
                 if await conn.fetchval(_LOCK_USER, user_id) is None:
                     raise NotFoundError(f"no user with id {user_id}")
-                await conn.execute(
-                    "SELECT pg_advisory_xact_lock($1, $2)",
-                    _START_LOCK_CLASS,
-                    _lock_key(user_id, channel_id, resource_id),
-                )
+                await conn.execute(_START_LOCK, self._db.schema, user_id, channel_id, resource_id)
                 current = await conn.fetchrow(
                     _ACTIVE_IN_CHANNEL, channel_id, user_id, resource_id, now, self.timeout
                 )
@@ -801,7 +863,7 @@ class ConversationStore:
                 )
         except QueryError as exc:
             if exc.sqlstate == "23503":
-                raise NotFoundError(f"no user with id {user_id}") from None
+                raise NotFoundError(f"no user with id {user_id}") from exc
             raise
         assert row is not None
         return Conversation.from_row(row)
@@ -840,7 +902,7 @@ class ConversationStore:
         before: datetime | None,
         after: datetime | None,
         roles: Sequence[str] | None,
-        user_id: int | None,
+        user_id: int,
     ) -> tuple[str, list[Any]]:
         where = ["conversation_id = $1"]
         args: list[Any] = [cid]
@@ -854,12 +916,11 @@ class ConversationStore:
         if checked_roles is not None:
             args.append(checked_roles)
             where.append(f"role = ANY(${len(args)}::text[])")
-        if user_id is not None:
-            args.append(check_bigint(user_id, "user_id"))
-            where.append(
-                "EXISTS (SELECT 1 FROM conversations c "  # noqa: S608 - a parameter number
-                f"WHERE c.id = $1 AND c.user_id = ${len(args)})"
-            )
+        args.append(check_bigint(user_id, "user_id"))
+        where.append(
+            "EXISTS (SELECT 1 FROM conversations c "  # noqa: S608 - a parameter number
+            f"WHERE c.id = $1 AND c.user_id = ${len(args)})"
+        )
         return " AND ".join(where), args
 
     async def _query(

@@ -313,8 +313,9 @@ class ChannelStatus:
         channel_id: the channel.
         guild_id: its server, when known.
         name: its name, when known.
-        message_count: messages cached (kept exact by triggers on every insert and
-            delete, whoever makes them).
+        message_count: messages cached: :class:`MessageStore` counts its own inserts,
+            triggers count every delete (whoever makes it); rows inserted by other SQL
+            count after :meth:`MessageStore.recount`.
         oldest_message_id: the oldest cached message (read from the index, so always
             true even after deletes), ``None`` when none is cached.
         newest_message_id: the newest cached message, likewise.

@@ -293,7 +293,7 @@ async def call_openai(
         except (openai.OpenAIError, json.JSONDecodeError) as exc:
             error = _translate(exc, endpoint=endpoint, timeout=request_timeout, what=what)
             if not isinstance(error, _Retryable):
-                raise type(error)(redact(str(error), secrets)) from exc
+                raise type(error)(redact(str(error), secrets)) from None
             wait = (
                 policy.delay(retry, error.retry_after, rng) if retry < policy.max_retries else None
             )
@@ -306,7 +306,7 @@ async def call_openai(
                         f" (it asked to wait {error.retry_after:g} s, more than the "
                         f"{policy.max_retry_after:g} s allowed)"
                     )
-                raise type(final)(redact(f"{final}{detail}", secrets)) from exc
+                raise type(final)(redact(f"{final}{detail}", secrets)) from None
             _log.info(
                 "retrying %s at %s in %.2f s (retry %d of %d): %s",
                 what,

@@ -259,10 +259,10 @@ class MessageIndex:
                     encoded,
                     self._embedder.name,
                 )
-            except asyncpg.ForeignKeyViolationError:
+            except asyncpg.ForeignKeyViolationError as exc:
                 raise InvalidInputError(
                     "a turn's discord_message_id is not in the Discord message cache"
-                ) from None
+                ) from exc
         return len(rows)
 
     async def sync_discord_channel(

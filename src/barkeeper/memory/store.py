@@ -472,8 +472,8 @@ class MemoryStore:
                     who,
                     why,
                 )
-            except asyncpg.ForeignKeyViolationError:
-                raise NotFoundError(f"no user with id {uid}") from None
+            except asyncpg.ForeignKeyViolationError as exc:
+                raise NotFoundError(f"no user with id {uid}") from exc
         assert row is not None
         return memory_from_row(row)
 
