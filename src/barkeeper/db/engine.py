@@ -142,9 +142,9 @@ class Database:
                 settings.data_dir, ephemeral=mode is DatabaseMode.EPHEMERAL
             )
             try:
-                parsed = await _ensure_embedded_database(parse_database_url(server.uri))
+                parsed = await _ensure_embedded_database(server.url)
             except BaseException:
-                server.stop()
+                await server.aclose()
                 raise
         pool_min = settings.database_pool_size if min_size is None else min_size
         pool_max = max(pool_min, settings.pool_max_size if max_size is None else max_size)
@@ -165,7 +165,7 @@ class Database:
             )
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             if server is not None:
-                server.stop()
+                await server.aclose()
             raise translate_error(exc, parsed) from None
         try:
             async with pool.acquire() as conn:
@@ -173,7 +173,7 @@ class Database:
         except BaseException:
             await pool.close()
             if server is not None:
-                server.stop()
+                await server.aclose()
             raise
         db = cls(pool, url=parsed, mode=mode, schema=schema, capabilities=caps, server=server)
         try:
@@ -207,13 +207,17 @@ class Database:
             await db.close()
 
     async def close(self) -> None:
-        """Close the pool and release the embedded server (the last user stops it)."""
+        """Close the pool and release the embedded server (its last user stops it).
+
+        Each ``Database`` holds its own claim on the embedded server: closing one leaves
+        the others on the same data directory working. Stopping runs in a worker thread.
+        """
         try:
             await self._pool.close()
         finally:
             if self._server is not None:
                 server, self._server = self._server, None
-                server.stop()
+                await server.aclose()
 
     # --- using -----------------------------------------------------------------------------
 
