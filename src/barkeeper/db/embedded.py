@@ -224,13 +224,19 @@ def _interprocess_lock(path: Path) -> Iterator[None]:
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs. A zombie does not: the server's parent (pg_ctl) is gone, and
+    a container's init may never reap it."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
 
 
 def _update_users(home: Path, *, add: int | None = None, remove: int | None = None) -> list[int]:
