@@ -11,6 +11,7 @@ import pytest
 
 from barkeeper.cli import app
 from barkeeper.db import migrations as mig
+from tests.test_url import HARD_PASSWORD, assert_hidden
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -73,6 +74,15 @@ def test_doctor_with_unreachable_server_hides_password(tmp_path: Path) -> None:
     assert "secret" not in out
     assert "127.0.0.1:1" in out
     assert "POSTGRES_URL" in out
+
+
+def test_doctor_hides_a_password_pasted_unencoded(tmp_path: Path) -> None:
+    url = f"postgresql://u:{HARD_PASSWORD}@127.0.0.1:1/x"
+    result = barkeeper(tmp_path, "doctor", POSTGRES_URL=url)
+    assert result.returncode == 1
+    assert "postgresql://u:***@127.0.0.1:1/x" in result.stdout.replace("\n", "")
+    assert_hidden(result.stdout)
+    assert_hidden(result.stderr)
 
 
 def test_invalid_setting_is_one_line_not_a_traceback(tmp_path: Path) -> None:

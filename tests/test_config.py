@@ -8,6 +8,7 @@ import pytest
 
 from barkeeper.config import DatabaseMode, load_settings
 from barkeeper.errors import ConfigError
+from tests.test_url import HARD_PASSWORD, assert_hidden
 
 
 def test_defaults_are_embedded_mode() -> None:
@@ -130,3 +131,24 @@ def test_env_example_lists_every_setting() -> None:
 
     missing = sorted(n for n in _setting_env_names() if n not in example)
     assert not missing, f".env.example lacks {missing}"
+
+
+def test_hard_secrets_not_in_repr_str_or_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("POSTGRES_URL", "DATABASE_URL", "BARKEEPER_DATABASE_URL"):
+        monkeypatch.setenv(name, f"postgresql://bob:{HARD_PASSWORD}@db/app")
+    for name in (
+        "DB_PASSWORD",
+        "DISCORD_TOKEN",
+        "GROQ_API_KEY",
+        "BARKEEPER_LLM_API_KEY",
+        "BARKEEPER_MEMORY_API_KEY",
+    ):
+        monkeypatch.setenv(name, HARD_PASSWORD)
+    monkeypatch.setenv("DB_HOST", "db")
+    s = load_settings()
+    for shown in (repr(s), str(s), f"{s!r}"):
+        assert_hidden(shown)
+    monkeypatch.setenv("DB_PORT", "not a port")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert_hidden(str(info.value))
