@@ -105,6 +105,7 @@ def test_db_commands_against_server(tmp_path: Path, database_url: str) -> None:
     up = barkeeper(tmp_path, "db", "upgrade", POSTGRES_URL=database_url)
     assert up.returncode == 0, up.stderr
     assert f"version {mig.LATEST_VERSION}" in up.stdout
+    assert "pgvector: " in up.stdout  # what the database has after migrating
     status = barkeeper(tmp_path, "db", "status", POSTGRES_URL=database_url)
     assert status.returncode == 0
     assert f"version {mig.LATEST_VERSION} of {mig.LATEST_VERSION}" in status.stdout
@@ -164,4 +165,10 @@ def test_ephemeral_upgrade_needs_no_server(tmp_path: Path) -> None:
     result = barkeeper(tmp_path, "db", "upgrade", BARKEEPER_DATABASE="ephemeral")
     assert result.returncode == 0, result.stderr
     assert "ephemeral" in result.stdout
+    # the embedded server ships pgvector: after migrating, the database has it
+    assert "pgvector: yes (" in result.stdout
+    assert "pgvector no" not in result.stdout + result.stderr
+    lines = (result.stdout + result.stderr).splitlines()
+    last = [line for line in lines if "pgvector" in line][-1]
+    assert "yes (" in last, lines
     assert not Path(os.environ["BARKEEPER_DATA_DIR"]).exists()

@@ -189,7 +189,7 @@ class Database:
             mode.value,
             parsed.masked(),
             db.capabilities.server_version,
-            "yes" if db.capabilities.pgvector else "no",
+            db.capabilities.pgvector_summary(),
             schema,
         )
         return db
@@ -246,10 +246,21 @@ class Database:
     # --- schema ----------------------------------------------------------------------------
 
     async def upgrade(self) -> list[int]:
-        """Apply pending migrations; returns the versions this call applied."""
+        """Apply pending migrations; returns the versions this call applied.
+
+        :attr:`capabilities` is read again afterwards, so it says what the database has
+        after migrating (pgvector is installed by the first migration when available).
+        """
         async with self.acquire() as conn:
-            _, applied = await migrations.upgrade(conn, self.schema)
+            status, applied = await migrations.upgrade(conn, self.schema)
             self.capabilities = await detect_capabilities(conn)
+        if applied:
+            _log.info(
+                "schema %s migrated to version %d; pgvector %s",
+                self.schema,
+                status.current_version,
+                self.capabilities.pgvector_summary(),
+            )
         return applied
 
     async def migration_status(self) -> migrations.MigrationStatus:
