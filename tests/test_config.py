@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,20 @@ def test_hard_secrets_not_in_repr_str_or_errors(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(ConfigError) as info:
         load_settings()
     assert_hidden(str(info.value))
+
+
+def test_default_data_dir_as_root_avoids_the_closed_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("BARKEEPER_DATA_DIR")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
+    user_dir = tmp_path / "share" / "barkeeper"
+    if os.geteuid() != 0:
+        assert load_settings().data_dir == user_dir
+        return
+    # root: the embedded server's user cannot pass through root's home, so not there
+    assert load_settings().data_dir == Path("/var/lib/barkeeper")
+    # unless an older barkeeper already keeps a cluster there
+    (user_dir / "postgres").mkdir(parents=True)
+    (user_dir / "postgres" / "PG_VERSION").write_text("18\n")
+    assert load_settings().data_dir == user_dir
