@@ -164,6 +164,26 @@ async def test_a_second_os_user_cannot_connect(data_dir: Path, other_os_user: st
         await db.close()
 
 
+async def test_a_data_path_too_long_for_a_socket_gets_a_private_socket_directory(
+    data_dir: Path,
+) -> None:
+    long_dir = data_dir / ("d" * 60) / ("e" * 60)
+    assert len(str(long_dir / "postgres" / ".s.PGSQL.5432")) > 107
+    db = await Database.open(load_settings(data_dir=long_dir), min_size=1, upgrade=True)
+    try:
+        server = _server_of(db)
+        socket_dir = server.socket_dir
+        assert socket_dir != server.pgdata
+        assert socket_dir.name.startswith("barkeeper-pg-")
+        assert _mode(socket_dir) == 0o700
+        assert socket_dir.stat().st_uid == emb._server_owner().uid
+        assert await _works(db) == 0
+        await _refused(server, None)
+    finally:
+        await db.close()
+    assert not socket_dir.exists()
+
+
 @pytest.mark.skipif(not IS_ROOT, reason="only root runs the server as another user")
 async def test_a_closed_directory_above_the_data_directory_is_not_opened(data_dir: Path) -> None:
     closed = data_dir.parent / "closed"

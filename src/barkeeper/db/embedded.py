@@ -37,14 +37,12 @@ import asyncio
 import atexit
 import base64
 import contextlib
-import fcntl
 import hashlib
 import hmac
 import importlib.util
 import json
 import logging
 import os
-import pwd
 import secrets
 import shlex
 import shutil
@@ -114,6 +112,8 @@ class _Owner:
 
 
 def _server_owner() -> _Owner:
+    import pwd  # POSIX only, like the rest of this module
+
     if os.geteuid() != 0:
         return _Owner(None, os.getuid(), os.getgid())
     try:
@@ -215,6 +215,8 @@ def _read_password(pgdata: Path) -> str | None:
 
 @contextlib.contextmanager
 def _interprocess_lock(path: Path) -> Iterator[None]:
+    import fcntl  # POSIX only, like the rest of this module
+
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -501,18 +503,26 @@ def _attach(home: Path, pgdata: Path, ephemeral: bool) -> _Cluster:
     with _interprocess_lock(home / _LOCK_FILE):
         if not (pgdata / "PG_VERSION").exists():
             _initdb(home, pgdata, owner)
-        running = _postmaster(pgdata) or _start_postgres(pgdata, owner)
-        if _trusting(pgdata) or _read_password(pgdata) is None:
-            if not _trusting(pgdata):
-                raise EmbeddedServerError(
-                    f"{pgdata / PASSWORD_FILE} is missing, so barkeeper cannot log in to its "
-                    "embedded PostgreSQL. Restore the file, or move the data directory away "
-                    "to start afresh."
-                )
-            _secure(pgdata, running, owner)
-        password = _read_password(pgdata)
-        assert password is not None
-        _update_users(home, add=os.getpid())
+        running = _postmaster(pgdata)
+        started = running is None
+        if running is None:
+            running = _start_postgres(pgdata, owner)
+        try:
+            if _trusting(pgdata) or _read_password(pgdata) is None:
+                if not _trusting(pgdata):
+                    raise EmbeddedServerError(
+                        f"{pgdata / PASSWORD_FILE} is missing, so barkeeper cannot log in to "
+                        "its embedded PostgreSQL. Restore the file, or move the data directory "
+                        "away to start afresh."
+                    )
+                _secure(pgdata, running, owner)
+            password = _read_password(pgdata)
+            assert password is not None
+            _update_users(home, add=os.getpid())
+        except BaseException:
+            if started and not _update_users(home):
+                _stop_postgres(pgdata, owner)  # started for nobody: do not leave it running
+            raise
     return _Cluster(home, pgdata, owner, ephemeral, password, running.port, running.socket_dir)
 
 
