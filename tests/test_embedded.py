@@ -198,13 +198,29 @@ async def test_a_closed_directory_above_the_data_directory_is_not_opened(data_di
     assert _mode(closed) == 0o700
 
 
+@pytest.mark.skipif(not IS_ROOT, reason="only root runs the server as another user")
+def test_binaries_out_of_the_servers_reach_are_linked_not_opened(data_dir: Path) -> None:
+    closed = data_dir.parent / "closed"
+    closed.mkdir()
+    closed.chmod(0o700)
+    source = closed / "pginstall"  # the wheel, as if installed in root's home
+    shutil.copytree(emb._pginstall(), source, symlinks=True, copy_function=os.link)
+    owner = emb._prepare(data_dir, data_dir / "postgres", emb._server_owner())
+    assert emb._run([str(source / "bin" / "postgres"), "--version"], owner)[0] != 0
+    linked = emb._linked_install(source, data_dir, owner)
+    assert linked.pginstall.parent == data_dir
+    code, output = emb._run([linked.tool("postgres"), "--version"], linked)
+    assert code == 0 and "PostgreSQL" in output, output
+    assert _mode(closed) == 0o700  # nothing above was opened
+    assert emb._linked_install(source, data_dir, owner) == linked  # made once
+
+
 async def test_a_trust_cluster_is_upgraded_to_a_password(data_dir: Path) -> None:
     """A data directory made by an older barkeeper (trust for everyone) keeps working, locked."""
-    owner = emb._server_owner()
     pgdata = data_dir / "postgres"
-    emb._prepare(data_dir, pgdata, owner)
+    owner = emb._prepare(data_dir, pgdata, emb._server_owner())
     code, output = emb._run(
-        [emb._bin("initdb"), "-D", str(pgdata), "--auth=trust", "-U", "postgres"], owner
+        [owner.tool("initdb"), "-D", str(pgdata), "--auth=trust", "-U", "postgres"], owner
     )
     assert code == 0, output
     assert emb._trusting(pgdata)

