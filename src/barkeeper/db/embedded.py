@@ -19,7 +19,8 @@ What barkeeper does instead, so that only the owner of the data directory can co
   ``embedded_postgres`` (created when missing). barkeeper lets that user's group pass
   through ``BARKEEPER_DATA_DIR`` itself and changes no directory above it; if one of
   those keeps the server user out, starting fails with a message saying which one and
-  what to do.
+  what to do. When that user cannot reach the wheel's binaries (a virtualenv in root's
+  home), they are hard-linked into the data directory instead.
 
 Several ``Database`` objects and several processes on one data directory share one
 server: each process counts its users per data directory and records its pid in a file
