@@ -40,11 +40,14 @@ def _setting_env_names() -> set[str]:
 def data_dir() -> Iterator[Path]:
     """A fresh directory for an embedded PostgreSQL's data, removed after the test.
 
-    Not under pytest's ``tmp_path``: the embedded server runs as another system user
-    that must traverse the path, and a second pytest session starting on the machine
-    resets the permissions of pytest's temporary root to 0700.
+    Not under pytest's ``tmp_path``: as root the embedded server runs as another system
+    user that must traverse the path, and a second pytest session starting on the
+    machine resets the permissions of pytest's temporary root to 0700.
     """
     path = Path(tempfile.mkdtemp(prefix="barkeeper-test-"))
+    # As root the server runs as another user, and barkeeper opens no directory above
+    # BARKEEPER_DATA_DIR to it: let it pass through this one (traverse, not list).
+    path.chmod(0o711)
     try:
         yield path / "data"
     finally:
@@ -72,7 +75,7 @@ async def server_url() -> AsyncIterator[str]:
     try:
         yield server.uri
     finally:
-        server.stop()
+        await server.aclose()
 
 
 @pytest_asyncio.fixture(scope="session")

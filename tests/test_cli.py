@@ -11,6 +11,7 @@ import pytest
 
 from barkeeper.cli import app
 from barkeeper.db import migrations as mig
+from tests.test_url import HARD_PASSWORD, assert_hidden
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -75,6 +76,15 @@ def test_doctor_with_unreachable_server_hides_password(tmp_path: Path) -> None:
     assert "POSTGRES_URL" in out
 
 
+def test_doctor_hides_a_password_pasted_unencoded(tmp_path: Path) -> None:
+    url = f"postgresql://u:{HARD_PASSWORD}@127.0.0.1:1/x"
+    result = barkeeper(tmp_path, "doctor", POSTGRES_URL=url)
+    assert result.returncode == 1
+    assert "postgresql://u:***@127.0.0.1:1/x" in result.stdout.replace("\n", "")
+    assert_hidden(result.stdout)
+    assert_hidden(result.stderr)
+
+
 def test_invalid_setting_is_one_line_not_a_traceback(tmp_path: Path) -> None:
     result = barkeeper(tmp_path, "db", "status", DATABASE_POOL_SIZE="lots")
     assert result.returncode == 2
@@ -95,6 +105,7 @@ def test_db_commands_against_server(tmp_path: Path, database_url: str) -> None:
     up = barkeeper(tmp_path, "db", "upgrade", POSTGRES_URL=database_url)
     assert up.returncode == 0, up.stderr
     assert f"version {mig.LATEST_VERSION}" in up.stdout
+    assert "pgvector: " in up.stdout  # what the database has after migrating
     status = barkeeper(tmp_path, "db", "status", POSTGRES_URL=database_url)
     assert status.returncode == 0
     assert f"version {mig.LATEST_VERSION} of {mig.LATEST_VERSION}" in status.stdout
@@ -154,4 +165,10 @@ def test_ephemeral_upgrade_needs_no_server(tmp_path: Path) -> None:
     result = barkeeper(tmp_path, "db", "upgrade", BARKEEPER_DATABASE="ephemeral")
     assert result.returncode == 0, result.stderr
     assert "ephemeral" in result.stdout
+    # the embedded server ships pgvector: after migrating, the database has it
+    assert "pgvector: yes (" in result.stdout
+    assert "pgvector no" not in result.stdout + result.stderr
+    lines = (result.stdout + result.stderr).splitlines()
+    last = [line for line in lines if "pgvector" in line][-1]
+    assert "yes (" in last, lines
     assert not Path(os.environ["BARKEEPER_DATA_DIR"]).exists()

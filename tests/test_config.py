@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from barkeeper.config import DatabaseMode, load_settings
 from barkeeper.errors import ConfigError
+from tests.test_url import HARD_PASSWORD, assert_hidden
 
 
 def test_defaults_are_embedded_mode() -> None:
@@ -130,3 +132,41 @@ def test_env_example_lists_every_setting() -> None:
 
     missing = sorted(n for n in _setting_env_names() if n not in example)
     assert not missing, f".env.example lacks {missing}"
+
+
+def test_hard_secrets_not_in_repr_str_or_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("POSTGRES_URL", "DATABASE_URL", "BARKEEPER_DATABASE_URL"):
+        monkeypatch.setenv(name, f"postgresql://bob:{HARD_PASSWORD}@db/app")
+    for name in (
+        "DB_PASSWORD",
+        "DISCORD_TOKEN",
+        "GROQ_API_KEY",
+        "BARKEEPER_LLM_API_KEY",
+        "BARKEEPER_MEMORY_API_KEY",
+    ):
+        monkeypatch.setenv(name, HARD_PASSWORD)
+    monkeypatch.setenv("DB_HOST", "db")
+    s = load_settings()
+    for shown in (repr(s), str(s), f"{s!r}"):
+        assert_hidden(shown)
+    monkeypatch.setenv("DB_PORT", "not a port")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert_hidden(str(info.value))
+
+
+def test_default_data_dir_as_root_avoids_the_closed_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("BARKEEPER_DATA_DIR")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
+    user_dir = tmp_path / "share" / "barkeeper"
+    if os.geteuid() != 0:
+        assert load_settings().data_dir == user_dir
+        return
+    # root: the embedded server's user cannot pass through root's home, so not there
+    assert load_settings().data_dir == Path("/var/lib/barkeeper")
+    # unless an older barkeeper already keeps a cluster there
+    (user_dir / "postgres").mkdir(parents=True)
+    (user_dir / "postgres" / "PG_VERSION").write_text("18\n")
+    assert load_settings().data_dir == user_dir

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import tempfile
+import uuid
 from pathlib import Path
 
 import asyncpg
@@ -22,6 +25,7 @@ from barkeeper.errors import (
     QueryError,
     SchemaTooNewError,
 )
+from tests.test_url import HARD_PASSWORD, assert_hidden
 
 # Every index the schema promises, by table: the seeds' indexes under our names.
 EXPECTED_INDEXES = {
@@ -195,6 +199,62 @@ async def test_two_schemas_share_one_database(database_url: str, settings: Setti
         await b.close()
 
 
+# --- secrets -------------------------------------------------------------------------------
+
+
+async def test_no_object_or_log_shows_a_hard_password(
+    server_url: str, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A role whose password holds / ? # @ % : and non-ASCII, pasted unencoded."""
+    caplog.set_level(logging.DEBUG)
+    admin = parse_database_url(server_url)
+    role = f"t_role_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(admin.dsn())
+    try:
+        create = await conn.fetchval(
+            "SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', $1::text, $2::text)",
+            role,
+            HARD_PASSWORD,
+        )
+        await conn.execute(create)
+    finally:
+        await conn.close()
+    where = admin.masked().split("@", 1)[1]  # host part and query, no credentials
+    raw = f"postgresql://{role}:{HARD_PASSWORD}@{where}"
+    try:
+        configured = load_settings(postgres_url=raw)
+        assert configured.configured_database_url() == raw
+        db = await Database.open(configured, min_size=1, schema=f"t_{uuid.uuid4().hex[:12]}")
+        try:
+            health = await db.health()
+            assert health.ok, health.error
+            status = await db.migration_status()
+            for obj in (configured, db, db.url, health, db.capabilities, status):
+                assert_hidden(repr(obj))
+                assert_hidden(str(obj))
+        finally:
+            await db.close()
+        # errors on the same URL: a missing database, an unreachable server
+        host, _, rest = where.partition("/")
+        _, qmark, query = rest.partition("?")
+        missing = f"postgresql://{role}:{HARD_PASSWORD}@{host}/no_such_db_x{qmark}{query}"
+        with pytest.raises(DatabaseMissingError) as info:
+            await Database.open(settings, url=missing, min_size=1)
+        assert_hidden(str(info.value))
+        with pytest.raises(DatabaseUnreachableError) as unreachable:
+            await Database.open(
+                settings, url=f"postgresql://{role}:{HARD_PASSWORD}@127.0.0.1:1/x", min_size=1
+            )
+        assert_hidden(str(unreachable.value))
+        assert_hidden(caplog.text)
+    finally:
+        conn = await asyncpg.connect(admin.dsn())
+        try:
+            await conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+        finally:
+            await conn.close()
+
+
 # --- errors a user can act on ----------------------------------------------------------------
 
 
@@ -279,14 +339,21 @@ async def test_embedded_mode_persists_and_is_reused(data_dir: Path) -> None:
 async def test_ephemeral_mode_leaves_nothing(data_dir: Path) -> None:
     settings = load_settings(database="ephemeral", data_dir=data_dir)
     db = await Database.open(settings, min_size=1, upgrade=True)
-    pgdata = db._server.pgdata if db._server else None
-    assert pgdata is not None and pgdata.exists()
+    assert db._server is not None
+    pgdata = db._server.pgdata
+    # a temporary directory of its own, not the data directory
+    home = pgdata.parent
+    assert home.name.startswith("barkeeper-")
+    assert home.parent == Path(tempfile.gettempdir())
+    assert data_dir not in pgdata.parents
+    assert (pgdata / "PG_VERSION").exists()
     assert db.mode is DatabaseMode.EPHEMERAL
     async with db.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM memories") == 0
     await db.close()
-    assert not pgdata.exists()
-    assert not data_dir.exists()  # noqa: ASYNC240 - a test assertion
+    # the whole temporary directory is gone, not only the cluster in it
+    assert not home.exists()
+    assert not data_dir.exists()  # noqa: ASYNC240 - ephemeral mode never writes there
 
 
 async def test_embedded_start_failure_shows_log(data_dir: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import urllib.parse
+
 import pytest
 
 from barkeeper.db.url import mask_url, parse_database_url
@@ -47,7 +49,42 @@ CASES = [
     ("postgresql://localhost", None, None, "localhost", 5432, None, {}),
     ("postgresql://u:pw12@h?sslmode=require", "u", "pw12", "h", 5432, None, {"sslmode": "require"}),
     ("  postgresql://u:pw12@h/d  ", "u", "pw12", "h", 5432, "d", {}),
+    # passwords pasted unencoded from a provider's console: read from the right
+    ("postgresql://bob:s3cr/et@db/app", "bob", "s3cr/et", "db", 5432, "app", {}),
+    ("postgresql://bob:p@ss@db/app", "bob", "p@ss", "db", 5432, "app", {}),
+    ("postgresql://bob:wh?at@db:6000/app", "bob", "wh?at", "db", 6000, "app", {}),
+    (
+        "postgresql://bob:ha#sh@db/app?sslmode=require",
+        "bob",
+        "ha#sh",
+        "db",
+        5432,
+        "app",
+        {"sslmode": "require"},
+    ),
+    ("postgres://bob:a/b?c#d@e@db/app", "bob", "a/b?c#d@e", "db", 5432, "app", {}),
+    (
+        "postgresql://bob:Zq7/Xw9?Kp3#Mv5@Rt1%:Üñí€@db/app",
+        "bob",
+        "Zq7/Xw9?Kp3#Mv5@Rt1%:Üñí€",
+        "db",
+        5432,
+        "app",
+        {},
+    ),
 ]
+
+# A password holding every character that breaks naive parsing, plus non-ASCII text.
+# Its fragments between those characters are what must never be shown.
+HARD_PASSWORD = "Zq7/Xw9?Kp3#Mv5@Rt1%:Üñí€"
+FRAGMENTS = ["Zq7", "Xw9", "Kp3", "Mv5", "Rt1", "Üñí€", "%:Ü"]
+
+
+def assert_hidden(text: str) -> None:
+    """No fragment of ``HARD_PASSWORD`` (raw or percent-encoded) is in ``text``."""
+    for fragment in FRAGMENTS:
+        assert fragment not in text, (fragment, text)
+        assert urllib.parse.quote(fragment) not in text, (fragment, text)
 
 
 @pytest.mark.parametrize(("url", "user", "password", "host", "port", "database", "params"), CASES)
@@ -96,9 +133,20 @@ def test_masked_never_shows_password(url: str) -> None:
         ("postgresql://u:secret@h/d", "postgresql://u:***@h/d"),
         ("postgresql+asyncpg://u:s%40cret@h:1/d?x=1", "postgresql+asyncpg://u:***@h:1/d?x=1"),
         ("postgresql://h/d?user=u&password=secret", "postgresql://h/d?user=u&password=***"),
-        ("not a url but :secret@ inside", "not a url but :secret@ inside"),
+        ("not a url but :secret@ inside", "not a url but :***@ inside"),
+        ("u:secret@h/d", "u:***@h/d"),
         ("mysql://u:secret@h/d", "mysql://u:***@h/d"),
         ("postgresql://u@h/d", "postgresql://u@h/d"),
+        ("postgresql://bob:s3cr/et@db/app", "postgresql://bob:***@db/app"),
+        ("postgresql://bob:p@ss@db/app", "postgresql://bob:***@db/app"),
+        (
+            "postgresql://bob:wh?at@db/app?sslmode=require",
+            "postgresql://bob:***@db/app?sslmode=require",
+        ),
+        ("postgresql://bob:ha#sh@db/app", "postgresql://bob:***@db/app"),
+        ("postgresql://bob:a/b?c#d@e@db/app", "postgresql://bob:***@db/app"),
+        (f"postgresql://bob:{HARD_PASSWORD}@db/app", "postgresql://bob:***@db/app"),
+        ("postgresql://bob:s3cr/et@/app?host=/run/pg", "postgresql://bob:***@/app?host=/run/pg"),
     ],
 )
 def test_mask_url_text(url: str, expected: str) -> None:
@@ -119,3 +167,35 @@ def test_rejects_non_postgres_without_leaking(url: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_database_url(url)
     assert "secret" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql://bob:{HARD_PASSWORD}",  # no host: the password's tail looks like one
+        f"postgresql://bob:{HARD_PASSWORD}@db:99999/app",
+        f"postgresql://db:{HARD_PASSWORD}/app",
+        f"mysql://bob:{HARD_PASSWORD}@db/app",
+        f"bob:{HARD_PASSWORD}@db/app",
+        f"postgresql://bob:{HARD_PASSWORD}@[db/app",
+    ],
+)
+def test_parse_errors_never_echo_url_parts(url: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_database_url(url)
+    assert_hidden(str(info.value))
+    assert_hidden(repr(info.value))
+    assert_hidden(mask_url(url))
+
+
+def test_hard_password_is_hidden_everywhere_it_is_shown() -> None:
+    # an @ after the host must be percent-encoded (the price of reading from the right)
+    encoded = urllib.parse.quote(HARD_PASSWORD, safe="")
+    url = f"postgresql://bob:{HARD_PASSWORD}@db/app?password={encoded}&sslpassword=x"
+    parsed = parse_database_url(url)
+    assert parsed.password == HARD_PASSWORD
+    for shown in (parsed.masked(), str(parsed), repr(parsed), f"{parsed}", mask_url(url)):
+        assert_hidden(shown)
+    assert_hidden(repr(parsed.with_database("other")))
+    # the driver gets it, encoded so that it survives the trip
+    assert parse_database_url(parsed.dsn()).password == HARD_PASSWORD

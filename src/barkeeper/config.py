@@ -19,6 +19,7 @@ With none of them set, barkeeper starts its own embedded PostgreSQL.
 
 from __future__ import annotations
 
+import os
 import urllib.parse
 from enum import StrEnum
 from pathlib import Path
@@ -44,6 +45,21 @@ class DatabaseMode(StrEnum):
     """Start (or reuse) a PostgreSQL from the pip package, data under ``BARKEEPER_DATA_DIR``."""
     EPHEMERAL = "ephemeral"
     """Like embedded, in a temporary directory deleted on exit: nothing persists."""
+
+
+def _default_data_dir() -> Path:
+    """``BARKEEPER_DATA_DIR``'s default: the user data directory; ``/var/lib/barkeeper`` as root.
+
+    As root the embedded PostgreSQL runs as another system user (PostgreSQL refuses to
+    run as root), which cannot pass through root's home directory, and barkeeper does
+    not open that directory to other users. A root data directory that already holds a
+    cluster (made by an older barkeeper) is kept where it is.
+    """
+    user_dir = Path(platformdirs.user_data_dir("barkeeper"))
+    is_root = hasattr(os, "geteuid") and os.geteuid() == 0
+    if not is_root or (user_dir / "postgres" / "PG_VERSION").exists():
+        return user_dir
+    return Path("/var/lib/barkeeper")
 
 
 def _env(*names: str) -> Any:
@@ -99,7 +115,7 @@ class Settings(BaseSettings):
         10.0, validation_alias=AliasChoices("BARKEEPER_DB_CONNECT_TIMEOUT")
     )
     data_dir: Path = Field(
-        default_factory=lambda: Path(platformdirs.user_data_dir("barkeeper")),
+        default_factory=lambda: _default_data_dir(),
         validation_alias=AliasChoices("BARKEEPER_DATA_DIR"),
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -37,6 +38,7 @@ def upgrade() -> None:
                     f"Schema {db.schema} is already at version {status.current_version}; "
                     f"nothing to do ({db.mode.value} database, ready in {elapsed:.2f} s)."
                 )
+            console.print(f"pgvector: {escape(db.capabilities.pgvector_summary())}")
 
     run(main())
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import urllib.parse
 
 import asyncpg
 
@@ -21,8 +22,14 @@ __all__ = ["translate_error"]
 
 
 def _scrub(text: str, url: DatabaseURL | None) -> str:
-    if url is not None and url.password:
-        text = text.replace(url.password, "***")
+    if url is None:
+        return text
+    secrets = [url.password] if url.password else []
+    secrets += [value for key, value in url.params if key in ("password", "sslpassword") and value]
+    for secret in secrets:
+        # the driver may quote the DSN it was given, where the password is percent-encoded
+        for form in (secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote(secret)):
+            text = text.replace(form, "***")
     return text
 
 

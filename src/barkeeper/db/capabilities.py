@@ -30,6 +30,14 @@ class Capabilities:
     pgvector_available: bool
     pgvector_version: str | None = None
 
+    def pgvector_summary(self) -> str:
+        """pgvector's state in words, e.g. ``"yes (0.8.1)"``, for logs and command output."""
+        if self.pgvector:
+            return f"yes ({self.pgvector_version})"
+        if self.pgvector_available:
+            return "available, not installed yet (barkeeper db upgrade installs it)"
+        return "no (not on this server: exact vector search per user)"
+
 
 async def detect_capabilities(conn: asyncpg.Connection) -> Capabilities:
     """Read the server's version and pgvector status (no side effects)."""

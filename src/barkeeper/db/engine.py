@@ -142,9 +142,9 @@ class Database:
                 settings.data_dir, ephemeral=mode is DatabaseMode.EPHEMERAL
             )
             try:
-                parsed = await _ensure_embedded_database(parse_database_url(server.uri))
+                parsed = await _ensure_embedded_database(server.url)
             except BaseException:
-                server.stop()
+                await server.aclose()
                 raise
         pool_min = settings.database_pool_size if min_size is None else min_size
         pool_max = max(pool_min, settings.pool_max_size if max_size is None else max_size)
@@ -165,7 +165,7 @@ class Database:
             )
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             if server is not None:
-                server.stop()
+                await server.aclose()
             raise translate_error(exc, parsed) from None
         try:
             async with pool.acquire() as conn:
@@ -173,7 +173,7 @@ class Database:
         except BaseException:
             await pool.close()
             if server is not None:
-                server.stop()
+                await server.aclose()
             raise
         db = cls(pool, url=parsed, mode=mode, schema=schema, capabilities=caps, server=server)
         try:
@@ -189,7 +189,7 @@ class Database:
             mode.value,
             parsed.masked(),
             db.capabilities.server_version,
-            "yes" if db.capabilities.pgvector else "no",
+            db.capabilities.pgvector_summary(),
             schema,
         )
         return db
@@ -207,13 +207,17 @@ class Database:
             await db.close()
 
     async def close(self) -> None:
-        """Close the pool and release the embedded server (the last user stops it)."""
+        """Close the pool and release the embedded server (its last user stops it).
+
+        Each ``Database`` holds its own claim on the embedded server: closing one leaves
+        the others on the same data directory working. Stopping runs in a worker thread.
+        """
         try:
             await self._pool.close()
         finally:
             if self._server is not None:
                 server, self._server = self._server, None
-                server.stop()
+                await server.aclose()
 
     # --- using -----------------------------------------------------------------------------
 
@@ -242,10 +246,21 @@ class Database:
     # --- schema ----------------------------------------------------------------------------
 
     async def upgrade(self) -> list[int]:
-        """Apply pending migrations; returns the versions this call applied."""
+        """Apply pending migrations; returns the versions this call applied.
+
+        :attr:`capabilities` is read again afterwards, so it says what the database has
+        after migrating (pgvector is installed by the first migration when available).
+        """
         async with self.acquire() as conn:
-            _, applied = await migrations.upgrade(conn, self.schema)
+            status, applied = await migrations.upgrade(conn, self.schema)
             self.capabilities = await detect_capabilities(conn)
+        if applied:
+            _log.info(
+                "schema %s migrated to version %d; pgvector %s",
+                self.schema,
+                status.current_version,
+                self.capabilities.pgvector_summary(),
+            )
         return applied
 
     async def migration_status(self) -> migrations.MigrationStatus:

@@ -121,6 +121,37 @@ class DatabaseURL:
     def __str__(self) -> str:
         return self.masked()
 
+    def __repr__(self) -> str:
+        return f"DatabaseURL({self.masked()!r})"
+
+
+_HOST = r"(?:\[[^\]]+\]|[^:,\[\]]*)(?::\d*)?"
+_HOSTSPEC = re.compile(rf"{_HOST}(?:,{_HOST})*")
+
+
+def _split_auth(rest: str) -> tuple[str | None, str]:
+    """Split ``user:password@host…`` at the last ``@``: a pasted password may hold ``@/?#``.
+
+    Read from the right, an unencoded ``@``, ``/``, ``?`` or ``#`` in the password stays in
+    the password instead of spilling into the host, path or query (where it would be
+    shown). The price: an ``@`` in the path or query must be percent-encoded.
+    """
+    auth, at, hostpart = rest.rpartition("@")
+    if not at:
+        return None, rest
+    return auth, hostpart
+
+
+def _split_hostpart(hostpart: str) -> tuple[str, str, str]:
+    """``host:port/db?query#fragment`` → (hostspec, path, query); the fragment is dropped."""
+    hostpart = hostpart.partition("#")[0]
+    cut = min((i for i in (hostpart.find("/"), hostpart.find("?")) if i >= 0), default=-1)
+    if cut < 0:
+        return hostpart, "", ""
+    hostspec, tail = hostpart[:cut], hostpart[cut:]
+    path, _, query = tail.partition("?")
+    return hostspec, path.removeprefix("/"), query
+
 
 def _split_hosts(hostspec: str) -> tuple[tuple[str, ...], tuple[int | None, ...]]:
     hosts: list[str] = []
@@ -129,15 +160,19 @@ def _split_hosts(hostspec: str) -> tuple[tuple[str, ...], tuple[int | None, ...]
         return (), ()
     for part in hostspec.split(","):
         match = re.fullmatch(
-            r"\[(?P<v6>[^\]]+)\](?::(?P<p6>\d*))?|(?P<h>[^:]*)(?::(?P<p>\d*))?", part
+            r"\[(?P<v6>[^\]]+)\](?::(?P<p6>\d*))?|(?P<h>[^:\[\]]*)(?::(?P<p>\d*))?", part
         )
         if match is None:
-            raise ConfigError(f"database URL: cannot read host part {part!r}")
+            # The host part is never echoed: with a mistyped URL it can be the password.
+            raise ConfigError(
+                "database URL: cannot read its host part (expected host[:port], comma-separated "
+                "for several hosts); percent-encode any : @ / ? # in the user name or password"
+            )
         host = match.group("v6") or urllib.parse.unquote(match.group("h") or "")
         port_text = match.group("p6") or match.group("p")
         port = int(port_text) if port_text else None
         if port is not None and not 0 < port < 65536:
-            raise ConfigError(f"database URL: port {port} is out of range 1-65535")
+            raise ConfigError("database URL: a port is out of range 1-65535")
         hosts.append(host)
         ports.append(port)
     return tuple(hosts), tuple(ports)
@@ -150,37 +185,31 @@ def parse_database_url(url: str) -> DatabaseURL:
         url: e.g. ``postgresql+asyncpg://user:p%40ss@db:5432/app?sslmode=require``.
 
     Returns:
-        The parsed URL; percent-encoded parts are decoded.
+        The parsed URL; percent-encoded parts are decoded. The user information ends at
+        the last ``@``, so a pasted password with an unencoded ``@ / ? #`` is read whole.
 
     Raises:
-        ConfigError: the URL is not a PostgreSQL URL; the message shows it masked.
+        ConfigError: the URL is not a PostgreSQL URL or cannot be read; the message
+            repeats no part of the URL (a mistyped one can put the password anywhere).
     """
     text = url.strip()
     scheme, sep, rest = text.partition("://")
     if not sep or scheme.lower() not in _SCHEMES:
+        # No part of the URL is shown: a mistyped one can put the password anywhere.
         raise ConfigError(
-            f"database URL {mask_url(text)!r} is not a PostgreSQL URL: expected one of "
+            "the database URL is not a PostgreSQL URL: expected one of "
             "postgresql://, postgres://, postgresql+asyncpg://, postgresql+psycopg_async://"
         )
-    netloc, _, tail = rest.partition("/")
-    if "?" in netloc:  # postgresql://host?sslmode=… with no path
-        netloc, _, query_only = netloc.partition("?")
-        tail = "?" + query_only
-    path, _, query = tail.partition("?")
+    auth, hostpart = _split_auth(rest)
     user: str | None = None
     password: str | None = None
-    if "@" in netloc:
-        auth, _, hostspec = netloc.rpartition("@")
+    if auth is not None:
         raw_user, colon, raw_password = auth.partition(":")
         user = urllib.parse.unquote(raw_user) if raw_user else None
         password = urllib.parse.unquote(raw_password) if colon else None
-    else:
-        hostspec = netloc
+    hostspec, path, query = _split_hostpart(hostpart)
     hosts, ports = _split_hosts(hostspec)
-    try:
-        params = tuple(urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=False))
-    except ValueError as exc:
-        raise ConfigError(f"database URL {mask_url(text)!r}: bad query string ({exc})") from None
+    params = tuple(urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=False))
     database = urllib.parse.unquote(path) if path else None
     return DatabaseURL(
         user=user,
@@ -192,17 +221,29 @@ def parse_database_url(url: str) -> DatabaseURL:
     )
 
 
-_NETLOC_PASSWORD = re.compile(r"(?P<pre>://[^:/@?#]*:)(?P<pw>[^@/?#]*)(?P<post>@)")
 _QUERY_PASSWORD = re.compile(r"(?P<pre>[?&](?:ssl)?password=)(?P<pw>[^&#]*)", re.IGNORECASE)
 
 
 def mask_url(url: str) -> str:
     """Replace any password in ``url`` with ``***``, even if the URL is malformed.
 
-    Works on text, not on a parsed URL, so that a URL too broken to parse is still
-    safe to print.
+    Works on text, not on a parsed URL, so that a URL too broken to parse is still safe
+    to print. The user information ends at the *last* ``@`` (as in
+    :func:`parse_database_url`), so a password with an unencoded ``@``, ``/``, ``?`` or
+    ``#`` is masked whole; when in doubt, more is masked, never less.
     """
-    masked = _NETLOC_PASSWORD.sub(
-        lambda m: m.group("pre") + (_MASK if m.group("pw") else "") + m.group("post"), url
-    )
-    return _QUERY_PASSWORD.sub(lambda m: m.group("pre") + _MASK, masked)
+    scheme, sep, rest = url.partition("://")
+    if not sep:  # no scheme: mask a ``user:password@host`` all the same
+        scheme, rest = "", url
+    auth, at, hostpart = rest.rpartition("@")
+    if at:
+        user, colon, password = auth.partition(":")
+        if colon and password:
+            auth = f"{user}:{_MASK}"
+        hostspec = _split_hostpart(hostpart)[0]
+        if _HOSTSPEC.fullmatch(hostspec) is None:
+            # what follows the last @ is no host: it may be the end of a password
+            hostpart = _MASK
+        rest = f"{auth}@{hostpart}"
+        url = f"{scheme}{sep}{rest}"
+    return _QUERY_PASSWORD.sub(lambda m: m.group("pre") + _MASK, url)
