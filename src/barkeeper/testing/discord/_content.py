@@ -27,12 +27,12 @@ from barkeeper.testing.discord._spec import (
 )
 
 __all__ = [
-    "Channel",
-    "Guild",
+    "EmulatedChannel",
+    "EmulatedGuild",
+    "EmulatedMessage",
+    "EmulatedUser",
     "MessageRef",
     "OfflineChanges",
-    "StoredMessage",
-    "User",
     "World",
 ]
 
@@ -113,7 +113,7 @@ class MessageRef(NamedTuple):
 
 
 @dataclass(slots=True)
-class User:
+class EmulatedUser:
     """A Discord user.
 
     Attributes:
@@ -142,7 +142,7 @@ class User:
 
 
 @dataclass(slots=True)
-class StoredMessage:
+class EmulatedMessage:
     """A message as the emulator keeps it (rendered to Discord JSON on demand).
 
     Attributes:
@@ -180,7 +180,7 @@ class StoredMessage:
 
 
 @dataclass(slots=True)
-class Channel:
+class EmulatedChannel:
     """A guild text channel and its messages.
 
     Attributes:
@@ -199,7 +199,7 @@ class Channel:
     position: int
     access: ChannelAccess = "ok"
     ids: list[int] = field(default_factory=list)
-    messages: dict[int, StoredMessage] = field(default_factory=dict)
+    messages: dict[int, EmulatedMessage] = field(default_factory=dict)
 
     def payload(self) -> dict[str, Any]:
         """The channel as Discord's JSON object (type 0, guild text)."""
@@ -225,7 +225,7 @@ class Channel:
         before: int | None = None,
         after: int | None = None,
         around: int | None = None,
-    ) -> list[StoredMessage]:
+    ) -> list[EmulatedMessage]:
         """One page of history, newest first, exactly as Discord answers it.
 
         Args:
@@ -258,7 +258,7 @@ class Channel:
 
 
 @dataclass(slots=True)
-class Guild:
+class EmulatedGuild:
     """A guild.
 
     Attributes:
@@ -388,12 +388,12 @@ class World:
         channels: Channels by id, in creation order.
     """
 
-    def __init__(self, bot: User) -> None:
+    def __init__(self, bot: EmulatedUser) -> None:
         """Create an empty world around ``bot`` (use :meth:`from_spec` normally)."""
         self.bot = bot
-        self.users: dict[int, User] = {bot.id: bot}
-        self.guilds: dict[int, Guild] = {}
-        self.channels: dict[int, Channel] = {}
+        self.users: dict[int, EmulatedUser] = {bot.id: bot}
+        self.guilds: dict[int, EmulatedGuild] = {}
+        self.channels: dict[int, EmulatedChannel] = {}
         self._ids = _Ids()
         self._ids.claim(bot.id)
         self._clock_ms = snowflake_ms(bot.id)
@@ -419,7 +419,7 @@ class World:
         """
         start_ms = _ms(spec.start)
         bot_ms = start_ms - 400 * 86_400_000
-        bot = User(
+        bot = EmulatedUser(
             id=make_snowflake(bot_ms, worker=0, process=0, increment=0),
             username=spec.bot_username,
             global_name=spec.bot_username.capitalize(),
@@ -444,7 +444,7 @@ class World:
                 name = f"{_FIRST_NAMES[index % len(_FIRST_NAMES)]}{index}"
                 global_name = None if meta.random() < 0.3 else name.rstrip("0123456789").title()
             ms = start_ms - meta.randrange(30, 300) * 86_400_000
-            user = User(self._ids.entity(ms), name, global_name, is_bot)
+            user = EmulatedUser(self._ids.entity(ms), name, global_name, is_bot)
             self.users[user.id] = user
         humans = [u.id for u in self.users.values() if not u.bot]
         for index in range(spec.guilds):
@@ -453,7 +453,7 @@ class World:
             name = _GUILD_NAMES[index % len(_GUILD_NAMES)]
             if index >= len(_GUILD_NAMES):
                 name = f"{name} {index // len(_GUILD_NAMES) + 1}"
-            guild = Guild(self._ids.entity(ms), name, owner)
+            guild = EmulatedGuild(self._ids.entity(ms), name, owner)
             self.guilds[guild.id] = guild
         guilds = list(self.guilds.values())
         restricted_from = spec.channels - spec.empty_channels - spec.forbidden_channels
@@ -468,7 +468,7 @@ class World:
             elif index >= restricted_from:
                 access = "forbidden"
             ms = start_ms - (100 - index % 100) * 86_400_000
-            channel = Channel(
+            channel = EmulatedChannel(
                 id=self._ids.entity(ms),
                 guild_id=guild.id,
                 name=name,
@@ -484,7 +484,7 @@ class World:
 
     def _generate_channel(
         self,
-        channel: Channel,
+        channel: EmulatedChannel,
         index: int,
         rng: random.Random,
         spec: EmulatorSpec,
@@ -549,7 +549,7 @@ class World:
             if rand() < edit_rate:
                 edited_ms = ms + rng.randrange(5_000, 7_200_000)
                 self._clock_ms = max(self._clock_ms, edited_ms)
-            message = StoredMessage(
+            message = EmulatedMessage(
                 id=message_id,
                 channel_id=channel.id,
                 guild_id=channel.guild_id,
@@ -573,7 +573,7 @@ class World:
             if spec_user.id in self.users:
                 raise ValueError(f"duplicate user id {spec_user.id}")
             self._ids.claim(spec_user.id)
-            self.users[spec_user.id] = User(
+            self.users[spec_user.id] = EmulatedUser(
                 spec_user.id, spec_user.username, spec_user.global_name, spec_user.bot
             )
         channel_index = 0
@@ -584,12 +584,12 @@ class World:
             if guild_id in self.guilds:
                 raise ValueError(f"duplicate guild id {guild_id}")
             owner = next(iter(u for u in self.users if u != self.bot.id), self.bot.id)
-            guild = Guild(guild_id, spec_guild.name, owner)
+            guild = EmulatedGuild(guild_id, spec_guild.name, owner)
             self.guilds[guild_id] = guild
             for spec_channel in spec_guild.channels:
                 ms = start_ms - (100 - channel_index % 100) * 86_400_000
                 channel_id = self._explicit_id(spec_channel.id, ms)
-                channel = Channel(
+                channel = EmulatedChannel(
                     id=channel_id,
                     guild_id=guild_id,
                     name=spec_channel.name,
@@ -599,7 +599,7 @@ class World:
                 guild.channel_ids.append(channel_id)
                 self.channels[channel_id] = channel
                 clock = start_ms
-                pending: list[StoredMessage] = []
+                pending: list[EmulatedMessage] = []
                 for position, spec_message in enumerate(spec_channel.messages):
                     if spec_message.author_id not in self.users:
                         raise ValueError(
@@ -627,7 +627,7 @@ class World:
                         )
                     clock = max(clock, snowflake_ms(message_id))
                     pending.append(
-                        StoredMessage(
+                        EmulatedMessage(
                             id=message_id,
                             channel_id=channel_id,
                             guild_id=guild_id,
@@ -729,7 +729,7 @@ class World:
         }, None
 
     def _attachments(
-        self, rng: random.Random, channel: Channel, index: int, message_id: int, ms: int
+        self, rng: random.Random, channel: EmulatedChannel, index: int, message_id: int, ms: int
     ) -> list[dict[str, Any]]:
         result = []
         for number in range(rng.choice((1, 1, 1, 2, 3))):
@@ -745,7 +745,7 @@ class World:
 
     def _attachment_payload(
         self,
-        channel: Channel,
+        channel: EmulatedChannel,
         index: int,
         message_id: int,
         number: int,
@@ -773,7 +773,7 @@ class World:
 
     # -- reading -----------------------------------------------------------------------
 
-    def channel(self, channel_id: int) -> Channel:
+    def channel(self, channel_id: int) -> EmulatedChannel:
         """The channel with ``channel_id``.
 
         Raises:
@@ -785,7 +785,7 @@ class World:
         """Channel ids in creation order, optionally only those with ``access``."""
         return [c.id for c in self.channels.values() if access is None or c.access == access]
 
-    def message_payload(self, message: StoredMessage, *, nested: bool = True) -> dict[str, Any]:
+    def message_payload(self, message: EmulatedMessage, *, nested: bool = True) -> dict[str, Any]:
         """``message`` as Discord's JSON object (with ``referenced_message`` for replies).
 
         Args:
@@ -859,7 +859,7 @@ class World:
             result[str(channel_id)] = converted
         return result
 
-    def _truth_record(self, message: StoredMessage) -> dict[str, Any]:
+    def _truth_record(self, message: EmulatedMessage) -> dict[str, Any]:
         return {
             "id": message.id,
             "channel_id": message.channel_id,
@@ -903,7 +903,7 @@ class World:
         attachments: Iterable[ExplicitAttachment] = (),
         embeds: Iterable[dict[str, Any]] = (),
         reply_to: int | None = None,
-    ) -> StoredMessage:
+    ) -> EmulatedMessage:
         """Append a message to a channel (it becomes its newest).
 
         Args:
@@ -934,7 +934,7 @@ class World:
         attachments: Iterable[ExplicitAttachment] = (),
         embeds: Iterable[dict[str, Any]] = (),
         reply_to: int | None = None,
-    ) -> StoredMessage:
+    ) -> EmulatedMessage:
         channel = self.channels[channel_id]
         author = self.bot.id if author_id is None else author_id
         if author not in self.users:
@@ -948,7 +948,7 @@ class World:
         message_id = self._ids.claim(
             make_snowflake(ms, worker=1, process=index, increment=len(channel.ids)), above=last
         )
-        message = StoredMessage(
+        message = EmulatedMessage(
             id=message_id,
             channel_id=channel_id,
             guild_id=channel.guild_id,
@@ -972,7 +972,7 @@ class World:
 
     def edit_message(
         self, channel_id: int, message_id: int, content: str, *, at: dt.datetime | None = None
-    ) -> StoredMessage:
+    ) -> EmulatedMessage:
         """Replace a message's content and set its ``edited_timestamp``.
 
         Args:
@@ -994,7 +994,7 @@ class World:
         self._clock_ms = max(self._clock_ms, message.edited_ms)
         return message
 
-    def delete_message(self, channel_id: int, message_id: int) -> StoredMessage:
+    def delete_message(self, channel_id: int, message_id: int) -> EmulatedMessage:
         """Remove a message (replies to it keep their reference; it resolves to nothing).
 
         Returns:

@@ -29,7 +29,7 @@ from typing import Any, Self
 
 from aiohttp import BodyPartReader, web
 
-from barkeeper.testing.discord._content import BOT_CONTENT_MAX, Channel, OfflineChanges, World
+from barkeeper.testing.discord._content import BOT_CONTENT_MAX, EmulatedChannel, OfflineChanges, World
 from barkeeper.testing.discord._faults import Fault, FaultInjector
 from barkeeper.testing.discord._ratelimit import RateDecision, RateLimiter
 from barkeeper.testing.discord._spec import ChannelAccess, EmulatorSpec, ExplicitAttachment
@@ -541,7 +541,7 @@ class DiscordEmulator:
 
     # -- lookups shared by handlers ----------------------------------------------------
 
-    def _channel(self, params: dict[str, str]) -> Channel:
+    def _channel(self, params: dict[str, str]) -> EmulatedChannel:
         channel_id = _snowflake(params["channel_id"], "channel_id")
         channel = self.world.channels.get(channel_id)
         if channel is None:
