@@ -26,6 +26,7 @@ from barkeeper.testing.discord._client import (
     discord_py_pointed_at,
     logged_in_client,
     point_discord_py_at,
+    running_client,
 )
 from barkeeper.testing.discord._content import (
     EmulatedChannel,
@@ -88,6 +89,7 @@ __all__ = [
     "logged_in_client",
     "make_snowflake",
     "point_discord_py_at",
+    "running_client",
     "snowflake_ms",
     "snowflake_time",
 ]

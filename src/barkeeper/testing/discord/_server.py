@@ -20,8 +20,9 @@ import json
 import math
 import re
 import secrets
+import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -29,8 +30,26 @@ from typing import Any, Self
 
 from aiohttp import BodyPartReader, web
 
-from barkeeper.testing.discord._content import BOT_CONTENT_MAX, EmulatedChannel, OfflineChanges, World
+from barkeeper.testing.discord._content import (
+    BOT_CONTENT_MAX,
+    CHAT_INPUT_COMMAND_TYPE,
+    EPHEMERAL_FLAG,
+    GUILD_TEXT,
+    EmulatedChannel,
+    EmulatedMessage,
+    OfflineChanges,
+    World,
+)
 from barkeeper.testing.discord._faults import Fault, FaultInjector
+from barkeeper.testing.discord._gateway import Gateway, GatewaySession
+from barkeeper.testing.discord._people import (
+    BotAction,
+    BotActionKind,
+    Changes,
+    CommandSync,
+    EmulatedInteraction,
+    Person,
+)
 from barkeeper.testing.discord._ratelimit import RateDecision, RateLimiter
 from barkeeper.testing.discord._spec import ChannelAccess, EmulatorSpec, ExplicitAttachment
 
@@ -41,6 +60,10 @@ API_PREFIX = "/api/v10"
 
 _API_PATH = re.compile(r"^/api(?:/v\d+)?(?P<rest>/.*)$")
 _SNOWFLAKE = re.compile(r"^[0-9]{1,20}$")
+_USER_MENTION = re.compile(r"<@!?([0-9]{1,20})>")
+_LOADING_FLAG = 128
+# Option types of application commands: subcommand, subcommand group, user, channel.
+_SUBCOMMAND, _GROUP, _USER_OPTION, _CHANNEL_OPTION = 1, 2, 6, 7
 _JSON = "application/json"
 _UNKNOWN_ROUTE = "UNKNOWN"
 _BAD_GATEWAY_HTML = (
@@ -203,6 +226,16 @@ class DiscordEmulator:
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._verify_key = hashlib.sha256(str(self.world.bot.id).encode()).hexdigest()
+        self._changes = Changes()
+        #: The gateway: fault hooks and sessions (see :class:`Gateway`).
+        self.gateway = Gateway(self)
+        self.gateway.on_change(self._changes.notify)
+        #: Everything the bot did through REST, in order.
+        self.activity: list[BotAction] = []
+        #: Every ``tree.sync()`` the bot made, in order.
+        self.command_syncs: list[CommandSync] = []
+        self._commands: dict[int | None, list[dict[str, Any]]] = {}
+        self._interactions: dict[str, EmulatedInteraction] = {}
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -216,6 +249,7 @@ class DiscordEmulator:
         if self._runner is not None:
             raise RuntimeError("the Discord emulator is already running")
         app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/gateway", self.gateway.handle)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
@@ -232,6 +266,7 @@ class DiscordEmulator:
         """Stop listening and close every connection (idempotent)."""
         runner, self._runner = self._runner, None
         if runner is not None:
+            self.gateway.drop()
             await runner.cleanup()
 
     async def __aenter__(self) -> Self:
@@ -274,6 +309,11 @@ class DiscordEmulator:
     def base_url(self) -> str:
         """The REST API base, ``http://host:port/api/v10`` (the ``DISCORD_API_BASE`` value)."""
         return self.origin + API_PREFIX
+
+    @property
+    def gateway_url(self) -> str:
+        """The websocket URL, ``ws://host:port/gateway`` (what ``GET /gateway`` answers)."""
+        return "ws" + self.origin.removeprefix("http") + "/gateway"
 
     # -- content -----------------------------------------------------------------------
 
@@ -329,6 +369,409 @@ class DiscordEmulator:
     def set_channel_access(self, channel_id: int, access: ChannelAccess) -> None:
         """Change how the bot may read a channel (``"ok"``, ``"empty"``, ``"forbidden"``)."""
         self.world.set_channel_access(channel_id, access)
+
+    # -- people: what simulated users do ------------------------------------------------
+
+    def person(self, username: str, *, global_name: str | None = None) -> Person:
+        """A simulated user (created on first use, a member of every guild).
+
+        Args:
+            username: Unique username; an existing user with it is reused.
+            global_name: Display name when creating.
+
+        Returns:
+            A handle to post, edit, delete, open threads and invoke commands.
+        """
+        return Person(self, self.world.add_user(username, global_name=global_name))
+
+    def post_message(
+        self,
+        author_id: int,
+        channel_id: int,
+        content: str,
+        *,
+        reply_to: EmulatedMessage | int | None = None,
+        mention_bot: bool = False,
+        mentions: Iterable[int] = (),
+        mention_replied: bool = True,
+    ) -> EmulatedMessage:
+        """Post a message as ``author_id`` and dispatch MESSAGE_CREATE (see :meth:`Person.send`).
+
+        Raises:
+            KeyError: Unknown author, channel, mentioned user or replied-to message.
+        """
+        mentioned = list(mentions)
+        if mention_bot:
+            mentioned.insert(0, self.world.bot.id)
+        prefix = "".join(f"<@{user_id}> " for user_id in mentioned)
+        reply_id = reply_to.id if isinstance(reply_to, EmulatedMessage) else reply_to
+        message = self.world.add_message(
+            channel_id,
+            prefix + content,
+            author_id=author_id,
+            reply_to=reply_id,
+            mentions=mentioned,
+            mention_replied=mention_replied,
+        )
+        self.gateway.dispatch_message("MESSAGE_CREATE", message)
+        self._changes.notify()
+        return message
+
+    def edit_message(self, channel_id: int, message_id: int, content: str) -> EmulatedMessage:
+        """Edit any message and dispatch MESSAGE_UPDATE.
+
+        Raises:
+            KeyError: Unknown channel or message.
+        """
+        message = self.world.edit_message(channel_id, message_id, content)
+        self.gateway.dispatch_message("MESSAGE_UPDATE", message)
+        self._changes.notify()
+        return message
+
+    def delete_message(self, channel_id: int, message_id: int) -> EmulatedMessage:
+        """Delete any message and dispatch MESSAGE_DELETE.
+
+        Raises:
+            KeyError: Unknown channel or message.
+        """
+        message = self.world.delete_message(channel_id, message_id)
+        self.gateway.dispatch_delete(channel_id, message_id, message.guild_id)
+        self._changes.notify()
+        return message
+
+    def open_thread(
+        self, owner_id: int, channel_id: int, name: str, *, message_id: int | None = None
+    ) -> EmulatedChannel:
+        """Open a public thread and dispatch THREAD_CREATE (see :meth:`Person.open_thread`).
+
+        Raises:
+            KeyError: Unknown channel, user or message.
+            ValueError: Not a guild text channel, or the message has a thread already.
+        """
+        thread = self.world.add_thread(channel_id, name, owner_id=owner_id, message_id=message_id)
+        data = {**self.world.channel_payload(thread), "newly_created": True}
+        self.gateway.dispatch("THREAD_CREATE", lambda _: data, guild_id=thread.guild_id)
+        self._changes.notify()
+        return thread
+
+    def invoke_command(
+        self, user_id: int, channel_id: int, name: str, options: dict[str, Any]
+    ) -> EmulatedInteraction:
+        """Invoke a synced slash command as ``user_id`` (see :meth:`Person.invoke`).
+
+        Raises:
+            KeyError: Unknown user or channel.
+            LookupError: No such command is registered where it is invoked.
+            ValueError: An option the command does not have.
+        """
+        world = self.world
+        user = world.users[user_id]
+        channel = world.channels[channel_id]
+        words = name.split()
+        if not words:
+            raise ValueError("the command name is empty")
+        command = self._find_command(words[0], channel.guild_id)
+        command_id = int(command["id"])
+        resolved: dict[str, dict[str, Any]] = {}
+        option_list = self._command_options(command, words, options, resolved)
+        interaction_id = world.new_id()
+        token = f"emulated-{interaction_id}-{secrets.token_urlsafe(24)}"
+        data: dict[str, Any] = {
+            "id": str(command_id),
+            "name": words[0],
+            "type": 1,
+            "options": option_list,
+        }
+        if resolved:
+            data["resolved"] = resolved
+        if command.get("guild_id") is not None:
+            data["guild_id"] = command["guild_id"]
+        payload: dict[str, Any] = {
+            "id": str(interaction_id),
+            "application_id": str(world.bot.id),
+            "type": 2,
+            "token": token,
+            "version": 1,
+            "data": data,
+            "channel": world.channel_payload(channel),
+            "channel_id": str(channel.id),
+            "locale": "en-US",
+            "app_permissions": "1071698660929",
+            "entitlements": [],
+            "attachment_size_limit": 8 * 1024 * 1024,
+        }
+        if channel.guild_id is not None:
+            payload["guild_id"] = str(channel.guild_id)
+            payload["guild_locale"] = "en-US"
+            payload["member"] = {
+                **self.gateway.member_payload(user_id),
+                "permissions": "1071698660929",
+            }
+            payload["context"] = 0
+            payload["authorizing_integration_owners"] = {"0": str(channel.guild_id)}
+        else:
+            payload["user"] = user.payload()
+            payload["context"] = 1
+            payload["authorizing_integration_owners"] = {"0": str(user_id)}
+        interaction = EmulatedInteraction(
+            id=interaction_id,
+            token=token,
+            name=" ".join(words),
+            options=dict(options),
+            user_id=user_id,
+            channel_id=channel.id,
+            guild_id=channel.guild_id,
+            command_id=command_id,
+            _changes=self._changes,
+        )
+        self._interactions[token] = interaction
+        self.gateway.dispatch("INTERACTION_CREATE", lambda _: payload, guild_id=channel.guild_id)
+        self._changes.notify()
+        return interaction
+
+    def _find_command(self, name: str, guild_id: int | None) -> dict[str, Any]:
+        scopes: list[int | None] = [guild_id, None] if guild_id is not None else [None]
+        for scope in scopes:
+            for command in self._commands.get(scope, []):
+                if command["name"] == name and command.get("type", 1) == 1:
+                    return command
+        known = sorted({c["name"] for scope in scopes for c in self._commands.get(scope, [])})
+        raise LookupError(
+            f"no slash command /{name} is synced here (synced: {', '.join(known) or 'none'}); "
+            "the bot must tree.sync() it first"
+        )
+
+    def _command_options(
+        self,
+        command: dict[str, Any],
+        words: list[str],
+        values: dict[str, Any],
+        resolved: dict[str, dict[str, Any]],
+    ) -> list[dict[str, Any]]:
+        level = command
+        path: list[dict[str, Any]] = []
+        for word in words[1:]:
+            found = next(
+                (
+                    o
+                    for o in level.get("options") or []
+                    if o["name"] == word and o["type"] in (_SUBCOMMAND, _GROUP)
+                ),
+                None,
+            )
+            if found is None:
+                raise LookupError(f"/{' '.join(words)}: no subcommand {word!r}")
+            path.append(found)
+            level = found
+        declared = {o["name"]: o for o in level.get("options") or []}
+        leaf: list[dict[str, Any]] = []
+        for option_name, value in values.items():
+            option = declared.get(option_name)
+            if option is None or option["type"] in (_SUBCOMMAND, _GROUP):
+                raise ValueError(
+                    f"/{' '.join(words)} has no option {option_name!r} "
+                    f"(it has: {', '.join(sorted(declared)) or 'none'})"
+                )
+            kind = option["type"]
+            if kind in (_USER_OPTION, _CHANNEL_OPTION):
+                value = str(int(value))
+                self._resolve(kind, int(value), resolved)
+            leaf.append({"name": option_name, "type": kind, "value": value})
+        for option in reversed(path):
+            leaf = [{"name": option["name"], "type": option["type"], "options": leaf}]
+        return leaf
+
+    def _resolve(self, kind: int, snowflake: int, resolved: dict[str, dict[str, Any]]) -> None:
+        if kind == _USER_OPTION:
+            resolved.setdefault("users", {})[str(snowflake)] = self.world.users[snowflake].payload()
+            member = self.gateway.member_payload(snowflake, with_user=False)
+            resolved.setdefault("members", {})[str(snowflake)] = {
+                **member,
+                "permissions": "1071698660929",
+            }
+        else:
+            channel = self.world.channels[snowflake]
+            resolved.setdefault("channels", {})[str(snowflake)] = {
+                **self.world.channel_payload(channel),
+                "permissions": "1071698660929",
+            }
+
+    # -- what the bot did --------------------------------------------------------------
+
+    def bot_messages(self, channel_id: int | None = None) -> list[EmulatedMessage]:
+        """The bot's messages that exist now (not ephemeral ones), oldest first.
+
+        Args:
+            channel_id: Only this channel's; ``None``: every channel's, by id.
+        """
+        bot_id = self.world.bot.id
+        channels = (
+            [self.world.channels[channel_id]]
+            if channel_id is not None
+            else list(self.world.channels.values())
+        )
+        found = [
+            c.messages[i] for c in channels for i in c.ids if c.messages[i].author_id == bot_id
+        ]
+        return sorted(found, key=lambda m: m.id) if channel_id is None else found
+
+    def interactions(self) -> list[EmulatedInteraction]:
+        """Every interaction invoked so far, oldest first."""
+        return list(self._interactions.values())
+
+    def commands(self, guild_id: int | None = None) -> list[dict[str, Any]]:
+        """The commands the bot registered: global ones, or ``guild_id``'s."""
+        return [dict(c) for c in self._commands.get(guild_id, [])]
+
+    async def wait_for_bot_messages(
+        self,
+        channel_id: int,
+        count: int = 1,
+        *,
+        after: EmulatedMessage | int | None = None,
+        timeout: float = 5.0,
+    ) -> list[EmulatedMessage]:
+        """Wait until the bot has at least ``count`` messages in a channel.
+
+        Args:
+            channel_id: The channel (guild channel, thread or DM).
+            count: How many.
+            after: Count only messages newer than this one.
+            timeout: Seconds to wait at most.
+
+        Returns:
+            The bot's messages there (newer than ``after``), oldest first.
+
+        Raises:
+            TimeoutError: Fewer than ``count`` within ``timeout``.
+        """
+        floor = after.id if isinstance(after, EmulatedMessage) else (after or 0)
+
+        def current() -> list[EmulatedMessage]:
+            return [m for m in self.bot_messages(channel_id) if m.id > floor]
+
+        return await self._changes.wait_for(
+            lambda: current() if len(current()) >= count else None,
+            timeout=timeout,
+            what=f"{count} bot message(s) in channel {channel_id}",
+            seen=lambda: f"{len(current())} so far",
+        )
+
+    async def wait_for_reply(
+        self, message: EmulatedMessage | int, *, timeout: float = 5.0
+    ) -> EmulatedMessage:
+        """Wait until the bot has replied (``message_reference``) to ``message``.
+
+        Returns:
+            The bot's first reply.
+
+        Raises:
+            TimeoutError: No reply within ``timeout``.
+        """
+        target = message.id if isinstance(message, EmulatedMessage) else message
+        bot_id = self.world.bot.id
+
+        def reply() -> EmulatedMessage | None:
+            for channel in self.world.channels.values():
+                found = channel.messages.get(target)
+                if found is None:
+                    continue
+                for other in channel.messages.values():
+                    if other.reply_to == target and other.author_id == bot_id:
+                        return other
+            return None
+
+        return await self._changes.wait_for(
+            reply, timeout=timeout, what=f"a bot reply to message {target}"
+        )
+
+    async def wait_for_actions(
+        self,
+        kind: BotActionKind,
+        count: int = 1,
+        *,
+        channel_id: int | None = None,
+        timeout: float = 5.0,
+    ) -> list[BotAction]:
+        """Wait until :attr:`activity` holds at least ``count`` actions of ``kind``.
+
+        Raises:
+            TimeoutError: Fewer within ``timeout``.
+        """
+
+        def matching() -> list[BotAction]:
+            return [
+                a
+                for a in self.activity
+                if a.kind == kind and (channel_id is None or a.channel_id == channel_id)
+            ]
+
+        return await self._changes.wait_for(
+            lambda: matching() if len(matching()) >= count else None,
+            timeout=timeout,
+            what=f"{count} bot {kind!r} action(s)",
+            seen=lambda: f"{len(matching())} so far",
+        )
+
+    async def wait_for_sessions(
+        self, count: int = 1, *, timeout: float = 5.0
+    ) -> list[GatewaySession]:
+        """Wait until ``count`` gateway sessions are connected (one per shard).
+
+        Raises:
+            TimeoutError: Fewer within ``timeout``.
+        """
+        return await self._changes.wait_for(
+            lambda: s if len(s := self.gateway.sessions(connected=True)) >= count else None,
+            timeout=timeout,
+            what=f"{count} connected gateway session(s)",
+            seen=lambda: f"{len(self.gateway.sessions(connected=True))} connected",
+        )
+
+    async def wait_for_command_syncs(
+        self, count: int = 1, *, timeout: float = 5.0
+    ) -> list[CommandSync]:
+        """Wait until the bot has synced its command tree ``count`` times.
+
+        Raises:
+            TimeoutError: Fewer within ``timeout``.
+        """
+        return await self._changes.wait_for(
+            lambda: list(self.command_syncs) if len(self.command_syncs) >= count else None,
+            timeout=timeout,
+            what=f"{count} command sync(s)",
+            seen=lambda: f"{len(self.command_syncs)} so far",
+        )
+
+    def reset_token(self) -> str:
+        """Replace the bot token (as a reset in the Developer Portal does); returns the new one.
+
+        Connected sessions keep working; the old token is refused from now on
+        (401 on REST, close 4004 on IDENTIFY/RESUME).
+        """
+        self.token = _generate_token(self.world.bot.id)
+        return self.token
+
+    def _record(
+        self,
+        kind: BotActionKind,
+        channel_id: int,
+        message: EmulatedMessage | None,
+        *,
+        message_id: int | None = None,
+        interaction: EmulatedInteraction | None = None,
+    ) -> None:
+        self.activity.append(
+            BotAction(
+                kind=kind,
+                channel_id=channel_id,
+                message_id=message.id if message is not None else message_id,
+                content=message.content if message is not None and kind != "delete" else None,
+                at=time.monotonic(),
+                interaction_id=None if interaction is None else interaction.id,
+            )
+        )
+        self._changes.notify()
 
     # -- behaviour ---------------------------------------------------------------------
 
@@ -605,14 +1048,14 @@ class DiscordEmulator:
         }
 
     async def _get_gateway(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
-        return 200, {"url": f"ws://{request.host}/gateway-not-emulated"}
+        return 200, {"url": f"ws://{request.host}/gateway"}
 
     async def _get_gateway_bot(
         self, request: web.Request, params: dict[str, str]
     ) -> tuple[int, Any]:
         return 200, {
-            "url": f"ws://{request.host}/gateway-not-emulated",
-            "shards": 1,
+            "url": f"ws://{request.host}/gateway",
+            "shards": self.spec.shards,
             "session_start_limit": {
                 "total": 1000,
                 "remaining": 1000,
@@ -622,7 +1065,7 @@ class DiscordEmulator:
         }
 
     async def _get_channel(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
-        return 200, self._channel(params).payload()
+        return 200, self.world.channel_payload(self._channel(params))
 
     async def _get_messages(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
         query = request.query
@@ -686,6 +1129,7 @@ class DiscordEmulator:
             raise _error(400, "Cannot send an empty message", 50006)
         reply_to: int | None = None
         reference = payload.get("message_reference")
+        allowed = payload.get("allowed_mentions")
         if isinstance(reference, dict) and reference.get("message_id") is not None:
             reply_to = _snowflake(str(reference["message_id"]), "message_reference")
             if reply_to not in channel.messages:
@@ -702,8 +1146,38 @@ class DiscordEmulator:
             attachments=files,
             embeds=[{"type": "rich", **embed} for embed in embeds],
             reply_to=reply_to,
+            mentions=self._allowed_mentions(content, allowed),
+            mention_replied=not isinstance(allowed, dict) or allowed.get("replied_user", True),
         )
+        self._sent_by_bot("message", message)
         return 200, self.world.message_payload(message)
+
+    def _allowed_mentions(self, content: str, allowed: Any) -> list[int]:
+        """Users ``content`` pings, as ``allowed_mentions`` lets it (Discord's rules)."""
+        named = [int(m) for m in _USER_MENTION.findall(content)]
+        named = [u for u in dict.fromkeys(named) if u in self.world.users]
+        if not isinstance(allowed, dict):
+            return named
+        users = allowed.get("users")
+        if isinstance(users, list):
+            listed = {int(u) for u in users if str(u).isdigit()}
+            return [u for u in named if u in listed]
+        parse = allowed.get("parse")
+        if isinstance(parse, list) and "users" in parse:
+            return named
+        return []
+
+    def _sent_by_bot(
+        self,
+        kind: BotActionKind,
+        message: EmulatedMessage,
+        interaction: EmulatedInteraction | None = None,
+    ) -> None:
+        channel = self.world.channels.get(message.channel_id)
+        if channel is not None and message.id in channel.messages:
+            event = "MESSAGE_CREATE" if kind in ("message", "response", "followup") else None
+            self.gateway.dispatch_message(event or "MESSAGE_UPDATE", message)
+        self._record(kind, message.channel_id, message, interaction=interaction)
 
     async def _patch_message(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
         channel = self._channel(params)
@@ -723,6 +1197,7 @@ class DiscordEmulator:
                     f"Must be {BOT_CONTENT_MAX} or fewer in length.",
                 )
             self.world.edit_message(channel.id, message_id, content)
+        self._sent_by_bot("edit", message)
         return 200, self.world.message_payload(message)
 
     async def _delete_message(
@@ -732,7 +1207,255 @@ class DiscordEmulator:
         message_id = _snowflake(params["message_id"], "message_id")
         if message_id not in channel.messages:
             raise _error(404, "Unknown Message", 10008)
-        self.world.delete_message(channel.id, message_id)
+        message = self.world.delete_message(channel.id, message_id)
+        self.gateway.dispatch_delete(channel.id, message_id, message.guild_id)
+        self._record("delete", channel.id, None, message_id=message_id)
+        return 204, None
+
+    async def _typing(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
+        channel = self._channel(params)
+        self._record("typing", channel.id, None)
+        return 204, None
+
+    async def _open_dm(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
+        payload, _ = await self._read_message_body(request)
+        raw = str(payload.get("recipient_id", ""))
+        user_id = _snowflake(raw, "recipient_id")
+        if user_id not in self.world.users or user_id == self.world.bot.id:
+            raise _error(400, "Cannot send messages to this user", 50007)
+        return 200, self.world.channel_payload(self.world.dm_channel(user_id))
+
+    async def _bot_thread(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
+        channel = self._channel(params)
+        if channel.type != GUILD_TEXT:
+            raise _error(400, "Cannot execute action on this channel type", 50024)
+        payload, _ = await self._read_message_body(request)
+        name = payload.get("name")
+        if not isinstance(name, str) or not 1 <= len(name) <= 100:
+            raise _form_error(
+                "name", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length."
+            )
+        message_id = None
+        if "message_id" in params:
+            message_id = _snowflake(params["message_id"], "message_id")
+            if message_id not in channel.messages:
+                raise _error(404, "Unknown Message", 10008)
+            if message_id in self.world.channels:
+                raise _error(400, "A thread has already been created for this message", 160004)
+        thread = self.open_thread(self.world.bot.id, channel.id, name, message_id=message_id)
+        return 201, self.world.channel_payload(thread)
+
+    # -- application commands ------------------------------------------------------------
+
+    def _check_app(self, params: dict[str, str]) -> None:
+        if _snowflake(params["application_id"], "application_id") != self.world.bot.id:
+            raise _error(403, "Missing Access", 50001)
+
+    def _command_scope(self, params: dict[str, str]) -> int | None:
+        self._check_app(params)
+        if "guild_id" not in params:
+            return None
+        guild_id = _snowflake(params["guild_id"], "guild_id")
+        if guild_id not in self.world.guilds:
+            raise _error(404, "Unknown Guild", 10004)
+        return guild_id
+
+    async def _get_commands(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
+        return 200, self.commands(self._command_scope(params))
+
+    async def _put_commands(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
+        scope = self._command_scope(params)
+        body = _parse_json(await request.read()) if request.can_read_body else []
+        if not isinstance(body, list) or not all(
+            isinstance(c, dict) and isinstance(c.get("name"), str) for c in body
+        ):
+            raise _error(400, "400: Bad Request", 0)
+        previous = {c["name"]: c["id"] for c in self._commands.get(scope, [])}
+        stored = []
+        for command in body:
+            entry = {
+                **command,
+                "id": previous.get(command["name"]) or str(self.world.new_id()),
+                "application_id": str(self.world.bot.id),
+                "version": str(self.world.new_id()),
+                "type": command.get("type", 1),
+            }
+            if scope is not None:
+                entry["guild_id"] = str(scope)
+            stored.append(entry)
+        self._commands[scope] = stored
+        self.command_syncs.append(CommandSync(scope, [c["name"] for c in stored], time.monotonic()))
+        self._changes.notify()
+        return 200, [dict(c) for c in stored]
+
+    # -- interactions and their webhook --------------------------------------------------
+
+    def _interaction(self, params: dict[str, str]) -> EmulatedInteraction:
+        interaction = self._interactions.get(params["token"])
+        if interaction is None:
+            raise _error(404, "Unknown Webhook", 10015)
+        if "interaction_id" in params and params["interaction_id"] != str(interaction.id):
+            raise _error(404, "Unknown interaction", 10062)
+        if "application_id" in params:
+            self._check_app(params)
+        return interaction
+
+    def _interaction_message(
+        self, interaction: EmulatedInteraction, data: dict[str, Any], flags: int
+    ) -> EmulatedMessage:
+        content = data.get("content")
+        content = "" if content is None else str(content)
+        if len(content) > BOT_CONTENT_MAX:
+            raise _form_error(
+                "content", "BASE_TYPE_MAX_LENGTH", f"Must be {BOT_CONTENT_MAX} or fewer in length."
+            )
+        embeds = data.get("embeds") or []
+        world = self.world
+        metadata = {
+            "id": str(interaction.id),
+            "type": 2,
+            "user": world.users[interaction.user_id].payload(),
+            "authorizing_integration_owners": {
+                "0": str(interaction.guild_id or interaction.user_id)
+            },
+            "name": interaction.name,
+            "command_type": 1,
+        }
+        if flags & EPHEMERAL_FLAG:
+            message = EmulatedMessage(
+                id=world.new_id(),
+                channel_id=interaction.channel_id,
+                guild_id=interaction.guild_id,
+                author_id=world.bot.id,
+                content=content,
+                embeds=[{"type": "rich", **e} for e in embeds if isinstance(e, dict)],
+            )
+        else:
+            message = world.add_message(
+                interaction.channel_id,
+                content,
+                embeds=[{"type": "rich", **e} for e in embeds if isinstance(e, dict)],
+                mentions=self._allowed_mentions(content, data.get("allowed_mentions")),
+            )
+        message.type = CHAT_INPUT_COMMAND_TYPE
+        message.flags = flags
+        message.webhook_id = world.bot.id
+        message.interaction_metadata = metadata
+        return message
+
+    async def _callback(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
+        interaction = self._interaction(params)
+        payload, _ = await self._read_message_body(request)
+        kind = payload.get("type")
+        if kind not in (4, 5):
+            raise _form_error(
+                "type", "BASE_TYPE_CHOICES", f"Value must be one of (4, 5), got {kind}."
+            )
+        if interaction.answered:
+            raise _error(400, "Interaction has already been acknowledged.", 40060)
+        data = payload.get("data") or {}
+        if not isinstance(data, dict):
+            raise _error(400, "400: Bad Request", 0)
+        flags = int(data.get("flags") or 0) & EPHEMERAL_FLAG
+        if kind == 5:
+            flags |= _LOADING_FLAG
+        message = self._interaction_message(interaction, data, flags)
+        interaction.response_type = kind
+        interaction.response = message
+        interaction.ephemeral = bool(flags & EPHEMERAL_FLAG)
+        self._sent_by_bot("response", message, interaction)
+        if request.query.get("with_response", "").lower() not in ("1", "true"):
+            return 204, None
+        return 200, {
+            "interaction": {
+                "id": str(interaction.id),
+                "type": 2,
+                "response_message_id": str(message.id),
+                "response_message_loading": kind == 5,
+                "response_message_ephemeral": interaction.ephemeral,
+            },
+            "resource": {"type": kind, "message": self.world.message_payload(message)},
+        }
+
+    def _webhook_target(
+        self, interaction: EmulatedInteraction, params: dict[str, str]
+    ) -> EmulatedMessage:
+        wanted = params["message_id"]
+        if wanted == "@original":
+            if interaction.response is None:
+                raise _error(404, "Unknown Message", 10008)
+            return interaction.response
+        message_id = _snowflake(wanted, "message_id")
+        for message in interaction.followups:
+            if message.id == message_id:
+                return message
+        if interaction.response is not None and interaction.response.id == message_id:
+            return interaction.response
+        raise _error(404, "Unknown Message", 10008)
+
+    async def _followup(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
+        interaction = self._interaction(params)
+        if not interaction.answered:
+            raise _error(404, "Unknown Webhook", 10015)
+        payload, files = await self._read_message_body(request)
+        if not payload.get("content") and not payload.get("embeds") and not files:
+            raise _error(400, "Cannot send an empty message", 50006)
+        flags = int(payload.get("flags") or 0) & EPHEMERAL_FLAG
+        message = self._interaction_message(interaction, payload, flags)
+        interaction.followups.append(message)
+        self._sent_by_bot("followup", message, interaction)
+        return 200, self.world.message_payload(message)
+
+    async def _get_webhook_message(
+        self, request: web.Request, params: dict[str, str]
+    ) -> tuple[int, Any]:
+        interaction = self._interaction(params)
+        return 200, self.world.message_payload(self._webhook_target(interaction, params))
+
+    async def _patch_webhook_message(
+        self, request: web.Request, params: dict[str, str]
+    ) -> tuple[int, Any]:
+        interaction = self._interaction(params)
+        message = self._webhook_target(interaction, params)
+        payload, _ = await self._read_message_body(request)
+        content = payload.get("content")
+        if isinstance(content, str):
+            if len(content) > BOT_CONTENT_MAX:
+                raise _form_error(
+                    "content",
+                    "BASE_TYPE_MAX_LENGTH",
+                    f"Must be {BOT_CONTENT_MAX} or fewer in length.",
+                )
+            channel = self.world.channels.get(message.channel_id)
+            if channel is not None and message.id in channel.messages:
+                self.world.edit_message(message.channel_id, message.id, content)
+            else:  # ephemeral: not in the channel
+                message.content = content
+                message.edited_ms = time.time_ns() // 1_000_000
+        if isinstance(payload.get("embeds"), list):
+            message.embeds = [
+                {"type": "rich", **e} for e in payload["embeds"] if isinstance(e, dict)
+            ]
+        message.flags &= ~_LOADING_FLAG
+        self._sent_by_bot("edit", message, interaction)
+        return 200, self.world.message_payload(message)
+
+    async def _delete_webhook_message(
+        self, request: web.Request, params: dict[str, str]
+    ) -> tuple[int, Any]:
+        interaction = self._interaction(params)
+        message = self._webhook_target(interaction, params)
+        channel = self.world.channels.get(message.channel_id)
+        if channel is not None and message.id in channel.messages:
+            self.world.delete_message(message.channel_id, message.id)
+            self.gateway.dispatch_delete(message.channel_id, message.id, message.guild_id)
+        if interaction.response is message:
+            interaction.response = None
+        else:
+            interaction.followups.remove(message)
+        self._record(
+            "delete", message.channel_id, None, message_id=message.id, interaction=interaction
+        )
         return 204, None
 
     async def _get_guild(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
@@ -804,6 +1527,49 @@ _ROUTES: tuple[_Route, ...] = (
     ),
     _route("GET", "/guilds/{guild_id}", DiscordEmulator._get_guild),
     _route("GET", "/guilds/{guild_id}/channels", DiscordEmulator._get_guild_channels),
+    _route("POST", "/channels/{channel_id}/typing", DiscordEmulator._typing),
+    _route("POST", "/users/@me/channels", DiscordEmulator._open_dm),
+    _route("POST", "/channels/{channel_id}/threads", DiscordEmulator._bot_thread),
+    _route(
+        "POST", "/channels/{channel_id}/messages/{message_id}/threads", DiscordEmulator._bot_thread
+    ),
+    _route("GET", "/applications/{application_id}/commands", DiscordEmulator._get_commands),
+    _route("PUT", "/applications/{application_id}/commands", DiscordEmulator._put_commands),
+    _route(
+        "GET",
+        "/applications/{application_id}/guilds/{guild_id}/commands",
+        DiscordEmulator._get_commands,
+    ),
+    _route(
+        "PUT",
+        "/applications/{application_id}/guilds/{guild_id}/commands",
+        DiscordEmulator._put_commands,
+    ),
+    _route(
+        "POST",
+        "/interactions/{interaction_id}/{token}/callback",
+        DiscordEmulator._callback,
+        auth=False,
+    ),
+    _route("POST", "/webhooks/{application_id}/{token}", DiscordEmulator._followup, auth=False),
+    _route(
+        "GET",
+        "/webhooks/{application_id}/{token}/messages/{message_id}",
+        DiscordEmulator._get_webhook_message,
+        auth=False,
+    ),
+    _route(
+        "PATCH",
+        "/webhooks/{application_id}/{token}/messages/{message_id}",
+        DiscordEmulator._patch_webhook_message,
+        auth=False,
+    ),
+    _route(
+        "DELETE",
+        "/webhooks/{application_id}/{token}/messages/{message_id}",
+        DiscordEmulator._delete_webhook_message,
+        auth=False,
+    ),
 )
 
 #: Route keys the emulator serves (``"GET /channels/{channel_id}/messages"``, …).

@@ -1,0 +1,441 @@
+"""The emulator's gateway against the real, unmodified discord.py.
+
+Plain ``discord.Client``, ``commands.Bot`` with a synced app-command tree and
+``AutoShardedBot`` connect to ``barkeeper.testing.discord``; simulated people post,
+reply, open threads, DM and invoke slash commands; the bot replies, edits, deletes
+and types; sockets drop and sessions are resumed or invalidated. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import discord
+import discord.gateway
+import discord.http
+import pytest
+import pytest_asyncio
+from discord import app_commands
+from discord.ext import commands
+
+from barkeeper.testing.discord import (
+    DiscordEmulator,
+    EmulatorSpec,
+    ExplicitChannel,
+    ExplicitContent,
+    ExplicitGuild,
+    ExplicitUser,
+    discord_py_pointed_at,
+    make_snowflake,
+    running_client,
+)
+
+WAIT = 5.0
+FAST: dict[str, Any] = {"route_limit": 10_000, "global_limit": 0}
+
+
+def _spec(**changes: Any) -> EmulatorSpec:
+    base: dict[str, Any] = {
+        "seed": 5,
+        "channels": 2,
+        "messages_per_channel": 3,
+        "users": 3,
+        "heartbeat_interval": 0.5,
+        **FAST,
+    }
+    base.update(changes)
+    return EmulatorSpec(**base)
+
+
+@pytest_asyncio.fixture
+async def emu() -> AsyncIterator[DiscordEmulator]:
+    async with DiscordEmulator(_spec()) as emulator:
+        yield emulator
+
+
+def _intents(*, content: bool = True, members: bool = False) -> discord.Intents:
+    intents = discord.Intents.default()
+    intents.message_content = content
+    intents.members = members
+    return intents
+
+
+class Recorder(discord.Client):
+    """A plain client that queues what it receives."""
+
+    def __init__(self, **options: Any) -> None:
+        options.setdefault("intents", _intents())
+        super().__init__(guild_ready_timeout=0.1, **options)
+        self.messages: asyncio.Queue[discord.Message] = asyncio.Queue()
+        self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.ready_count = 0
+        self.resumed_count = 0
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        # discord.py's documented hook sleeps 5 s before every IDENTIFY after the
+        # first (Discord's identify rate limit); the emulator has none.
+        return None
+
+    async def on_ready(self) -> None:
+        self.ready_count += 1
+        self.events.put_nowait(("ready", None))
+
+    async def on_resumed(self) -> None:
+        self.resumed_count += 1
+        self.events.put_nowait(("resumed", None))
+
+    async def on_message(self, message: discord.Message) -> None:
+        if message.author.id != self.user.id:  # type: ignore[union-attr]
+            self.messages.put_nowait(message)
+
+    async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        self.events.put_nowait(("edit", payload))
+
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        self.events.put_nowait(("delete", payload))
+
+    async def on_thread_create(self, thread: discord.Thread) -> None:
+        self.events.put_nowait(("thread", thread))
+
+    async def next_message(self) -> discord.Message:
+        return await asyncio.wait_for(self.messages.get(), WAIT)
+
+    async def next_event(self, name: str) -> Any:
+        async with asyncio.timeout(WAIT):
+            while True:
+                event, value = await self.events.get()
+                if event == name:
+                    return value
+
+
+# -- connecting ---------------------------------------------------------------------------------
+
+
+async def test_client_connects_with_guilds_channels_and_compression(
+    emu: DiscordEmulator,
+) -> None:
+    client = Recorder(intents=_intents(members=True))
+    async with running_client(emu, client):
+        assert sorted(g.id for g in client.guilds) == sorted(emu.guild_ids())
+        guild = client.guilds[0]
+        assert {c.id for c in guild.text_channels} == set(emu.world.guilds[guild.id].channel_ids)
+        assert guild.default_role.id == guild.id
+        assert guild.chunked and len(guild.members) == len(emu.world.users)
+        assert client.user is not None and client.user.id == emu.bot_user_id
+        assert client.ready_count == 1
+        (session,) = emu.gateway.sessions(connected=True)
+        assert session.shard_id == 0 and session.intents == client.intents.value
+        assert emu.gateway.identifies == 1
+        assert emu.gateway.compressions == ["zlib-stream"]
+    assert str(discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY) == "wss://gateway.discord.gg/"
+    assert discord.http.Route.BASE == "https://discord.com/api/v10"
+
+
+async def test_message_arrives_and_content_is_blanked_without_the_intent(
+    emu: DiscordEmulator,
+) -> None:
+    alice = emu.person("alice", global_name="Alice")
+    channel_id = emu.channel_ids()[0]
+    client = Recorder(intents=_intents(content=False))
+    async with running_client(emu, client):
+        alice.send(channel_id, "nobody pinged you")
+        plain = await client.next_message()
+        assert plain.channel.id == channel_id and plain.author.id == alice.id
+        assert isinstance(plain.author, discord.Member)
+        assert plain.content == ""
+
+        alice.send(channel_id, "hello bot", mention_bot=True)
+        mentioned = await client.next_message()
+        assert mentioned.content == f"<@{emu.bot_user_id}> hello bot"
+        assert client.user in mentioned.mentions
+
+        alice.dm("a secret")
+        dm = await client.next_message()
+        assert isinstance(dm.channel, discord.DMChannel)
+        assert dm.guild is None and dm.content == "a secret"
+
+    # the world (and REST history) keeps the text either way
+    assert emu.world.channels[channel_id].messages[plain.id].content == "nobody pinged you"
+
+
+async def test_with_the_intent_content_is_kept(emu: DiscordEmulator) -> None:
+    client = Recorder()
+    async with running_client(emu, client):
+        emu.person("bob").send(emu.channel_ids()[1], "plain words")
+        assert (await client.next_message()).content == "plain words"
+
+
+async def test_reply_edit_delete_and_thread_reach_the_client(emu: DiscordEmulator) -> None:
+    alice, bob = emu.person("alice"), emu.person("bob")
+    channel_id = emu.channel_ids()[0]
+    client = Recorder()
+    async with running_client(emu, client):
+        first = alice.send(channel_id, "first!")
+        await client.next_message()
+        bob.send(channel_id, "agreed", reply_to=first)
+        reply = await client.next_message()
+        assert reply.type is discord.MessageType.reply
+        assert reply.reference is not None and reply.reference.message_id == first.id
+        assert isinstance(reply.reference.resolved, discord.Message)
+        assert reply.reference.resolved.content == "first!"
+        assert [u.id for u in reply.mentions] == [alice.id]
+
+        alice.edit(first, "first! (edited)")
+        edit = await client.next_event("edit")
+        assert edit.message_id == first.id and edit.data["content"] == "first! (edited)"
+        bob.delete(emu.world.channels[channel_id].messages[reply.id])
+        deleted = await client.next_event("delete")
+        assert deleted.message_id == reply.id
+
+        thread = alice.open_thread(channel_id, "side talk", message=first)
+        created = await client.next_event("thread")
+        assert created.id == thread.id == first.id and created.parent_id == channel_id
+        bob.send(thread.id, "in the thread")
+        inside = await client.next_message()
+        assert isinstance(inside.channel, discord.Thread)
+        assert inside.channel.id == thread.id and inside.channel.parent_id == channel_id
+
+
+# -- the bot acting -----------------------------------------------------------------------------
+
+
+class Echo(Recorder):
+    """Replies to mentions with typing, then edits, sends and deletes a second message."""
+
+    async def on_message(self, message: discord.Message) -> None:
+        await super().on_message(message)
+        if self.user is None or self.user not in message.mentions:
+            return
+        async with message.channel.typing():
+            sent = await message.reply("thinking…", mention_author=False)
+        await sent.edit(content=f"you said: {message.content}")
+        extra = await message.channel.send("and one more")
+        await extra.delete()
+
+
+async def test_bot_replies_edits_types_and_deletes(emu: DiscordEmulator) -> None:
+    alice = emu.person("alice")
+    channel_id = emu.channel_ids()[0]
+    client = Echo()
+    async with running_client(emu, client):
+        asked = alice.send(channel_id, "hi", mention_bot=True)
+        reply = await emu.wait_for_reply(asked, timeout=WAIT)
+        await emu.wait_for_actions("delete", timeout=WAIT)
+        kinds = [a.kind for a in emu.activity]
+        assert kinds == ["typing", "message", "edit", "message", "delete"]
+        assert reply.content == f"you said: <@{emu.bot_user_id}> hi"
+        assert reply.edited_ms is not None
+        assert reply.mention_ids == []  # mention_author=False: no ping
+        assert [m.id for m in emu.bot_messages(channel_id)] == [reply.id]
+        truth = emu.truth()[channel_id]
+        assert truth[-1]["id"] == reply.id and truth[-1]["reply_to"] == asked.id
+
+        # a DM both ways: the person writes, the bot answers through POST /users/@me/channels
+        user = await client.fetch_user(alice.id)
+        await user.send("psst")
+        (dm,) = await emu.wait_for_bot_messages(alice.dm_channel.id, timeout=WAIT)
+        assert dm.content == "psst" and dm.guild_id is None
+
+
+# -- slash commands -----------------------------------------------------------------------------
+
+
+class CommandBot(commands.Bot):
+    def __init__(self, guild_id: int) -> None:
+        super().__init__(command_prefix="!", intents=_intents(), guild_ready_timeout=0.1)
+        self.guild_id = guild_id
+        self.calls: list[tuple[str, Any]] = []
+
+        @app_commands.command(description="repeat text")
+        async def echo(interaction: discord.Interaction, text: str, times: int = 1) -> None:
+            self.calls.append(("echo", (text, times, interaction.channel_id)))
+            await interaction.response.send_message(text * times)
+            original = await interaction.original_response()
+            await interaction.followup.send(f"followup to {original.id}", ephemeral=True)
+
+        @app_commands.command(description="slow answer")
+        async def slow(interaction: discord.Interaction, who: discord.User) -> None:
+            self.calls.append(("slow", who.id))
+            await interaction.response.defer(thinking=True, ephemeral=True)
+            await interaction.edit_original_response(content=f"done for {who.name}")
+
+        self.tree.add_command(echo)
+        self.tree.add_command(slow, guild=discord.Object(guild_id))
+
+    async def setup_hook(self) -> None:
+        await self.tree.sync()
+        await self.tree.sync(guild=discord.Object(self.guild_id))
+
+
+async def test_slash_commands_reach_the_tree_and_answers_are_readable(
+    emu: DiscordEmulator,
+) -> None:
+    guild_id = emu.guild_ids()[0]
+    channel_id = emu.channel_ids()[0]
+    alice, bob = emu.person("alice"), emu.person("bob")
+    bot = CommandBot(guild_id)
+    async with running_client(emu, bot):
+        syncs = await emu.wait_for_command_syncs(2, timeout=WAIT)
+        assert [(s.guild_id, s.names) for s in syncs] == [(None, ["echo"]), (guild_id, ["slow"])]
+        assert [c["name"] for c in emu.commands()] == ["echo"]
+
+        echo = alice.invoke("echo", channel_id, options={"text": "ab", "times": 2})
+        response = await echo.wait_for_response(timeout=WAIT)
+        assert response.content == "abab" and not echo.ephemeral
+        assert emu.world.channels[channel_id].messages[response.id].type == 20
+        (followup,) = await echo.wait_for_followups(timeout=WAIT)
+        assert followup.content == f"followup to {response.id}"
+        assert followup.flags & 64 and followup.id not in emu.world.channels[channel_id].messages
+
+        slow = alice.invoke("slow", channel_id, options={"who": bob.id})
+        done = await slow.wait_for_response(timeout=WAIT)
+        assert done.content == "done for bob" and slow.ephemeral and slow.response_type == 5
+        assert bot.calls == [("echo", ("ab", 2, channel_id)), ("slow", bob.id)]
+
+        # in a DM, only global commands exist
+        dm_echo = alice.invoke("echo", options={"text": "x"})
+        assert (await dm_echo.wait_for_response(timeout=WAIT)).content == "x"
+        with pytest.raises(LookupError, match="slow"):
+            alice.invoke("slow", options={"who": bob.id})
+        with pytest.raises(ValueError, match="no option 'loud'"):
+            alice.invoke("echo", channel_id, options={"text": "x", "loud": True})
+
+
+# -- sharding -----------------------------------------------------------------------------------
+
+
+async def test_auto_sharded_bot_gets_each_guild_on_its_shard() -> None:
+    # guild ids one millisecond apart land on alternating shards
+    base_ms = 1_700_000_000_000
+    explicit = ExplicitContent(
+        users=[ExplicitUser(id=make_snowflake(base_ms - 10**6), username="carol")],
+        guilds=[
+            ExplicitGuild(
+                id=make_snowflake(base_ms + n),
+                name=f"guild {n}",
+                channels=[ExplicitChannel(id=make_snowflake(base_ms + 100 + n), name="general")],
+            )
+            for n in range(4)
+        ],
+    )
+    async with DiscordEmulator(_spec(explicit=explicit, shards=2)) as emu:
+        bot = commands.AutoShardedBot(
+            command_prefix="!", intents=_intents(), guild_ready_timeout=0.1
+        )
+        received: asyncio.Queue[discord.Message] = asyncio.Queue()
+        bot.add_listener(received.put, "on_message")
+        async with running_client(emu, bot):
+            await emu.wait_for_sessions(2, timeout=WAIT)
+            assert bot.shard_count == 2
+            shards = {g.id: g.shard_id for g in bot.guilds}
+            assert shards == {g: (g >> 22) % 2 for g in emu.guild_ids()}
+            assert set(shards.values()) == {0, 1}
+            for session in emu.gateway.sessions():
+                assert session.shard_count == 2
+            alice = emu.person("alice")
+            for channel_id in emu.channel_ids():
+                alice.send(channel_id, f"hi {channel_id}")
+            got = [await asyncio.wait_for(received.get(), WAIT) for _ in emu.channel_ids()]
+            assert sorted(m.channel.id for m in got) == sorted(emu.channel_ids())
+            assert {m.guild.shard_id for m in got if m.guild} == {0, 1}
+
+
+# -- refused logins -----------------------------------------------------------------------------
+
+
+async def test_bad_token_is_a_login_failure(emu: DiscordEmulator) -> None:
+    client = discord.Client(intents=_intents())
+    with discord_py_pointed_at(emu.base_url, gateway_url=emu.gateway_url):
+        with pytest.raises(discord.LoginFailure):
+            await asyncio.wait_for(client.start("not-the-token"), WAIT)
+        await client.close()
+    assert emu.gateway.identifies == 0
+
+
+async def test_token_reset_before_identify_closes_4004(emu: DiscordEmulator) -> None:
+    client = discord.Client(intents=_intents())
+    with discord_py_pointed_at(emu.base_url, gateway_url=emu.gateway_url):
+        await client.login(emu.token)
+        emu.reset_token()
+        with pytest.raises(discord.ConnectionClosed) as raised:
+            await asyncio.wait_for(client.connect(), WAIT)
+        await client.close()
+    assert raised.value.code == 4004
+    assert emu.gateway.closes == [4004]
+
+
+async def test_privileged_intent_not_granted_closes_4014() -> None:
+    async with DiscordEmulator(_spec(granted_intents=["members"])) as emu:
+        client = discord.Client(intents=_intents(content=True))
+        with discord_py_pointed_at(emu.base_url, gateway_url=emu.gateway_url):
+            with pytest.raises(discord.PrivilegedIntentsRequired):
+                await asyncio.wait_for(client.start(emu.token), WAIT)
+            await client.close()
+        assert emu.gateway.closes == [4014]
+        # without the intent the same application connects
+        async with running_client(emu, Recorder(intents=_intents(content=False))):
+            assert emu.gateway.identifies == 1
+
+
+# -- resume, reconnect, invalid session ---------------------------------------------------------
+
+
+async def test_dropped_socket_resumes_and_replays_missed_events(emu: DiscordEmulator) -> None:
+    alice = emu.person("alice")
+    channel_id = emu.channel_ids()[0]
+    client = Recorder()
+    async with running_client(emu, client):
+        assert emu.gateway.drop() == 1
+        sent = [alice.send(channel_id, f"while away {n}") for n in range(3)]
+        await client.next_event("resumed")
+        got = [await client.next_message() for _ in sent]
+        assert [m.id for m in got] == [m.id for m in sent]
+        assert emu.gateway.identifies == 1 and emu.gateway.resumes == 1
+        assert client.ready_count == 1
+
+
+async def test_reconnect_and_invalid_session_are_survived(emu: DiscordEmulator) -> None:
+    alice = emu.person("alice")
+    channel_id = emu.channel_ids()[0]
+    client = Recorder()
+    async with running_client(emu, client):
+        assert emu.gateway.reconnect() == 1
+        await client.next_event("resumed")
+        assert emu.gateway.resumes == 1
+
+        assert emu.gateway.invalidate(resumable=True) == 1
+        await client.next_event("resumed")
+        assert emu.gateway.resumes == 2
+
+        assert emu.gateway.invalidate(resumable=False) == 1
+        await client.next_event("ready")
+        assert emu.gateway.identifies == 2 and client.ready_count == 2
+        assert len(emu.gateway.sessions()) == 1
+
+        alice.send(channel_id, "still there?")
+        assert (await client.next_message()).content == "still there?"
+
+
+async def test_withheld_heartbeat_acks_make_the_client_resume(emu: DiscordEmulator) -> None:
+    client = Recorder(heartbeat_timeout=1.0)
+    async with running_client(emu, client):
+        emu.gateway.acking = False
+        await client.next_event("resumed")
+        emu.gateway.acking = True
+        assert emu.gateway.resumes >= 1 and emu.gateway.identifies == 1
+
+
+# -- HTTP --------------------------------------------------------------------------------------
+
+
+async def test_gateway_routes_point_at_the_websocket(emu: DiscordEmulator) -> None:
+    headers = {"Authorization": f"Bot {emu.token}"}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{emu.base_url}/gateway") as response:
+            assert (await response.json())["url"] == emu.gateway_url
+        async with http.get(f"{emu.base_url}/gateway/bot", headers=headers) as response:
+            body = await response.json()
+        assert body["url"] == emu.gateway_url and body["shards"] == 1
