@@ -9,6 +9,7 @@ and types; sockets drop and sessions are resumed or invalidated. Every wait is b
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -439,3 +440,150 @@ async def test_gateway_routes_point_at_the_websocket(emu: DiscordEmulator) -> No
         async with http.get(f"{emu.base_url}/gateway/bot", headers=headers) as response:
             body = await response.json()
         assert body["url"] == emu.gateway_url and body["shards"] == 1
+
+
+# -- driven from another process ----------------------------------------------------------------
+
+
+async def _started_cli(*args: str) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "barkeeper.testing.discord",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    values: dict[str, str] = {}
+    while "DISCORD_TOKEN" not in values:
+        line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
+        assert line, "the emulator exited before printing its address"
+        if "=" in line:
+            name, _, value = line.strip().partition("=")
+            values[name] = value
+    return process, values
+
+
+class MentionBot(CommandBot):
+    async def on_message(self, message: discord.Message) -> None:
+        if self.user is not None and self.user in message.mentions:
+            await message.reply(f"heard {len(message.content)} chars", mention_author=False)
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        return None
+
+
+async def test_helper_routes_drive_a_bot_from_another_process() -> None:
+    process, values = await _started_cli(
+        "--channels", "1", "--messages-per-channel", "2", "--heartbeat-interval", "0.5",
+        "--route-limit", "0", "--global-limit", "0",
+    )  # fmt: skip
+    origin = values["DISCORD_API_BASE"].removesuffix("/api/v10")
+    try:
+        async with aiohttp.ClientSession(base_url=origin) as http:
+
+            async def call(method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+                async with http.request(method, path, **kwargs) as response:
+                    body = await response.json() if response.status != 204 else None
+                    return response.status, body
+
+            _, info = await call("GET", "/_emulator/info")
+            guild_id, channel_id = info["guild_ids"][0], info["channels"][0]["id"]
+            bot = MentionBot(int(guild_id))
+            with discord_py_pointed_at(
+                values["DISCORD_API_BASE"], gateway_url=values["DISCORD_GATEWAY_URL"]
+            ):
+                task = asyncio.create_task(bot.start(values["DISCORD_TOKEN"]))
+                try:
+                    status, gateway = await call("GET", "/_emulator/gateway?wait=10&connected=1")
+                    assert status == 200 and gateway["identifies"] == 1
+                    status, commands_seen = await call("GET", "/_emulator/commands")
+                    assert [s["names"] for s in commands_seen["syncs"]] == [["echo"], ["slow"]]
+
+                    status, person = await call(
+                        "POST", "/_emulator/people", json={"username": "dana"}
+                    )
+                    assert status == 200 and person["username"] == "dana"
+                    status, asked = await call(
+                        "POST",
+                        "/_emulator/messages",
+                        json={"author": "dana", "channel_id": channel_id, "content": "yo",
+                              "mention_bot": True},
+                    )  # fmt: skip
+                    assert status == 200 and asked["content"].endswith("yo")
+                    status, replies = await call(
+                        "GET", f"/_emulator/bot-messages?reply_to={asked['id']}&wait=5"
+                    )
+                    assert status == 200 and len(replies) == 1
+                    assert replies[0]["content"] == f"heard {len(asked['content'])} chars"
+
+                    status, invoked = await call(
+                        "POST",
+                        "/_emulator/interactions",
+                        json={"user": "dana", "command": "echo", "channel_id": channel_id,
+                              "options": {"text": "hey"}},
+                    )  # fmt: skip
+                    assert status == 200 and invoked["response"] is None
+                    status, answered = await call(
+                        "GET", f"/_emulator/interactions/{invoked['id']}?wait=5&followups=1"
+                    )
+                    assert status == 200 and answered["response"]["content"] == "hey"
+                    assert len(answered["followups"]) == 1
+
+                    status, missing = await call(
+                        "POST",
+                        "/_emulator/interactions",
+                        json={"user": "dana", "command": "nope", "channel_id": channel_id},
+                    )
+                    assert status == 404 and "nope" in missing["message"]
+
+                    status, dropped = await call("POST", "/_emulator/gateway/drop")
+                    assert dropped["sockets"] == 1
+                    await call(
+                        "POST",
+                        "/_emulator/messages",
+                        json={"author": "dana", "dm": True, "content": "<@x> still?"},
+                    )
+                    for _ in range(100):
+                        _, gateway = await call("GET", "/_emulator/gateway")
+                        if gateway["resumes"] == 1 and gateway["sessions"][0]["connected"]:
+                            break
+                        await asyncio.sleep(0.05)
+                    assert gateway["resumes"] == 1 and gateway["identifies"] == 1
+
+                    status, waited = await call(
+                        "GET", f"/_emulator/bot-messages?channel_id={channel_id}&count=9&wait=0.2"
+                    )
+                    assert status == 408 and len(waited["seen"]) == 2
+                    _, activity = await call("GET", "/_emulator/activity")
+                    assert [a["kind"] for a in activity] == ["message", "response", "followup"]
+                finally:
+                    await bot.close()
+                    await asyncio.wait_for(task, 10)
+    finally:
+        process.terminate()
+        await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0
+
+
+async def test_cli_help_lists_the_gateway_flags_and_helper_routes() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "barkeeper.testing.discord",
+        "--help",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 60)
+    text = out.decode()
+    for needle in (
+        "--shards",
+        "--heartbeat-interval",
+        "--granted-intents",
+        "/_emulator/messages",
+        "/_emulator/interactions",
+        "/_emulator/bot-messages",
+        "/_emulator/gateway/drop",
+    ):
+        assert needle in text

@@ -1,14 +1,19 @@
-""":class:`DiscordEmulator`: a local Discord REST API that the real discord.py talks to.
+""":class:`DiscordEmulator`: a local Discord (REST API and gateway) for the real discord.py.
 
 It serves the routes discord.py needs to log in, read channels and guilds, page
-message history and send messages, under ``/api/v10`` on 127.0.0.1 (by default),
-with Discord's JSON error bodies, ``X-RateLimit-*`` headers and 429s, seeded fault
-injection and request statistics. It never opens a connection to anything and
-does not emulate the gateway (websocket); ``/gateway`` points at a URL that 404s.
+message history, send, edit and delete messages, type, open DMs and threads, sync
+application commands and answer interactions (callback, followup and ``@original``
+webhook routes), under ``/api/v10`` on 127.0.0.1 (by default), with Discord's JSON
+error bodies, ``X-RateLimit-*`` headers and 429s, seeded fault injection and request
+statistics; ``/gateway`` is the websocket (:class:`~barkeeper.testing.discord.Gateway`).
+What the bot does through REST is stored in the world (so history sees it) and
+recorded in :attr:`DiscordEmulator.activity`. It never opens a connection to anything.
 
-Outside ``/api`` a few unauthenticated helper routes exist for other processes
-(benchmarks): ``GET /_emulator/info``, ``GET /_emulator/truth``,
-``GET /_emulator/stats`` and ``POST /_emulator/offline-changes``.
+Outside ``/api`` unauthenticated helper routes exist for other processes:
+``GET /_emulator/info``, ``GET /_emulator/truth``, ``GET /_emulator/stats``,
+``POST /_emulator/offline-changes`` and the gateway-driving ones of
+:mod:`barkeeper.testing.discord._helpers` (post as a person, invoke a command, read
+the bot's messages and interaction responses, gateway faults).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from barkeeper.testing.discord._content import (
 )
 from barkeeper.testing.discord._faults import Fault, FaultInjector
 from barkeeper.testing.discord._gateway import Gateway, GatewaySession
+from barkeeper.testing.discord._helpers import helper_route
 from barkeeper.testing.discord._people import (
     BotAction,
     BotActionKind,
@@ -623,6 +629,19 @@ class DiscordEmulator:
         """The commands the bot registered: global ones, or ``guild_id``'s."""
         return [dict(c) for c in self._commands.get(guild_id, [])]
 
+    async def wait_until(self, check: Callable[[], object], *, timeout: float, what: str) -> None:
+        """Wait until ``check()`` is truthy; it is re-run whenever the world or the bot changes.
+
+        Args:
+            check: Reads the emulator (``emu.world``, ``emu.activity``, …).
+            timeout: Seconds to wait at most.
+            what: Describes the condition, for the error message.
+
+        Raises:
+            TimeoutError: Not met within ``timeout``.
+        """
+        await self._changes.wait_for(lambda: bool(check()) or None, timeout=timeout, what=what)
+
     async def wait_for_bot_messages(
         self,
         channel_id: int,
@@ -939,6 +958,9 @@ class DiscordEmulator:
         return response
 
     async def _admin(self, request: web.Request) -> web.Response:
+        answered = await helper_route(self, request)
+        if answered is not None:
+            return answered
         path = request.path.removeprefix("/_emulator/")
         body: Any
         if request.method == "GET" and path == "truth":
