@@ -9,6 +9,7 @@ and types; sockets drop and sessions are resumed or invalidated. Every wait is b
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
@@ -131,6 +132,9 @@ async def test_client_connects_with_guilds_channels_and_compression(
         assert session.shard_id == 0 and session.intents == client.intents.value
         assert emu.gateway.identifies == 1
         assert emu.gateway.compressions == ["zlib-stream"]
+    # discord.py's close() reaches the server as 4000 (its reader closes first), so the
+    # session stays resumable, as it would on Discord
+    assert [s.connected for s in emu.gateway.sessions()] == [False]
     assert str(discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY) == "wss://gateway.discord.gg/"
     assert discord.http.Route.BASE == "https://discord.com/api/v10"
 
@@ -398,6 +402,16 @@ async def test_dropped_socket_resumes_and_replays_missed_events(emu: DiscordEmul
         assert client.ready_count == 1
 
 
+async def test_a_session_past_its_resume_window_must_identify_again(emu: DiscordEmulator) -> None:
+    client = Recorder()
+    async with running_client(emu, client):
+        client.events = asyncio.Queue()
+        emu.gateway.resume_window = 0.0
+        emu.gateway.drop()
+        await client.next_event("ready")  # RESUME refused with op 9, then a fresh IDENTIFY
+        assert emu.gateway.identifies == 2 and emu.gateway.resumes == 0
+
+
 async def test_reconnect_and_invalid_session_are_survived(emu: DiscordEmulator) -> None:
     alice = emu.person("alice")
     channel_id = emu.channel_ids()[0]
@@ -587,3 +601,93 @@ async def test_cli_help_lists_the_gateway_flags_and_helper_routes() -> None:
         "/_emulator/gateway/drop",
     ):
         assert needle in text
+
+
+# -- the protocol, spoken by hand ---------------------------------------------------------------
+
+
+async def _receive(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
+    message = await asyncio.wait_for(ws.receive(), WAIT)
+    assert message.type is aiohttp.WSMsgType.TEXT, message
+    data: dict[str, Any] = json.loads(message.data)
+    return data
+
+
+async def test_raw_protocol_sessions_and_close_codes(emu: DiscordEmulator) -> None:
+    identify = {"token": emu.token, "intents": 1 | 1 << 9, "properties": {}}
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(f"{emu.gateway_url}?v=10&encoding=json") as ws:
+            hello = await _receive(ws)
+            assert hello == {"op": 10, "d": {"heartbeat_interval": 500}}
+            await ws.send_json({"op": 1, "d": None})
+            assert await _receive(ws) == {"op": 11}
+            await ws.send_json({"op": 2, "d": identify})
+            ready = await _receive(ws)
+            assert (ready["t"], ready["s"]) == ("READY", 1)
+            assert ready["d"]["resume_gateway_url"] == emu.gateway_url
+            guild = await _receive(ws)
+            assert guild["t"] == "GUILD_CREATE" and guild["d"]["member_count"] == len(
+                emu.world.users
+            )
+            session_id = ready["d"]["session_id"]
+            await ws.send_json({"op": 2, "d": identify})
+            assert (await ws.receive()).data == 4005  # identified twice
+        # a dropped socket keeps the session: RESUME from seq 1 replays GUILD_CREATE
+        async with http.ws_connect(emu.gateway_url) as ws:
+            await _receive(ws)
+            resume = {"token": emu.token, "session_id": session_id, "seq": 1}
+            await ws.send_json({"op": 6, "d": resume})
+            replayed = await _receive(ws)
+            assert replayed.get("t") == "GUILD_CREATE", replayed
+            resumed = await _receive(ws)
+            assert (resumed["t"], resumed["s"], resumed["d"]) == ("RESUMED", 3, {})
+            await ws.close(code=1000)  # a clean close ends the session
+        await emu.wait_until(lambda: not emu.gateway.sessions(), timeout=WAIT, what="no session")
+        async with http.ws_connect(emu.gateway_url) as ws:
+            await _receive(ws)
+            await ws.send_json({"op": 6, "d": resume})
+            assert await _receive(ws) == {"op": 9, "d": False}
+            await ws.send_json({"op": 3, "d": {}})
+            assert (await ws.receive()).data == 4003  # not identified
+        async with http.ws_connect(emu.gateway_url) as ws:
+            await _receive(ws)
+            await ws.send_json({"op": 2, "d": {**identify, "shard": [2, 2]}})
+            assert (await ws.receive()).data == 4010
+        async with http.ws_connect(f"{emu.gateway_url}?encoding=etf") as ws:
+            assert (await ws.receive()).data == 4002
+    assert emu.gateway.closes == [4005, 4003, 4010, 4002]
+
+
+async def test_rest_reads_are_blanked_when_the_intent_is_not_granted() -> None:
+    async with DiscordEmulator(_spec(granted_intents=[])) as emu:
+        channel_id = emu.channel_ids()[0]
+        alice = emu.person("alice")
+        plain = alice.send(channel_id, "words")
+        pinged = alice.send(channel_id, "hey", mention_bot=True)
+        headers = {"Authorization": f"Bot {emu.token}"}
+        async with aiohttp.ClientSession() as http:
+            url = f"{emu.base_url}/channels/{channel_id}/messages"
+            async with http.get(url, headers=headers) as response:
+                page = {int(m["id"]): m["content"] for m in await response.json()}
+        assert page[plain.id] == "" and page[pinged.id].endswith("hey")
+        with pytest.raises(ValueError, match="another user's DM"):
+            emu.person("bob").send(alice.dm_channel.id, "let me in")
+
+
+class Threader(Recorder):
+    async def on_message(self, message: discord.Message) -> None:
+        if isinstance(message.channel, discord.TextChannel):
+            thread = await message.create_thread(name="about that")
+            await thread.send("let's talk here")
+
+
+async def test_bot_opens_a_thread_on_a_message(emu: DiscordEmulator) -> None:
+    channel_id = emu.channel_ids()[0]
+    client = Threader()
+    async with running_client(emu, client):
+        asked = emu.person("alice").send(channel_id, "start a thread")
+        (sent,) = await emu.wait_for_bot_messages(asked.id, timeout=WAIT)
+        thread = emu.world.channels[asked.id]
+        assert thread.parent_id == channel_id and thread.owner_id == emu.bot_user_id
+        assert sent.content == "let's talk here"
+        assert client.get_channel(asked.id) is not None

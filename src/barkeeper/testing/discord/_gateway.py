@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import secrets
+import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -92,6 +93,7 @@ class GatewaySession:
     intents: int
     seq: int = 0
     resumes: int = 0
+    disconnected_at: float | None = None
     sent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=_REPLAY_LIMIT))
     connection: _Connection | None = None
 
@@ -118,6 +120,7 @@ class _Connection:
         self.ws = ws
         self.request = request
         self.session: GatewaySession | None = None
+        self.closed_by_server = False
         self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._encode = _encoder(compress)
         self._writer = asyncio.create_task(self._write())
@@ -155,11 +158,13 @@ class _Connection:
                 continue
 
     async def close(self, code: int = 1000, message: str = "") -> None:
+        self.closed_by_server = True
         await self.flush()
         await self.ws.close(code=code, message=message.encode())
 
     def abort(self) -> None:
         """Cut the TCP connection without a close frame (a network drop)."""
+        self.closed_by_server = True
         transport = self.request.transport
         if transport is not None:
             transport.abort()
@@ -210,6 +215,9 @@ class Gateway:
         resumes: RESUMEs accepted so far.
         closes: Close codes the gateway sent, in order.
         compressions: The ``compress`` query of each websocket, in order.
+        resume_window: Seconds a disconnected session stays resumable (events for
+            it are kept meanwhile); a client closing with 1000 or 1001 ends its
+            session at once, as on Discord.
     """
 
     def __init__(self, emulator: DiscordEmulator) -> None:
@@ -222,6 +230,7 @@ class Gateway:
         self.resumes = 0
         self.closes: list[int] = []
         self.compressions: list[str] = []
+        self.resume_window = 120.0
         self._changed: Callable[[], None] = lambda: None
 
     @property
@@ -282,11 +291,11 @@ class Gateway:
             told += 1
         return told
 
-    async def close_all(self, code: int = 1000) -> None:
-        """Close every socket with ``code`` (used when the emulator stops)."""
-        for connection in list(self._connections):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(connection.close(code), 2)
+    def _expire(self) -> None:
+        horizon = time.monotonic() - self.resume_window
+        for session in list(self._sessions.values()):
+            if session.disconnected_at is not None and session.disconnected_at < horizon:
+                del self._sessions[session.id]
 
     def _send_op(self, payload: dict[str, Any], shard_id: int | None) -> int:
         told = 0
@@ -320,6 +329,7 @@ class Gateway:
             How many sessions got it (connected or buffered for RESUME).
         """
         delivered = 0
+        self._expire()
         for session in list(self._sessions.values()):
             if not session.receives_guild(guild_id):
                 continue
@@ -356,24 +366,27 @@ class Gateway:
         """``message`` as a MESSAGE_CREATE ``d`` for ``session`` (with ``guild_id``, ``member``)."""
         world = self._world
         data = world.message_payload(message)
-        self._blank(data, message, session)
+        has_intent = session.has("message_content")
+        self.blank(data, message, has_intent=has_intent)
         referenced = data.get("referenced_message")
         if isinstance(referenced, dict):
             channel = world.channels[message.channel_id]
             target = channel.messages.get(message.reply_to or 0)
             if target is not None:
-                self._blank(referenced, target, session)
+                self.blank(referenced, target, has_intent=has_intent)
         if message.guild_id is not None:
             data["guild_id"] = str(message.guild_id)
             data["member"] = self.member_payload(message.author_id, with_user=False)
         return data
 
-    def _blank(
-        self, data: dict[str, Any], message: EmulatedMessage, session: GatewaySession
-    ) -> None:
-        # Discord keeps content for DMs, the app's own messages and messages that
-        # mention it; everything else is empty without the message-content intent.
-        if session.has("message_content") or message.guild_id is None:
+    def blank(self, data: dict[str, Any], message: EmulatedMessage, *, has_intent: bool) -> None:
+        """Empty ``data``'s content fields as Discord does for an app without the intent.
+
+        Discord keeps them for DMs, the app's own messages and messages that mention
+        it; everything else has empty ``content``, ``embeds``, ``attachments`` and
+        ``components``.
+        """
+        if has_intent or message.guild_id is None:
             return
         bot_id = self._world.bot.id
         if message.author_id == bot_id or bot_id in message.mention_ids:
@@ -485,6 +498,10 @@ class Gateway:
             session = connection.session
             if session is not None and session.connection is connection:
                 session.connection = None
+                session.disconnected_at = time.monotonic()
+                clean = ws.close_code in (1000, 1001) and not connection.closed_by_server
+                if clean:  # a client closing cleanly ends its session
+                    self._sessions.pop(session.id, None)
             await connection.finish()
             self._changed()
         return ws
@@ -581,6 +598,7 @@ class Gateway:
         if not isinstance(data, dict) or not self._token_ok(data.get("token")):
             await self._close(connection, 4004, "Authentication failed.")
             return False
+        self._expire()
         session = self._sessions.get(str(data.get("session_id")))
         seq = data.get("seq")
         if session is None or not isinstance(seq, int) or seq > session.seq:
@@ -596,6 +614,7 @@ class Gateway:
             previous.session = None
             previous.abort()
         session.connection = connection
+        session.disconnected_at = None
         connection.session = session
         for frame in missed:
             connection.send(frame)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import hashlib
 import json
 import math
@@ -38,6 +39,7 @@ from aiohttp import BodyPartReader, web
 from barkeeper.testing.discord._content import (
     BOT_CONTENT_MAX,
     CHAT_INPUT_COMMAND_TYPE,
+    DM,
     EPHEMERAL_FLAG,
     GUILD_TEXT,
     EmulatedChannel,
@@ -406,6 +408,9 @@ class DiscordEmulator:
         Raises:
             KeyError: Unknown author, channel, mentioned user or replied-to message.
         """
+        channel = self.world.channels[channel_id]
+        if channel.type == DM and author_id not in (channel.recipient_id, self.world.bot.id):
+            raise ValueError(f"user {author_id} cannot post in another user's DM {channel_id}")
         mentioned = list(mentions)
         if mention_bot:
             mentioned.insert(0, self.world.bot.id)
@@ -604,20 +609,27 @@ class DiscordEmulator:
 
     # -- what the bot did --------------------------------------------------------------
 
-    def bot_messages(self, channel_id: int | None = None) -> list[EmulatedMessage]:
+    def bot_messages(
+        self, channel_id: int | None = None, *, after: int = 0
+    ) -> list[EmulatedMessage]:
         """The bot's messages that exist now (not ephemeral ones), oldest first.
 
         Args:
-            channel_id: Only this channel's; ``None``: every channel's, by id.
+            channel_id: Only this channel's (none while it does not exist);
+                ``None``: every channel's, by id.
+            after: Only messages newer than this id.
         """
         bot_id = self.world.bot.id
-        channels = (
-            [self.world.channels[channel_id]]
-            if channel_id is not None
-            else list(self.world.channels.values())
-        )
+        if channel_id is None:
+            channels = list(self.world.channels.values())
+        else:  # a channel that does not exist (yet: a thread) has no messages
+            known = self.world.channels.get(channel_id)
+            channels = [] if known is None else [known]
         found = [
-            c.messages[i] for c in channels for i in c.ids if c.messages[i].author_id == bot_id
+            c.messages[i]
+            for c in channels
+            for i in c.ids[bisect.bisect_right(c.ids, after) :]
+            if c.messages[i].author_id == bot_id
         ]
         return sorted(found, key=lambda m: m.id) if channel_id is None else found
 
@@ -667,7 +679,7 @@ class DiscordEmulator:
         floor = after.id if isinstance(after, EmulatedMessage) else (after or 0)
 
         def current() -> list[EmulatedMessage]:
-            return [m for m in self.bot_messages(channel_id) if m.id > floor]
+            return self.bot_messages(channel_id, after=floor)
 
         return await self._changes.wait_for(
             lambda: current() if len(current()) >= count else None,
@@ -688,16 +700,19 @@ class DiscordEmulator:
             TimeoutError: No reply within ``timeout``.
         """
         target = message.id if isinstance(message, EmulatedMessage) else message
+        channel_id = message.channel_id if isinstance(message, EmulatedMessage) else None
+        if channel_id is None:
+            channel_id = next(
+                (c.id for c in self.world.channels.values() if target in c.messages), None
+            )
+        if channel_id is None:
+            raise KeyError(f"unknown message {target}")
         bot_id = self.world.bot.id
 
         def reply() -> EmulatedMessage | None:
-            for channel in self.world.channels.values():
-                found = channel.messages.get(target)
-                if found is None:
-                    continue
-                for other in channel.messages.values():
-                    if other.reply_to == target and other.author_id == bot_id:
-                        return other
+            for other in self.bot_messages(channel_id, after=target):
+                if other.reply_to == target and other.author_id == bot_id:
+                    return other
             return None
 
         return await self._changes.wait_for(
@@ -861,7 +876,14 @@ class DiscordEmulator:
                     break
         key = route.key if route is not None else _UNKNOWN_ROUTE
         self.stats.requests[key] += 1
-        major = params.get("channel_id") or params.get("guild_id") or ""
+        # Discord buckets webhook and interaction routes per token.
+        major = (
+            params.get("channel_id")
+            or params.get("guild_id")
+            or params.get("token")
+            or params.get("interaction_id")
+            or ""
+        )
         decision = self._limiter.check(key, major)
         headers = {**decision.headers, "Via": "1.1 google"}
         if decision.scope is not None:
@@ -970,6 +992,7 @@ class DiscordEmulator:
         elif request.method == "GET" and path == "info":
             body = {
                 "api_base": self.base_url,
+                "gateway_url": self.gateway_url,
                 "bot_user_id": str(self.bot_user_id),
                 "guild_ids": [str(i) for i in self.guild_ids()],
                 "channels": [
@@ -1119,7 +1142,7 @@ class DiscordEmulator:
             return 200, []
         page = channel.page(limit, **values)
         self.stats.messages_served += len(page)
-        payload = self.world.message_payload
+        payload = self._rest_message
         return 200, [payload(message) for message in page]
 
     async def _get_message(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
@@ -1131,7 +1154,19 @@ class DiscordEmulator:
         if message is None:
             raise _error(404, "Unknown Message", 10008)
         self.stats.messages_served += 1
-        return 200, self.world.message_payload(message)
+        return 200, self._rest_message(message)
+
+    def _rest_message(self, message: EmulatedMessage) -> dict[str, Any]:
+        """A message as REST reads answer it: blanked like the gateway's when the
+        application was not granted the message-content intent."""
+        data = self.world.message_payload(message)
+        if "message_content" not in self.spec.granted_intents:
+            self.gateway.blank(data, message, has_intent=False)
+            referenced = data.get("referenced_message")
+            target = self.world.channels[message.channel_id].messages.get(message.reply_to or 0)
+            if isinstance(referenced, dict) and target is not None:
+                self.gateway.blank(referenced, target, has_intent=False)
+        return data
 
     async def _post_message(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
         channel = self._channel(params)
