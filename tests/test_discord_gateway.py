@@ -132,6 +132,9 @@ async def test_client_connects_with_guilds_channels_and_compression(
         assert session.shard_id == 0 and session.intents == client.intents.value
         assert emu.gateway.identifies == 1
         assert emu.gateway.compressions == ["zlib-stream"]
+        joined = asyncio.create_task(client.wait_for("member_join", timeout=WAIT))
+        newcomer = emu.person("newcomer")
+        assert (await joined).id == newcomer.id
     # discord.py's close() reaches the server as 4000 (its reader closes first), so the
     # session stays resumable, as it would on Discord
     assert [s.connected for s in emu.gateway.sessions()] == [False]
@@ -166,11 +169,15 @@ async def test_message_arrives_and_content_is_blanked_without_the_intent(
     assert emu.world.channels[channel_id].messages[plain.id].content == "nobody pinged you"
 
 
-async def test_with_the_intent_content_is_kept(emu: DiscordEmulator) -> None:
-    client = Recorder()
-    async with running_client(emu, client):
-        emu.person("bob").send(emu.channel_ids()[1], "plain words")
-        assert (await client.next_message()).content == "plain words"
+async def test_with_the_intent_content_is_kept_and_hidden_channels_stay_hidden() -> None:
+    async with DiscordEmulator(_spec(channels=3, forbidden_channels=1)) as emu:
+        client = Recorder()
+        async with running_client(emu, client):
+            bob = emu.person("bob")
+            (hidden,) = emu.channel_ids(access="forbidden")
+            bob.send(hidden, "you cannot see this")
+            bob.send(emu.channel_ids(access="ok")[0], "plain words")
+            assert (await client.next_message()).content == "plain words"
 
 
 async def test_reply_edit_delete_and_thread_reach_the_client(emu: DiscordEmulator) -> None:

@@ -132,7 +132,7 @@ class _Connection:
         """Wait until every queued payload has been written."""
         done = asyncio.get_running_loop().create_future()
         self._queue.put_nowait({"__flush__": done})
-        with contextlib.suppress(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await asyncio.wait_for(asyncio.shield(done), 5)
 
     async def _write(self) -> None:
@@ -343,7 +343,13 @@ class Gateway:
         return delivered
 
     def dispatch_message(self, event: str, message: EmulatedMessage) -> int:
-        """MESSAGE_CREATE/MESSAGE_UPDATE of ``message``, content blanked per session."""
+        """MESSAGE_CREATE/MESSAGE_UPDATE of ``message``, content blanked per session.
+
+        Nothing is sent for a channel the bot cannot see (access ``"forbidden"``).
+        """
+        channel = self._world.channels.get(message.channel_id)
+        if channel is not None and channel.access == "forbidden":
+            return 0
         intent = "direct_messages" if message.guild_id is None else "guild_messages"
         return self.dispatch(
             event,

@@ -390,7 +390,16 @@ class DiscordEmulator:
         Returns:
             A handle to post, edit, delete, open threads and invoke commands.
         """
-        return Person(self, self.world.add_user(username, global_name=global_name))
+        known = len(self.world.users)
+        user = self.world.add_user(username, global_name=global_name)
+        if len(self.world.users) > known:  # joined: GUILD_MEMBER_ADD where members are on
+            member = self.gateway.member_payload(user.id)
+            for guild_id in self.world.guilds:
+                data: dict[str, Any] = {**member, "guild_id": str(guild_id)}
+                self.gateway.dispatch(
+                    "GUILD_MEMBER_ADD", _constant(data), guild_id=guild_id, intent="members"
+                )
+        return Person(self, user)
 
     def post_message(
         self,
@@ -1558,6 +1567,11 @@ class DiscordEmulator:
         if not isinstance(payload, dict):
             raise _error(400, "400: Bad Request", 0)
         return payload, files
+
+
+def _constant(data: dict[str, Any]) -> Callable[[GatewaySession], dict[str, Any]]:
+    """A renderer giving every session the same event data."""
+    return lambda _session: data
 
 
 def _parse_json(data: bytes) -> Any:
