@@ -274,7 +274,13 @@ class CommandBot(commands.Bot):
             await interaction.response.defer(thinking=True, ephemeral=True)
             await interaction.edit_original_response(content=f"done for {who.name}")
 
+        @app_commands.command(description="deferred, then a followup")
+        async def later(interaction: discord.Interaction) -> None:
+            await interaction.response.defer()
+            await interaction.followup.send("later!")
+
         self.tree.add_command(echo)
+        self.tree.add_command(later)
         self.tree.add_command(slow, guild=discord.Object(guild_id))
 
     async def setup_hook(self) -> None:
@@ -291,8 +297,11 @@ async def test_slash_commands_reach_the_tree_and_answers_are_readable(
     bot = CommandBot(guild_id)
     async with running_client(emu, bot):
         syncs = await emu.wait_for_command_syncs(2, timeout=WAIT)
-        assert [(s.guild_id, s.names) for s in syncs] == [(None, ["echo"]), (guild_id, ["slow"])]
-        assert [c["name"] for c in emu.commands()] == ["echo"]
+        assert [(s.guild_id, s.names) for s in syncs] == [
+            (None, ["echo", "later"]),
+            (guild_id, ["slow"]),
+        ]
+        assert [c["name"] for c in emu.commands()] == ["echo", "later"]
 
         echo = alice.invoke("echo", channel_id, options={"text": "ab", "times": 2})
         response = await echo.wait_for_response(timeout=WAIT)
@@ -306,6 +315,12 @@ async def test_slash_commands_reach_the_tree_and_answers_are_readable(
         done = await slow.wait_for_response(timeout=WAIT)
         assert done.content == "done for bob" and slow.ephemeral and slow.response_type == 5
         assert bot.calls == [("echo", ("ab", 2, channel_id)), ("slow", bob.id)]
+
+        # after a defer, the first followup becomes the response (as on Discord)
+        later = bob.invoke("later", channel_id)
+        filled = await later.wait_for_response(timeout=WAIT)
+        assert filled.content == "later!" and later.followups == [] and not later.ephemeral
+        assert emu.world.channels[channel_id].messages[filled.id].content == "later!"
 
         # in a DM, only global commands exist
         dm_echo = alice.invoke("echo", options={"text": "x"})
@@ -520,7 +535,10 @@ async def test_helper_routes_drive_a_bot_from_another_process() -> None:
                     status, gateway = await call("GET", "/_emulator/gateway?wait=10&connected=1")
                     assert status == 200 and gateway["identifies"] == 1
                     status, commands_seen = await call("GET", "/_emulator/commands")
-                    assert [s["names"] for s in commands_seen["syncs"]] == [["echo"], ["slow"]]
+                    assert [s["names"] for s in commands_seen["syncs"]] == [
+                        ["echo", "later"],
+                        ["slow"],
+                    ]
 
                     status, person = await call(
                         "POST", "/_emulator/people", json={"username": "dana"}
@@ -698,3 +716,46 @@ async def test_bot_opens_a_thread_on_a_message(emu: DiscordEmulator) -> None:
         assert thread.parent_id == channel_id and thread.owner_id == emu.bot_user_id
         assert sent.content == "let's talk here"
         assert client.get_channel(asked.id) is not None
+
+
+async def test_interaction_webhook_routes_over_rest(emu: DiscordEmulator) -> None:
+    headers = {"Authorization": f"Bot {emu.token}"}
+    app, channel_id = emu.bot_user_id, emu.channel_ids()[0]
+    command = {"name": "hi", "description": "say hi", "type": 1}
+    async with aiohttp.ClientSession(base_url=emu.origin) as http:
+        api = "/api/v10"
+        async with http.put(
+            f"{api}/applications/{app}/commands", json=[command], headers=headers
+        ) as r:
+            (registered,) = await r.json()
+        assert registered["application_id"] == str(app) and registered["name"] == "hi"
+        async with http.put(
+            f"{api}/applications/{app}/commands", json=[command], headers=headers
+        ) as r:
+            assert (await r.json())[0]["id"] == registered["id"]  # same name keeps its id
+        assert len(emu.command_syncs) == 2
+
+        interaction = emu.person("alice").invoke("hi", channel_id)
+        callback = f"{api}/interactions/{interaction.id}/{interaction.token}/callback"
+        answer = {"type": 4, "data": {"content": "hello"}}
+        async with http.post(callback, params={"with_response": "1"}, json=answer) as r:
+            body = await r.json()
+        assert body["interaction"]["response_message_id"] == body["resource"]["message"]["id"]
+        async with http.post(callback, json=answer) as r:
+            assert r.status == 400 and (await r.json())["code"] == 40060
+        original = f"{api}/webhooks/{app}/{interaction.token}/messages/@original"
+        async with http.patch(original, json={"content": "hello again"}) as r:
+            assert (await r.json())["content"] == "hello again"
+        async with http.get(original) as r:
+            assert (await r.json())["edited_timestamp"] is not None
+        message_id = int(body["resource"]["message"]["id"])
+        assert message_id in emu.world.channels[channel_id].messages
+        async with http.delete(original) as r:
+            assert r.status == 204
+        assert interaction.response is None
+        assert message_id not in emu.world.channels[channel_id].messages
+        async with http.get(original) as r:
+            assert r.status == 404
+        async with http.post(f"{api}/webhooks/{app}/not-a-token", json={"content": "x"}) as r:
+            assert r.status == 404
+    assert [a.kind for a in emu.activity] == ["response", "edit", "delete"]

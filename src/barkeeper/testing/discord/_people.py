@@ -142,7 +142,8 @@ class EmulatedInteraction:
         response: The response message (``@original``); ``None`` before the
             bot answered or after it deleted it.
         ephemeral: Whether the response is ephemeral (only the invoker sees it).
-        followups: Followup messages, in order.
+        followups: Followup messages, in order. After a deferred response the
+            bot's first followup fills the response instead, as on Discord.
     """
 
     id: int

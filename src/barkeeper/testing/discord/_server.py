@@ -1005,7 +1005,13 @@ class DiscordEmulator:
                 "bot_user_id": str(self.bot_user_id),
                 "guild_ids": [str(i) for i in self.guild_ids()],
                 "channels": [
-                    {"id": str(c.id), "guild_id": str(c.guild_id), "access": c.access}
+                    {
+                        "id": str(c.id),
+                        "guild_id": None if c.guild_id is None else str(c.guild_id),
+                        "type": c.type,
+                        "parent_id": None if c.parent_id is None else str(c.parent_id),
+                        "access": c.access,
+                    }
                     for c in self.world.channels.values()
                 ],
                 "messages": self.world.message_count(),
@@ -1466,11 +1472,32 @@ class DiscordEmulator:
         payload, files = await self._read_message_body(request)
         if not payload.get("content") and not payload.get("embeds") and not files:
             raise _error(400, "Cannot send an empty message", 50006)
+        original = interaction.response
+        if original is not None and original.flags & _LOADING_FLAG:
+            # After a defer, Discord turns the first followup into the response itself.
+            content = str(payload.get("content") or "")
+            channel = self.world.channels.get(original.channel_id)
+            if channel is not None and original.id in channel.messages:
+                self.world.edit_message(original.channel_id, original.id, content)
+            else:
+                original.content = content
+            original.flags &= ~_LOADING_FLAG
+            self._sent_by_bot("edit", original, interaction)
+            return 200, self.world.message_payload(original)
         flags = int(payload.get("flags") or 0) & EPHEMERAL_FLAG
         message = self._interaction_message(interaction, payload, flags)
         interaction.followups.append(message)
         self._sent_by_bot("followup", message, interaction)
         return 200, self.world.message_payload(message)
+
+    async def _active_threads(
+        self, request: web.Request, params: dict[str, str]
+    ) -> tuple[int, Any]:
+        guild = self.world.guilds.get(_snowflake(params["guild_id"], "guild_id"))
+        if guild is None:
+            raise _error(404, "Unknown Guild", 10004)
+        threads = [self.world.channels[i] for i in guild.thread_ids if i in self.world.channels]
+        return 200, {"threads": [self.world.channel_payload(t) for t in threads], "members": []}
 
     async def _get_webhook_message(
         self, request: web.Request, params: dict[str, str]
@@ -1598,6 +1625,7 @@ _ROUTES: tuple[_Route, ...] = (
     ),
     _route("GET", "/guilds/{guild_id}", DiscordEmulator._get_guild),
     _route("GET", "/guilds/{guild_id}/channels", DiscordEmulator._get_guild_channels),
+    _route("GET", "/guilds/{guild_id}/threads/active", DiscordEmulator._active_threads),
     _route("POST", "/channels/{channel_id}/typing", DiscordEmulator._typing),
     _route("POST", "/users/@me/channels", DiscordEmulator._open_dm),
     _route("POST", "/channels/{channel_id}/threads", DiscordEmulator._bot_thread),
