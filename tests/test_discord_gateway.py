@@ -26,6 +26,7 @@ from discord.ext import commands
 from barkeeper.testing.discord import (
     DiscordEmulator,
     EmulatorSpec,
+    ExplicitAttachment,
     ExplicitChannel,
     ExplicitContent,
     ExplicitGuild,
@@ -179,6 +180,16 @@ async def test_with_the_intent_content_is_kept_and_hidden_channels_stay_hidden()
             bob.send(hidden, "you cannot see this")
             bob.send(emu.channel_ids(access="ok")[0], "plain words")
             assert (await client.next_message()).content == "plain words"
+            photo = ExplicitAttachment(filename="cat.png", size=2048, content_type="image/png")
+            bob.send(emu.channel_ids(access="ok")[0], "", attachments=[photo])
+            only_file = await client.next_message()
+            assert only_file.content == "" and [a.filename for a in only_file.attachments] == [
+                "cat.png"
+            ]
+            with pytest.raises(ValueError, match="4000 at most"):
+                bob.send(emu.channel_ids(access="ok")[0], "x" * 4001)
+            with pytest.raises(ValueError, match="content or attachments"):
+                bob.send(emu.channel_ids(access="ok")[0], "")
 
 
 async def test_reply_edit_delete_and_thread_reach_the_client(emu: DiscordEmulator) -> None:

@@ -56,7 +56,8 @@ helper routes (no auth; JSON; snowflakes as strings; wait=S long-polls, 408 when
   POST /_emulator/offline-changes?edits=N&deletes=M&new_messages=K&seed=S
   POST /_emulator/people        {"username", "global_name"?}
   POST /_emulator/messages      {"author", "channel_id" | "dm": true, "content",
-                                 "reply_to"?, "mention_bot"?, "mentions"?}
+                                 "reply_to"?, "mention_bot"?, "mentions"?,
+                                 "attachments"?: [{"filename", "size"?, "content_type"?}]}
   PATCH|DELETE /_emulator/messages/CHANNEL_ID/MESSAGE_ID   {"content"}
   POST /_emulator/threads       {"author", "channel_id", "name", "message_id"?}
   POST /_emulator/interactions  {"user", "command", "channel_id"?, "options"?}

@@ -94,8 +94,10 @@ class GatewaySession:
     seq: int = 0
     resumes: int = 0
     disconnected_at: float | None = None
-    sent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=_REPLAY_LIMIT))
-    connection: _Connection | None = None
+    sent: deque[dict[str, Any]] = field(
+        default_factory=lambda: deque(maxlen=_REPLAY_LIMIT), repr=False
+    )
+    connection: _Connection | None = field(default=None, repr=False)
 
     @property
     def connected(self) -> bool:

@@ -12,7 +12,8 @@ answers 408 with what was seen):
 
 - ``POST /_emulator/people`` ``{"username", "global_name"?}`` → the user and its DM channel id.
 - ``POST /_emulator/messages`` ``{"author", "channel_id" | "dm": true, "content",
-  "reply_to"?, "mention_bot"?, "mentions"?}`` → the message (Discord JSON).
+  "reply_to"?, "mention_bot"?, "mentions"?, "attachments"?}`` → the message (Discord
+  JSON); attachments are ``{"filename", "size"?, "content_type"?}``.
   ``author`` is a username (created on first use) or a user id.
 - ``PATCH /_emulator/messages/{channel_id}/{message_id}`` ``{"content"}``;
   ``DELETE`` the same path.
@@ -36,9 +37,11 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from pydantic import ValidationError
 
 from barkeeper.testing.discord._content import EmulatedMessage
 from barkeeper.testing.discord._people import EmulatedInteraction
+from barkeeper.testing.discord._spec import ExplicitAttachment
 
 if TYPE_CHECKING:
     from barkeeper.testing.discord._server import DiscordEmulator
@@ -224,6 +227,15 @@ async def _messages(
         if channel_id not in emu.world.channels:
             raise _HelperError(404, f"no channel {channel_id}")
         reply_to = body.get("reply_to")
+        raw_files = body.get("attachments") or []
+        if not isinstance(raw_files, list):
+            raise _HelperError(
+                400, "attachments must be a list of {filename, size?, content_type?}"
+            )
+        try:
+            files = [ExplicitAttachment.model_validate(f) for f in raw_files]
+        except ValidationError as error:
+            raise _HelperError(400, f"bad attachment: {error.errors()[0]['msg']}") from None
         message = emu.post_message(
             author,
             channel_id,
@@ -231,6 +243,7 @@ async def _messages(
             reply_to=None if reply_to is None else _int(reply_to, "reply_to"),
             mention_bot=bool(body.get("mention_bot", False)),
             mentions=[_int(u, "mentions") for u in body.get("mentions") or []],
+            attachments=files,
         )
         return _answer(_message(emu, message))
     if len(parts) == 3 and method in ("PATCH", "DELETE"):

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
 
 from barkeeper.testing.discord._content import EmulatedChannel, EmulatedMessage, EmulatedUser
+from barkeeper.testing.discord._spec import ExplicitAttachment
 
 if TYPE_CHECKING:
     from barkeeper.testing.discord._server import DiscordEmulator
@@ -239,6 +240,7 @@ class Person:
         mention_bot: bool = False,
         mentions: Iterable[int] = (),
         mention_replied: bool = True,
+        attachments: Iterable[ExplicitAttachment] = (),
     ) -> EmulatedMessage:
         """Post a message in a guild channel, thread or DM channel.
 
@@ -249,12 +251,15 @@ class Person:
             mention_bot: Start the text with ``<@bot>`` and mention the bot.
             mentions: More users to mention (their ``<@id>`` is prepended too).
             mention_replied: Whether a reply pings its author (Discord's default).
+            attachments: Files (``content`` may then be empty).
 
         Returns:
             The stored message (as the world keeps it; the bot may get it blanked).
 
         Raises:
             KeyError: Unknown channel or replied-to message.
+            ValueError: Over 4000 characters, empty without attachments, or
+                another user's DM.
         """
         return self._emulator.post_message(
             self.id,
@@ -264,6 +269,7 @@ class Person:
             mention_bot=mention_bot,
             mentions=mentions,
             mention_replied=mention_replied,
+            attachments=attachments,
         )
 
     def dm(self, content: str, *, reply_to: EmulatedMessage | int | None = None) -> EmulatedMessage:

@@ -42,6 +42,7 @@ from barkeeper.testing.discord._content import (
     DM,
     EPHEMERAL_FLAG,
     GUILD_TEXT,
+    LONG_CONTENT,
     EmulatedChannel,
     EmulatedMessage,
     OfflineChanges,
@@ -411,11 +412,14 @@ class DiscordEmulator:
         mention_bot: bool = False,
         mentions: Iterable[int] = (),
         mention_replied: bool = True,
+        attachments: Iterable[ExplicitAttachment] = (),
     ) -> EmulatedMessage:
         """Post a message as ``author_id`` and dispatch MESSAGE_CREATE (see :meth:`Person.send`).
 
         Raises:
             KeyError: Unknown author, channel, mentioned user or replied-to message.
+            ValueError: Longer than Discord allows (4000 characters), empty without
+                attachments, or in another user's DM.
         """
         channel = self.world.channels[channel_id]
         if channel.type == DM and author_id not in (channel.recipient_id, self.world.bot.id):
@@ -424,14 +428,21 @@ class DiscordEmulator:
         if mention_bot:
             mentioned.insert(0, self.world.bot.id)
         prefix = "".join(f"<@{user_id}> " for user_id in mentioned)
+        files = list(attachments)
+        text = prefix + content
+        if len(text) > LONG_CONTENT:
+            raise ValueError(f"{len(text)} characters: Discord allows {LONG_CONTENT} at most")
+        if not text and not files:
+            raise ValueError("a message needs content or attachments")
         reply_id = reply_to.id if isinstance(reply_to, EmulatedMessage) else reply_to
         message = self.world.add_message(
             channel_id,
-            prefix + content,
+            text,
             author_id=author_id,
             reply_to=reply_id,
             mentions=mentioned,
             mention_replied=mention_replied,
+            attachments=files,
         )
         self.gateway.dispatch_message("MESSAGE_CREATE", message)
         self._changes.notify()
