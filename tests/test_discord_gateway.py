@@ -765,4 +765,88 @@ async def test_interaction_webhook_routes_over_rest(emu: DiscordEmulator) -> Non
             assert r.status == 404
         async with http.post(f"{api}/webhooks/{app}/not-a-token", json={"content": "x"}) as r:
             assert r.status == 404
-    assert [a.kind for a in emu.activity] == ["response", "edit", "delete"]
+        # a button on a bot message, pressed through the helper route, answered with type 7
+        button = {"type": 2, "style": 1, "label": "ok", "custom_id": "ok"}
+        async with http.post(
+            f"{api}/channels/{channel_id}/messages",
+            json={"content": "press", "components": [{"type": 1, "components": [button]}]},
+            headers=headers,
+        ) as r:
+            posted = await r.json()
+        assert posted["components"][0]["components"][0]["custom_id"] == "ok"
+        click = {"user": "alice", "message_id": posted["id"], "custom_id": "ok"}
+        async with http.post("/_emulator/clicks", json=click) as r:
+            record = await r.json()
+        assert (record["type"], record["message_id"]) == (3, posted["id"])
+        callback = f"{api}/interactions/{record['id']}/{record['token']}/callback"
+        update = {"type": 7, "data": {"content": "pressed", "components": []}}
+        async with http.post(callback, json=update) as r:
+            assert r.status == 204
+        async with http.get(f"/_emulator/interactions/{record['id']}?wait=1") as r:
+            assert (await r.json())["response"]["content"] == "pressed"
+        async with http.post("/_emulator/clicks", json={**click, "custom_id": "no"}) as r:
+            assert r.status == 404
+    assert [a.kind for a in emu.activity] == ["response", "edit", "delete", "message", "edit"]
+
+
+class Confirm(discord.ui.View):
+    def __init__(self) -> None:
+        super().__init__(timeout=30)
+        self.pressed: list[str] = []
+
+    @discord.ui.button(label="Forget it", custom_id="confirm", style=discord.ButtonStyle.danger)
+    async def confirm(
+        self, interaction: discord.Interaction, button: discord.ui.Button[Any]
+    ) -> None:
+        self.pressed.append("confirm")
+        await interaction.response.edit_message(content="forgotten", view=None)
+
+    @discord.ui.button(label="Keep it", custom_id="cancel")
+    async def cancel(
+        self, interaction: discord.Interaction, button: discord.ui.Button[Any]
+    ) -> None:
+        self.pressed.append("cancel")
+        await interaction.response.defer()
+        await interaction.edit_original_response(content="kept", view=None)
+
+
+class ConfirmBot(commands.Bot):
+    def __init__(self) -> None:
+        super().__init__(command_prefix="!", intents=_intents(), guild_ready_timeout=0.1)
+        self.views: list[Confirm] = []
+
+        @app_commands.command(description="forget something, after a confirmation")
+        async def forget(interaction: discord.Interaction) -> None:
+            view = Confirm()
+            self.views.append(view)
+            await interaction.response.send_message("Forget that?", view=view, ephemeral=True)
+
+        self.tree.add_command(forget)
+
+    async def setup_hook(self) -> None:
+        await self.tree.sync()
+
+
+async def test_buttons_on_an_ephemeral_answer_reach_the_view(emu: DiscordEmulator) -> None:
+    channel_id = emu.channel_ids()[0]
+    alice = emu.person("alice")
+    bot = ConfirmBot()
+    async with running_client(emu, bot):
+        await emu.wait_for_command_syncs(timeout=WAIT)
+        asked = await alice.invoke("forget", channel_id).wait_for_response(timeout=WAIT)
+        assert asked.content == "Forget that?" and asked.flags & 64
+        labels = [c["custom_id"] for row in asked.components for c in row["components"]]
+        assert labels == ["confirm", "cancel"]
+        with pytest.raises(LookupError, match="confirm, cancel"):
+            alice.click(asked, "nope")
+
+        pressed = alice.click(asked, "confirm")
+        updated = await pressed.wait_for_response(timeout=WAIT)
+        assert updated is asked and pressed.response_type == 7
+        assert asked.content == "forgotten" and asked.components == []
+
+        again = await alice.invoke("forget", channel_id).wait_for_response(timeout=WAIT)
+        kept = alice.click(again, "cancel")
+        await emu.wait_until(lambda: again.content == "kept", timeout=WAIT, what="kept")
+        assert kept.response_type == 6 and again.components == []
+        assert [v.pressed for v in bot.views] == [["confirm"], ["cancel"]]

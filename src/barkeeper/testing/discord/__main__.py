@@ -62,6 +62,7 @@ helper routes (no auth; JSON; snowflakes as strings; wait=S long-polls, 408 when
   POST /_emulator/threads       {"author", "channel_id", "name", "message_id"?}
   POST /_emulator/interactions  {"user", "command", "channel_id"?, "options"?}
   GET  /_emulator/interactions/ID?wait=S&followups=N
+  POST /_emulator/clicks        {"user", "message_id", "custom_id", "values"?}
   GET  /_emulator/bot-messages?channel_id=&after=&reply_to=&count=N&wait=S
   GET  /_emulator/activity?after=K          (the bot's sends, edits, deletes, typing)
   GET  /_emulator/commands                  (registered commands and every sync)

@@ -167,6 +167,7 @@ class EmulatedMessage:
         flags: Discord message flags (64: ephemeral).
         webhook_id: The application id for interaction responses and followups.
         interaction_metadata: Discord's ``interaction_metadata`` of a command response.
+        components: Discord component rows (buttons, selects) the bot attached.
     """
 
     id: int
@@ -184,6 +185,7 @@ class EmulatedMessage:
     flags: int = 0
     webhook_id: int | None = None
     interaction_metadata: dict[str, Any] | None = None
+    components: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ms(self) -> int:
@@ -871,7 +873,7 @@ class World:
                 None if message.edited_ms is None else iso_timestamp(message.edited_ms)
             ),
             "flags": message.flags,
-            "components": [],
+            "components": message.components,
         }
         if message.webhook_id is not None:
             data["webhook_id"] = str(message.webhook_id)

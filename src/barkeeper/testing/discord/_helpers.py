@@ -22,6 +22,8 @@ answers 408 with what was seen):
   → the interaction record (``command`` may be ``"group sub"``; no ``channel_id``: a DM).
 - ``GET /_emulator/interactions/{id}?wait=S&followups=N`` → the record once it has a
   response with content (and N followups).
+- ``POST /_emulator/clicks`` ``{"user", "message_id", "custom_id", "values"?}`` → the
+  component interaction's record (a button or select on one of the bot's messages).
 - ``GET /_emulator/bot-messages?channel_id=&after=&reply_to=&count=N&wait=S`` → the
   bot's messages, oldest first (at least N of them when waiting).
 - ``GET /_emulator/activity?after=K`` → what the bot did through REST, from index K.
@@ -123,6 +125,8 @@ def _interaction(emu: DiscordEmulator, interaction: EmulatedInteraction) -> dict
         "channel_id": str(interaction.channel_id),
         "guild_id": None if interaction.guild_id is None else str(interaction.guild_id),
         "command_id": str(interaction.command_id),
+        "type": interaction.type,
+        "message_id": None if interaction.message is None else str(interaction.message.id),
         "response_type": interaction.response_type,
         "ephemeral": interaction.ephemeral,
         "response": (None if interaction.response is None else _message(emu, interaction.response)),
@@ -177,6 +181,22 @@ async def _route(
         return _answer(emu.world.channel_payload(thread))
     if head == "interactions":
         return await _interactions(emu, request, method, parts)
+    if (method, parts) == ("POST", ["clicks"]):
+        body = await _body(request)
+        user = _user_id(emu, body.get("user"), "user")
+        message = emu.find_message(_int(body.get("message_id"), "message_id"))
+        if message is None:
+            raise _HelperError(404, f"no message {body.get('message_id')}")
+        values = body.get("values")
+        if values is not None and not isinstance(values, list):
+            raise _HelperError(400, "values must be a list of strings")
+        clicked = emu.click(
+            user,
+            message,
+            str(body.get("custom_id", "")),
+            values=None if values is None else [str(v) for v in values],
+        )
+        return _answer(_interaction(emu, clicked))
     if (method, parts) == ("GET", ["bot-messages"]):
         return await _bot_messages(emu, request)
     if (method, parts) == ("GET", ["activity"]):

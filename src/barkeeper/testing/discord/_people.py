@@ -137,11 +137,15 @@ class EmulatedInteraction:
         user_id: Who invoked it.
         channel_id: Where.
         guild_id: The guild, or ``None`` in a DM.
-        command_id: The registered command's id.
+        command_id: The registered command's id (0 for a component).
+        type: 2 for a slash command, 3 for a component (button, select).
+        message: The message whose component was used (type 3).
         response_type: The callback type the bot answered with (4 message,
-            5 deferred), ``None`` before it answered.
-        response: The response message (``@original``); ``None`` before the
-            bot answered or after it deleted it.
+            5 deferred, and for components 6 deferred update, 7 update),
+            ``None`` before it answered.
+        response: The response message (``@original``; for a component answered
+            with 6 or 7, the message the component is on); ``None`` before the bot
+            answered or after it deleted it.
         ephemeral: Whether the response is ephemeral (only the invoker sees it).
         followups: Followup messages, in order. After a deferred response the
             bot's first followup fills the response instead, as on Discord.
@@ -155,6 +159,8 @@ class EmulatedInteraction:
     channel_id: int
     guild_id: int | None
     command_id: int
+    type: int = 2
+    message: EmulatedMessage | None = None
     response_type: int | None = None
     response: EmulatedMessage | None = None
     ephemeral: bool = False
@@ -315,6 +321,24 @@ class Person:
         return self._emulator.open_thread(
             self.id, channel_id, name, message_id=None if message is None else message.id
         )
+
+    def click(
+        self, message: EmulatedMessage, custom_id: str, *, values: list[str] | None = None
+    ) -> EmulatedInteraction:
+        """Press a button (or pick ``values`` in a select) on one of the bot's messages.
+
+        Args:
+            message: The message carrying the component (an ephemeral one too).
+            custom_id: The component's ``custom_id``.
+            values: The chosen options of a select menu.
+
+        Returns:
+            The component interaction (type 3); the bot answers it like a command.
+
+        Raises:
+            LookupError: The message has no such component.
+        """
+        return self._emulator.click(self.id, message, custom_id, values=values)
 
     def invoke(
         self,

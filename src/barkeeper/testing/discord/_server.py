@@ -495,32 +495,112 @@ class DiscordEmulator:
             LookupError: No such command is registered where it is invoked.
             ValueError: An option the command does not have.
         """
-        world = self.world
-        user = world.users[user_id]
-        channel = world.channels[channel_id]
+        channel = self.world.channels[channel_id]
         words = name.split()
         if not words:
             raise ValueError("the command name is empty")
         command = self._find_command(words[0], channel.guild_id)
-        command_id = int(command["id"])
         resolved: dict[str, dict[str, Any]] = {}
-        option_list = self._command_options(command, words, options, resolved)
-        interaction_id = world.new_id()
-        token = f"emulated-{interaction_id}-{secrets.token_urlsafe(24)}"
         data: dict[str, Any] = {
-            "id": str(command_id),
+            "id": command["id"],
             "name": words[0],
             "type": 1,
-            "options": option_list,
+            "options": self._command_options(command, words, options, resolved),
         }
         if resolved:
             data["resolved"] = resolved
         if command.get("guild_id") is not None:
             data["guild_id"] = command["guild_id"]
+        return self._interact(
+            user_id,
+            channel,
+            2,
+            data,
+            name=" ".join(words),
+            options=dict(options),
+            command_id=int(command["id"]),
+        )
+
+    def click(
+        self,
+        user_id: int,
+        message: EmulatedMessage,
+        custom_id: str,
+        *,
+        values: list[str] | None = None,
+    ) -> EmulatedInteraction:
+        """Use a component (button or select) of a bot message (see :meth:`Person.click`).
+
+        Raises:
+            KeyError: Unknown user or channel.
+            LookupError: The message has no component with ``custom_id``.
+        """
+        component = next(
+            (
+                item
+                for row in message.components
+                for item in row.get("components", [])
+                if item.get("custom_id") == custom_id
+            ),
+            None,
+        )
+        if component is None:
+            found = [
+                str(item.get("custom_id"))
+                for row in message.components
+                for item in row.get("components", [])
+            ]
+            raise LookupError(
+                f"message {message.id} has no component {custom_id!r} "
+                f"(it has: {', '.join(found) or 'none'})"
+            )
+        data: dict[str, Any] = {"custom_id": custom_id, "component_type": component["type"]}
+        if values is not None:
+            data["values"] = list(values)
+        channel = self.world.channels[message.channel_id]
+        return self._interact(
+            user_id,
+            channel,
+            3,
+            data,
+            name=f"component {custom_id}",
+            options={} if values is None else {"values": list(values)},
+            command_id=0,
+            message=message,
+        )
+
+    def find_message(self, message_id: int) -> EmulatedMessage | None:
+        """A message by id: in a channel, or an ephemeral interaction response or followup."""
+        for channel in self.world.channels.values():
+            found = channel.messages.get(message_id)
+            if found is not None:
+                return found
+        for interaction in self._interactions.values():
+            for candidate in (interaction.response, *interaction.followups):
+                if candidate is not None and candidate.id == message_id:
+                    return candidate
+        return None
+
+    def _interact(
+        self,
+        user_id: int,
+        channel: EmulatedChannel,
+        kind: int,
+        data: dict[str, Any],
+        *,
+        name: str,
+        options: dict[str, Any],
+        command_id: int,
+        message: EmulatedMessage | None = None,
+    ) -> EmulatedInteraction:
+        world = self.world
+        user = world.users[user_id]
+        interaction_id = world.new_id()
+        token = f"emulated-{interaction_id}-{secrets.token_urlsafe(24)}"
         payload: dict[str, Any] = {
             "id": str(interaction_id),
             "application_id": str(world.bot.id),
-            "type": 2,
+            "type": kind,
             "token": token,
             "version": 1,
             "data": data,
@@ -531,6 +611,8 @@ class DiscordEmulator:
             "entitlements": [],
             "attachment_size_limit": 8 * 1024 * 1024,
         }
+        if message is not None:
+            payload["message"] = world.message_payload(message)
         if channel.guild_id is not None:
             payload["guild_id"] = str(channel.guild_id)
             payload["guild_locale"] = "en-US"
@@ -547,16 +629,18 @@ class DiscordEmulator:
         interaction = EmulatedInteraction(
             id=interaction_id,
             token=token,
-            name=" ".join(words),
-            options=dict(options),
+            name=name,
+            options=options,
             user_id=user_id,
             channel_id=channel.id,
             guild_id=channel.guild_id,
             command_id=command_id,
+            type=kind,
+            message=message,
             _changes=self._changes,
         )
         self._interactions[token] = interaction
-        self.gateway.dispatch("INTERACTION_CREATE", lambda _: payload, guild_id=channel.guild_id)
+        self.gateway.dispatch("INTERACTION_CREATE", _constant(payload), guild_id=channel.guild_id)
         self._changes.notify()
         return interaction
 
@@ -1232,6 +1316,9 @@ class DiscordEmulator:
             mentions=self._allowed_mentions(content, allowed),
             mention_replied=not isinstance(allowed, dict) or allowed.get("replied_user", True),
         )
+        components = payload.get("components")
+        if isinstance(components, list):
+            message.components = [c for c in components if isinstance(c, dict)]
         self._sent_by_bot("message", message)
         return 200, self.world.message_payload(message)
 
@@ -1271,15 +1358,7 @@ class DiscordEmulator:
         if message.author_id != self.world.bot.id:
             raise _error(403, "Cannot edit a message authored by another user", 50005)
         payload, _ = await self._read_message_body(request)
-        content = payload.get("content")
-        if isinstance(content, str):
-            if len(content) > BOT_CONTENT_MAX:
-                raise _form_error(
-                    "content",
-                    "BASE_TYPE_MAX_LENGTH",
-                    f"Must be {BOT_CONTENT_MAX} or fewer in length.",
-                )
-            self.world.edit_message(channel.id, message_id, content)
+        self._update_bot_message(message, payload)
         self._sent_by_bot("edit", message)
         return 200, self.world.message_payload(message)
 
@@ -1420,6 +1499,9 @@ class DiscordEmulator:
                 embeds=[{"type": "rich", **e} for e in embeds if isinstance(e, dict)],
                 mentions=self._allowed_mentions(content, data.get("allowed_mentions")),
             )
+        components = data.get("components")
+        if isinstance(components, list):
+            message.components = [c for c in components if isinstance(c, dict)]
         message.type = CHAT_INPUT_COMMAND_TYPE
         message.flags = flags
         message.webhook_id = world.bot.id
@@ -1430,23 +1512,36 @@ class DiscordEmulator:
         interaction = self._interaction(params)
         payload, _ = await self._read_message_body(request)
         kind = payload.get("type")
-        if kind not in (4, 5):
+        allowed = (4, 5, 6, 7) if interaction.message is not None else (4, 5)
+        if kind not in allowed:
             raise _form_error(
-                "type", "BASE_TYPE_CHOICES", f"Value must be one of (4, 5), got {kind}."
+                "type", "BASE_TYPE_CHOICES", f"Value must be one of {allowed}, got {kind}."
             )
         if interaction.answered:
             raise _error(400, "Interaction has already been acknowledged.", 40060)
         data = payload.get("data") or {}
         if not isinstance(data, dict):
             raise _error(400, "400: Bad Request", 0)
-        flags = int(data.get("flags") or 0) & EPHEMERAL_FLAG
-        if kind == 5:
-            flags |= _LOADING_FLAG
-        message = self._interaction_message(interaction, data, flags)
-        interaction.response_type = kind
-        interaction.response = message
-        interaction.ephemeral = bool(flags & EPHEMERAL_FLAG)
-        self._sent_by_bot("response", message, interaction)
+        if kind in (6, 7) and interaction.message is not None:
+            # Component interactions may update the message the component is on.
+            message = interaction.message
+            interaction.response_type = kind
+            interaction.response = message
+            interaction.ephemeral = bool(message.flags & EPHEMERAL_FLAG)
+            if kind == 7:
+                self._update_bot_message(message, data)
+                self._sent_by_bot("edit", message, interaction)
+            else:
+                self._changes.notify()
+        else:
+            flags = int(data.get("flags") or 0) & EPHEMERAL_FLAG
+            if kind == 5:
+                flags |= _LOADING_FLAG
+            message = self._interaction_message(interaction, data, flags)
+            interaction.response_type = kind
+            interaction.response = message
+            interaction.ephemeral = bool(flags & EPHEMERAL_FLAG)
+            self._sent_by_bot("response", message, interaction)
         if request.query.get("with_response", "").lower() not in ("1", "true"):
             return 204, None
         return 200, {
@@ -1454,7 +1549,7 @@ class DiscordEmulator:
                 "id": str(interaction.id),
                 "type": 2,
                 "response_message_id": str(message.id),
-                "response_message_loading": kind == 5,
+                "response_message_loading": kind in (5, 6),
                 "response_message_ephemeral": interaction.ephemeral,
             },
             "resource": {"type": kind, "message": self.world.message_payload(message)},
@@ -1522,6 +1617,13 @@ class DiscordEmulator:
         interaction = self._interaction(params)
         message = self._webhook_target(interaction, params)
         payload, _ = await self._read_message_body(request)
+        self._update_bot_message(message, payload)
+        message.flags &= ~_LOADING_FLAG
+        self._sent_by_bot("edit", message, interaction)
+        return 200, self.world.message_payload(message)
+
+    def _update_bot_message(self, message: EmulatedMessage, payload: dict[str, Any]) -> None:
+        """Apply an edit body (content, embeds, components) to one of the bot's messages."""
         content = payload.get("content")
         if isinstance(content, str):
             if len(content) > BOT_CONTENT_MAX:
@@ -1540,9 +1642,8 @@ class DiscordEmulator:
             message.embeds = [
                 {"type": "rich", **e} for e in payload["embeds"] if isinstance(e, dict)
             ]
-        message.flags &= ~_LOADING_FLAG
-        self._sent_by_bot("edit", message, interaction)
-        return 200, self.world.message_payload(message)
+        if isinstance(payload.get("components"), list):
+            message.components = [c for c in payload["components"] if isinstance(c, dict)]
 
     async def _delete_webhook_message(
         self, request: web.Request, params: dict[str, str]
