@@ -9,6 +9,7 @@ and types; sockets drop and sessions are resumed or invalidated. Every wait is b
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import sys
 from collections.abc import AsyncIterator
@@ -821,7 +822,14 @@ class ConfirmBot(commands.Bot):
             self.views.append(view)
             await interaction.response.send_message("Forget that?", view=view, ephemeral=True)
 
+        @app_commands.command(description="your data as a file")
+        async def export(interaction: discord.Interaction) -> None:
+            data = io.BytesIO(b'{"memories": []}')
+            file = discord.File(data, filename="export.json")
+            await interaction.response.send_message("here", file=file, ephemeral=True)
+
         self.tree.add_command(forget)
+        self.tree.add_command(export)
 
     async def setup_hook(self) -> None:
         await self.tree.sync()
@@ -850,3 +858,9 @@ async def test_buttons_on_an_ephemeral_answer_reach_the_view(emu: DiscordEmulato
         await emu.wait_until(lambda: again.content == "kept", timeout=WAIT, what="kept")
         assert kept.response_type == 6 and again.components == []
         assert [v.pressed for v in bot.views] == [["confirm"], ["cancel"]]
+
+        exported = await alice.invoke("export", channel_id).wait_for_response(timeout=WAIT)
+        assert emu.uploads(exported) == [("export.json", b'{"memories": []}')]
+        async with aiohttp.ClientSession() as http:
+            async with http.get(exported.attachments[0]["url"]) as response:
+                assert await response.read() == b'{"memories": []}'

@@ -28,7 +28,7 @@ import re
 import secrets
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -245,6 +245,7 @@ class DiscordEmulator:
         self.command_syncs: list[CommandSync] = []
         self._commands: dict[int | None, list[dict[str, Any]]] = {}
         self._interactions: dict[str, EmulatedInteraction] = {}
+        self._uploads: dict[int, bytes] = {}
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -1084,6 +1085,12 @@ class DiscordEmulator:
         return response
 
     async def _admin(self, request: web.Request) -> web.Response:
+        parts = request.path.split("/")
+        if request.method == "GET" and len(parts) == 5 and parts[2] == "attachments":
+            data = self._uploads.get(int(parts[3])) if parts[3].isdigit() else None
+            if data is None:
+                return web.Response(status=404)
+            return web.Response(body=data, content_type="application/octet-stream")
         answered = await helper_route(self, request)
         if answered is not None:
             return answered
@@ -1310,7 +1317,6 @@ class DiscordEmulator:
         message = self.world.add_message(
             channel.id,
             content,
-            attachments=files,
             embeds=[{"type": "rich", **embed} for embed in embeds],
             reply_to=reply_to,
             mentions=self._allowed_mentions(content, allowed),
@@ -1319,6 +1325,7 @@ class DiscordEmulator:
         components = payload.get("components")
         if isinstance(components, list):
             message.components = [c for c in components if isinstance(c, dict)]
+        self._attach(message, files)
         self._sent_by_bot("message", message)
         return 200, self.world.message_payload(message)
 
@@ -1462,8 +1469,42 @@ class DiscordEmulator:
             self._check_app(params)
         return interaction
 
+    def _attach(
+        self, message: EmulatedMessage, files: list[tuple[ExplicitAttachment, bytes]]
+    ) -> None:
+        """Attach the bot's uploads, kept so tests can read them (:meth:`uploads`)."""
+        for attachment, data in files:
+            attachment_id = self.world.new_id()
+            self._uploads[attachment_id] = data
+            url = f"{self.origin}/_emulator/attachments/{attachment_id}/{attachment.filename}"
+            message.attachments.append(
+                {
+                    "id": str(attachment_id),
+                    "filename": attachment.filename,
+                    "size": attachment.size,
+                    "url": url,
+                    "proxy_url": url,
+                    "content_type": attachment.content_type,
+                }
+            )
+
+    def uploads(self, message: EmulatedMessage) -> list[tuple[str, bytes]]:
+        """The files the bot attached to ``message``: ``(filename, bytes)`` in order.
+
+        Their ``url`` is served too, at ``/_emulator/attachments/{id}/{filename}``.
+        """
+        return [
+            (a["filename"], self._uploads[int(a["id"])])
+            for a in message.attachments
+            if int(a["id"]) in self._uploads
+        ]
+
     def _interaction_message(
-        self, interaction: EmulatedInteraction, data: dict[str, Any], flags: int
+        self,
+        interaction: EmulatedInteraction,
+        data: dict[str, Any],
+        flags: int,
+        files: Sequence[tuple[ExplicitAttachment, bytes]] = (),
     ) -> EmulatedMessage:
         content = data.get("content")
         content = "" if content is None else str(content)
@@ -1475,7 +1516,7 @@ class DiscordEmulator:
         world = self.world
         metadata = {
             "id": str(interaction.id),
-            "type": 2,
+            "type": interaction.type,
             "user": world.users[interaction.user_id].payload(),
             "authorizing_integration_owners": {
                 "0": str(interaction.guild_id or interaction.user_id)
@@ -1502,6 +1543,7 @@ class DiscordEmulator:
         components = data.get("components")
         if isinstance(components, list):
             message.components = [c for c in components if isinstance(c, dict)]
+        self._attach(message, list(files))
         message.type = CHAT_INPUT_COMMAND_TYPE
         message.flags = flags
         message.webhook_id = world.bot.id
@@ -1510,7 +1552,7 @@ class DiscordEmulator:
 
     async def _callback(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
         interaction = self._interaction(params)
-        payload, _ = await self._read_message_body(request)
+        payload, files = await self._read_message_body(request)
         kind = payload.get("type")
         allowed = (4, 5, 6, 7) if interaction.message is not None else (4, 5)
         if kind not in allowed:
@@ -1537,7 +1579,7 @@ class DiscordEmulator:
             flags = int(data.get("flags") or 0) & EPHEMERAL_FLAG
             if kind == 5:
                 flags |= _LOADING_FLAG
-            message = self._interaction_message(interaction, data, flags)
+            message = self._interaction_message(interaction, data, flags, files)
             interaction.response_type = kind
             interaction.response = message
             interaction.ephemeral = bool(flags & EPHEMERAL_FLAG)
@@ -1591,7 +1633,7 @@ class DiscordEmulator:
             self._sent_by_bot("edit", original, interaction)
             return 200, self.world.message_payload(original)
         flags = int(payload.get("flags") or 0) & EPHEMERAL_FLAG
-        message = self._interaction_message(interaction, payload, flags)
+        message = self._interaction_message(interaction, payload, flags, files)
         interaction.followups.append(message)
         self._sent_by_bot("followup", message, interaction)
         return 200, self.world.message_payload(message)
@@ -1681,8 +1723,8 @@ class DiscordEmulator:
     @staticmethod
     async def _read_message_body(
         request: web.Request,
-    ) -> tuple[dict[str, Any], list[ExplicitAttachment]]:
-        files: list[ExplicitAttachment] = []
+    ) -> tuple[dict[str, Any], list[tuple[ExplicitAttachment, bytes]]]:
+        files: list[tuple[ExplicitAttachment, bytes]] = []
         payload: Any = {}
         if request.content_type.startswith("multipart/"):
             reader = await request.multipart()
@@ -1694,13 +1736,12 @@ class DiscordEmulator:
                     payload = _parse_json(data)
                 elif part.name and part.name.startswith("files["):
                     content_type = part.headers.get("Content-Type")
-                    files.append(
-                        ExplicitAttachment(
-                            filename=part.filename or "file",
-                            size=len(data),
-                            content_type=content_type,
-                        )
+                    attachment = ExplicitAttachment(
+                        filename=part.filename or "file",
+                        size=len(data),
+                        content_type=content_type,
                     )
+                    files.append((attachment, data))
         elif request.can_read_body:
             payload = _parse_json(await request.read())
         if not isinstance(payload, dict):
