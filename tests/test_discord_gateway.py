@@ -766,6 +766,14 @@ async def test_interaction_webhook_routes_over_rest(emu: DiscordEmulator) -> Non
             assert r.status == 404
         async with http.post(f"{api}/webhooks/{app}/not-a-token", json={"content": "x"}) as r:
             assert r.status == 404
+
+        late = emu.person("alice").invoke("hi", channel_id)
+        emu.configure(interaction_ack_timeout=0.05)
+        await asyncio.sleep(0.1)
+        late_callback = f"{api}/interactions/{late.id}/{late.token}/callback"
+        async with http.post(late_callback, json=answer) as r:
+            assert r.status == 404 and (await r.json())["code"] == 10062
+        assert not late.answered
         # a button on a bot message, pressed through the helper route, answered with type 7
         button = {"type": 2, "style": 1, "label": "ok", "custom_id": "ok"}
         async with http.post(

@@ -48,6 +48,11 @@ _FIELD_FLAGS: tuple[tuple[str, type[Any], str], ...] = (
     ("--fault-seed", int, "seed of faults and unexpected 429s (default: --seed)"),
     ("--shards", int, "shard count GET /gateway/bot recommends (default 1)"),
     ("--heartbeat-interval", float, "seconds between gateway heartbeats (default 41.25)"),
+    (
+        "--interaction-ack-timeout",
+        float,
+        "seconds a bot has to answer an interaction; 0 = no limit (default 3, as Discord)",
+    ),
 )
 
 _HELPER_ROUTES = """\

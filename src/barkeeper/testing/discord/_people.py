@@ -12,6 +12,7 @@ Nothing here does network I/O itself.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
@@ -147,6 +148,8 @@ class EmulatedInteraction:
             with 6 or 7, the message the component is on); ``None`` before the bot
             answered or after it deleted it.
         ephemeral: Whether the response is ephemeral (only the invoker sees it).
+        created: ``time.monotonic()`` when it was invoked (the callback deadline
+            counts from here).
         followups: Followup messages, in order. After a deferred response the
             bot's first followup fills the response instead, as on Discord.
     """
@@ -165,6 +168,7 @@ class EmulatedInteraction:
     response: EmulatedMessage | None = None
     ephemeral: bool = False
     followups: list[EmulatedMessage] = field(default_factory=list)
+    created: float = field(default_factory=time.monotonic)
     _changes: Changes = field(default_factory=Changes, repr=False)
 
     @property

@@ -1561,6 +1561,9 @@ class DiscordEmulator:
             )
         if interaction.answered:
             raise _error(400, "Interaction has already been acknowledged.", 40060)
+        deadline = self.spec.interaction_ack_timeout
+        if deadline and time.monotonic() - interaction.created > deadline:
+            raise _error(404, "Unknown interaction", 10062)
         data = payload.get("data") or {}
         if not isinstance(data, dict):
             raise _error(400, "400: Bad Request", 0)

@@ -211,6 +211,8 @@ class EmulatorSpec(_Model):
         heartbeat_interval: Seconds between heartbeats the gateway's HELLO asks for.
         granted_intents: Privileged intents the application is allowed (the
             Developer Portal switches); IDENTIFY asking for another is closed with 4014.
+        interaction_ack_timeout: Seconds a bot has to answer an interaction's callback
+            (Discord: 3); later callbacks get ``404 Unknown interaction``. 0: no limit.
     """
 
     seed: int = 0
@@ -263,6 +265,7 @@ class EmulatorSpec(_Model):
 
     shards: int = Field(default=1, ge=1)
     heartbeat_interval: float = Field(default=41.25, gt=0.0)
+    interaction_ack_timeout: float = Field(default=3.0, ge=0.0)
     granted_intents: list[PrivilegedIntent] = Field(default_factory=lambda: list(_ALL_PRIVILEGED))
 
     @field_validator("granted_intents", mode="before")
