@@ -123,7 +123,8 @@ class _Connection:
         self.request = request
         self.session: GatewaySession | None = None
         self.closed_by_server = False
-        self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        # Payloads, flush markers (futures to resolve once reached) and None (stop).
+        self._queue: asyncio.Queue[dict[str, Any] | asyncio.Future[None] | None] = asyncio.Queue()
         self._encode = _encoder(compress)
         self._writer = asyncio.create_task(self._write())
 
@@ -132,9 +133,9 @@ class _Connection:
 
     async def flush(self) -> None:
         """Wait until every queued payload has been written."""
-        done = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait({"__flush__": done})
-        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(done)
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(done), 5)
 
     async def _write(self) -> None:
@@ -142,10 +143,9 @@ class _Connection:
             payload = await self._queue.get()
             if payload is None:
                 return
-            marker = payload.get("__flush__")
-            if marker is not None:
-                if not marker.done():
-                    marker.set_result(None)
+            if isinstance(payload, asyncio.Future):
+                if not payload.done():
+                    payload.set_result(None)
                 continue
             if self.ws.closed:
                 continue
@@ -173,9 +173,8 @@ class _Connection:
 
     async def finish(self) -> None:
         self._queue.put_nowait(None)
-        with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
-            await asyncio.wait_for(self._writer, 1)
-        if not self._writer.done():
+        done, _ = await asyncio.wait({self._writer}, timeout=1)
+        if not done:
             self._writer.cancel()
 
 
@@ -436,7 +435,7 @@ class Gateway:
         world = self._world
         guild = world.guilds[guild_id]
         data = guild.payload()
-        users = [u for u in world.users.values()]
+        users = list(world.users.values())
         if session.has("members"):
             members = [self.member_payload(u.id) for u in users]
         else:
