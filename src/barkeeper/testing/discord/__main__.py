@@ -78,6 +78,9 @@ helper routes (no auth; JSON; snowflakes as strings; wait=S long-polls, 408 when
 
 Point discord.py at it with barkeeper.testing.discord.discord_py_pointed_at(
 DISCORD_API_BASE, gateway_url=DISCORD_GATEWAY_URL) (in-process: running_client()).
+A bot process can find the websocket itself: GET DISCORD_API_BASE/gateway answers
+{"url": DISCORD_GATEWAY_URL}, as Discord's does; set discord.py's
+DiscordWebSocket.DEFAULT_GATEWAY to it (a plain Client never asks on its own).
 """
 
 
@@ -148,8 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="NAMES",
         help="comma-separated privileged intents the application may use "
-        "(members,presences,message_content; default all); IDENTIFY asking for another "
-        "is closed with 4014",
+        "(members,presences,message_content; default all; '' for none); IDENTIFY asking "
+        "for another is closed with 4014",
     )
     parser.add_argument(
         "--hostile-text",
