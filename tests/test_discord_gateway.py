@@ -234,9 +234,12 @@ class Echo(Recorder):
         await super().on_message(message)
         if self.user is None or self.user not in message.mentions:
             return
+        await message.add_reaction("👀")
+        assert message.guild is not None
+        member = await message.guild.fetch_member(message.author.id)
         async with message.channel.typing():
             sent = await message.reply("thinking…", mention_author=False)
-        await sent.edit(content=f"you said: {message.content}")
+        await sent.edit(content=f"{member.name}, you said: {message.content}")
         extra = await message.channel.send("and one more")
         await extra.delete()
 
@@ -250,8 +253,9 @@ async def test_bot_replies_edits_types_and_deletes(emu: DiscordEmulator) -> None
         reply = await emu.wait_for_reply(asked, timeout=WAIT)
         await emu.wait_for_actions("delete", timeout=WAIT)
         kinds = [a.kind for a in emu.activity]
-        assert kinds == ["typing", "message", "edit", "message", "delete"]
-        assert reply.content == f"you said: <@{emu.bot_user_id}> hi"
+        assert kinds == ["react", "typing", "message", "edit", "message", "delete"]
+        assert emu.activity[0].content == "👀" and emu.activity[0].message_id == asked.id
+        assert reply.content == f"alice, you said: <@{emu.bot_user_id}> hi"
         assert reply.edited_ms is not None
         assert reply.mention_ids == []  # mention_author=False: no ping
         assert [m.id for m in emu.bot_messages(channel_id)] == [reply.id]

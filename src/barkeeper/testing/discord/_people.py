@@ -35,8 +35,11 @@ __all__ = [
 _T = TypeVar("_T")
 
 #: What the bot did: ``message`` (sent), ``edit``, ``delete``, ``typing``,
-#: ``response`` (an interaction callback), ``followup``.
-BotActionKind: TypeAlias = Literal["message", "edit", "delete", "typing", "response", "followup"]
+#: ``response`` (an interaction callback), ``followup``, ``react`` / ``unreact``
+#: (its own reaction; the emoji is the action's ``content``).
+BotActionKind: TypeAlias = Literal[
+    "message", "edit", "delete", "typing", "response", "followup", "react", "unreact"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +50,8 @@ class BotAction:
         kind: What it did.
         channel_id: Where.
         message_id: The message sent, edited or deleted (``None`` for typing).
-        content: The message's content after the action (``None`` for typing/delete).
+        content: The message's content after the action (``None`` for typing and
+            delete; the emoji for a reaction).
         at: ``time.monotonic()`` when the emulator handled it.
         interaction_id: The interaction, for responses, followups and their edits.
     """

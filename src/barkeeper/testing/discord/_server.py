@@ -27,6 +27,7 @@ import math
 import re
 import secrets
 import time
+import urllib.parse
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -1106,6 +1107,26 @@ class DiscordEmulator(InteractionRoutes):
         self._record("typing", channel.id, None)
         return 204, None
 
+    async def _react(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
+        channel = self._channel(params)
+        message_id = _snowflake(params["message_id"], "message_id")
+        if message_id not in channel.messages:
+            raise _error(404, "Unknown Message", 10008)
+        emoji = urllib.parse.unquote(params["emoji"])
+        kind: BotActionKind = "react" if request.method == "PUT" else "unreact"
+        self.activity.append(BotAction(kind, channel.id, message_id, emoji, time.monotonic()))
+        self._changes.notify()
+        return 204, None
+
+    async def _get_member(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
+        guild_id = _snowflake(params["guild_id"], "guild_id")
+        if guild_id not in self.world.guilds:
+            raise _error(404, "Unknown Guild", 10004)
+        user_id = _snowflake(params["user_id"], "user_id")
+        if user_id not in self.world.users:
+            raise _error(404, "Unknown Member", 10007)
+        return 200, self.gateway.member_payload(user_id)
+
     async def _open_dm(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
         payload, _ = await _read_message_body(request)
         raw = str(payload.get("recipient_id", ""))
@@ -1178,6 +1199,17 @@ _ROUTES: tuple[_Route, ...] = (
     _route("GET", "/guilds/{guild_id}/channels", DiscordEmulator._get_guild_channels),
     _route("GET", "/guilds/{guild_id}/threads/active", DiscordEmulator._active_threads),
     _route("POST", "/channels/{channel_id}/typing", DiscordEmulator._typing),
+    _route(
+        "PUT",
+        "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me",
+        DiscordEmulator._react,
+    ),
+    _route(
+        "DELETE",
+        "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me",
+        DiscordEmulator._react,
+    ),
+    _route("GET", "/guilds/{guild_id}/members/{user_id}", DiscordEmulator._get_member),
     _route("POST", "/users/@me/channels", DiscordEmulator._open_dm),
     _route("POST", "/channels/{channel_id}/threads", DiscordEmulator._bot_thread),
     _route(
