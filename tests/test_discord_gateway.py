@@ -152,6 +152,10 @@ async def test_message_arrives_and_content_is_blanked_without_the_intent(
     channel_id = emu.channel_ids()[0]
     client = Recorder(intents=_intents(content=False))
     async with running_client(emu, client):
+        typing = asyncio.create_task(client.wait_for("typing", timeout=WAIT))
+        alice.type(channel_id)
+        where, who, _ = await typing
+        assert (where.id, who.id) == (channel_id, alice.id)
         alice.send(channel_id, "nobody pinged you")
         plain = await client.next_message()
         assert plain.channel.id == channel_id and plain.author.id == alice.id
@@ -564,6 +568,8 @@ async def test_helper_routes_drive_a_bot_from_another_process() -> None:
                         "POST", "/_emulator/people", json={"username": "dana"}
                     )
                     assert status == 200 and person["username"] == "dana"
+                    typing = {"user": "dana", "channel_id": channel_id}
+                    assert (await call("POST", "/_emulator/typing", json=typing))[0] == 204
                     status, asked = await call(
                         "POST",
                         "/_emulator/messages",

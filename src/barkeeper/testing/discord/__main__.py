@@ -65,6 +65,7 @@ helper routes (no auth; JSON; snowflakes as strings; wait=S long-polls, 408 when
                                  "attachments"?: [{"filename", "size"?, "content_type"?}]}
   PATCH|DELETE /_emulator/messages/CHANNEL_ID/MESSAGE_ID   {"content"}
   POST /_emulator/threads       {"author", "channel_id", "name", "message_id"?}
+  POST /_emulator/typing        {"user", "channel_id"}
   POST /_emulator/interactions  {"user", "command", "channel_id"?, "options"?}
   GET  /_emulator/interactions/ID?wait=S&followups=N
   POST /_emulator/clicks        {"user", "message_id", "custom_id", "values"?}

@@ -58,7 +58,9 @@ INTENT_BITS = {
     "members": 1 << 1,
     "presences": 1 << 8,
     "guild_messages": 1 << 9,
+    "guild_message_typing": 1 << 11,
     "direct_messages": 1 << 12,
+    "direct_message_typing": 1 << 14,
     "message_content": 1 << 15,
 }
 

@@ -17,6 +17,7 @@ answers 408 with what was seen):
   ``author`` is a username (created on first use) or a user id.
 - ``PATCH /_emulator/messages/{channel_id}/{message_id}`` ``{"content"}``;
   ``DELETE`` the same path.
+- ``POST /_emulator/typing`` ``{"user", "channel_id"}`` → 204 (TYPING_START).
 - ``POST /_emulator/threads`` ``{"author", "channel_id", "name", "message_id"?}`` → the thread.
 - ``POST /_emulator/interactions`` ``{"user", "command", "channel_id"?, "options"?}``
   → the interaction record (``command`` may be ``"group sub"``; no ``channel_id``: a DM).
@@ -168,6 +169,14 @@ async def _route(
         )
     if head == "messages":
         return await _messages(emu, request, method, parts)
+    if (method, parts) == ("POST", ["typing"]):
+        body = await _body(request)
+        user = _user_id(emu, body.get("user"), "user")
+        channel_id = _int(body.get("channel_id"), "channel_id")
+        if channel_id not in emu.world.channels:
+            raise _HelperError(404, f"no channel {channel_id}")
+        emu.start_typing(user, channel_id)
+        return _answer(None)
     if (method, parts) == ("POST", ["threads"]):
         body = await _body(request)
         author = _user_id(emu, body.get("author"), "author")

@@ -296,6 +296,10 @@ class Person:
         """This person's DM channel with the bot (created on first use)."""
         return self._emulator.world.dm_channel(self.id)
 
+    def type(self, channel_id: int) -> None:
+        """Start typing in a channel (TYPING_START, for sessions with the typing intents)."""
+        self._emulator.start_typing(self.id, channel_id)
+
     def edit(self, message: EmulatedMessage, content: str) -> EmulatedMessage:
         """Edit one of this person's messages (MESSAGE_UPDATE).
 

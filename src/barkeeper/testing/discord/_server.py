@@ -419,6 +419,28 @@ class DiscordEmulator(InteractionRoutes):
         self._changes.notify()
         return message
 
+    def start_typing(self, user_id: int, channel_id: int) -> None:
+        """Dispatch TYPING_START for ``user_id`` in a channel (see :meth:`Person.type`).
+
+        Raises:
+            KeyError: Unknown user or channel.
+        """
+        channel = self.world.channels[channel_id]
+        if user_id not in self.world.users:
+            raise KeyError(f"unknown user {user_id}")
+        data: dict[str, Any] = {
+            "channel_id": str(channel.id),
+            "user_id": str(user_id),
+            "timestamp": int(time.time()),
+        }
+        if channel.guild_id is not None:
+            data["guild_id"] = str(channel.guild_id)
+            data["member"] = self.gateway.member_payload(user_id)
+        intent = "direct_message_typing" if channel.guild_id is None else "guild_message_typing"
+        self.gateway.dispatch(
+            "TYPING_START", _constant(data), guild_id=channel.guild_id, intent=intent
+        )
+
     def edit_message(self, channel_id: int, message_id: int, content: str) -> EmulatedMessage:
         """Edit any message and dispatch MESSAGE_UPDATE.
 
