@@ -1,7 +1,8 @@
 """``python -m barkeeper.testing.discord``: run the Discord emulator as a standalone server.
 
-On start-up it prints the API base and the token (``DISCORD_API_BASE=…`` and
-``DISCORD_TOKEN=…`` lines, for scripts to read); on SIGINT/SIGTERM it stops,
+On start-up it prints the API base, the gateway URL and the token
+(``DISCORD_API_BASE=…``, ``DISCORD_GATEWAY_URL=…`` and ``DISCORD_TOKEN=…`` lines, for
+scripts to read); on SIGINT/SIGTERM it stops,
 rewrites ``--truth`` if given, and prints the request statistics as one JSON line.
 """
 
@@ -45,7 +46,43 @@ _FIELD_FLAGS: tuple[tuple[str, type[Any], str], ...] = (
     ("--fault-slow-seconds", float, "delay of a 'slow' fault (default 1.0)"),
     ("--fault-max", int, "stop injecting faults after this many (default: never)"),
     ("--fault-seed", int, "seed of faults and unexpected 429s (default: --seed)"),
+    ("--shards", int, "shard count GET /gateway/bot recommends (default 1)"),
+    ("--heartbeat-interval", float, "seconds between gateway heartbeats (default 41.25)"),
+    (
+        "--interaction-ack-timeout",
+        float,
+        "seconds a bot has to answer an interaction; 0 = no limit (default 3, as Discord)",
+    ),
 )
+
+_HELPER_ROUTES = """\
+helper routes (no auth; JSON; snowflakes as strings; wait=S long-polls, 408 when it runs out):
+  GET  /_emulator/info | /_emulator/truth | /_emulator/stats
+  POST /_emulator/offline-changes?edits=N&deletes=M&new_messages=K&seed=S
+  POST /_emulator/people        {"username", "global_name"?}
+  POST /_emulator/messages      {"author", "channel_id" | "dm": true, "content",
+                                 "reply_to"?, "mention_bot"?, "mentions"?,
+                                 "attachments"?: [{"filename", "size"?, "content_type"?}]}
+  PATCH|DELETE /_emulator/messages/CHANNEL_ID/MESSAGE_ID   {"content"}
+  POST /_emulator/threads       {"author", "channel_id", "name", "message_id"?}
+  POST /_emulator/typing        {"user", "channel_id"}
+  POST /_emulator/interactions  {"user", "command", "channel_id"?, "options"?}
+  GET  /_emulator/interactions/ID?wait=S&followups=N
+  POST /_emulator/clicks        {"user", "message_id", "custom_id", "values"?}
+  GET  /_emulator/bot-messages?channel_id=&after=&reply_to=&count=N&wait=S
+  GET  /_emulator/activity?after=K          (the bot's sends, edits, deletes, typing)
+  GET  /_emulator/commands                  (registered commands and every sync)
+  GET  /_emulator/gateway?connected=N&wait=S
+  POST /_emulator/gateway/drop|reconnect|invalidate|stop-acks|resume-acks
+       ?shard_id=&resumable=true
+"author"/"user" is a username (created on first use) or a user id.
+
+Point discord.py at it with barkeeper.testing.discord.discord_py_pointed_at(
+DISCORD_API_BASE, gateway_url=DISCORD_GATEWAY_URL) (in-process: running_client()).
+A bot process can find the websocket itself: GET DISCORD_API_BASE/gateway answers
+{"url": DISCORD_GATEWAY_URL}, as Discord's does; set discord.py's
+DiscordWebSocket.DEFAULT_GATEWAY to it (a plain Client never asks on its own).
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,17 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m barkeeper.testing.discord",
         description=(
-            "A local Discord REST API emulator for the real discord.py. Serves seeded, "
-            "deterministic guilds, channels and message history under /api/v10 with "
-            "Discord's paging, errors, rate limits and optional faults. Point discord.py "
-            "at the printed DISCORD_API_BASE with "
-            "barkeeper.testing.discord.point_discord_py_at()."
+            "A local Discord emulator for the real discord.py: REST under /api/v10 (seeded, "
+            "deterministic guilds, channels and message history with Discord's paging, "
+            "errors, rate limits and optional faults) and the gateway websocket at /gateway "
+            "(IDENTIFY, RESUME, messages, threads, DMs, slash commands, sharding, faults). "
+            "Simulated people post and invoke commands through the helper routes below."
         ),
-        epilog=(
-            "Flags override the same keys of --spec. Helper routes (no auth): "
-            "GET /_emulator/info, GET /_emulator/truth, GET /_emulator/stats, "
-            "POST /_emulator/offline-changes?edits=N&deletes=M&new_messages=K&seed=S."
-        ),
+        epilog="Flags override the same keys of --spec.\n\n" + _HELPER_ROUTES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--spec",
@@ -114,6 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="never answer 429 (headers are still sent)",
     )
     parser.add_argument(
+        "--granted-intents",
+        default=None,
+        metavar="NAMES",
+        help="comma-separated privileged intents the application may use "
+        "(members,presences,message_content; default all; '' for none); IDENTIFY asking "
+        "for another is closed with 4014",
+    )
+    parser.add_argument(
         "--hostile-text",
         action="store_true",
         default=None,
@@ -130,7 +172,7 @@ def _spec_from_args(args: argparse.Namespace) -> EmulatorSpec:
             raise ValueError(f"{args.spec}: the spec must be a JSON object")
         data.update(loaded)
     names = [flag[2:].replace("-", "_") for flag, _, _ in _FIELD_FLAGS]
-    names += ["fault_kinds", "fault_login", "rate_limits", "hostile_text"]
+    names += ["fault_kinds", "fault_login", "rate_limits", "hostile_text", "granted_intents"]
     for name in names:
         value = getattr(args, name)
         if value is not None:
@@ -155,6 +197,7 @@ async def _serve(spec: EmulatorSpec, truth: Path | None) -> None:
             f"{emulator.world.message_count()} messages, bot user {emulator.bot_user_id}"
         )
         print(f"DISCORD_API_BASE={emulator.base_url}")
+        print(f"DISCORD_GATEWAY_URL={emulator.gateway_url}")
         print(f"DISCORD_TOKEN={emulator.token}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

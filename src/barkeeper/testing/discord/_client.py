@@ -1,21 +1,37 @@
-"""Point the real discord.py at another REST base (the emulator) and log a client in.
+"""Point the real discord.py at the emulator (REST and gateway) and run clients against it.
 
 discord.py has no base-URL option: every request's URL is ``Route.BASE + path``,
 built when the :class:`discord.http.Route` is created, and ``Route.BASE`` is a
-class attribute (``https://discord.com/api/v10``). Setting it is process-wide.
+class attribute (``https://discord.com/api/v10``). A plain ``Client`` never asks
+``GET /gateway`` either: it dials ``DiscordWebSocket.DEFAULT_GATEWAY`` (and falls
+back to it after an op 9), so that class attribute is set too. Both are process-wide.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import discord
+import discord.gateway
 import discord.http
+import yarl
 
-__all__ = ["api_base", "discord_py_pointed_at", "logged_in_client", "point_discord_py_at"]
+if TYPE_CHECKING:
+    from barkeeper.testing.discord._server import DiscordEmulator
+
+__all__ = [
+    "api_base",
+    "discord_py_pointed_at",
+    "logged_in_client",
+    "point_discord_py_at",
+    "running_client",
+]
+
+_ClientT = TypeVar("_ClientT", bound=discord.Client)
 
 _DEFAULT_API_PATH = "/api/v10"
 
@@ -65,17 +81,80 @@ def point_discord_py_at(base_url: str) -> str:
 
 
 @contextlib.contextmanager
-def discord_py_pointed_at(base_url: str) -> Iterator[str]:
+def discord_py_pointed_at(base_url: str, *, gateway_url: str | None = None) -> Iterator[str]:
     """Point discord.py at ``base_url`` for the ``with`` block, then restore the old base.
+
+    Args:
+        base_url: The REST API base (see :func:`point_discord_py_at`).
+        gateway_url: The websocket URL (``DiscordEmulator.gateway_url``); sets
+            ``DiscordWebSocket.DEFAULT_GATEWAY`` too when given.
 
     Yields:
         The normalised API base in effect inside the block.
     """
     previous = point_discord_py_at(base_url)
+    previous_gateway = discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
+    if gateway_url is not None:
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
     try:
         yield discord.http.Route.BASE
     finally:
         discord.http.Route.BASE = previous
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = previous_gateway
+
+
+@contextlib.asynccontextmanager
+async def running_client(
+    emulator: DiscordEmulator,
+    client: _ClientT,
+    *,
+    token: str | None = None,
+    timeout: float = 10.0,
+) -> AsyncIterator[_ClientT]:
+    """Start ``client`` against ``emulator`` (REST and gateway) and wait until it is ready.
+
+    The client runs in a task of the current event loop; on exit it is closed and
+    discord.py's REST base and default gateway are restored. Pass
+    ``guild_ready_timeout=0.1`` to the client to skip discord.py's 2 s wait for
+    guilds before ``on_ready``.
+
+    Example:
+        >>> async def demo(emu: DiscordEmulator) -> None:
+        ...     client = discord.Client(intents=discord.Intents.default(), guild_ready_timeout=0.1)
+        ...     async with running_client(emu, client):
+        ...         assert client.guilds
+
+    Args:
+        emulator: A started emulator.
+        client: Any ``discord.Client`` (``commands.Bot``, ``AutoShardedBot``, …), not started.
+        token: The token to start with (default: the emulator's).
+        timeout: Seconds to wait for ``on_ready``.
+
+    Yields:
+        The ready client.
+
+    Raises:
+        TimeoutError: Not ready within ``timeout``.
+        discord.LoginFailure: The token was refused (and whatever else ``start`` raises).
+    """
+    with discord_py_pointed_at(emulator.base_url, gateway_url=emulator.gateway_url):
+        task = asyncio.create_task(client.start(token or emulator.token))
+        ready = asyncio.create_task(client.wait_until_ready())
+        try:
+            done, _ = await asyncio.wait(
+                {task, ready}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            if task in done:
+                task.result()  # start() ended before ready: raise its error
+                raise RuntimeError("the client stopped before it was ready")
+            if ready not in done:
+                raise TimeoutError(f"the client was not ready within {timeout:g}s")
+            yield client
+        finally:
+            ready.cancel()
+            await client.close()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 5)
 
 
 @contextlib.asynccontextmanager

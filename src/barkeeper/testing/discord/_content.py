@@ -27,17 +27,23 @@ from barkeeper.testing.discord._spec import (
 )
 
 __all__ = [
-    "Channel",
-    "Guild",
+    "EmulatedChannel",
+    "EmulatedGuild",
+    "EmulatedMessage",
+    "EmulatedUser",
     "MessageRef",
     "OfflineChanges",
-    "StoredMessage",
-    "User",
     "World",
 ]
 
 #: Discord's message type of a reply.
 REPLY_TYPE = 19
+#: Discord's message type of a slash command's response.
+CHAT_INPUT_COMMAND_TYPE = 20
+#: Channel types: guild text, DM, public thread.
+GUILD_TEXT, DM, PUBLIC_THREAD = 0, 1, 11
+#: Message flag of an ephemeral message.
+EPHEMERAL_FLAG = 64
 #: The longest ``content`` Discord allows (Nitro); bots may only send 2000.
 LONG_CONTENT = 4000
 #: The longest ``content`` a bot may send.
@@ -113,7 +119,7 @@ class MessageRef(NamedTuple):
 
 
 @dataclass(slots=True)
-class User:
+class EmulatedUser:
     """A Discord user.
 
     Attributes:
@@ -142,13 +148,13 @@ class User:
 
 
 @dataclass(slots=True)
-class StoredMessage:
+class EmulatedMessage:
     """A message as the emulator keeps it (rendered to Discord JSON on demand).
 
     Attributes:
         id: Snowflake; its timestamp is the message's creation time.
         channel_id: Channel snowflake.
-        guild_id: Guild snowflake.
+        guild_id: Guild snowflake (``None`` in a DM).
         author_id: Author snowflake.
         content: Current text.
         edited_ms: Unix ms of the last edit, or ``None``.
@@ -157,12 +163,16 @@ class StoredMessage:
         reply_to: Id of the message this replies to, or ``None``.
         mention_ids: Mentioned users.
         pinned: Whether pinned.
-        type: Discord message type (0 default, 19 reply).
+        type: Discord message type (0 default, 19 reply, 20 slash-command response).
+        flags: Discord message flags (64: ephemeral).
+        webhook_id: The application id for interaction responses and followups.
+        interaction_metadata: Discord's ``interaction_metadata`` of a command response.
+        components: Discord component rows (buttons, selects) the bot attached.
     """
 
     id: int
     channel_id: int
-    guild_id: int
+    guild_id: int | None
     author_id: int
     content: str
     edited_ms: int | None = None
@@ -172,6 +182,10 @@ class StoredMessage:
     mention_ids: list[int] = field(default_factory=list)
     pinned: bool = False
     type: int = 0
+    flags: int = 0
+    webhook_id: int | None = None
+    interaction_metadata: dict[str, Any] | None = None
+    components: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ms(self) -> int:
@@ -180,29 +194,72 @@ class StoredMessage:
 
 
 @dataclass(slots=True)
-class Channel:
-    """A guild text channel and its messages.
+class EmulatedChannel:
+    """A channel (guild text, DM or public thread) and its messages.
 
     Attributes:
         id: Snowflake.
-        guild_id: Guild snowflake.
-        name: Channel name.
+        guild_id: Guild snowflake (``None`` for a DM).
+        name: Channel name (empty for a DM).
         position: Sort position within the guild.
         access: How the bot may read it.
         ids: Message ids, ascending.
         messages: Messages by id.
+        type: Discord channel type (0 guild text, 1 DM, 11 public thread).
+        parent_id: A thread's parent channel.
+        owner_id: A thread's creator.
+        recipient_id: A DM's other user (the bot is the implied second one).
     """
 
     id: int
-    guild_id: int
+    guild_id: int | None
     name: str
     position: int
     access: ChannelAccess = "ok"
     ids: list[int] = field(default_factory=list)
-    messages: dict[int, StoredMessage] = field(default_factory=dict)
+    messages: dict[int, EmulatedMessage] = field(default_factory=dict)
+    type: int = GUILD_TEXT
+    parent_id: int | None = None
+    owner_id: int | None = None
+    recipient_id: int | None = None
 
-    def payload(self) -> dict[str, Any]:
-        """The channel as Discord's JSON object (type 0, guild text)."""
+    def payload(self, recipient: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The channel as Discord's JSON object.
+
+        Args:
+            recipient: The other user's payload, for a DM.
+        """
+        last = str(self.ids[-1]) if self.ids else None
+        if self.type == DM:
+            return {
+                "id": str(self.id),
+                "type": DM,
+                "last_message_id": last,
+                "recipients": [] if recipient is None else [recipient],
+                "flags": 0,
+            }
+        if self.type == PUBLIC_THREAD:
+            return {
+                "id": str(self.id),
+                "type": PUBLIC_THREAD,
+                "guild_id": str(self.guild_id),
+                "parent_id": str(self.parent_id),
+                "owner_id": str(self.owner_id),
+                "name": self.name,
+                "last_message_id": last,
+                "rate_limit_per_user": 0,
+                "message_count": len(self.ids),
+                "total_message_sent": len(self.ids),
+                "member_count": 1,
+                "flags": 0,
+                "thread_metadata": {
+                    "archived": False,
+                    "auto_archive_duration": 1440,
+                    "archive_timestamp": iso_timestamp(snowflake_ms(self.id)),
+                    "locked": False,
+                    "create_timestamp": iso_timestamp(snowflake_ms(self.id)),
+                },
+            }
         return {
             "id": str(self.id),
             "type": 0,
@@ -214,7 +271,7 @@ class Channel:
             "topic": None,
             "nsfw": False,
             "rate_limit_per_user": 0,
-            "last_message_id": str(self.ids[-1]) if self.ids else None,
+            "last_message_id": last,
             "flags": 0,
         }
 
@@ -225,7 +282,7 @@ class Channel:
         before: int | None = None,
         after: int | None = None,
         around: int | None = None,
-    ) -> list[StoredMessage]:
+    ) -> list[EmulatedMessage]:
         """One page of history, newest first, exactly as Discord answers it.
 
         Args:
@@ -258,7 +315,7 @@ class Channel:
 
 
 @dataclass(slots=True)
-class Guild:
+class EmulatedGuild:
     """A guild.
 
     Attributes:
@@ -266,12 +323,14 @@ class Guild:
         name: Guild name.
         owner_id: The owner's snowflake.
         channel_ids: Its text channels, by position.
+        thread_ids: Its threads, oldest first.
     """
 
     id: int
     name: str
     owner_id: int
     channel_ids: list[int] = field(default_factory=list)
+    thread_ids: list[int] = field(default_factory=list)
 
     def payload(self, *, member_count: int | None = None) -> dict[str, Any]:
         """The guild as Discord's JSON object, with the ``@everyone`` role."""
@@ -388,12 +447,12 @@ class World:
         channels: Channels by id, in creation order.
     """
 
-    def __init__(self, bot: User) -> None:
+    def __init__(self, bot: EmulatedUser) -> None:
         """Create an empty world around ``bot`` (use :meth:`from_spec` normally)."""
         self.bot = bot
-        self.users: dict[int, User] = {bot.id: bot}
-        self.guilds: dict[int, Guild] = {}
-        self.channels: dict[int, Channel] = {}
+        self.users: dict[int, EmulatedUser] = {bot.id: bot}
+        self.guilds: dict[int, EmulatedGuild] = {}
+        self.channels: dict[int, EmulatedChannel] = {}
         self._ids = _Ids()
         self._ids.claim(bot.id)
         self._clock_ms = snowflake_ms(bot.id)
@@ -419,7 +478,7 @@ class World:
         """
         start_ms = _ms(spec.start)
         bot_ms = start_ms - 400 * 86_400_000
-        bot = User(
+        bot = EmulatedUser(
             id=make_snowflake(bot_ms, worker=0, process=0, increment=0),
             username=spec.bot_username,
             global_name=spec.bot_username.capitalize(),
@@ -444,7 +503,7 @@ class World:
                 name = f"{_FIRST_NAMES[index % len(_FIRST_NAMES)]}{index}"
                 global_name = None if meta.random() < 0.3 else name.rstrip("0123456789").title()
             ms = start_ms - meta.randrange(30, 300) * 86_400_000
-            user = User(self._ids.entity(ms), name, global_name, is_bot)
+            user = EmulatedUser(self._ids.entity(ms), name, global_name, is_bot)
             self.users[user.id] = user
         humans = [u.id for u in self.users.values() if not u.bot]
         for index in range(spec.guilds):
@@ -453,7 +512,7 @@ class World:
             name = _GUILD_NAMES[index % len(_GUILD_NAMES)]
             if index >= len(_GUILD_NAMES):
                 name = f"{name} {index // len(_GUILD_NAMES) + 1}"
-            guild = Guild(self._ids.entity(ms), name, owner)
+            guild = EmulatedGuild(self._ids.entity(ms), name, owner)
             self.guilds[guild.id] = guild
         guilds = list(self.guilds.values())
         restricted_from = spec.channels - spec.empty_channels - spec.forbidden_channels
@@ -468,7 +527,7 @@ class World:
             elif index >= restricted_from:
                 access = "forbidden"
             ms = start_ms - (100 - index % 100) * 86_400_000
-            channel = Channel(
+            channel = EmulatedChannel(
                 id=self._ids.entity(ms),
                 guild_id=guild.id,
                 name=name,
@@ -484,7 +543,7 @@ class World:
 
     def _generate_channel(
         self,
-        channel: Channel,
+        channel: EmulatedChannel,
         index: int,
         rng: random.Random,
         spec: EmulatorSpec,
@@ -549,7 +608,7 @@ class World:
             if rand() < edit_rate:
                 edited_ms = ms + rng.randrange(5_000, 7_200_000)
                 self._clock_ms = max(self._clock_ms, edited_ms)
-            message = StoredMessage(
+            message = EmulatedMessage(
                 id=message_id,
                 channel_id=channel.id,
                 guild_id=channel.guild_id,
@@ -573,7 +632,7 @@ class World:
             if spec_user.id in self.users:
                 raise ValueError(f"duplicate user id {spec_user.id}")
             self._ids.claim(spec_user.id)
-            self.users[spec_user.id] = User(
+            self.users[spec_user.id] = EmulatedUser(
                 spec_user.id, spec_user.username, spec_user.global_name, spec_user.bot
             )
         channel_index = 0
@@ -584,12 +643,12 @@ class World:
             if guild_id in self.guilds:
                 raise ValueError(f"duplicate guild id {guild_id}")
             owner = next(iter(u for u in self.users if u != self.bot.id), self.bot.id)
-            guild = Guild(guild_id, spec_guild.name, owner)
+            guild = EmulatedGuild(guild_id, spec_guild.name, owner)
             self.guilds[guild_id] = guild
             for spec_channel in spec_guild.channels:
                 ms = start_ms - (100 - channel_index % 100) * 86_400_000
                 channel_id = self._explicit_id(spec_channel.id, ms)
-                channel = Channel(
+                channel = EmulatedChannel(
                     id=channel_id,
                     guild_id=guild_id,
                     name=spec_channel.name,
@@ -599,7 +658,7 @@ class World:
                 guild.channel_ids.append(channel_id)
                 self.channels[channel_id] = channel
                 clock = start_ms
-                pending: list[StoredMessage] = []
+                pending: list[EmulatedMessage] = []
                 for position, spec_message in enumerate(spec_channel.messages):
                     if spec_message.author_id not in self.users:
                         raise ValueError(
@@ -627,7 +686,7 @@ class World:
                         )
                     clock = max(clock, snowflake_ms(message_id))
                     pending.append(
-                        StoredMessage(
+                        EmulatedMessage(
                             id=message_id,
                             channel_id=channel_id,
                             guild_id=guild_id,
@@ -729,7 +788,7 @@ class World:
         }, None
 
     def _attachments(
-        self, rng: random.Random, channel: Channel, index: int, message_id: int, ms: int
+        self, rng: random.Random, channel: EmulatedChannel, index: int, message_id: int, ms: int
     ) -> list[dict[str, Any]]:
         result = []
         for number in range(rng.choice((1, 1, 1, 2, 3))):
@@ -745,7 +804,7 @@ class World:
 
     def _attachment_payload(
         self,
-        channel: Channel,
+        channel: EmulatedChannel,
         index: int,
         message_id: int,
         number: int,
@@ -773,7 +832,7 @@ class World:
 
     # -- reading -----------------------------------------------------------------------
 
-    def channel(self, channel_id: int) -> Channel:
+    def channel(self, channel_id: int) -> EmulatedChannel:
         """The channel with ``channel_id``.
 
         Raises:
@@ -785,7 +844,7 @@ class World:
         """Channel ids in creation order, optionally only those with ``access``."""
         return [c.id for c in self.channels.values() if access is None or c.access == access]
 
-    def message_payload(self, message: StoredMessage, *, nested: bool = True) -> dict[str, Any]:
+    def message_payload(self, message: EmulatedMessage, *, nested: bool = True) -> dict[str, Any]:
         """``message`` as Discord's JSON object (with ``referenced_message`` for replies).
 
         Args:
@@ -813,22 +872,35 @@ class World:
             "edited_timestamp": (
                 None if message.edited_ms is None else iso_timestamp(message.edited_ms)
             ),
-            "flags": 0,
-            "components": [],
+            "flags": message.flags,
+            "components": message.components,
         }
+        if message.webhook_id is not None:
+            data["webhook_id"] = str(message.webhook_id)
+            data["application_id"] = str(message.webhook_id)
+        if message.interaction_metadata is not None:
+            data["interaction_metadata"] = message.interaction_metadata
         if message.reply_to is not None:
-            data["message_reference"] = {
+            reference = {
                 "type": 0,
                 "message_id": str(message.reply_to),
                 "channel_id": str(message.channel_id),
-                "guild_id": str(message.guild_id),
             }
+            if message.guild_id is not None:
+                reference["guild_id"] = str(message.guild_id)
+            data["message_reference"] = reference
             if nested:
                 target = self.channels[message.channel_id].messages.get(message.reply_to)
                 data["referenced_message"] = (
                     None if target is None else self.message_payload(target, nested=False)
                 )
         return data
+
+    def channel_payload(self, channel: EmulatedChannel) -> dict[str, Any]:
+        """``channel`` as Discord's JSON object (a DM names its other user)."""
+        if channel.recipient_id is not None:
+            return channel.payload(self.users[channel.recipient_id].payload())
+        return channel.payload()
 
     def truth(self) -> dict[int, list[dict[str, Any]]]:
         """Every message of every channel, oldest first, with ``int`` snowflakes.
@@ -859,7 +931,7 @@ class World:
             result[str(channel_id)] = converted
         return result
 
-    def _truth_record(self, message: StoredMessage) -> dict[str, Any]:
+    def _truth_record(self, message: EmulatedMessage) -> dict[str, Any]:
         return {
             "id": message.id,
             "channel_id": message.channel_id,
@@ -903,7 +975,9 @@ class World:
         attachments: Iterable[ExplicitAttachment] = (),
         embeds: Iterable[dict[str, Any]] = (),
         reply_to: int | None = None,
-    ) -> StoredMessage:
+        mentions: Iterable[int] = (),
+        mention_replied: bool = True,
+    ) -> EmulatedMessage:
         """Append a message to a channel (it becomes its newest).
 
         Args:
@@ -915,15 +989,27 @@ class World:
             attachments: Files.
             embeds: Discord embed objects.
             reply_to: Id of a message of the channel this replies to.
+            mentions: Users the message mentions (their ``<@id>`` is not added to
+                ``content``; write it there yourself if the text should show it).
+            mention_replied: Whether a reply mentions (pings) the replied-to author,
+                as Discord's default reply does.
 
         Returns:
             The stored message.
 
         Raises:
-            KeyError: Unknown channel, author or replied-to message.
+            KeyError: Unknown channel, author, mentioned user or replied-to message.
         """
         ms = _ms(at) if at is not None else _now_ms()
-        return self._append(channel_id, content, author_id, ms, attachments, embeds, reply_to)
+        message = self._append(
+            channel_id, content, author_id, ms, attachments, embeds, reply_to, mention_replied
+        )
+        for user_id in mentions:
+            if user_id not in self.users:
+                raise KeyError(f"unknown user {user_id}")
+            if user_id not in message.mention_ids:
+                message.mention_ids.append(user_id)
+        return message
 
     def _append(
         self,
@@ -934,7 +1020,8 @@ class World:
         attachments: Iterable[ExplicitAttachment] = (),
         embeds: Iterable[dict[str, Any]] = (),
         reply_to: int | None = None,
-    ) -> StoredMessage:
+        mention_replied: bool = True,
+    ) -> EmulatedMessage:
         channel = self.channels[channel_id]
         author = self.bot.id if author_id is None else author_id
         if author not in self.users:
@@ -948,7 +1035,7 @@ class World:
         message_id = self._ids.claim(
             make_snowflake(ms, worker=1, process=index, increment=len(channel.ids)), above=last
         )
-        message = StoredMessage(
+        message = EmulatedMessage(
             id=message_id,
             channel_id=channel_id,
             guild_id=channel.guild_id,
@@ -956,7 +1043,11 @@ class World:
             content=content,
             embeds=[dict(embed) for embed in embeds],
             reply_to=reply_to,
-            mention_ids=[] if reply_to is None else [channel.messages[reply_to].author_id],
+            mention_ids=(
+                [channel.messages[reply_to].author_id]
+                if reply_to is not None and mention_replied
+                else []
+            ),
             type=REPLY_TYPE if reply_to is not None else 0,
         )
         message.attachments = [
@@ -970,9 +1061,101 @@ class World:
         self._clock_ms = max(self._clock_ms, snowflake_ms(message_id))
         return message
 
+    def add_user(
+        self, username: str, *, global_name: str | None = None, bot: bool = False
+    ) -> EmulatedUser:
+        """Create a user (a member of every guild), or return the one with ``username``.
+
+        Args:
+            username: Unique username.
+            global_name: Display name, if any (only used when creating).
+            bot: Whether the account is a bot (only used when creating).
+
+        Returns:
+            The user.
+        """
+        for user in self.users.values():
+            if user.username == username:
+                return user
+        user = EmulatedUser(self._ids.entity(_now_ms()), username, global_name, bot)
+        self.users[user.id] = user
+        return user
+
+    def new_id(self) -> int:
+        """A fresh snowflake for now (for interactions, commands and the like)."""
+        return self._ids.entity(_now_ms())
+
+    def dm_channel(self, user_id: int) -> EmulatedChannel:
+        """The DM channel between the bot and ``user_id``, created on first use.
+
+        Raises:
+            KeyError: Unknown user.
+        """
+        if user_id not in self.users:
+            raise KeyError(f"unknown user {user_id}")
+        for channel in self.channels.values():
+            if channel.type == DM and channel.recipient_id == user_id:
+                return channel
+        channel = EmulatedChannel(
+            id=self._ids.entity(_now_ms()),
+            guild_id=None,
+            name="",
+            position=0,
+            type=DM,
+            recipient_id=user_id,
+        )
+        self.channels[channel.id] = channel
+        return channel
+
+    def add_thread(
+        self, parent_id: int, name: str, *, owner_id: int, message_id: int | None = None
+    ) -> EmulatedChannel:
+        """Open a public thread in a guild text channel.
+
+        Args:
+            parent_id: The text channel.
+            name: Thread name.
+            owner_id: Who opens it.
+            message_id: Start it from this message of the parent; the thread then
+                has the message's id, as on Discord.
+
+        Returns:
+            The thread (also a channel of :attr:`channels`).
+
+        Raises:
+            KeyError: Unknown channel, user or message.
+            ValueError: The parent is not a guild text channel, or the message
+                already has a thread.
+        """
+        parent = self.channels[parent_id]
+        if parent.type != GUILD_TEXT or parent.guild_id is None:
+            raise ValueError(f"channel {parent_id} is not a guild text channel")
+        if owner_id not in self.users:
+            raise KeyError(f"unknown user {owner_id}")
+        if message_id is not None:
+            if message_id not in parent.messages:
+                raise KeyError(f"unknown message {message_id} in channel {parent_id}")
+            if message_id in self.channels:
+                raise ValueError(f"message {message_id} already has a thread")
+            thread_id = message_id  # Discord gives a message's thread the message's id
+        else:
+            thread_id = self._ids.entity(_now_ms())
+        thread = EmulatedChannel(
+            id=thread_id,
+            guild_id=parent.guild_id,
+            name=name,
+            position=0,
+            type=PUBLIC_THREAD,
+            parent_id=parent_id,
+            owner_id=owner_id,
+        )
+        self.channels[thread.id] = thread
+        self.guilds[parent.guild_id].thread_ids.append(thread.id)
+        return thread
+
     def edit_message(
         self, channel_id: int, message_id: int, content: str, *, at: dt.datetime | None = None
-    ) -> StoredMessage:
+    ) -> EmulatedMessage:
         """Replace a message's content and set its ``edited_timestamp``.
 
         Args:
@@ -994,7 +1177,7 @@ class World:
         self._clock_ms = max(self._clock_ms, message.edited_ms)
         return message
 
-    def delete_message(self, channel_id: int, message_id: int) -> StoredMessage:
+    def delete_message(self, channel_id: int, message_id: int) -> EmulatedMessage:
         """Remove a message (replies to it keep their reference; it resolves to nothing).
 
         Returns:

@@ -1,36 +1,73 @@
-""":class:`DiscordEmulator`: a local Discord REST API that the real discord.py talks to.
+""":class:`DiscordEmulator`: a local Discord (REST API and gateway) for the real discord.py.
 
 It serves the routes discord.py needs to log in, read channels and guilds, page
-message history and send messages, under ``/api/v10`` on 127.0.0.1 (by default),
-with Discord's JSON error bodies, ``X-RateLimit-*`` headers and 429s, seeded fault
-injection and request statistics. It never opens a connection to anything and
-does not emulate the gateway (websocket); ``/gateway`` points at a URL that 404s.
+message history, send, edit and delete messages, type, open DMs and threads, sync
+application commands and answer interactions (callback, followup and ``@original``
+webhook routes), under ``/api/v10`` on 127.0.0.1 (by default), with Discord's JSON
+error bodies, ``X-RateLimit-*`` headers and 429s, seeded fault injection and request
+statistics; ``/gateway`` is the websocket (:class:`~barkeeper.testing.discord.Gateway`).
+What the bot does through REST is stored in the world (so history sees it) and
+recorded in :attr:`DiscordEmulator.activity`. It never opens a connection to anything.
 
-Outside ``/api`` a few unauthenticated helper routes exist for other processes
-(benchmarks): ``GET /_emulator/info``, ``GET /_emulator/truth``,
-``GET /_emulator/stats`` and ``POST /_emulator/offline-changes``.
+Outside ``/api`` unauthenticated helper routes exist for other processes:
+``GET /_emulator/info``, ``GET /_emulator/truth``, ``GET /_emulator/stats``,
+``POST /_emulator/offline-changes`` and the gateway-driving ones of
+:mod:`barkeeper.testing.discord._helpers` (post as a person, invoke a command, read
+the bot's messages and interaction responses, gateway faults).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import hashlib
 import json
 import math
 import re
 import secrets
+import time
+import urllib.parse
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 
-from barkeeper.testing.discord._content import BOT_CONTENT_MAX, Channel, OfflineChanges, World
+from barkeeper.testing.discord._content import (
+    BOT_CONTENT_MAX,
+    DM,
+    GUILD_TEXT,
+    LONG_CONTENT,
+    EmulatedChannel,
+    EmulatedMessage,
+    OfflineChanges,
+    World,
+)
 from barkeeper.testing.discord._faults import Fault, FaultInjector
+from barkeeper.testing.discord._gateway import Gateway, GatewaySession
+from barkeeper.testing.discord._helpers import helper_route
+from barkeeper.testing.discord._http import (
+    _constant,
+    _error,
+    _form_error,
+    _json_bytes,
+    _read_message_body,
+    _Reply,
+    _snowflake,
+)
+from barkeeper.testing.discord._interactions import InteractionRoutes
+from barkeeper.testing.discord._people import (
+    BotAction,
+    BotActionKind,
+    Changes,
+    CommandSync,
+    EmulatedInteraction,
+    Person,
+)
 from barkeeper.testing.discord._ratelimit import RateDecision, RateLimiter
 from barkeeper.testing.discord._spec import ChannelAccess, EmulatorSpec, ExplicitAttachment
 
@@ -40,7 +77,7 @@ __all__ = ["API_PREFIX", "DiscordEmulator", "EmulatorStats"]
 API_PREFIX = "/api/v10"
 
 _API_PATH = re.compile(r"^/api(?:/v\d+)?(?P<rest>/.*)$")
-_SNOWFLAKE = re.compile(r"^[0-9]{1,20}$")
+_USER_MENTION = re.compile(r"<@!?([0-9]{1,20})>")
 _JSON = "application/json"
 _UNKNOWN_ROUTE = "UNKNOWN"
 _BAD_GATEWAY_HTML = (
@@ -109,36 +146,6 @@ class EmulatorStats:
         self.messages_served = 0
 
 
-class _Reply(Exception):
-    """Raised by handlers to answer with a Discord error at once."""
-
-    def __init__(self, status: int, body: Any) -> None:
-        super().__init__(status)
-        self.status = status
-        self.body = body
-
-
-def _error(status: int, message: str, code: int) -> _Reply:
-    return _Reply(status, {"message": message, "code": code})
-
-
-def _form_error(field_name: str, code: str, message: str) -> _Reply:
-    return _Reply(
-        400,
-        {
-            "message": "Invalid Form Body",
-            "code": 50035,
-            "errors": {field_name: {"_errors": [{"code": code, "message": message}]}},
-        },
-    )
-
-
-def _snowflake(value: str, field_name: str) -> int:
-    if not _SNOWFLAKE.match(value):
-        raise _form_error(field_name, "NUMBER_TYPE_COERCE", f'Value "{value}" is not snowflake.')
-    return int(value)
-
-
 _Handler = Callable[["DiscordEmulator", web.Request, dict[str, str]], Awaitable[tuple[int, Any]]]
 
 
@@ -163,17 +170,12 @@ def _route(method: str, template: str, handler: _Handler, *, auth: bool = True) 
     return _Route(method, template, re.compile(f"^{regex}$"), handler, auth)
 
 
-def _json_bytes(body: Any) -> bytes:
-    # ensure_ascii keeps lone surrogates representable (as \udxxx escapes).
-    return json.dumps(body, ensure_ascii=True, separators=(",", ":")).encode("ascii")
-
-
 def _generate_token(bot_id: int) -> str:
     head = base64.urlsafe_b64encode(str(bot_id).encode()).decode().rstrip("=")
     return f"{head}.{secrets.token_urlsafe(4)}.{secrets.token_urlsafe(27)}"
 
 
-class DiscordEmulator:
+class DiscordEmulator(InteractionRoutes):
     """A local Discord REST API; use it as an async context manager.
 
     Content is generated (or loaded) when the emulator is created, so
@@ -203,6 +205,17 @@ class DiscordEmulator:
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._verify_key = hashlib.sha256(str(self.world.bot.id).encode()).hexdigest()
+        self._changes = Changes()
+        #: The gateway: fault hooks and sessions (see :class:`Gateway`).
+        self.gateway = Gateway(self)
+        self.gateway.on_change(self._changes.notify)
+        #: Everything the bot did through REST, in order.
+        self.activity: list[BotAction] = []
+        #: Every ``tree.sync()`` the bot made, in order.
+        self.command_syncs: list[CommandSync] = []
+        self._commands: dict[int | None, list[dict[str, Any]]] = {}
+        self._interactions: dict[str, EmulatedInteraction] = {}
+        self._uploads: dict[int, bytes] = {}
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -216,6 +229,7 @@ class DiscordEmulator:
         if self._runner is not None:
             raise RuntimeError("the Discord emulator is already running")
         app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/gateway", self.gateway.handle)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
@@ -232,6 +246,7 @@ class DiscordEmulator:
         """Stop listening and close every connection (idempotent)."""
         runner, self._runner = self._runner, None
         if runner is not None:
+            self.gateway.drop()
             await runner.cleanup()
 
     async def __aenter__(self) -> Self:
@@ -274,6 +289,11 @@ class DiscordEmulator:
     def base_url(self) -> str:
         """The REST API base, ``http://host:port/api/v10`` (the ``DISCORD_API_BASE`` value)."""
         return self.origin + API_PREFIX
+
+    @property
+    def gateway_url(self) -> str:
+        """The websocket URL, ``ws://host:port/gateway`` (what ``GET /gateway`` answers)."""
+        return "ws" + self.origin.removeprefix("http") + "/gateway"
 
     # -- content -----------------------------------------------------------------------
 
@@ -329,6 +349,311 @@ class DiscordEmulator:
     def set_channel_access(self, channel_id: int, access: ChannelAccess) -> None:
         """Change how the bot may read a channel (``"ok"``, ``"empty"``, ``"forbidden"``)."""
         self.world.set_channel_access(channel_id, access)
+
+    # -- people: what simulated users do ------------------------------------------------
+
+    def person(self, username: str, *, global_name: str | None = None) -> Person:
+        """A simulated user (created on first use, a member of every guild).
+
+        Args:
+            username: Unique username; an existing user with it is reused.
+            global_name: Display name when creating.
+
+        Returns:
+            A handle to post, edit, delete, open threads and invoke commands.
+        """
+        known = len(self.world.users)
+        user = self.world.add_user(username, global_name=global_name)
+        if len(self.world.users) > known:  # joined: GUILD_MEMBER_ADD where members are on
+            member = self.gateway.member_payload(user.id)
+            for guild_id in self.world.guilds:
+                data: dict[str, Any] = {**member, "guild_id": str(guild_id)}
+                self.gateway.dispatch(
+                    "GUILD_MEMBER_ADD", _constant(data), guild_id=guild_id, intent="members"
+                )
+        return Person(self, user)
+
+    def post_message(
+        self,
+        author_id: int,
+        channel_id: int,
+        content: str,
+        *,
+        reply_to: EmulatedMessage | int | None = None,
+        mention_bot: bool = False,
+        mentions: Iterable[int] = (),
+        mention_replied: bool = True,
+        attachments: Iterable[ExplicitAttachment] = (),
+    ) -> EmulatedMessage:
+        """Post a message as ``author_id`` and dispatch MESSAGE_CREATE (see :meth:`Person.send`).
+
+        Raises:
+            KeyError: Unknown author, channel, mentioned user or replied-to message.
+            ValueError: Longer than Discord allows (4000 characters), empty without
+                attachments, or in another user's DM.
+        """
+        channel = self.world.channels[channel_id]
+        if channel.type == DM and author_id not in (channel.recipient_id, self.world.bot.id):
+            raise ValueError(f"user {author_id} cannot post in another user's DM {channel_id}")
+        mentioned = list(mentions)
+        if mention_bot:
+            mentioned.insert(0, self.world.bot.id)
+        prefix = "".join(f"<@{user_id}> " for user_id in mentioned)
+        files = list(attachments)
+        text = prefix + content
+        if len(text) > LONG_CONTENT:
+            raise ValueError(f"{len(text)} characters: Discord allows {LONG_CONTENT} at most")
+        if not text and not files:
+            raise ValueError("a message needs content or attachments")
+        reply_id = reply_to.id if isinstance(reply_to, EmulatedMessage) else reply_to
+        message = self.world.add_message(
+            channel_id,
+            text,
+            author_id=author_id,
+            reply_to=reply_id,
+            mentions=mentioned,
+            mention_replied=mention_replied,
+            attachments=files,
+        )
+        self.gateway.dispatch_message("MESSAGE_CREATE", message)
+        self._changes.notify()
+        return message
+
+    def start_typing(self, user_id: int, channel_id: int) -> None:
+        """Dispatch TYPING_START for ``user_id`` in a channel (see :meth:`Person.type`).
+
+        Raises:
+            KeyError: Unknown user or channel.
+        """
+        channel = self.world.channels[channel_id]
+        if user_id not in self.world.users:
+            raise KeyError(f"unknown user {user_id}")
+        data: dict[str, Any] = {
+            "channel_id": str(channel.id),
+            "user_id": str(user_id),
+            "timestamp": int(time.time()),
+        }
+        if channel.guild_id is not None:
+            data["guild_id"] = str(channel.guild_id)
+            data["member"] = self.gateway.member_payload(user_id)
+        intent = "direct_message_typing" if channel.guild_id is None else "guild_message_typing"
+        self.gateway.dispatch(
+            "TYPING_START", _constant(data), guild_id=channel.guild_id, intent=intent
+        )
+
+    def edit_message(self, channel_id: int, message_id: int, content: str) -> EmulatedMessage:
+        """Edit any message and dispatch MESSAGE_UPDATE.
+
+        Raises:
+            KeyError: Unknown channel or message.
+        """
+        message = self.world.edit_message(channel_id, message_id, content)
+        self.gateway.dispatch_message("MESSAGE_UPDATE", message)
+        self._changes.notify()
+        return message
+
+    def delete_message(self, channel_id: int, message_id: int) -> EmulatedMessage:
+        """Delete any message and dispatch MESSAGE_DELETE.
+
+        Raises:
+            KeyError: Unknown channel or message.
+        """
+        message = self.world.delete_message(channel_id, message_id)
+        self.gateway.dispatch_delete(channel_id, message_id, message.guild_id)
+        self._changes.notify()
+        return message
+
+    def open_thread(
+        self, owner_id: int, channel_id: int, name: str, *, message_id: int | None = None
+    ) -> EmulatedChannel:
+        """Open a public thread and dispatch THREAD_CREATE (see :meth:`Person.open_thread`).
+
+        Raises:
+            KeyError: Unknown channel, user or message.
+            ValueError: Not a guild text channel, or the message has a thread already.
+        """
+        thread = self.world.add_thread(channel_id, name, owner_id=owner_id, message_id=message_id)
+        data = {**self.world.channel_payload(thread), "newly_created": True}
+        self.gateway.dispatch("THREAD_CREATE", lambda _: data, guild_id=thread.guild_id)
+        self._changes.notify()
+        return thread
+
+    # -- what the bot did --------------------------------------------------------------
+
+    def bot_messages(
+        self, channel_id: int | None = None, *, after: int = 0
+    ) -> list[EmulatedMessage]:
+        """The bot's messages that exist now (not ephemeral ones), oldest first.
+
+        Args:
+            channel_id: Only this channel's (none while it does not exist);
+                ``None``: every channel's, by id.
+            after: Only messages newer than this id.
+        """
+        bot_id = self.world.bot.id
+        if channel_id is None:
+            channels = list(self.world.channels.values())
+        else:  # a channel that does not exist (yet: a thread) has no messages
+            known = self.world.channels.get(channel_id)
+            channels = [] if known is None else [known]
+        found = [
+            c.messages[i]
+            for c in channels
+            for i in c.ids[bisect.bisect_right(c.ids, after) :]
+            if c.messages[i].author_id == bot_id
+        ]
+        return sorted(found, key=lambda m: m.id) if channel_id is None else found
+
+    async def wait_until(self, check: Callable[[], object], *, timeout: float, what: str) -> None:
+        """Wait until ``check()`` is truthy; it is re-run whenever the world or the bot changes.
+
+        Args:
+            check: Reads the emulator (``emu.world``, ``emu.activity``, …).
+            timeout: Seconds to wait at most.
+            what: Describes the condition, for the error message.
+
+        Raises:
+            TimeoutError: Not met within ``timeout``.
+        """
+        await self._changes.wait_for(lambda: bool(check()) or None, timeout=timeout, what=what)
+
+    async def wait_for_bot_messages(
+        self,
+        channel_id: int,
+        count: int = 1,
+        *,
+        after: EmulatedMessage | int | None = None,
+        timeout: float = 5.0,
+    ) -> list[EmulatedMessage]:
+        """Wait until the bot has at least ``count`` messages in a channel.
+
+        Args:
+            channel_id: The channel (guild channel, thread or DM).
+            count: How many.
+            after: Count only messages newer than this one.
+            timeout: Seconds to wait at most.
+
+        Returns:
+            The bot's messages there (newer than ``after``), oldest first.
+
+        Raises:
+            TimeoutError: Fewer than ``count`` within ``timeout``.
+        """
+        floor = after.id if isinstance(after, EmulatedMessage) else (after or 0)
+
+        def current() -> list[EmulatedMessage]:
+            return self.bot_messages(channel_id, after=floor)
+
+        return await self._changes.wait_for(
+            lambda: current() if len(current()) >= count else None,
+            timeout=timeout,
+            what=f"{count} bot message(s) in channel {channel_id}",
+            seen=lambda: f"{len(current())} so far",
+        )
+
+    async def wait_for_reply(
+        self, message: EmulatedMessage | int, *, timeout: float = 5.0
+    ) -> EmulatedMessage:
+        """Wait until the bot has replied (``message_reference``) to ``message``.
+
+        Returns:
+            The bot's first reply.
+
+        Raises:
+            TimeoutError: No reply within ``timeout``.
+        """
+        target = message.id if isinstance(message, EmulatedMessage) else message
+        channel_id = message.channel_id if isinstance(message, EmulatedMessage) else None
+        if channel_id is None:
+            channel_id = next(
+                (c.id for c in self.world.channels.values() if target in c.messages), None
+            )
+        if channel_id is None:
+            raise KeyError(f"unknown message {target}")
+        bot_id = self.world.bot.id
+
+        def reply() -> EmulatedMessage | None:
+            for other in self.bot_messages(channel_id, after=target):
+                if other.reply_to == target and other.author_id == bot_id:
+                    return other
+            return None
+
+        return await self._changes.wait_for(
+            reply, timeout=timeout, what=f"a bot reply to message {target}"
+        )
+
+    async def wait_for_actions(
+        self,
+        kind: BotActionKind,
+        count: int = 1,
+        *,
+        channel_id: int | None = None,
+        timeout: float = 5.0,
+    ) -> list[BotAction]:
+        """Wait until :attr:`activity` holds at least ``count`` actions of ``kind``.
+
+        Raises:
+            TimeoutError: Fewer within ``timeout``.
+        """
+
+        def matching() -> list[BotAction]:
+            return [
+                a
+                for a in self.activity
+                if a.kind == kind and (channel_id is None or a.channel_id == channel_id)
+            ]
+
+        return await self._changes.wait_for(
+            lambda: matching() if len(matching()) >= count else None,
+            timeout=timeout,
+            what=f"{count} bot {kind!r} action(s)",
+            seen=lambda: f"{len(matching())} so far",
+        )
+
+    async def wait_for_sessions(
+        self, count: int = 1, *, timeout: float = 5.0
+    ) -> list[GatewaySession]:
+        """Wait until ``count`` gateway sessions are connected (one per shard).
+
+        Raises:
+            TimeoutError: Fewer within ``timeout``.
+        """
+        return await self._changes.wait_for(
+            lambda: s if len(s := self.gateway.sessions(connected=True)) >= count else None,
+            timeout=timeout,
+            what=f"{count} connected gateway session(s)",
+            seen=lambda: f"{len(self.gateway.sessions(connected=True))} connected",
+        )
+
+    def reset_token(self) -> str:
+        """Replace the bot token (as a reset in the Developer Portal does); returns the new one.
+
+        Connected sessions keep working; the old token is refused from now on
+        (401 on REST, close 4004 on IDENTIFY/RESUME).
+        """
+        self.token = _generate_token(self.world.bot.id)
+        return self.token
+
+    def _record(
+        self,
+        kind: BotActionKind,
+        channel_id: int,
+        message: EmulatedMessage | None,
+        *,
+        message_id: int | None = None,
+        interaction: EmulatedInteraction | None = None,
+    ) -> None:
+        self.activity.append(
+            BotAction(
+                kind=kind,
+                channel_id=channel_id,
+                message_id=message.id if message is not None else message_id,
+                content=message.content if message is not None and kind != "delete" else None,
+                at=time.monotonic(),
+                interaction_id=None if interaction is None else interaction.id,
+            )
+        )
+        self._changes.notify()
 
     # -- behaviour ---------------------------------------------------------------------
 
@@ -399,7 +724,14 @@ class DiscordEmulator:
                     break
         key = route.key if route is not None else _UNKNOWN_ROUTE
         self.stats.requests[key] += 1
-        major = params.get("channel_id") or params.get("guild_id") or ""
+        # Discord buckets webhook and interaction routes per token.
+        major = (
+            params.get("channel_id")
+            or params.get("guild_id")
+            or params.get("token")
+            or params.get("interaction_id")
+            or ""
+        )
         decision = self._limiter.check(key, major)
         headers = {**decision.headers, "Via": "1.1 google"}
         if decision.scope is not None:
@@ -496,6 +828,15 @@ class DiscordEmulator:
         return response
 
     async def _admin(self, request: web.Request) -> web.Response:
+        parts = request.path.split("/")
+        if request.method == "GET" and len(parts) == 5 and parts[2] == "attachments":
+            data = self._uploads.get(int(parts[3])) if parts[3].isdigit() else None
+            if data is None:
+                return web.Response(status=404)
+            return web.Response(body=data, content_type="application/octet-stream")
+        answered = await helper_route(self, request)
+        if answered is not None:
+            return answered
         path = request.path.removeprefix("/_emulator/")
         body: Any
         if request.method == "GET" and path == "truth":
@@ -505,10 +846,17 @@ class DiscordEmulator:
         elif request.method == "GET" and path == "info":
             body = {
                 "api_base": self.base_url,
+                "gateway_url": self.gateway_url,
                 "bot_user_id": str(self.bot_user_id),
                 "guild_ids": [str(i) for i in self.guild_ids()],
                 "channels": [
-                    {"id": str(c.id), "guild_id": str(c.guild_id), "access": c.access}
+                    {
+                        "id": str(c.id),
+                        "guild_id": None if c.guild_id is None else str(c.guild_id),
+                        "type": c.type,
+                        "parent_id": None if c.parent_id is None else str(c.parent_id),
+                        "access": c.access,
+                    }
                     for c in self.world.channels.values()
                 ],
                 "messages": self.world.message_count(),
@@ -541,7 +889,7 @@ class DiscordEmulator:
 
     # -- lookups shared by handlers ----------------------------------------------------
 
-    def _channel(self, params: dict[str, str]) -> Channel:
+    def _channel(self, params: dict[str, str]) -> EmulatedChannel:
         channel_id = _snowflake(params["channel_id"], "channel_id")
         channel = self.world.channels.get(channel_id)
         if channel is None:
@@ -605,14 +953,14 @@ class DiscordEmulator:
         }
 
     async def _get_gateway(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
-        return 200, {"url": f"ws://{request.host}/gateway-not-emulated"}
+        return 200, {"url": f"ws://{request.host}/gateway"}
 
     async def _get_gateway_bot(
         self, request: web.Request, params: dict[str, str]
     ) -> tuple[int, Any]:
         return 200, {
-            "url": f"ws://{request.host}/gateway-not-emulated",
-            "shards": 1,
+            "url": f"ws://{request.host}/gateway",
+            "shards": self.spec.shards,
             "session_start_limit": {
                 "total": 1000,
                 "remaining": 1000,
@@ -622,7 +970,7 @@ class DiscordEmulator:
         }
 
     async def _get_channel(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
-        return 200, self._channel(params).payload()
+        return 200, self.world.channel_payload(self._channel(params))
 
     async def _get_messages(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
         query = request.query
@@ -654,7 +1002,7 @@ class DiscordEmulator:
             return 200, []
         page = channel.page(limit, **values)
         self.stats.messages_served += len(page)
-        payload = self.world.message_payload
+        payload = self._rest_message
         return 200, [payload(message) for message in page]
 
     async def _get_message(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
@@ -666,11 +1014,23 @@ class DiscordEmulator:
         if message is None:
             raise _error(404, "Unknown Message", 10008)
         self.stats.messages_served += 1
-        return 200, self.world.message_payload(message)
+        return 200, self._rest_message(message)
+
+    def _rest_message(self, message: EmulatedMessage) -> dict[str, Any]:
+        """A message as REST reads answer it: blanked like the gateway's when the
+        application was not granted the message-content intent."""
+        data = self.world.message_payload(message)
+        if "message_content" not in self.spec.granted_intents:
+            self.gateway.blank(data, message, has_intent=False)
+            referenced = data.get("referenced_message")
+            target = self.world.channels[message.channel_id].messages.get(message.reply_to or 0)
+            if isinstance(referenced, dict) and target is not None:
+                self.gateway.blank(referenced, target, has_intent=False)
+        return data
 
     async def _post_message(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
         channel = self._channel(params)
-        payload, files = await self._read_message_body(request)
+        payload, files = await _read_message_body(request)
         content = payload.get("content")
         if content is not None and not isinstance(content, str):
             content = str(content)
@@ -686,6 +1046,7 @@ class DiscordEmulator:
             raise _error(400, "Cannot send an empty message", 50006)
         reply_to: int | None = None
         reference = payload.get("message_reference")
+        allowed = payload.get("allowed_mentions")
         if isinstance(reference, dict) and reference.get("message_id") is not None:
             reply_to = _snowflake(str(reference["message_id"]), "message_reference")
             if reply_to not in channel.messages:
@@ -699,11 +1060,44 @@ class DiscordEmulator:
         message = self.world.add_message(
             channel.id,
             content,
-            attachments=files,
             embeds=[{"type": "rich", **embed} for embed in embeds],
             reply_to=reply_to,
+            mentions=self._allowed_mentions(content, allowed),
+            mention_replied=not isinstance(allowed, dict) or allowed.get("replied_user", True),
         )
+        components = payload.get("components")
+        if isinstance(components, list):
+            message.components = [c for c in components if isinstance(c, dict)]
+        self._attach(message, files)
+        self._sent_by_bot("message", message)
         return 200, self.world.message_payload(message)
+
+    def _allowed_mentions(self, content: str, allowed: Any) -> list[int]:
+        """Users ``content`` pings, as ``allowed_mentions`` lets it (Discord's rules)."""
+        named = [int(m) for m in _USER_MENTION.findall(content)]
+        named = [u for u in dict.fromkeys(named) if u in self.world.users]
+        if not isinstance(allowed, dict):
+            return named
+        users = allowed.get("users")
+        if isinstance(users, list):
+            listed = {int(u) for u in users if str(u).isdigit()}
+            return [u for u in named if u in listed]
+        parse = allowed.get("parse")
+        if isinstance(parse, list) and "users" in parse:
+            return named
+        return []
+
+    def _sent_by_bot(
+        self,
+        kind: BotActionKind,
+        message: EmulatedMessage,
+        interaction: EmulatedInteraction | None = None,
+    ) -> None:
+        channel = self.world.channels.get(message.channel_id)
+        if channel is not None and message.id in channel.messages:
+            event = "MESSAGE_CREATE" if kind in ("message", "response", "followup") else None
+            self.gateway.dispatch_message(event or "MESSAGE_UPDATE", message)
+        self._record(kind, message.channel_id, message, interaction=interaction)
 
     async def _patch_message(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
         channel = self._channel(params)
@@ -713,16 +1107,9 @@ class DiscordEmulator:
             raise _error(404, "Unknown Message", 10008)
         if message.author_id != self.world.bot.id:
             raise _error(403, "Cannot edit a message authored by another user", 50005)
-        payload, _ = await self._read_message_body(request)
-        content = payload.get("content")
-        if isinstance(content, str):
-            if len(content) > BOT_CONTENT_MAX:
-                raise _form_error(
-                    "content",
-                    "BASE_TYPE_MAX_LENGTH",
-                    f"Must be {BOT_CONTENT_MAX} or fewer in length.",
-                )
-            self.world.edit_message(channel.id, message_id, content)
+        payload, _ = await _read_message_body(request)
+        self._update_bot_message(message, payload)
+        self._sent_by_bot("edit", message)
         return 200, self.world.message_payload(message)
 
     async def _delete_message(
@@ -732,8 +1119,72 @@ class DiscordEmulator:
         message_id = _snowflake(params["message_id"], "message_id")
         if message_id not in channel.messages:
             raise _error(404, "Unknown Message", 10008)
-        self.world.delete_message(channel.id, message_id)
+        message = self.world.delete_message(channel.id, message_id)
+        self.gateway.dispatch_delete(channel.id, message_id, message.guild_id)
+        self._record("delete", channel.id, None, message_id=message_id)
         return 204, None
+
+    async def _typing(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
+        channel = self._channel(params)
+        self._record("typing", channel.id, None)
+        return 204, None
+
+    async def _react(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
+        channel = self._channel(params)
+        message_id = _snowflake(params["message_id"], "message_id")
+        if message_id not in channel.messages:
+            raise _error(404, "Unknown Message", 10008)
+        emoji = urllib.parse.unquote(params["emoji"])
+        kind: BotActionKind = "react" if request.method == "PUT" else "unreact"
+        self.activity.append(BotAction(kind, channel.id, message_id, emoji, time.monotonic()))
+        self._changes.notify()
+        return 204, None
+
+    async def _get_member(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
+        guild_id = _snowflake(params["guild_id"], "guild_id")
+        if guild_id not in self.world.guilds:
+            raise _error(404, "Unknown Guild", 10004)
+        user_id = _snowflake(params["user_id"], "user_id")
+        if user_id not in self.world.users:
+            raise _error(404, "Unknown Member", 10007)
+        return 200, self.gateway.member_payload(user_id)
+
+    async def _open_dm(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
+        payload, _ = await _read_message_body(request)
+        raw = str(payload.get("recipient_id", ""))
+        user_id = _snowflake(raw, "recipient_id")
+        if user_id not in self.world.users or user_id == self.world.bot.id:
+            raise _error(400, "Cannot send messages to this user", 50007)
+        return 200, self.world.channel_payload(self.world.dm_channel(user_id))
+
+    async def _bot_thread(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
+        channel = self._channel(params)
+        if channel.type != GUILD_TEXT:
+            raise _error(400, "Cannot execute action on this channel type", 50024)
+        payload, _ = await _read_message_body(request)
+        name = payload.get("name")
+        if not isinstance(name, str) or not 1 <= len(name) <= 100:
+            raise _form_error(
+                "name", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length."
+            )
+        message_id = None
+        if "message_id" in params:
+            message_id = _snowflake(params["message_id"], "message_id")
+            if message_id not in channel.messages:
+                raise _error(404, "Unknown Message", 10008)
+            if message_id in self.world.channels:
+                raise _error(400, "A thread has already been created for this message", 160004)
+        thread = self.open_thread(self.world.bot.id, channel.id, name, message_id=message_id)
+        return 201, self.world.channel_payload(thread)
+
+    async def _active_threads(
+        self, request: web.Request, params: dict[str, str]
+    ) -> tuple[int, Any]:
+        guild = self.world.guilds.get(_snowflake(params["guild_id"], "guild_id"))
+        if guild is None:
+            raise _error(404, "Unknown Guild", 10004)
+        threads = [self.world.channels[i] for i in guild.thread_ids if i in self.world.channels]
+        return 200, {"threads": [self.world.channel_payload(t) for t in threads], "members": []}
 
     async def _get_guild(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
         guild = self.world.guilds.get(_snowflake(params["guild_id"], "guild_id"))
@@ -749,42 +1200,6 @@ class DiscordEmulator:
         if guild is None:
             raise _error(404, "Unknown Guild", 10004)
         return 200, [self.world.channels[i].payload() for i in guild.channel_ids]
-
-    @staticmethod
-    async def _read_message_body(
-        request: web.Request,
-    ) -> tuple[dict[str, Any], list[ExplicitAttachment]]:
-        files: list[ExplicitAttachment] = []
-        payload: Any = {}
-        if request.content_type.startswith("multipart/"):
-            reader = await request.multipart()
-            async for part in reader:
-                if not isinstance(part, BodyPartReader):
-                    continue
-                data = await part.read()
-                if part.name == "payload_json":
-                    payload = _parse_json(data)
-                elif part.name and part.name.startswith("files["):
-                    content_type = part.headers.get("Content-Type")
-                    files.append(
-                        ExplicitAttachment(
-                            filename=part.filename or "file",
-                            size=len(data),
-                            content_type=content_type,
-                        )
-                    )
-        elif request.can_read_body:
-            payload = _parse_json(await request.read())
-        if not isinstance(payload, dict):
-            raise _error(400, "400: Bad Request", 0)
-        return payload, files
-
-
-def _parse_json(data: bytes) -> Any:
-    try:
-        return json.loads(data)
-    except ValueError:
-        raise _error(400, "400: Bad Request", 0) from None
 
 
 _ROUTES: tuple[_Route, ...] = (
@@ -804,6 +1219,61 @@ _ROUTES: tuple[_Route, ...] = (
     ),
     _route("GET", "/guilds/{guild_id}", DiscordEmulator._get_guild),
     _route("GET", "/guilds/{guild_id}/channels", DiscordEmulator._get_guild_channels),
+    _route("GET", "/guilds/{guild_id}/threads/active", DiscordEmulator._active_threads),
+    _route("POST", "/channels/{channel_id}/typing", DiscordEmulator._typing),
+    _route(
+        "PUT",
+        "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me",
+        DiscordEmulator._react,
+    ),
+    _route(
+        "DELETE",
+        "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me",
+        DiscordEmulator._react,
+    ),
+    _route("GET", "/guilds/{guild_id}/members/{user_id}", DiscordEmulator._get_member),
+    _route("POST", "/users/@me/channels", DiscordEmulator._open_dm),
+    _route("POST", "/channels/{channel_id}/threads", DiscordEmulator._bot_thread),
+    _route(
+        "POST", "/channels/{channel_id}/messages/{message_id}/threads", DiscordEmulator._bot_thread
+    ),
+    _route("GET", "/applications/{application_id}/commands", DiscordEmulator._get_commands),
+    _route("PUT", "/applications/{application_id}/commands", DiscordEmulator._put_commands),
+    _route(
+        "GET",
+        "/applications/{application_id}/guilds/{guild_id}/commands",
+        DiscordEmulator._get_commands,
+    ),
+    _route(
+        "PUT",
+        "/applications/{application_id}/guilds/{guild_id}/commands",
+        DiscordEmulator._put_commands,
+    ),
+    _route(
+        "POST",
+        "/interactions/{interaction_id}/{token}/callback",
+        DiscordEmulator._callback,
+        auth=False,
+    ),
+    _route("POST", "/webhooks/{application_id}/{token}", DiscordEmulator._followup, auth=False),
+    _route(
+        "GET",
+        "/webhooks/{application_id}/{token}/messages/{message_id}",
+        DiscordEmulator._get_webhook_message,
+        auth=False,
+    ),
+    _route(
+        "PATCH",
+        "/webhooks/{application_id}/{token}/messages/{message_id}",
+        DiscordEmulator._patch_webhook_message,
+        auth=False,
+    ),
+    _route(
+        "DELETE",
+        "/webhooks/{application_id}/{token}/messages/{message_id}",
+        DiscordEmulator._delete_webhook_message,
+        auth=False,
+    ),
 )
 
 #: Route keys the emulator serves (``"GET /channels/{channel_id}/messages"``, …).

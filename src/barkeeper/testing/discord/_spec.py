@@ -24,6 +24,7 @@ __all__ = [
     "ExplicitMessage",
     "ExplicitUser",
     "FaultKind",
+    "PrivilegedIntent",
 ]
 
 #: How the bot may read a channel. ``"ok"``: fully; ``"empty"``: history answers
@@ -38,6 +39,10 @@ ChannelAccess: TypeAlias = Literal["ok", "empty", "forbidden"]
 FaultKind: TypeAlias = Literal["server_error", "slow", "drop", "truncate", "bad_json"]
 
 FAULT_KINDS: tuple[FaultKind, ...] = ("server_error", "slow", "drop", "truncate", "bad_json")
+
+#: A privileged gateway intent, by the name of its ``discord.Intents`` flag.
+PrivilegedIntent: TypeAlias = Literal["members", "presences", "message_content"]
+_ALL_PRIVILEGED: tuple[PrivilegedIntent, ...] = ("members", "presences", "message_content")
 
 
 class _Model(BaseModel):
@@ -202,6 +207,12 @@ class EmulatorSpec(_Model):
             (``GET /users/@me``, ``GET /oauth2/applications/@me``, ``/gateway*``).
         fault_max: Stop injecting after this many faults (``None``: never stop).
         fault_seed: Seed of fault and unexpected-429 decisions (default: ``seed``).
+        shards: The shard count ``GET /gateway/bot`` recommends.
+        heartbeat_interval: Seconds between heartbeats the gateway's HELLO asks for.
+        granted_intents: Privileged intents the application is allowed (the
+            Developer Portal switches); IDENTIFY asking for another is closed with 4014.
+        interaction_ack_timeout: Seconds a bot has to answer an interaction's callback
+            (Discord: 3); later callbacks get ``404 Unknown interaction``. 0: no limit.
     """
 
     seed: int = 0
@@ -251,6 +262,18 @@ class EmulatorSpec(_Model):
     fault_login: bool = False
     fault_max: int | None = Field(default=None, ge=0)
     fault_seed: int | None = None
+
+    shards: int = Field(default=1, ge=1)
+    heartbeat_interval: float = Field(default=41.25, gt=0.0)
+    interaction_ack_timeout: float = Field(default=3.0, ge=0.0)
+    granted_intents: list[PrivilegedIntent] = Field(default_factory=lambda: list(_ALL_PRIVILEGED))
+
+    @field_validator("granted_intents", mode="before")
+    @classmethod
+    def _intents_from_text(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("fault_kinds", mode="before")
     @classmethod
