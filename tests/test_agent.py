@@ -486,3 +486,12 @@ def test_bad_requests_are_refused_clearly() -> None:
         IncomingMessage("hi", datetime(2026, 1, 1))
     with pytest.raises(InvalidInputError, match="user_id"):
         Author(0, "x")
+
+
+async def test_hostile_text_is_answered_not_crashed_on(world: World) -> None:
+    agent = world.agent()
+    nasty = "nul\x00 and a lone \ud800 surrogate, @everyone <@1002> " + "x" * 4000
+    answer = await agent.reply(world.request(Author(world.alice.user_id, "A\x00li\udfffce"), nasty))
+    assert not answer.failed and answer.run is not None
+    assert "\x00" not in answer.text and "\ud800" not in answer.text
+    assert answer.run.input == nasty.replace("\x00", "\ufffd").replace("\ud800", "\ufffd")

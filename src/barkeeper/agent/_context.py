@@ -10,6 +10,7 @@ links of the reply chain); every cut is reported.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -22,7 +23,7 @@ from barkeeper.agent._deps import Memory
 from barkeeper.agent._request import QuotedMessage, ReplyRequest
 from barkeeper.conversations import AgentRun
 from barkeeper.errors import ConfigError
-from barkeeper.llm import ChatMessage, count_message_tokens, count_tokens
+from barkeeper.llm import ChatMessage, count_message_tokens, count_tokens, encoding_for_model
 
 __all__ = ["BuiltContext", "ContextBudget", "ContextBuilder", "HistoryLine", "quote", "when"]
 
@@ -37,6 +38,7 @@ def quote(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
+@functools.lru_cache(maxsize=4096)
 def clean_name(name: str) -> str:
     """A display name that cannot imitate the line format (no brackets, colons, newlines)."""
     cleaned = _SPACES.sub(" ", _NAME_JUNK.sub(" ", name)).strip()[:_MAX_NAME].strip()
@@ -50,11 +52,11 @@ def when(moment: datetime, now: datetime, zone: ZoneInfo) -> str:
     ``2026-10-01 14:02`` beyond a week (times in ``zone``).
     """
     delta = now - moment
-    local = moment.astimezone(zone)
     if delta < timedelta(seconds=45):
         return "just now"
     if delta < timedelta(hours=1):
         return f"{max(1, round(delta.total_seconds() / 60))} min ago"
+    local = moment.astimezone(zone)
     if delta < timedelta(days=1):
         return f"{int(delta.total_seconds() // 3600)} h ago, {local:%H:%M}"
     if delta < timedelta(days=7):
@@ -165,6 +167,8 @@ class ContextBuilder:
         self.rules = rules.strip()
         self.budget = budget
         self.model = model
+        # The encoding's name counts as a model name, and skips the lookup per line.
+        self._encoding = encoding_for_model(model)
         self.timezone = timezone
         self.bot_name = clean_name(bot_name)
         sample = self.system_text(datetime(2026, 12, 31, 23, 59, tzinfo=timezone))
@@ -202,7 +206,7 @@ class ContextBuilder:
         )
 
     def _count(self, text: str) -> int:
-        return count_tokens(text + "\n", model=self.model)
+        return count_tokens(text + "\n", model=self._encoding)
 
     # --- building ------------------------------------------------------------------------
 
@@ -245,7 +249,7 @@ class ContextBuilder:
         message = request.message
         fixed = count_message_tokens(
             [{"role": "system", "content": system}, {"role": "user", "content": ""}],
-            model=self.model,
+            model=self._encoding,
             tools=tools,
         )
         intro = self._intro(request)
@@ -361,13 +365,13 @@ class ContextBuilder:
         built = assemble()
         # Our line counts are close, not exact (tokens merge across lines): trim the
         # oldest of what is left (reply-chain links last) until the whole prompt fits.
-        tokens = count_message_tokens(built, model=self.model, tools=tools)
+        tokens = count_message_tokens(built, model=self._encoding, tools=tools)
         while tokens > total and (kept or memory_lines or keep > 0):
             if not (kept or memory_lines):  # only the current message is left to cut
                 keep = max(0, keep - (tokens - total + 2) * 4)
                 current_line = current(keep)
                 built = assemble()
-                tokens = count_message_tokens(built, model=self.model, tools=tools)
+                tokens = count_message_tokens(built, model=self._encoding, tools=tools)
                 continue
             if kept:
                 loose = [i for i in kept if i.kind != "chain"] or kept
@@ -378,7 +382,7 @@ class ContextBuilder:
                 memory_id, _ = memory_lines.pop()
                 cut.setdefault("memory_ids", []).insert(0, memory_id)
             built = assemble()
-            tokens = count_message_tokens(built, model=self.model, tools=tools)
+            tokens = count_message_tokens(built, model=self._encoding, tools=tools)
 
         if keep < len(message.text):
             cut["current_message_chars"] = len(message.text) - keep

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from barkeeper.conversations import AgentRun
 from barkeeper.errors import InvalidInputError
+from barkeeper.history import sanitize_text
 
 __all__ = [
     "AgentReply",
@@ -37,6 +38,16 @@ def _check_id(value: object, name: str, *, optional: bool = False) -> None:
         raise InvalidInputError(f"{name} must be a positive 64-bit integer, not {value!r}")
 
 
+def _clean(owner: object, name: str) -> None:
+    """Replace what no database or JSON body can carry (NUL, lone surrogates) by U+FFFD."""
+    value = getattr(owner, name)
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{name} must be a string, not {type(value).__name__}")
+    cleaned, replaced = sanitize_text(value)
+    if replaced:
+        object.__setattr__(owner, name, cleaned)
+
+
 def _check_time(value: object, name: str) -> None:
     if not isinstance(value, datetime) or value.utcoffset() is None:
         raise InvalidInputError(f"{name} must be a timezone-aware datetime, not {value!r}")
@@ -59,8 +70,7 @@ class Author:
     def __post_init__(self) -> None:
         _check_id(self.user_id, "author.user_id")
         _check_id(self.discord_id, "author.discord_id", optional=True)
-        if not isinstance(self.display_name, str):
-            raise InvalidInputError("author.display_name must be a string")
+        _clean(self, "display_name")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +93,9 @@ class Place:
     guild_name: str | None = None
 
     def __post_init__(self) -> None:
+        for name in ("channel_name", "guild_name"):
+            if getattr(self, name) is not None:
+                _clean(self, name)
         if self.kind not in _KINDS:
             raise InvalidInputError(f"place.kind must be one of {_KINDS}, not {self.kind!r}")
         _check_id(self.channel_id, "place.channel_id", optional=True)
@@ -122,7 +135,8 @@ class IncomingMessage:
     """The message to answer.
 
     Attributes:
-        text: What the author wrote (with attachment summary lines, as cached).
+        text: What the author wrote (with attachment summary lines, as cached); NUL
+            and lone surrogates become U+FFFD, as in the cache.
         created_at: When it was sent (timezone-aware).
         id: Its Discord snowflake (or any increasing id the transport caches it
             under): the history shown is strictly before it.
@@ -136,8 +150,7 @@ class IncomingMessage:
     reply_to_id: int | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.text, str):
-            raise InvalidInputError("message.text must be a string")
+        _clean(self, "text")
         _check_time(self.created_at, "message.created_at")
         _check_id(self.id, "message.id", optional=True)
         _check_id(self.reply_to_id, "message.reply_to_id", optional=True)
@@ -167,8 +180,8 @@ class QuotedMessage:
         _check_id(self.message_id, "quoted.message_id")
         _check_id(self.author_id, "quoted.author_id")
         _check_time(self.created_at, "quoted.created_at")
-        if not isinstance(self.text, str) or not isinstance(self.author_name, str):
-            raise InvalidInputError("a quoted message's text and author_name must be strings")
+        _clean(self, "text")
+        _clean(self, "author_name")
 
 
 @dataclass(frozen=True, slots=True)
