@@ -495,3 +495,15 @@ async def test_hostile_text_is_answered_not_crashed_on(world: World) -> None:
     assert not answer.failed and answer.run is not None
     assert "\x00" not in answer.text and "\ud800" not in answer.text
     assert answer.run.input == nasty.replace("\x00", "\ufffd").replace("\ud800", "\ufffd")
+
+
+async def test_a_stream_broken_mid_reply_keeps_the_text_and_apologises(world: World) -> None:
+    world.srv.script(Reply(content="Well, the thing about rye whisky is that", break_after=2))
+    agent = world.agent()
+    stream = agent.stream(world.request(world.alice, "tell me about rye"))
+    pieces = [piece async for piece in stream]
+    answer = await stream.result()
+    assert answer.failed and "".join(pieces) == answer.text
+    assert answer.text.startswith("Well, the thing about ") and "try again" in answer.text
+    assert answer.run is not None and answer.run.status == "error"
+    assert "broke off" in answer.record.errors[0]

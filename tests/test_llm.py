@@ -406,3 +406,25 @@ async def test_stream_gives_up_with_our_error(srv: LLMServer, llm: OpenAIChatMod
     with pytest.raises(LLMUnavailableError) as info:
         await llm.stream(HELLO, on_text=lambda _: None)
     assert KEY not in str(info.value)
+
+
+async def test_a_stream_broken_mid_reply_is_not_retried(
+    srv: LLMServer, llm: OpenAIChatModel
+) -> None:
+    srv.script(Reply(content="one two three four five six seven eight nine", break_after=2))
+    pieces: list[str] = []
+    with pytest.raises(LLMUnavailableError, match="broke off"):
+        await llm.stream(HELLO, on_text=pieces.append)
+    assert "".join(pieces) == "one two three four five six "
+    assert len(srv.chat_requests) == 1  # a retry would have repeated the text
+
+
+async def test_a_callback_error_reaches_the_caller_unchanged(
+    srv: LLMServer, llm: OpenAIChatModel
+) -> None:
+    def refuse(piece: str) -> None:
+        raise KeyError("the caller's own bug")
+
+    with pytest.raises(KeyError, match="own bug"):
+        await llm.stream(HELLO, on_text=refuse)
+    assert len(srv.chat_requests) == 1

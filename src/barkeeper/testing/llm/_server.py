@@ -472,10 +472,14 @@ class LLMServer:
         response = self._completion(record, body, reply)
         if not body.get("stream"):
             return response
-        return await self._stream(request, record, body)
+        return await self._stream(request, record, body, reply.break_after)
 
     async def _stream(
-        self, request: web.Request, record: RecordedRequest, body: dict[str, Any]
+        self,
+        request: web.Request,
+        record: RecordedRequest,
+        body: dict[str, Any],
+        break_after: int | None = None,
     ) -> web.StreamResponse:
         """Send the completion already decided (``record.response``) as server-sent events.
 
@@ -504,7 +508,11 @@ class LLMServer:
 
         await send({"role": "assistant", "content": ""})
         content = message.get("content") or ""
-        for piece in _pieces(content):
+        for index, piece in enumerate(_pieces(content)):
+            if break_after is not None and index >= break_after:
+                if request.transport is not None:
+                    request.transport.close()  # mid-reply: no [DONE], no clean end
+                return response
             await send({"content": piece})
             await asyncio.sleep(0)
         for index, call in enumerate(message.get("tool_calls") or ()):
