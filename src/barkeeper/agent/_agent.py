@@ -380,7 +380,12 @@ class Agent:
                 offered = tools if round_ < rounds else None
                 began = time.perf_counter()
                 result = await self._ask(
-                    transcript, offered, emit, first=round_ == 0, answer=answer
+                    transcript,
+                    offered,
+                    emit,
+                    stream=on_text is not None,
+                    first=round_ == 0,
+                    answer=answer,
                 )
                 answer.model_ms += _ms(began)
                 answer.add_usage(result)
@@ -415,11 +420,12 @@ class Agent:
         tools: list[dict[str, Any]] | None,
         emit: Callable[[str], Awaitable[None]],
         *,
+        stream: bool,
         first: bool,
         answer: _Answer,
     ) -> ChatResult:
         try:
-            return await self._call_model(messages, tools, emit)
+            return await self._call_model(messages, tools, emit, stream=stream)
         except LLMError as exc:
             # A plain LLMError is the endpoint refusing the request (HTTP 400/404…): on
             # the first call with tools, most likely a model without function calling.
@@ -428,13 +434,15 @@ class Agent:
             _log.warning("the endpoint refused tools (%s); replying without them from now", exc)
             self._tools_on = False
             answer.errors.append(f"tools refused, turned off: {exc}")
-            return await self._call_model(messages, None, emit)
+            return await self._call_model(messages, None, emit, stream=stream)
 
     async def _call_model(
         self,
         messages: list[ChatMessage],
         tools: list[dict[str, Any]] | None,
         emit: Callable[[str], Awaitable[None]],
+        *,
+        stream: bool,
     ) -> ChatResult:
         options: dict[str, Any] = {
             "model": self.config.model,
@@ -442,7 +450,8 @@ class Agent:
             "max_tokens": self.config.reply_max_tokens,
             "tools": tools,
         }
-        if isinstance(self._model, StreamingChatModel):
+        # Streaming costs a parsed chunk per few tokens: only when someone reads them.
+        if stream and isinstance(self._model, StreamingChatModel):
             return await self._model.stream(messages, on_text=emit, **options)
         result = await self._model.complete(messages, **options)
         if result.content:

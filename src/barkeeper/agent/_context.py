@@ -307,7 +307,7 @@ class ContextBuilder:
         def quoted_item(kind: str, q: QuotedMessage) -> _Item:
             you = bot is not None and q.author_id == bot
             text = self._line(q.created_at, q.author_name, q.author_id, q.text, now, you=you)
-            return _Item(kind, q.message_id, text, self._count(text), q.created_at.timestamp())
+            return _Item(kind, q.message_id, text, -1, q.created_at.timestamp())
 
         candidates: list[list[_Item]] = []
         candidates.append([quoted_item("chain", q) for q in reversed(chain)])
@@ -317,9 +317,7 @@ class ContextBuilder:
         for h in reversed(lines):
             you = bot is not None and h.author_id == bot
             text = self._line(h.created_at, h.author_name, h.author_id, h.text, now, you=you)
-            history_items.append(
-                _Item("history", h.message_id, text, self._count(text), h.created_at.timestamp())
-            )
+            history_items.append(_Item("history", h.message_id, text, -1, h.created_at.timestamp()))
         candidates.append(history_items)
         run_items = []
         for run in reversed(exchanges):
@@ -333,9 +331,7 @@ class ContextBuilder:
             )
             answered = self._line(run.created_at, "", bot, run.output or "", now, you=True)
             text = f"{said}\n{answered}"
-            run_items.append(
-                _Item("run", run.run_id, text, self._count(text), run.created_at.timestamp())
-            )
+            run_items.append(_Item("run", run.run_id, text, -1, run.created_at.timestamp()))
         candidates.append(run_items)
 
         history_room = min(int(total * self.budget.history_share), room)
@@ -344,8 +340,16 @@ class ContextBuilder:
         dropped: list[_Item] = []
         opened: set[str] = set()
         stop = False
+        everything = [item for group in candidates for item in group]
+        # Usually it all fits: one count of the whole, not one per line.
+        whole = self._count("\n".join(item.text for item in everything)) if everything else 0
+        whole += tag_cost * len({item.kind for item in everything})
+        if whole <= history_room:
+            kept, candidates = everything, []
         for group in candidates:
             for item in group:
+                if item.tokens < 0:
+                    item.tokens = self._count(item.text)
                 cost = item.tokens + (0 if item.kind in opened else tag_cost)
                 if stop or cost > history_room:
                     dropped.append(item)
