@@ -507,3 +507,39 @@ async def test_a_stream_broken_mid_reply_keeps_the_text_and_apologises(world: Wo
     assert answer.text.startswith("Well, the thing about ") and "try again" in answer.text
     assert answer.run is not None and answer.run.status == "error"
     assert "broke off" in answer.record.errors[0]
+
+
+async def test_times_are_shown_in_discord_timezone(world: World) -> None:
+    await world.say(world.bob, "earlier today", timedelta(hours=3))
+    agent = world.agent(timezone="Asia/Kolkata")
+    await agent.reply(world.request(world.alice, "hi"))
+    system, context = world.sent()
+    assert '[3 h ago, 22:30] Bob(1002): "earlier today"' in context
+    assert system.endswith("Now: Wednesday 2026-12-02 01:30 (Asia/Kolkata).")
+
+
+async def test_tools_find_this_channels_history_and_its_members(world: World) -> None:
+    old = await world.say(world.bob, "my band plays the blue moon on friday", timedelta(days=3))
+    await world.say(world.bob, "different topic entirely", timedelta(minutes=2))
+    guilds = GuildStore(world.db)
+    guild = await guilds.upsert_guild(GUILD, "Tavern")
+    await guilds.upsert_member(guild.id, world.bob.user_id, nickname="Bobby", roles=["regular"])
+    index = MessageIndex(world.db, world.memories.embedder)
+    await index.sync_discord_channel(CHANNEL)
+    world.srv.script(
+        Reply.call("search_channel_history", {"query": "band blue moon"}),
+        Reply.call("lookup_member", {"name_or_id": "bob"}),
+        "Friday at the Blue Moon, then.",
+    )
+    agent = world.agent(history_lines=1)
+
+    answer = await agent.reply(world.request(world.alice, "when does Bob's band play?"))
+
+    search, lookup = (
+        m["content"] for m in world.srv.chat_requests[-1].messages if m["role"] == "tool"
+    )
+    assert "my band plays the blue moon on friday" in search and "[3 d ago," in search
+    assert '"Bobby"' in lookup and '"regular"' in lookup and str(BOB_DISCORD) in lookup
+    assert answer.text == "Friday at the Blue Moon, then."
+    assert old not in answer.record.message_ids  # found by the tool, not in the context
+    assert answer.record.latency_ms["tools"] > 0
