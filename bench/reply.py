@@ -12,11 +12,11 @@ model's own time is excluded from both:
   (Junkie), every memory of the user put in the prompt and the session's runs read
   (Agno's ``enable_user_memories`` / ``num_history_runs``), the run written afterwards.
 
-Data: ``--messages`` cached messages over ``--channels`` channels, ``--memories``
-memories over ``--users`` users (bulk-loaded in SQL, without vectors: they are found by
-full text; the measured users' own memories have vectors). Then prompt tokens per reply
-for users with 10 / 100 / 1,000 memories: ours stays within ``BARKEEPER_CONTEXT_TOKENS``;
-the Agno-style prompt grows with every memory.
+Data: 1,000,000 cached messages over 100 channels and 1,000,000 memories over 10,000
+users (``--quick``: 20,000 / 20 / 20,000 / 200), bulk-loaded in SQL without vectors
+(hybrid search finds them by full text). Then prompt tokens per reply for users with
+10 / 100 / 1,000 memories: ours stays within ``BARKEEPER_CONTEXT_TOKENS``; the
+Agno-style prompt grows with every memory.
 
 Goal: ours p50 ≤ 10 ms, p99 ≤ 50 ms.
 
@@ -191,6 +191,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             users = await conn.fetch("SELECT id, discord_id FROM users ORDER BY id LIMIT 50")
         ours: list[float] = []
         ours_context: list[float] = []
+        steps: dict[str, list[float]] = {}
         junkie: list[float] = []
         ours_tokens: list[int] = []
         junkie_tokens: list[int] = []
@@ -204,6 +205,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             answer = await agent.reply(request)
             added = time.perf_counter() - started - answer.record.latency_ms["model"] / 1000
             context_seconds = answer.record.latency_ms["context"] / 1000
+            for step, ms in answer.record.latency_ms.items():
+                if step.startswith("context.") and n >= WARMUP:
+                    steps.setdefault(step, []).append(ms / 1000)
             baseline, tokens = await junkie_reply(db, sessions, model, request, session.id)
             if n >= WARMUP:
                 ours.append(added)
@@ -237,6 +241,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "load_seconds": round(load_seconds, 1),
             "added_ms": {"ours": ours_ms, "junkie": junkie_ms},
             "ours_context_ms": summarize_ms(ours_context),
+            "ours_context_steps_ms": {k: summarize_ms(v) for k, v in sorted(steps.items())},
             "ratio_p50_junkie_to_ours": round(junkie_ms["p50"] / ours_ms["p50"], 2),
             "goal": {
                 "p50_ms": 10,

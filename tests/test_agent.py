@@ -194,7 +194,9 @@ async def test_a_reply_is_a_run_with_its_memories_messages_and_latencies(world: 
     assert record.model == MODEL
     assert record.prompt_tokens == world.srv.chat_requests[-1].prompt_tokens > 0
     assert record.completion_tokens > 0
-    assert set(record.latency_ms) == {"context", "model", "tools", "total"}
+    assert set(record.latency_ms) == {"context", "model", "tools", "total"} | {
+        f"context.{step}" for step in ("session", "memories", "history", "chain", "runs", "build")
+    }
     assert record.latency_ms["total"] >= record.latency_ms["model"] > 0
     assert record.errors == () and record.cut == {}
 
@@ -543,3 +545,15 @@ async def test_tools_find_this_channels_history_and_its_members(world: World) ->
     assert answer.text == "Friday at the Blue Moon, then."
     assert old not in answer.record.message_ids  # found by the tool, not in the context
     assert answer.record.latency_ms["tools"] > 0
+
+
+async def test_a_failing_memory_sink_costs_nothing(world: World) -> None:
+    def broken(message: UserMessage) -> None:
+        raise RuntimeError("queue on fire")
+
+    agent = Agent(
+        world.model, sessions=world.sessions, memory_sink=broken, config=AgentConfig(model=MODEL)
+    )
+    world.srv.script("Still here.")
+    answer = await agent.reply(world.request(world.alice, "I moved to Porto"))
+    assert answer.text == "Still here." and answer.run is not None

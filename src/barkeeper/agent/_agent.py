@@ -139,14 +139,18 @@ class _Reads:
 
     def __init__(self) -> None:
         self.errors: list[str] = []
+        self.ms: dict[str, float] = {}
 
-    async def guard(self, what: str, read: Awaitable[Any], empty: Any) -> Any:
+    async def guard(self, step: str, what: str, read: Awaitable[Any], empty: Any) -> Any:
+        began = time.perf_counter()
         try:
             return await read
         except (BarkeeperError, OSError) as exc:
             _log.warning("reply goes on without %s: %s", what, exc)
             self.errors.append(f"{what}: {type(exc).__name__}: {exc}")
             return empty
+        finally:
+            self.ms[f"context.{step}"] = round(_ms(began), 3)
 
 
 class Agent:
@@ -300,13 +304,16 @@ class Agent:
         started = time.perf_counter()
         now = self._clock()
         reads = _Reads()
-        session_id = await reads.guard("the session", self._session(state, request), None)
-        memories, history, chain, runs = await asyncio.gather(
-            reads.guard("memories", self._read_memories(request), []),
-            reads.guard("channel history", self._read_history(request), []),
-            reads.guard("the reply chain", self._read_chain(request), []),
-            reads.guard("earlier exchanges", self._read_runs(session_id), []),
+        session_id = await reads.guard(
+            "session", "the session", self._session(state, request), None
         )
+        memories, history, chain, runs = await asyncio.gather(
+            reads.guard("memories", "memories", self._read_memories(request), []),
+            reads.guard("history", "channel history", self._read_history(request), []),
+            reads.guard("chain", "the reply chain", self._read_chain(request), []),
+            reads.guard("runs", "earlier exchanges", self._read_runs(session_id), []),
+        )
+        building = time.perf_counter()
         tools = list(TOOL_DEFINITIONS) if self._tools_on else None
         context = self._builder.build(
             request,
@@ -320,6 +327,7 @@ class Agent:
             tools=tools,
         )
         context_ms = _ms(started)
+        reads.ms["context.build"] = round(_ms(building), 3)
 
         answer = await self._answer(request, context, history, chain, tools, now, on_text)
         text = answer.text
@@ -334,6 +342,7 @@ class Agent:
                 "model": round(answer.model_ms, 3),
                 "tools": round(answer.tools_ms, 3),
                 "total": round(_ms(started), 3),
+                **reads.ms,
             },
             memory_ids=tuple(context.memory_ids),
             message_ids=tuple(context.message_ids),

@@ -229,7 +229,10 @@ class RunRecord:
         prompt_tokens: Prompt tokens (the endpoint's count; ours when it gave none).
         completion_tokens: Completion tokens, likewise.
         context_tokens: Our count of the context's tokens before any tool call.
-        latency_ms: Milliseconds per step: ``context``, ``model``, ``tools``, ``total``.
+        latency_ms: Milliseconds per step: ``context``, ``model``, ``tools``, ``total``,
+            and the context's parts: ``context.session``, ``context.memories``,
+            ``context.history``, ``context.chain``, ``context.runs`` (read in
+            parallel) and ``context.build`` (the layout and token counts).
         memory_ids: The author's memories the context showed.
         message_ids: The cached messages the context showed (history, reply chain,
             thread starter), oldest first.
