@@ -304,14 +304,19 @@ class Agent:
         started = time.perf_counter()
         now = self._clock()
         reads = _Reads()
-        session_id = await reads.guard(
-            "session", "the session", self._session(state, request), None
-        )
-        memories, history, chain, runs = await asyncio.gather(
+
+        async def session_and_runs() -> tuple[str | None, list[AgentRun]]:
+            session_id = await reads.guard(
+                "session", "the session", self._session(state, request), None
+            )
+            runs = await reads.guard("runs", "earlier exchanges", self._read_runs(session_id), [])
+            return session_id, runs
+
+        (session_id, runs), memories, history, chain = await asyncio.gather(
+            session_and_runs(),
             reads.guard("memories", "memories", self._read_memories(request), []),
             reads.guard("history", "channel history", self._read_history(request), []),
             reads.guard("chain", "the reply chain", self._read_chain(request), []),
-            reads.guard("runs", "earlier exchanges", self._read_runs(session_id), []),
         )
         building = time.perf_counter()
         tools = list(TOOL_DEFINITIONS) if self._tools_on else None
