@@ -557,3 +557,30 @@ async def test_a_failing_memory_sink_costs_nothing(world: World) -> None:
     world.srv.script("Still here.")
     answer = await agent.reply(world.request(world.alice, "I moved to Porto"))
     assert answer.text == "Still here." and answer.run is not None
+
+
+async def test_tool_rounds_are_bounded(world: World) -> None:
+    call = Reply.call("recall_memories", {"query": "anything"})
+    world.srv.script(call, call, call, "Enough looking things up.")
+    agent = world.agent(max_tool_rounds=3)
+    answer = await agent.reply(world.request(world.alice, "what do you know?"))
+    assert answer.text == "Enough looking things up."
+    requests = world.srv.chat_requests
+    assert len(requests) == 4 and len(answer.record.tool_calls) == 3
+    assert [r.body.get("tool_choice") for r in requests] == [None, None, None, "none"]
+
+
+async def test_a_failing_text_listener_does_not_lose_the_reply(world: World) -> None:
+    world.srv.script("One two three four five six seven eight nine ten.")
+    seen: list[str] = []
+
+    def listener(piece: str) -> None:
+        seen.append(piece)
+        if len(seen) == 2:
+            raise ConnectionError("the Discord message was deleted")
+
+    agent = world.agent()
+    answer = await agent.reply(world.request(world.alice, "count for me"), on_text=listener)
+    assert answer.text == "One two three four five six seven eight nine ten."
+    assert len(seen) == 2 and not answer.failed
+    assert answer.run is not None and "on_text failed" in answer.record.errors[0]

@@ -382,28 +382,40 @@ class Agent:
         toolbox: Toolbox | None = None
         parts: list[str] = []
 
+        listener = on_text
+
         async def emit(piece: str) -> None:
+            nonlocal listener
             parts.append(piece)
-            if on_text is not None:
-                outcome = on_text(piece)
+            if listener is None:
+                return
+            try:
+                outcome = listener(piece)
                 if inspect.isawaitable(outcome):
                     await outcome
+            except Exception as exc:  # e.g. a Discord edit refused: the reply goes on
+                _log.warning("on_text failed (%s); the rest of the reply is not streamed", exc)
+                answer.errors.append(f"on_text failed: {type(exc).__name__}: {exc}")
+                listener = None
 
         try:
             for round_ in range(rounds + 1):
-                offered = tools if round_ < rounds else None
+                final = round_ == rounds
                 began = time.perf_counter()
                 result = await self._ask(
                     transcript,
-                    offered,
+                    tools if self._tools_on else None,
                     emit,
+                    # the last round must answer: tools stay defined (the transcript
+                    # holds tool messages) but may not be called
+                    tool_choice="none" if final and tools and self._tools_on else None,
                     stream=on_text is not None,
                     first=round_ == 0,
                     answer=answer,
                 )
                 answer.model_ms += _ms(began)
                 answer.add_usage(result)
-                if not result.tool_calls or offered is None:
+                if not result.tool_calls or final or not self._tools_on:
                     break
                 transcript.append(result.to_message())
                 began = time.perf_counter()
@@ -434,12 +446,15 @@ class Agent:
         tools: list[dict[str, Any]] | None,
         emit: Callable[[str], Awaitable[None]],
         *,
+        tool_choice: str | None,
         stream: bool,
         first: bool,
         answer: _Answer,
     ) -> ChatResult:
         try:
-            return await self._call_model(messages, tools, emit, stream=stream)
+            return await self._call_model(
+                messages, tools, emit, tool_choice=tool_choice, stream=stream
+            )
         except LLMError as exc:
             # A plain LLMError is the endpoint refusing the request (HTTP 400/404…): on
             # the first call with tools, most likely a model without function calling.
@@ -448,7 +463,7 @@ class Agent:
             _log.warning("the endpoint refused tools (%s); replying without them from now", exc)
             self._tools_on = False
             answer.errors.append(f"tools refused, turned off: {exc}")
-            return await self._call_model(messages, None, emit, stream=stream)
+            return await self._call_model(messages, None, emit, tool_choice=None, stream=stream)
 
     async def _call_model(
         self,
@@ -456,6 +471,7 @@ class Agent:
         tools: list[dict[str, Any]] | None,
         emit: Callable[[str], Awaitable[None]],
         *,
+        tool_choice: str | None,
         stream: bool,
     ) -> ChatResult:
         options: dict[str, Any] = {
@@ -463,6 +479,7 @@ class Agent:
             "temperature": self.config.temperature,
             "max_tokens": self.config.reply_max_tokens,
             "tools": tools,
+            "tool_choice": tool_choice if tools else None,
         }
         # Streaming costs a parsed chunk per few tokens: only when someone reads them.
         if stream and isinstance(self._model, StreamingChatModel):
