@@ -49,9 +49,9 @@ from _common import bench_database, environment, parse_args, percentile, write_j
 from barkeeper.db import Database
 from barkeeper.db.schema import v0001_initial
 from barkeeper.memory import retrieval
-from barkeeper.memory.embeddings import HashingEmbedder
-from barkeeper.memory.models import MEMORY_TYPES
-from barkeeper.memory.store import MemoryStore
+from barkeeper.embeddings._embedders import HashingEmbedder
+from barkeeper.memory._models import MEMORY_TYPES
+from barkeeper.memory._store import MemoryStore
 
 DIM = 384
 EMBEDDER = HashingEmbedder(DIM)  # names the vector space; never asked to embed here

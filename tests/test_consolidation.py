@@ -9,16 +9,16 @@ import pytest
 
 from barkeeper.errors import InvalidInputError
 from barkeeper.llm import OpenAIChatModel
-from barkeeper.memory.consolidation import (
+from barkeeper.learning._consolidation import (
     Consolidator,
     content_words,
     duplicate_kind,
     word_overlap,
 )
-from barkeeper.memory.extraction import CandidateFact, UserMessage
-from barkeeper.memory.manager import MemoryManager
-from barkeeper.memory.prompts import CONSOLIDATION_SYSTEM
-from barkeeper.memory.store import MemoryStore
+from barkeeper.learning._extraction import CandidateFact, UserMessage
+from barkeeper.learning._manager import MemoryManager
+from barkeeper.learning._prompts import CONSOLIDATION_SYSTEM
+from barkeeper.memory._store import MemoryStore
 from barkeeper.testing.llm import Fault, LLMServer
 from tests.test_extraction import (  # noqa: F401 - fixtures
     alice_fixture,

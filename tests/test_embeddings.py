@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-import barkeeper.memory.embeddings as embeddings
+import barkeeper.embeddings._embedders as embeddings
 from barkeeper.errors import (
     ConfigError,
     InvalidInputError,
@@ -21,7 +21,7 @@ from barkeeper.errors import (
     LLMUnavailableError,
 )
 from barkeeper.llm import RetryPolicy
-from barkeeper.memory.embeddings import (
+from barkeeper.embeddings._embedders import (
     MINILM_NAME,
     Embedder,
     HashingEmbedder,

@@ -18,8 +18,8 @@ import pytest
 from barkeeper.db import Database
 from barkeeper.errors import InvalidInputError
 from barkeeper.llm import OpenAIChatModel, RetryPolicy
-from barkeeper.memory.embeddings import HashingEmbedder
-from barkeeper.memory.extraction import (
+from barkeeper.embeddings._embedders import HashingEmbedder
+from barkeeper.learning._extraction import (
     MIN_EXTRACTION_CHARS,
     ExtractedFact,
     FactExtractor,
@@ -27,9 +27,9 @@ from barkeeper.memory.extraction import (
     is_sampled,
     skip_reason,
 )
-from barkeeper.memory.manager import MemoryManager
-from barkeeper.memory.prompts import EXTRACTION_SYSTEM
-from barkeeper.memory.store import MemoryStore
+from barkeeper.learning._manager import MemoryManager
+from barkeeper.learning._prompts import EXTRACTION_SYSTEM
+from barkeeper.memory._store import MemoryStore
 from barkeeper.testing.llm import Fault, LLMServer, Reply
 
 # --- shared fixtures and helpers ---------------------------------------------------------

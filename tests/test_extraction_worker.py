@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from barkeeper.errors import InvalidInputError
-from barkeeper.memory.extraction import UserMessage
-from barkeeper.memory.manager import MemoryManager
-from barkeeper.memory.store import MemoryStore
-from barkeeper.memory.worker import MemoryWorker
+from barkeeper.learning._extraction import UserMessage
+from barkeeper.learning._manager import MemoryManager
+from barkeeper.memory._store import MemoryStore
+from barkeeper.learning._worker import MemoryWorker
 from barkeeper.testing.llm import Fault, LLMServer, ReplyLike
 from tests.test_extraction import (  # noqa: F401 - fixtures
     alice_fixture,

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 import barkeeper.testing.llm
 from barkeeper.llm import OpenAIChatModel, count_tokens
-from barkeeper.memory.embeddings import hashed_embedding
+from barkeeper.embeddings._embedders import hashed_embedding
 from barkeeper.testing.llm import (
     Fault,
     FaultKind,

@@ -13,9 +13,9 @@ from barkeeper.db import Database
 from barkeeper.db.schema.v0001_initial import MEMORY_TYPES as SCHEMA_MEMORY_TYPES
 from barkeeper.errors import InvalidInputError, NotFoundError
 from barkeeper.llm import count_tokens
-from barkeeper.memory.embeddings import HashingEmbedder, OpenAIEmbedder
-from barkeeper.memory.models import MEMORY_TYPES
-from barkeeper.memory.store import MAX_CONTENT_CHARS, MemoryStore
+from barkeeper.embeddings._embedders import HashingEmbedder, OpenAIEmbedder
+from barkeeper.memory._models import MEMORY_TYPES
+from barkeeper.memory._store import MAX_CONTENT_CHARS, MemoryStore
 
 
 async def _new_user(db: Database, discord_id: int) -> int:

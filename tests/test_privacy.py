@@ -17,9 +17,9 @@ from barkeeper.conversations import ConversationStore, SessionStore
 from barkeeper.db import Database
 from barkeeper.errors import InvalidInputError, NotFoundError
 from barkeeper.history import MessageStore, StoredMessage
-from barkeeper.memory.embeddings import HashingEmbedder
-from barkeeper.memory.messages_index import MessageIndex
-from barkeeper.memory.store import MemoryStore
+from barkeeper.embeddings._embedders import HashingEmbedder
+from barkeeper.turns._index import MessageIndex
+from barkeeper.memory._store import MemoryStore
 from barkeeper.privacy import DERIVED_TABLES, Privacy
 
 CHANNEL = 700_000_000_000_000_001

@@ -15,11 +15,11 @@ from barkeeper.config import Settings
 from barkeeper.db import Database
 from barkeeper.db.schema import v0001_initial
 from barkeeper.errors import InvalidInputError
-from barkeeper.memory.embeddings import HashingEmbedder, MiniLMEmbedder, OpenAIEmbedder
-from barkeeper.memory.messages_index import MessageIndex, discord_channel_scope
-from barkeeper.memory.models import Turn
-from barkeeper.memory.retrieval import Weights, fuse
-from barkeeper.memory.store import MemoryStore
+from barkeeper.embeddings._embedders import HashingEmbedder, MiniLMEmbedder, OpenAIEmbedder
+from barkeeper.turns._index import MessageIndex, discord_channel_scope
+from barkeeper.memory._models import Turn
+from barkeeper.retrieval._search import Weights, fuse
+from barkeeper.memory._store import MemoryStore
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -6,8 +6,8 @@
 - :class:`MemoryManager`: extraction of typed facts by the memory model and their
   consolidation (add / update / invalidate / nothing) against the user's most similar
   memories; :class:`MemoryWorker` runs it in the background.
-- :mod:`barkeeper.memory.embeddings`: the :class:`Embedder` protocol and the local
-  MiniLM model; :mod:`barkeeper.memory.factory` builds all of it from settings.
+- :mod:`barkeeper.embeddings._embedders`: the :class:`Embedder` protocol and the local
+  MiniLM model; :mod:`barkeeper.learning._factory` builds all of it from settings.
 
 Example::
 
@@ -16,25 +16,25 @@ Example::
     hits = await store.search(user_id, "what does she drink?", k=5, token_budget=200)
 """
 
-from barkeeper.memory.commands import MemoryCommand, parse_memory_command
-from barkeeper.memory.consolidation import Consolidator, MemoryChange, duplicate_kind
-from barkeeper.memory.embeddings import (
+from barkeeper.learning._commands import MemoryCommand, parse_memory_command
+from barkeeper.learning._consolidation import Consolidator, MemoryChange, duplicate_kind
+from barkeeper.embeddings._embedders import (
     Embedder,
     HashingEmbedder,
     MiniLMEmbedder,
     OpenAIEmbedder,
 )
-from barkeeper.memory.extraction import (
+from barkeeper.learning._extraction import (
     CandidateFact,
     FactExtractor,
     UserMessage,
     is_sampled,
     skip_reason,
 )
-from barkeeper.memory.factory import build_memory_manager
-from barkeeper.memory.manager import MemoryManager, MemoryOutcome
-from barkeeper.memory.messages_index import MessageIndex
-from barkeeper.memory.models import (
+from barkeeper.learning._factory import build_memory_manager
+from barkeeper.learning._manager import MemoryManager, MemoryOutcome
+from barkeeper.turns._index import MessageIndex
+from barkeeper.memory._models import (
     Hit,
     IndexedTurn,
     Memory,
@@ -44,9 +44,9 @@ from barkeeper.memory.models import (
     TemporalRelevance,
     Turn,
 )
-from barkeeper.memory.retrieval import Weights
-from barkeeper.memory.store import MemoryStore
-from barkeeper.memory.worker import MemoryWorker, WorkerStats
+from barkeeper.retrieval._search import Weights
+from barkeeper.memory._store import MemoryStore
+from barkeeper.learning._worker import MemoryWorker, WorkerStats
 
 __all__ = [
     "CandidateFact",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, cast
 
-from barkeeper.memory.models import IndexedTurn, Memory, MemoryVersion
+from barkeeper.memory._models import IndexedTurn, Memory, MemoryVersion
 
 __all__ = [
     "MEMORY_COLUMNS",

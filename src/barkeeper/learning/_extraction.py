@@ -30,13 +30,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from barkeeper.errors import InvalidInputError
 from barkeeper.llm import ChatModel
-from barkeeper.memory.models import (
+from barkeeper.memory._models import (
     MEMORY_TYPES,
     TEMPORAL_RELEVANCES,
     MemoryType,
     TemporalRelevance,
 )
-from barkeeper.memory.prompts import extraction_messages
+from barkeeper.learning._prompts import extraction_messages
 
 __all__ = [
     "MAX_EXPIRY_DAYS",

@@ -37,10 +37,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from barkeeper.errors import BarkeeperError, InvalidInputError, NotFoundError
 from barkeeper.llm import ChatModel
-from barkeeper.memory.extraction import MAX_FACT_CHARS, CandidateFact, clean_fact_text
-from barkeeper.memory.models import Hit, Memory
-from barkeeper.memory.prompts import PromptFact, PromptMemory, consolidation_messages
-from barkeeper.memory.store import UNSET, MemoryStore
+from barkeeper.learning._extraction import MAX_FACT_CHARS, CandidateFact, clean_fact_text
+from barkeeper.memory._models import Hit, Memory
+from barkeeper.learning._prompts import PromptFact, PromptMemory, consolidation_messages
+from barkeeper.memory._store import UNSET, MemoryStore
 
 __all__ = [
     "DEFAULT_K",

@@ -12,7 +12,7 @@ came from, so deleting either (an edit-delete event, or privacy's forget) delete
 the indexed turn with it. :meth:`MessageIndex.sync_discord_channel` (re)indexes what
 the cache holds that the index lacks or holds stale.
 
-Retrieval is that of :mod:`barkeeper.memory.retrieval` (no importance; little
+Retrieval is that of :mod:`barkeeper.retrieval._search` (no importance; little
 recency). This module never calls a language model.
 """
 
@@ -28,12 +28,12 @@ import asyncpg
 
 from barkeeper.db import Database
 from barkeeper.errors import BarkeeperError, InvalidInputError
-from barkeeper.memory import _vectors
+from barkeeper.retrieval import _vectors
 from barkeeper.memory._rows import turn_from_row
 from barkeeper.memory._validate import check_id, check_int_range, check_timestamp, clean_text
-from barkeeper.memory.embeddings import Embedder
-from barkeeper.memory.models import Hit, IndexedTurn, SearchMode, Turn
-from barkeeper.memory.retrieval import (
+from barkeeper.embeddings._embedders import Embedder
+from barkeeper.memory._models import Hit, IndexedTurn, SearchMode, Turn
+from barkeeper.retrieval._search import (
     DEFAULT_TURN_WEIGHTS,
     Weights,
     apply_token_budget,

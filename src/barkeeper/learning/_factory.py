@@ -17,14 +17,14 @@ from barkeeper.config import Settings
 from barkeeper.db import Database
 from barkeeper.errors import ConfigError
 from barkeeper.llm import OpenAIChatModel
-from barkeeper.memory.embeddings import (
+from barkeeper.embeddings._embedders import (
     Embedder,
     HashingEmbedder,
     MiniLMEmbedder,
     OpenAIEmbedder,
 )
-from barkeeper.memory.manager import MemoryManager
-from barkeeper.memory.store import MemoryStore
+from barkeeper.learning._manager import MemoryManager
+from barkeeper.memory._store import MemoryStore
 
 __all__ = ["build_embedder", "build_memory_manager", "build_memory_model", "build_memory_store"]
 

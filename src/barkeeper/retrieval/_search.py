@@ -35,11 +35,11 @@ import asyncpg
 
 from barkeeper.errors import BarkeeperError, InvalidInputError
 from barkeeper.llm import count_tokens
-from barkeeper.memory import _vectors
+from barkeeper.retrieval import _vectors
 from barkeeper.memory._rows import MEMORY_COLUMNS, TURN_COLUMNS, real
 from barkeeper.memory._validate import check_choice, check_int_range, clean_text
-from barkeeper.memory.embeddings import Embedder
-from barkeeper.memory.models import SEARCH_MODES, Hit, ScoreParts, SearchMode
+from barkeeper.embeddings._embedders import Embedder
+from barkeeper.memory._models import SEARCH_MODES, Hit, ScoreParts, SearchMode
 
 __all__ = [
     "DEFAULT_MEMORY_WEIGHTS",

@@ -1,7 +1,7 @@
 """The memory store: what barkeeper remembers about each user, with every change kept.
 
 :class:`MemoryStore` adds, reads, updates, invalidates, restores and forgets memories,
-and searches them (:mod:`barkeeper.memory.retrieval`). Its rules:
+and searches them (:mod:`barkeeper.retrieval._search`). Its rules:
 
 - **One user at a time.** Every statement has ``WHERE user_id = $1`` (and ``AND id =
   $2`` for one memory): another user's memory id is :class:`NotFoundError`, exactly
@@ -35,7 +35,7 @@ import asyncpg
 
 from barkeeper.db import Database
 from barkeeper.errors import BarkeeperError, InvalidInputError, NotFoundError
-from barkeeper.memory import _vectors
+from barkeeper.retrieval import _vectors
 from barkeeper.memory._rows import (
     MEMORY_COLUMNS,
     VERSION_COLUMNS,
@@ -52,8 +52,8 @@ from barkeeper.memory._validate import (
     check_unit,
     clean_text,
 )
-from barkeeper.memory.embeddings import Embedder
-from barkeeper.memory.models import (
+from barkeeper.embeddings._embedders import Embedder
+from barkeeper.memory._models import (
     MEMORY_TYPES,
     TEMPORAL_RELEVANCES,
     Hit,
@@ -63,7 +63,7 @@ from barkeeper.memory.models import (
     SearchMode,
     TemporalRelevance,
 )
-from barkeeper.memory.retrieval import (
+from barkeeper.retrieval._search import (
     DEFAULT_MEMORY_WEIGHTS,
     Weights,
     apply_token_budget,
@@ -241,7 +241,7 @@ class MemoryStore:
         embedder: Makes the vectors stored with each memory and each query. Vectors
             are compared only with vectors of the same :attr:`Embedder.name`; rows
             embedded by another are found by full text until :meth:`reembed`.
-        weights: How searches fuse their signals (:class:`~barkeeper.memory.retrieval.Weights`).
+        weights: How searches fuse their signals (:class:`~barkeeper.retrieval._search.Weights`).
 
     Every method takes the internal ``users.id`` first and touches only that user's
     rows. Errors: :class:`InvalidInputError` for bad arguments (nothing written),
@@ -336,7 +336,7 @@ class MemoryStore:
         Args:
             user_id: The internal ``users.id``.
             content: The fact (at most :data:`MAX_CONTENT_CHARS` characters).
-            memory_type: One of :data:`~barkeeper.memory.models.MEMORY_TYPES`.
+            memory_type: One of :data:`~barkeeper.memory._models.MEMORY_TYPES`.
             confidence: How sure the source is, 0..1.
             importance: How much it matters, 0..1.
             temporal_relevance: ``past``, ``present``, ``future`` or ``timeless``.
