@@ -20,8 +20,8 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable
 
+from barkeeper.embeddings import HashingEmbedder, MiniLMEmbedder
 from barkeeper.llm import count_tokens
-from barkeeper.embeddings._embedders import HashingEmbedder, MiniLMEmbedder
 
 _WORDS = (
     "anyone up for the pub quiz tonight i think the stout is better than the lager "

@@ -46,10 +46,9 @@ from pathlib import Path
 from typing import Any
 
 from _common import bench_database, environment, percentile, write_json
-from barkeeper.embeddings._embedders import Embedder, HashingEmbedder, MiniLMEmbedder
-from barkeeper.turns._index import MessageIndex
-from barkeeper.memory._models import SearchMode, Turn
-from barkeeper.retrieval._search import DEFAULT_TURN_WEIGHTS, Weights
+from barkeeper.embeddings import Embedder, HashingEmbedder, MiniLMEmbedder
+from barkeeper.retrieval import DEFAULT_TURN_WEIGHTS, SearchMode, Weights
+from barkeeper.turns import MessageIndex, Turn
 
 SYSTEMS = ("fulltext", "vector", "hybrid", "fulltext_plain")
 """The three systems of the interface, and BM25 over bare turns (no context), for reference."""

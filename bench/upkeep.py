@@ -46,14 +46,12 @@ from typing import Any
 
 from _common import bench_database, environment, write_json
 from barkeeper.db import Database
-from barkeeper.llm import OpenAIChatModel, RetryPolicy
+from barkeeper.embeddings import Embedder, HashingEmbedder, MiniLMEmbedder
+from barkeeper.learning import MemoryManager, UserMessage
 from barkeeper.learning._consolidation import DEFAULT_K
-from barkeeper.embeddings._embedders import Embedder, HashingEmbedder, MiniLMEmbedder
-from barkeeper.learning._extraction import UserMessage
-from barkeeper.learning._manager import MemoryManager
-from barkeeper.memory._models import MemoryType
 from barkeeper.learning._prompts import CONSOLIDATION_SYSTEM, EXTRACTION_SYSTEM
-from barkeeper.memory._store import MemoryStore
+from barkeeper.llm import OpenAIChatModel, RetryPolicy
+from barkeeper.memory import MemoryStore, MemoryType
 from barkeeper.testing.llm import LLMServer, Reply, ReplyLike
 
 SIZES = (10, 100, 1000)

@@ -8,17 +8,17 @@ import logging
 import pytest
 
 from barkeeper.errors import InvalidInputError
-from barkeeper.llm import OpenAIChatModel
-from barkeeper.learning._consolidation import (
+from barkeeper.learning import (
+    CandidateFact,
     Consolidator,
-    content_words,
+    MemoryManager,
+    UserMessage,
     duplicate_kind,
-    word_overlap,
 )
-from barkeeper.learning._extraction import CandidateFact, UserMessage
-from barkeeper.learning._manager import MemoryManager
+from barkeeper.learning._consolidation import content_words, word_overlap
 from barkeeper.learning._prompts import CONSOLIDATION_SYSTEM
-from barkeeper.memory._store import MemoryStore
+from barkeeper.llm import OpenAIChatModel
+from barkeeper.memory import MemoryStore
 from barkeeper.testing.llm import Fault, LLMServer
 from tests.test_extraction import (  # noqa: F401 - fixtures
     alice_fixture,

@@ -13,15 +13,7 @@ import pytest
 import pytest_asyncio
 
 import barkeeper.embeddings._embedders as embeddings
-from barkeeper.errors import (
-    ConfigError,
-    InvalidInputError,
-    LLMAuthenticationError,
-    LLMOutputError,
-    LLMUnavailableError,
-)
-from barkeeper.llm import RetryPolicy
-from barkeeper.embeddings._embedders import (
+from barkeeper.embeddings import (
     MINILM_NAME,
     Embedder,
     HashingEmbedder,
@@ -30,6 +22,14 @@ from barkeeper.embeddings._embedders import (
     cosine_similarity,
     hashed_embedding,
 )
+from barkeeper.errors import (
+    ConfigError,
+    InvalidInputError,
+    LLMAuthenticationError,
+    LLMOutputError,
+    LLMUnavailableError,
+)
+from barkeeper.llm import RetryPolicy
 from barkeeper.testing.llm import Fault, LLMServer
 
 FAST = RetryPolicy(max_retries=2, initial_delay=0.01)

@@ -10,10 +10,8 @@ from typing import Any
 import pytest
 
 from barkeeper.errors import InvalidInputError
-from barkeeper.learning._extraction import UserMessage
-from barkeeper.learning._manager import MemoryManager
-from barkeeper.memory._store import MemoryStore
-from barkeeper.learning._worker import MemoryWorker
+from barkeeper.learning import MemoryManager, MemoryWorker, UserMessage
+from barkeeper.memory import MemoryStore
 from barkeeper.testing.llm import Fault, LLMServer, ReplyLike
 from tests.test_extraction import (  # noqa: F401 - fixtures
     alice_fixture,

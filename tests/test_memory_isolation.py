@@ -11,11 +11,8 @@ import logging
 
 import pytest
 
-from barkeeper.learning._commands import MemoryCommand, parse_memory_command
-from barkeeper.learning._extraction import UserMessage
-from barkeeper.learning._manager import MemoryManager
-from barkeeper.memory._models import Memory, MemoryVersion
-from barkeeper.memory._store import MemoryStore
+from barkeeper.learning import MemoryCommand, MemoryManager, UserMessage, parse_memory_command
+from barkeeper.memory import Memory, MemoryStore, MemoryVersion
 from barkeeper.testing.llm import LLMServer
 from tests.test_extraction import (  # noqa: F401 - fixtures
     alice_fixture,

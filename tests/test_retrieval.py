@@ -14,12 +14,11 @@ import pytest
 from barkeeper.config import Settings
 from barkeeper.db import Database
 from barkeeper.db.schema import v0001_initial
+from barkeeper.embeddings import HashingEmbedder, MiniLMEmbedder, OpenAIEmbedder
 from barkeeper.errors import InvalidInputError
-from barkeeper.embeddings._embedders import HashingEmbedder, MiniLMEmbedder, OpenAIEmbedder
-from barkeeper.turns._index import MessageIndex, discord_channel_scope
-from barkeeper.memory._models import Turn
-from barkeeper.retrieval._search import Weights, fuse
-from barkeeper.memory._store import MemoryStore
+from barkeeper.memory import MemoryStore
+from barkeeper.retrieval import Weights, fuse
+from barkeeper.turns import MessageIndex, Turn, discord_channel_scope
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -15,6 +15,14 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+from barkeeper._validate import (
+    check_aware,
+    check_bigint,
+    check_count,
+    check_json,
+    check_name,
+    clean_text,
+)
 from barkeeper.config import Settings
 from barkeeper.conversations._models import (
     ROLES,
@@ -24,14 +32,6 @@ from barkeeper.conversations._models import (
     Direction,
     OrderBy,
     Role,
-)
-from barkeeper.conversations._validate import (
-    check_aware,
-    check_bigint,
-    check_count,
-    check_json,
-    check_name,
-    clean_text,
 )
 from barkeeper.db import Database
 from barkeeper.errors import InvalidInputError, NotFoundError, QueryError
@@ -242,7 +242,13 @@ class ConversationStore:
         user_id = check_bigint(user_id, "user_id")
         cid = str(uuid.uuid4()) if conversation_id is None else _conversation_id(conversation_id)
         resource_id = check_name(resource_id, "resource_id")
-        title = None if title is None else clean_text(title, "title", max_length=_MAX_TITLE_CHARS)
+        title = (
+            None
+            if title is None
+            else clean_text(
+                title, "title", max_chars=_MAX_TITLE_CHARS, allow_empty=True, strip=False
+            )
+        )
         meta = self._metadata({} if metadata is None else metadata)
         if guild_id is not None:
             guild_id = check_bigint(guild_id, "guild_id")
@@ -316,7 +322,9 @@ class ConversationStore:
         if not (set_title or set_meta):
             raise InvalidInputError("update_conversation needs a title or metadata to change")
         if set_title and title is not None:
-            title = clean_text(title, "title", max_length=_MAX_TITLE_CHARS)
+            title = clean_text(
+                title, "title", max_chars=_MAX_TITLE_CHARS, allow_empty=True, strip=False
+            )
         meta = self._metadata(metadata) if set_meta else None
         if user_id is not None:
             user_id = check_bigint(user_id, "user_id")
@@ -403,7 +411,9 @@ class ConversationStore:
             raise InvalidInputError(
                 f"role must be 'user', 'assistant', 'system' or 'tool', not {role!r}"
             )
-        text = clean_text(content, "content", max_length=self.max_content_chars)
+        text = clean_text(
+            content, "content", max_chars=self.max_content_chars, allow_empty=True, strip=False
+        )
         type = check_name(type, "type", max_length=100)
         mid = str(uuid.uuid4()) if message_id is None else check_name(message_id, "message_id")
         if user_id is not None:

@@ -15,16 +15,16 @@ from __future__ import annotations
 
 from barkeeper.config import Settings
 from barkeeper.db import Database
-from barkeeper.errors import ConfigError
-from barkeeper.llm import OpenAIChatModel
-from barkeeper.embeddings._embedders import (
+from barkeeper.embeddings import (
     Embedder,
     HashingEmbedder,
     MiniLMEmbedder,
     OpenAIEmbedder,
 )
+from barkeeper.errors import ConfigError
 from barkeeper.learning._manager import MemoryManager
-from barkeeper.memory._store import MemoryStore
+from barkeeper.llm import OpenAIChatModel
+from barkeeper.memory import MemoryStore
 
 __all__ = ["build_embedder", "build_memory_manager", "build_memory_model", "build_memory_store"]
 

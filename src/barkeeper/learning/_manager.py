@@ -32,7 +32,6 @@ from barkeeper.errors import (
     LLMUnavailableError,
     NotFoundError,
 )
-from barkeeper.llm import ChatModel
 from barkeeper.learning._commands import MemoryCommand, parse_memory_command
 from barkeeper.learning._consolidation import (
     DEFAULT_K,
@@ -49,8 +48,8 @@ from barkeeper.learning._extraction import (
     is_sampled,
     skip_reason,
 )
-from barkeeper.memory._models import Memory, MemoryType
-from barkeeper.memory._store import MemoryStore
+from barkeeper.llm import ChatModel
+from barkeeper.memory import Memory, MemoryStore, MemoryType
 
 __all__ = ["MemoryManager", "MemoryOutcome", "OutcomeStatus"]
 
@@ -166,7 +165,7 @@ class MemoryManager:
                 facts,
                 source_message_id=message.message_id,
                 guild_id=message.guild_id,
-                extraction_context=message.text[:_MAX_CONTEXT_CHARS].replace("\x00", ""),
+                extraction_context=message.text[:_MAX_CONTEXT_CHARS],
             )
         except LLMError as exc:
             return self._failed(message, exc, facts)

@@ -6,6 +6,8 @@
 - :class:`OpenAIChatModel` implements it for Groq, OpenAI, Ollama, vLLM and
   llama.cpp, with retries (:class:`RetryPolicy`) and errors from :mod:`barkeeper.errors`.
 - :func:`count_tokens` and :func:`count_message_tokens` count tokens offline.
+- :func:`call_openai` runs any ``openai`` client call with the same retries and
+  error translation (the embeddings client uses it).
 
 Tests point :class:`OpenAIChatModel` at :class:`barkeeper.testing.llm.LLMServer`.
 
@@ -15,7 +17,7 @@ Example:
 """
 
 from barkeeper.llm._openai import DEFAULT_BASE_URL, DEFAULT_MODEL, OpenAIChatModel
-from barkeeper.llm._retry import RetryPolicy, parse_retry_after
+from barkeeper.llm._retry import RetryPolicy, call_openai, parse_retry_after
 from barkeeper.llm._structured import JsonMode, extract_json, parse_json_reply
 from barkeeper.llm._tokens import (
     DEFAULT_ENCODING,
@@ -38,6 +40,7 @@ __all__ = [
     "Role",
     "ToolCall",
     "Usage",
+    "call_openai",
     "count_message_tokens",
     "count_tokens",
     "encoding_for_model",

@@ -33,45 +33,51 @@ from typing import Any
 
 import asyncpg
 
-from barkeeper.db import Database
-from barkeeper.errors import BarkeeperError, InvalidInputError, NotFoundError
-from barkeeper.retrieval import _vectors
-from barkeeper.memory._rows import (
-    MEMORY_COLUMNS,
-    VERSION_COLUMNS,
-    memory_from_row,
-    real,
-    version_from_row,
+from barkeeper._validate import (
+    check_aware as check_timestamp,
 )
-from barkeeper.memory._validate import (
+from barkeeper._validate import (
     check_choice,
     check_id,
     check_ids,
     check_int_range,
-    check_timestamp,
     check_unit,
     clean_text,
 )
-from barkeeper.embeddings._embedders import Embedder
+from barkeeper.db import Database
+from barkeeper.embeddings import Embedder
+from barkeeper.errors import BarkeeperError, InvalidInputError, NotFoundError
 from barkeeper.memory._models import (
     MEMORY_TYPES,
     TEMPORAL_RELEVANCES,
-    Hit,
     Memory,
     MemoryType,
     MemoryVersion,
-    SearchMode,
     TemporalRelevance,
 )
-from barkeeper.retrieval._search import (
+from barkeeper.memory._rows import (
+    MEMORY_COLUMNS,
+    VERSION_COLUMNS,
+    memory_from_row,
+    version_from_row,
+)
+from barkeeper.retrieval import (
     DEFAULT_MEMORY_WEIGHTS,
+    Hit,
+    SearchMode,
+    SearchTable,
+    VectorStorage,
     Weights,
     apply_token_budget,
     check_search_args,
     check_vector,
     fuse,
+    get_vector_storage,
     query_vector,
+    real,
     search_rows,
+    vector_to_bytes,
+    vector_to_literal,
 )
 
 __all__ = [
@@ -79,6 +85,20 @@ __all__ = [
     "UNSET",
     "MemoryStore",
 ]
+
+# What a search of one user's memories reads: their live, valid, unexpired rows.
+_SEARCH_TABLE = SearchTable(
+    name="memories",
+    alias="m",
+    columns=MEMORY_COLUMNS,
+    owner_type="bigint",
+    filter="""
+    WHERE m.user_id = $1 AND m.is_active AND m.invalidated_at IS NULL
+      AND (m.expires_at IS NULL OR m.expires_at > now())
+      AND (__TYPES__::text[] IS NULL OR m.memory_type = ANY(__TYPES__::text[]))
+""",
+    recency_column="updated_at",
+)
 
 _log = logging.getLogger(__name__)
 
@@ -229,7 +249,7 @@ _REEMBED_VECTOR = _REEMBED.replace("__VEC__", "::text::vector").replace("__ARRAY
 _REEMBED_BYTEA = _REEMBED.replace("__VEC__", "").replace("__ARRAY__", "bytea[]")
 
 
-def _vector_sql(sql: str, storage: _vectors.Storage) -> str:
+def _vector_sql(sql: str, storage: VectorStorage) -> str:
     return sql.replace("__VEC__", "::real[]::vector" if storage == "vector" else "::bytea")
 
 
@@ -263,7 +283,7 @@ class MemoryStore:
         self._db = db
         self._embedder = embedder
         self._weights = weights
-        self._storage: _vectors.Storage | None = None
+        self._storage: VectorStorage | None = None
 
     def __repr__(self) -> str:
         return f"<MemoryStore db={self._db!r} embedder={self._embedder.name!r}>"
@@ -275,9 +295,9 @@ class MemoryStore:
 
     # --- helpers --------------------------------------------------------------------------
 
-    async def _get_storage(self, conn: asyncpg.Connection) -> _vectors.Storage:
+    async def _get_storage(self, conn: asyncpg.Connection) -> VectorStorage:
         if self._storage is None:
-            self._storage = await _vectors.get_storage(conn)
+            self._storage = await get_vector_storage(conn)
         return self._storage
 
     def _check_embedding(self, embedding: Sequence[float]) -> list[float]:
@@ -297,10 +317,10 @@ class MemoryStore:
             return None
 
     @staticmethod
-    def _encode(storage: _vectors.Storage, vector: list[float] | None) -> Any:
+    def _encode(storage: VectorStorage, vector: list[float] | None) -> Any:
         if vector is None:
             return None
-        return vector if storage == "vector" else _vectors.to_bytes(vector)
+        return vector if storage == "vector" else vector_to_bytes(vector)
 
     @staticmethod
     def _labels(changed_by: object, reason: object) -> tuple[str, str | None]:
@@ -739,8 +759,7 @@ class MemoryStore:
                 for v in await self._embedder.embed([r["content"] for r in rows])
             ]
             encoded = [
-                _vectors.to_literal(v) if storage == "vector" else _vectors.to_bytes(v)
-                for v in vectors
+                vector_to_literal(v) if storage == "vector" else vector_to_bytes(v) for v in vectors
             ]
             async with self._db.acquire() as conn:
                 # content = u.content: a memory edited meanwhile keeps its own vector.
@@ -896,7 +915,7 @@ class MemoryStore:
             storage = await self._get_storage(conn)
             rows = await search_rows(
                 conn,
-                table="memories",
+                table=_SEARCH_TABLE,
                 storage=storage,
                 owner=uid,
                 query=text,

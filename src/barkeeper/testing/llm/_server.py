@@ -23,8 +23,8 @@ from typing import Any, ClassVar, Literal, Self, TypeAlias
 
 from aiohttp import web
 
+from barkeeper.embeddings import hashed_embedding
 from barkeeper.llm import count_message_tokens, count_tokens
-from barkeeper.embeddings._embedders import hashed_embedding
 from barkeeper.testing.llm._script import (
     Fault,
     FaultKind,
