@@ -14,7 +14,8 @@ from barkeeper.db.schema.v0001_initial import MEMORY_TYPES as SCHEMA_MEMORY_TYPE
 from barkeeper.embeddings import HashingEmbedder, OpenAIEmbedder
 from barkeeper.errors import InvalidInputError, NotFoundError
 from barkeeper.llm import count_tokens
-from barkeeper.memory import MAX_CONTENT_CHARS, MEMORY_TYPES, MemoryStore
+from barkeeper.memory import MEMORY_TYPES, MemoryStore
+from barkeeper.memory._store import MAX_CONTENT_CHARS
 
 
 async def _new_user(db: Database, discord_id: int) -> int:

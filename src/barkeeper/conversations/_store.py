@@ -30,8 +30,8 @@ from barkeeper.conversations._models import (
     ConversationMessage,
     ConversationPage,
     Direction,
+    MessageRole,
     OrderBy,
-    Role,
 )
 from barkeeper.db import Database
 from barkeeper.errors import InvalidInputError, NotFoundError, QueryError
@@ -362,7 +362,7 @@ class ConversationStore:
     async def add_message(
         self,
         conversation_id: str,
-        role: Role,
+        role: MessageRole,
         content: str,
         *,
         type: str = "text",
@@ -458,7 +458,7 @@ class ConversationStore:
         offset: int = 0,
         before: datetime | None = None,
         after: datetime | None = None,
-        roles: Sequence[Role] | None = None,
+        roles: Sequence[MessageRole] | None = None,
         user_id: int | None = None,
     ) -> list[ConversationMessage]:
         """Messages of a conversation, oldest first (VoltAgent's ``getConversationMessages``).
@@ -520,7 +520,7 @@ class ConversationStore:
         conversation_id: str,
         *,
         page_size: int = 100,
-        roles: Sequence[Role] | None = None,
+        roles: Sequence[MessageRole] | None = None,
         user_id: int | None = None,
     ) -> AsyncIterator[ConversationMessage]:
         """Every message of a conversation, oldest first, fetched ``page_size`` at a time.

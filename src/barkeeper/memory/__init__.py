@@ -26,11 +26,10 @@ from barkeeper.memory._models import (
     MemoryVersion,
     TemporalRelevance,
 )
-from barkeeper.memory._store import MAX_CONTENT_CHARS, UNSET, MemoryStore
+from barkeeper.memory._store import UNSET, MemoryStore
 
 __all__ = [
     "CHANGE_KINDS",
-    "MAX_CONTENT_CHARS",
     "MEMORY_TYPES",
     "TEMPORAL_RELEVANCES",
     "UNSET",
