@@ -2,8 +2,8 @@
 
 Run: ``python bench/embeddings.py [--texts 256] [--rounds 5]``
 
-Measures :class:`~barkeeper.embeddings._embedders.MiniLMEmbedder` (the local default)
-at several batch sizes, against :class:`~barkeeper.embeddings._embedders.HashingEmbedder`
+Measures :class:`~barkeeper.embeddings.MiniLMEmbedder` (the local default)
+at several batch sizes, against :class:`~barkeeper.embeddings.HashingEmbedder`
 as the baseline measured in the same run, and the offline token counter. The
 model load is timed separately and excluded from the throughput figures.
 """

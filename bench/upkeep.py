@@ -8,7 +8,7 @@ in the same run, against the same local OpenAI-compatible server
 (:class:`barkeeper.testing.llm.LLMServer`, which counts every request's prompt tokens
 offline, gpt-oss tokenizer):
 
-- ``ours``: :class:`barkeeper.learning._manager.MemoryManager`. One extraction call (the
+- ``ours``: :class:`barkeeper.learning.MemoryManager`. One extraction call (the
   message alone), then, unless a rule settles it, one consolidation call with the new
   fact and its ``k`` = 10 most similar memories (:meth:`MemoryStore.similar`).
 - ``agno``: a faithful re-implementation of the pattern of Agno's ``MemoryManager``

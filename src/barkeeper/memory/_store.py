@@ -1,7 +1,7 @@
 """The memory store: what barkeeper remembers about each user, with every change kept.
 
 :class:`MemoryStore` adds, reads, updates, invalidates, restores and forgets memories,
-and searches them (:mod:`barkeeper.retrieval._search`). Its rules:
+and searches them (:mod:`barkeeper.retrieval`). Its rules:
 
 - **One user at a time.** Every statement has ``WHERE user_id = $1`` (and ``AND id =
   $2`` for one memory): another user's memory id is :class:`NotFoundError`, exactly
@@ -261,7 +261,7 @@ class MemoryStore:
         embedder: Makes the vectors stored with each memory and each query. Vectors
             are compared only with vectors of the same :attr:`Embedder.name`; rows
             embedded by another are found by full text until :meth:`reembed`.
-        weights: How searches fuse their signals (:class:`~barkeeper.retrieval._search.Weights`).
+        weights: How searches fuse their signals (:class:`~barkeeper.retrieval.Weights`).
 
     Every method takes the internal ``users.id`` first and touches only that user's
     rows. Errors: :class:`InvalidInputError` for bad arguments (nothing written),

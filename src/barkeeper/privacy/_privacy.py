@@ -1,17 +1,7 @@
-"""What barkeeper keeps about a user: show it, export it, forget it everywhere.
+"""Privacy requests (:class:`Privacy`): show, export and forget one user's rows.
 
-The user's rows are found from the catalog (see :mod:`barkeeper.privacy._graph`):
-the ``users`` row, everything referencing it through foreign keys, the Discord
-messages they wrote (their messages in shared channels are theirs too) and everything
-referencing those. ``forget`` deletes all of it in one transaction.
-
-Example::
-
-    privacy = Privacy(db)
-    who = await privacy.find_user(discord_id=1234)
-    print(await privacy.show(who))         # counts per table
-    document = await privacy.export(who)   # one JSON-ready dict
-    await privacy.forget(who)              # gone, everywhere
+The rows are found from the catalog by :mod:`barkeeper.privacy._graph`; see
+:mod:`barkeeper.privacy` for what counts as a user's.
 """
 
 from __future__ import annotations

@@ -104,8 +104,8 @@ class LLMServer:
     (see :func:`~barkeeper.testing.llm.default_reply_text`: the last user message
     echoed, ``{}`` in ``json_object`` mode, a minimal schema instance in
     ``json_schema`` mode). Embeddings are deterministic hashed bags of words
-    (:func:`barkeeper.embeddings._embedders.hashed_embedding`), so they equal
-    :class:`~barkeeper.embeddings._embedders.HashingEmbedder`'s.
+    (:func:`barkeeper.embeddings.hashed_embedding`), so they equal
+    :class:`~barkeeper.embeddings.HashingEmbedder`'s.
 
     Args:
         host: Interface to listen on.
