@@ -234,6 +234,27 @@ async def test_discord_channel_sync_follows_edits_and_deletes(
     assert await index.count(discord_channel_scope(501)) == 0
 
 
+async def test_discord_channel_sync_from_the_middle_keeps_the_context(
+    db: Database, index: MessageIndex
+) -> None:
+    await _cache(
+        db,
+        600,
+        [
+            (301, "ana", "my cat is called Miso"),
+            (302, "bo", "what a lovely name"),
+            (303, "ana", "she sleeps all day"),
+        ],
+    )
+    scope = discord_channel_scope(600)
+    assert await index.sync_discord_channel(600, after_message_id=301) == 2
+    [hit] = await index.search(scope, "Miso", k=5, mode="fulltext")
+    assert hit.item.discord_message_id == 302  # through 301, its context, read from the cache
+    # the whole channel now: only 301 is missing; 302's context is already 301
+    assert await index.sync_discord_channel(600) == 1
+    assert await index.sync_discord_channel(600, after_message_id=302) == 0
+
+
 # --- vector storage: pgvector and bytea give the same answers ----------------------------------
 
 
