@@ -194,7 +194,7 @@ def test_progress_bars_follow_the_events() -> None:
     from rich.progress import Progress
 
     from barkeeper.backfill import ChannelInfo, ChannelResult, ProgressEvent
-    from barkeeper.cli.backfill import _Bars
+    from barkeeper.cli._backfill import _Bars
 
     progress = Progress(console=Console(file=io.StringIO(), force_terminal=True))
     bars = _Bars(progress)
