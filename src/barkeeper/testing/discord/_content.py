@@ -158,6 +158,8 @@ class StoredMessage:
         mention_ids: Mentioned users.
         pinned: Whether pinned.
         type: Discord message type (0 default, 19 reply).
+        payload_overrides: Top-level keys replaced in the served JSON (see
+            :attr:`ExplicitMessage.payload_overrides`).
     """
 
     id: int
@@ -172,6 +174,7 @@ class StoredMessage:
     mention_ids: list[int] = field(default_factory=list)
     pinned: bool = False
     type: int = 0
+    payload_overrides: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ms(self) -> int:
@@ -654,6 +657,7 @@ class World:
                             reply_to=spec_message.reply_to,
                             pinned=spec_message.pinned,
                             type=REPLY_TYPE if spec_message.reply_to is not None else 0,
+                            payload_overrides=dict(spec_message.payload_overrides),
                         )
                     )
                 pending.sort(key=lambda message: message.id)
@@ -828,6 +832,7 @@ class World:
                 data["referenced_message"] = (
                     None if target is None else self.message_payload(target, nested=False)
                 )
+        data.update(message.payload_overrides)
         return data
 
     def truth(self) -> dict[int, list[dict[str, Any]]]:
