@@ -334,7 +334,7 @@ class Backfill:
         ``BACKFILL_PARALLEL_BATCHES`` is read but changes nothing: fetching one channel's
         snowflake-time slices in parallel cannot beat Discord's per-channel bucket
         (``bench/backfill.py``, 3,000 messages: 4 walkers 1.00× as fast as 1 under 5
-        requests per 5 s and under 5 per 1 s; 3.6× only with no per-channel limit and
+        requests per 5 s and under 5 per 1 s; 2.7× only with no per-channel limit and
         100 ms latency, which is not Discord). Channels are what the engine
         parallelises (``BACKFILL_CONCURRENCY``).
         """
