@@ -236,6 +236,8 @@ class Settings(BaseSettings):
     mood_decay: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
         0.05, validation_alias=AliasChoices("BARKEEPER_MOOD_DECAY")
     )
+    persona_file: str | None = Field(None, validation_alias=AliasChoices("BARKEEPER_PERSONA_FILE"))
+    companion: bool = Field(True, validation_alias=AliasChoices("BARKEEPER_COMPANION"))
 
     log_level: str = Field(
         "INFO",
@@ -256,6 +258,7 @@ class Settings(BaseSettings):
         "llm_api_key",
         "memory_api_key",
         "memory_base_url",
+        "persona_file",
         mode="before",
     )
     @classmethod

@@ -26,7 +26,7 @@ from barkeeper.agent._context import BuiltContext, ContextBudget, ContextBuilder
 from barkeeper.agent._persona import CONTEXT_RULES, DEFAULT_PERSONA, apology
 from barkeeper.agent._request import AgentReply, Place, QuotedMessage, ReplyRequest, RunRecord
 from barkeeper.agent._tools import TOOL_DEFINITIONS, Toolbox
-from barkeeper.companion import GuildStore, UserStore
+from barkeeper.companion import GuildStore, UserStore, load_persona
 from barkeeper.config import Settings
 from barkeeper.conversations import AgentRun, SessionStore
 from barkeeper.errors import (
@@ -125,6 +125,9 @@ class AgentConfig:
             temperature=settings.llm_temperature,
             reply_max_tokens=settings.reply_max_tokens,
         )
+        if settings.persona_file:
+            persona = load_persona(settings.persona_file)
+            config = replace(config, persona=persona.system_prompt(), bot_name=persona.name)
         return replace(config, **overrides)
 
 

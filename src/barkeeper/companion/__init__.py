@@ -17,6 +17,13 @@ Example::
 """
 
 from barkeeper.companion._guilds import Guild, GuildMember, GuildStore
+from barkeeper.companion._persona import (
+    LEVEL_NAMES,
+    Persona,
+    Tuning,
+    default_persona,
+    load_persona,
+)
 from barkeeper.companion._preferences import (
     MAX_PREFERENCE_KEY,
     MAX_PREFERENCE_VALUE,
@@ -25,12 +32,17 @@ from barkeeper.companion._preferences import (
 from barkeeper.companion._users import User, UserStore
 
 __all__ = [
+    "LEVEL_NAMES",
     "MAX_PREFERENCE_KEY",
     "MAX_PREFERENCE_VALUE",
     "Guild",
     "GuildMember",
     "GuildStore",
+    "Persona",
     "PreferenceStore",
+    "Tuning",
     "User",
     "UserStore",
+    "default_persona",
+    "load_persona",
 ]
