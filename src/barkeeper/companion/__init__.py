@@ -4,6 +4,9 @@
   ``external_id``), one internal ``users.id`` for both; the display-name rule.
 - :class:`GuildStore`: guilds and memberships (nickname, roles).
 - :class:`PreferenceStore`: per-user key/value preferences.
+- :class:`Persona` (:func:`load_persona`): who the bot is; Bartender by default.
+- :class:`Companion`: mood per guild, relationships, communication styles and opinions,
+  read before a reply as prompt fragments and moved after it (``docs/companion.md``).
 
 Names, keys and JSON settings containing NUL characters are refused with
 :class:`~barkeeper.errors.InvalidInputError`; nothing is written.
@@ -16,7 +19,10 @@ Example::
     await PreferenceStore(db).set_preference(user.id, "tone", "gentle")
 """
 
+from barkeeper.companion._companion import Companion, CompanionContext
 from barkeeper.companion._guilds import Guild, GuildMember, GuildStore
+from barkeeper.companion._mood import Mood, MoodStore, classify_mood
+from barkeeper.companion._opinions import Opinion, OpinionStore, topics_of
 from barkeeper.companion._persona import (
     LEVEL_NAMES,
     Persona,
@@ -29,20 +35,46 @@ from barkeeper.companion._preferences import (
     MAX_PREFERENCE_VALUE,
     PreferenceStore,
 )
+from barkeeper.companion._relationships import (
+    LEVEL_TITLES,
+    Relationship,
+    RelationshipStore,
+    level_of,
+)
+from barkeeper.companion._sentiment import Sentiment, score_sentiment
+from barkeeper.companion._styles import CommunicationStyle, StyleSignals, StyleStore, style_signals
 from barkeeper.companion._users import User, UserStore
 
 __all__ = [
     "LEVEL_NAMES",
+    "LEVEL_TITLES",
     "MAX_PREFERENCE_KEY",
     "MAX_PREFERENCE_VALUE",
+    "CommunicationStyle",
+    "Companion",
+    "CompanionContext",
     "Guild",
     "GuildMember",
     "GuildStore",
+    "Mood",
+    "MoodStore",
+    "Opinion",
+    "OpinionStore",
     "Persona",
     "PreferenceStore",
+    "Relationship",
+    "RelationshipStore",
+    "Sentiment",
+    "StyleSignals",
+    "StyleStore",
     "Tuning",
     "User",
     "UserStore",
+    "classify_mood",
     "default_persona",
+    "level_of",
     "load_persona",
+    "score_sentiment",
+    "style_signals",
+    "topics_of",
 ]
