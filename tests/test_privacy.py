@@ -12,7 +12,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from barkeeper.companion import GuildStore, PreferenceStore, UserStore
+from barkeeper.companion import (
+    GuildStore,
+    MoodStore,
+    PreferenceStore,
+    RelationshipStore,
+    Sentiment,
+    StyleStore,
+    UserStore,
+    default_persona,
+)
 from barkeeper.conversations import ConversationStore, SessionStore
 from barkeeper.db import Database
 from barkeeper.embeddings import HashingEmbedder
@@ -25,6 +34,7 @@ from barkeeper.turns import MessageIndex
 CHANNEL = 700_000_000_000_000_001
 GUILD = 800_000_000_000_000_001
 _EPOCH_MS = 1_420_070_400_000
+PERSONA = default_persona()
 
 
 def snowflake(when: datetime, seq: int) -> int:
@@ -94,32 +104,28 @@ async def _populate(db: Database, person: Person, seq: int) -> None:
         user.id, f"{person.username} lost a parent last year", memory_type="grief_context"
     )
 
-    # Companion state that has no store of its own yet: written as the bot will.
+    # Companion state, through its stores (scheduled events have no store yet).
+    now = datetime(2025, 1, 2, tzinfo=UTC) + timedelta(minutes=seq)
+    rels = RelationshipStore(db, PERSONA)
+    await rels.record_interaction(user.id, GUILD, sentiment=0.5, words=12, now=now)
+    await rels.add_shared_reference(
+        user.id, GUILD, "nicknames", f"{person.username}-the-regular", now
+    )
+    await StyleStore(db, PERSONA).learn(user.id, f"lol {person.username} here 😂")
+    await MoodStore(db, PERSONA, decay_per_hour=0.05).record(
+        GUILD,
+        Sentiment(0.9, 0.9),
+        now,
+        user_id=user.id,
+        description=f"kind words from {person.username}",
+    )
     async with db.transaction() as conn:
-        await conn.execute(
-            "INSERT INTO user_relationships (user_id, guild_id, relationship_score) "
-            "VALUES ($1, $2, 42)",
-            user.id,
-            GUILD,
-        )
-        await conn.execute(
-            "INSERT INTO user_communication_styles (user_id, preferred_length) "
-            "VALUES ($1, 'short')",
-            user.id,
-        )
         await conn.execute(
             "INSERT INTO scheduled_events (user_id, channel_id, event_type, trigger_at, title) "
             "VALUES ($1, $2, 'follow_up', now() + interval '1 day', $3)",
             user.id,
             CHANNEL,
             f"ask {person.username} about the interview",
-        )
-        await conn.execute(
-            "INSERT INTO mood_history (guild_id, valence, arousal, trigger_type, trigger_user_id, "
-            "trigger_description) VALUES ($1, 0.2, 0.1, 'conversation', $2, $3)",
-            GUILD,
-            user.id,
-            f"kind words from {person.username}",
         )
 
 

@@ -26,7 +26,13 @@ from barkeeper.agent._context import BuiltContext, ContextBudget, ContextBuilder
 from barkeeper.agent._persona import CONTEXT_RULES, DEFAULT_PERSONA, apology
 from barkeeper.agent._request import AgentReply, Place, QuotedMessage, ReplyRequest, RunRecord
 from barkeeper.agent._tools import TOOL_DEFINITIONS, Toolbox
-from barkeeper.companion import GuildStore, UserStore, load_persona
+from barkeeper.companion import (
+    Companion,
+    CompanionContext,
+    GuildStore,
+    UserStore,
+    load_persona,
+)
 from barkeeper.config import Settings
 from barkeeper.conversations import AgentRun, SessionStore
 from barkeeper.errors import (
@@ -172,6 +178,9 @@ class Agent:
         guilds: The guild store (nicknames and roles in profiles).
         memory_sink: Receives each answered message for memory work (e.g.
             ``MemoryWorker.submit``); called after the reply, never awaited by it.
+        companion: Mood, relationship, style and opinions: read before the reply as
+            prompt fragments (within the persona's share), moved after it in the
+            background; ``None``: none (``BARKEEPER_COMPANION=false``).
         config: How to reply.
         clock: The current time (for tests); UTC now by default.
         close_model: Close ``model`` in :meth:`aclose` (when the agent built it).
@@ -200,6 +209,7 @@ class Agent:
         users: UserStore | None = None,
         guilds: GuildStore | None = None,
         memory_sink: MemorySink | None = None,
+        companion: Companion | None = None,
         config: AgentConfig | None = None,
         clock: Callable[[], datetime] | None = None,
         close_model: bool = False,
@@ -213,6 +223,7 @@ class Agent:
         self._users = users
         self._guilds = guilds
         self._sink = memory_sink
+        self._companion = companion
         self._clock = clock or (lambda: datetime.now(UTC))
         self._close_model = close_model
         try:
@@ -317,11 +328,12 @@ class Agent:
             runs = await reads.guard("runs", "earlier exchanges", self._read_runs(session_id), [])
             return session_id, runs
 
-        (session_id, runs), memories, history, chain = await asyncio.gather(
+        (session_id, runs), memories, history, chain, inner = await asyncio.gather(
             session_and_runs(),
             reads.guard("memories", "memories", self._read_memories(request), []),
             reads.guard("history", "channel history", self._read_history(request), []),
             reads.guard("chain", "the reply chain", self._read_chain(request), []),
+            self._read_companion(request, now, reads),
         )
         building = time.perf_counter()
         tools = list(TOOL_DEFINITIONS) if self._tools_on else None
@@ -335,6 +347,7 @@ class Agent:
             starter=request.thread_starter,
             runs=runs,
             tools=tools,
+            companion=inner.fragments if inner is not None else (),
         )
         context_ms = _ms(started)
         reads.ms["context.build"] = round(_ms(building), 3)
@@ -369,6 +382,16 @@ class Agent:
         if not request.incognito:
             run = await self._record(state, request, session_id, text, answer, record)
             self._after(request, context)
+            if self._companion is not None and not answer.failed:
+                self._spawn(
+                    self._companion.after_reply(
+                        request.author.user_id,
+                        request.place.guild_id,
+                        request.message.text,
+                        text,
+                        now=now,
+                    )
+                )
         return AgentReply(text=text, record=record, run=run, failed=answer.failed)
 
     async def _answer(
@@ -635,6 +658,21 @@ class Agent:
                 _log.warning("run not recorded for user %s: %s", request.author.user_id, exc)
                 return None
         return None
+
+    async def _read_companion(
+        self, request: ReplyRequest, now: datetime, reads: _Reads
+    ) -> CompanionContext | None:
+        if self._companion is None:
+            return None
+        read = self._companion.before_reply(
+            request.author.user_id,
+            request.place.guild_id,
+            request.message.text,
+            name=request.author.display_name,
+            now=now,
+        )
+        inner: CompanionContext | None = await reads.guard("companion", "the companion", read, None)
+        return inner
 
     def _after(self, request: ReplyRequest, context: BuiltContext) -> None:
         """Memory work and bookkeeping, in the background: the reply does not wait."""

@@ -174,6 +174,8 @@ class ContextBuilder:
         sample = self.system_text(datetime(2026, 12, 31, 23, 59, tzinfo=timezone))
         persona_tokens = count_tokens(sample, model=model)
         allowed = int(budget.total * budget.persona_share)
+        self._persona_tokens = persona_tokens
+        self._persona_allowed = allowed
         if persona_tokens > allowed:
             raise ConfigError(
                 f"the persona is {persona_tokens} tokens, more than its share of the context "
@@ -181,13 +183,33 @@ class ContextBuilder:
                 "shorten it or raise one of those settings"
             )
 
-    def system_text(self, now: datetime) -> str:
-        """The system message: persona, the rules, and the current time."""
+    def system_text(self, now: datetime, companion: Sequence[str] = ()) -> str:
+        """The system message: persona, the rules, the companion's fragments, the time."""
         local = now.astimezone(self.timezone)
+        inner = ""
+        if companion:
+            inner = (
+                "How you are right now, with this person and this place (tone only, "
+                "never facts):\n" + "\n".join(f"- {line}" for line in companion) + "\n\n"
+            )
         return (
-            f"{self.persona}\n\n{self.rules}\n\n"
+            f"{self.persona}\n\n{self.rules}\n\n{inner}"
             f"Now: {local:%A %Y-%m-%d %H:%M} ({self.timezone.key})."
         )
+
+    def fit_companion(self, fragments: Sequence[str]) -> tuple[list[str], int]:
+        """The fragments that fit the persona's share of the budget (in order), and how
+        many did not: the persona comes first, the fragments share what it leaves."""
+        room = self._persona_allowed - self._persona_tokens
+        header = self._count("How you are right now, with this person and this place.")
+        kept: list[str] = []
+        for i, line in enumerate(fragments):
+            tokens = self._count(f"- {line}") + (header if not kept else 0)
+            if tokens > room:
+                return kept, len(fragments) - i
+            kept.append(line)
+            room -= tokens
+        return kept, 0
 
     # --- lines ---------------------------------------------------------------------------
 
@@ -222,6 +244,7 @@ class ContextBuilder:
         starter: QuotedMessage | None = None,
         runs: Sequence[AgentRun] = (),
         tools: Sequence[Mapping[str, Any]] | None = None,
+        companion: Sequence[str] = (),
     ) -> BuiltContext:
         """Lay out the context for ``request`` within the budget.
 
@@ -235,6 +258,8 @@ class ContextBuilder:
             starter: The thread's starter message.
             runs: The author's earlier runs in this session, oldest first.
             tools: The tool definitions sent with the request (their tokens count).
+            companion: The companion's prompt fragments (mood, relationship, style,
+                opinions), most important first; those over the persona's share are cut.
 
         Returns:
             The messages and what they hold.
@@ -242,8 +267,11 @@ class ContextBuilder:
         total = self.budget.total
         bot = request.bot_id
         author = request.author
-        system = self.system_text(now)
         cut: dict[str, Any] = {}
+        fragments, unfit = self.fit_companion(companion)
+        if unfit:
+            cut["companion_fragments"] = unfit
+        system = self.system_text(now, fragments)
 
         # The current message is always shown; cut only if it alone cannot fit.
         message = request.message

@@ -1,0 +1,173 @@
+"""The companion in the reply pipeline: real PostgreSQL, the real ``openai`` client
+against the scripted LLM server. Its fragments reach the system message within the
+persona's share; the mood colours the tone and never changes the facts shown."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from barkeeper.agent import (
+    Agent,
+    AgentConfig,
+    Author,
+    ContextBudget,
+    IncomingMessage,
+    Place,
+    ReplyRequest,
+    build_agent,
+)
+from barkeeper.companion import Companion, UserStore
+from barkeeper.config import load_settings
+from barkeeper.conversations import SessionStore
+from barkeeper.db import Database
+from barkeeper.embeddings import HashingEmbedder
+from barkeeper.errors import ConfigError
+from barkeeper.llm import OpenAIChatModel, RetryPolicy, count_tokens
+from barkeeper.memory import MemoryStore
+from barkeeper.testing.llm import LLMServer
+
+MODEL = "openai/gpt-oss-120b"
+NOW = datetime(2026, 12, 1, 20, 0, tzinfo=UTC)
+GUILD, CHANNEL, BOT = 5000, 6000, 999
+FAST = RetryPolicy(max_retries=1, initial_delay=0.01, max_delay=0.02, jitter=0)
+
+
+def _block(context: str, tag: str) -> str:
+    start = context.index(f"<{tag}")
+    return context[start : context.index(f"</{tag}>", start)]
+
+
+@dataclass
+class Bar:
+    db: Database
+    srv: LLMServer
+    model: OpenAIChatModel
+    memories: MemoryStore
+    alice: Author
+    clock: list[datetime]
+
+    def agent(self, companion: Companion | None, **config: object) -> Agent:
+        return Agent(
+            self.model,
+            sessions=SessionStore(self.db),
+            memories=self.memories,
+            companion=companion,
+            config=AgentConfig(model=MODEL, tools=False, **config),  # type: ignore[arg-type]
+            clock=lambda: self.clock[0],
+        )
+
+    def request(self, text: str, seq: int) -> ReplyRequest:
+        return ReplyRequest(
+            author=self.alice,
+            place=Place.guild(GUILD, CHANNEL),
+            message=IncomingMessage(text, self.clock[0], id=10_000 + seq),
+            bot_id=BOT,
+        )
+
+    def system(self, index: int = -1) -> tuple[str, str]:
+        messages = self.srv.chat_requests[index].messages
+        return messages[0]["content"], messages[1]["content"]
+
+
+@pytest.fixture
+async def bar(db: Database) -> AsyncIterator[Bar]:
+    alice = await UserStore(db).get_or_create_discord_user(1001, username="alice")
+    async with (
+        LLMServer() as srv,
+        OpenAIChatModel(base_url=srv.base_url, model=MODEL, timeout=5, retry_policy=FAST) as model,
+    ):
+        yield Bar(
+            db,
+            srv,
+            model,
+            MemoryStore(db, HashingEmbedder()),
+            Author(alice.id, "Alice", discord_id=1001),
+            [NOW],
+        )
+
+
+async def test_fragments_reach_the_prompt_and_the_mood_never_changes_facts(bar: Bar) -> None:
+    await bar.memories.add(bar.alice.user_id, "Alice's sister is called Maya", memory_type="family")
+    companion = Companion(bar.db, clock=lambda: bar.clock[0])
+    agent = bar.agent(companion)
+    plain = bar.agent(None)
+
+    bar.srv.script("Evening.")
+    await plain.reply(bar.request("how is my sister?", 0))
+    system_without, context_without = bar.system()
+    assert "How you are right now" not in system_without
+
+    for i in range(12):  # a run of delighted, shouted messages stirs the bar's mood
+        bar.clock[0] = NOW + timedelta(minutes=i)
+        bar.srv.script("Ha, glad to hear it!")
+        await agent.reply(bar.request(f"I LOVE this place, best night ever!!! {i}", i + 1))
+        await agent.drain()
+
+    mood = await companion.moods.get_mood(GUILD, bar.clock[0])
+    assert mood.label == "excited"
+    bar.clock[0] = NOW
+    bar.srv.script("She's well, I hope.")
+    answer = await agent.reply(bar.request("how is my sister?", 0))
+    await agent.drain()
+    system, context = bar.system()
+    assert "How you are right now, with this person and this place" in system
+    assert "- Your mood: bright and lively (excited" in system
+    assert '"Alice" is a' in system
+    assert system.endswith("(UTC).")
+    # The mood changed the tone's instructions only: the facts shown are the same.
+    assert _block(context, "memories") == _block(context_without, "memories")
+    assert "Maya" in _block(context, "memories")
+    assert "Maya" in context and "Maya" not in system
+    [memory] = await bar.memories.list_memories(bar.alice.user_id)
+    assert memory.content == "Alice's sister is called Maya"
+    assert answer.record.latency_ms["context.companion"] >= 0
+    rel = await companion.relationships.get_relationship(bar.alice.user_id, GUILD, NOW)
+    assert rel.total_interactions == 13
+
+
+async def test_fragments_stay_within_the_persona_share(bar: Bar) -> None:
+    companion = Companion(bar.db, clock=lambda: bar.clock[0])
+    tight = bar.agent(companion, budget=ContextBudget(total=4000, persona_share=0.15))
+    persona_room = int(4000 * 0.15)
+    bar.srv.script("Hi.")
+    answer = await tight.reply(bar.request("hello there", 1))
+    system, _ = bar.system()
+    assert "How you are right now" in system
+    assert "companion_fragments" not in answer.record.cut
+    assert count_tokens(system, model=MODEL) <= persona_room
+
+    # A budget that only just holds the persona leaves no room: the fragments are cut.
+    total = 2 * count_tokens(AgentConfig().persona, model=MODEL)
+    while True:  # the smallest budget whose persona share holds the persona alone
+        try:
+            squeezed = bar.agent(
+                companion, budget=ContextBudget(total=total, persona_share=0.5, history_share=0.3)
+            )
+            break
+        except ConfigError:
+            total += 2
+    bar.srv.script("Hi.")
+    answer = await squeezed.reply(bar.request("hello there", 2))
+    system, _ = bar.system()
+    assert "How you are right now" not in system
+    assert answer.record.cut["companion_fragments"] >= 1
+    await tight.drain()
+    await squeezed.drain()
+
+
+async def test_the_setting_turns_the_companion_off(
+    bar: Bar, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for value, expected in (("true", True), ("false", False)):
+        monkeypatch.setenv("BARKEEPER_COMPANION", value)
+        monkeypatch.setenv("BARKEEPER_EMBEDDER", "hashing")
+        agent = build_agent(bar.db, load_settings(), model=bar.model)
+        bar.srv.script("Hi.")
+        await agent.reply(bar.request("hello", 1))
+        await agent.aclose()
+        system, _ = bar.system()
+        assert ("How you are right now" in system) is expected
