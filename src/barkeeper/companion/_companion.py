@@ -11,20 +11,32 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
-from barkeeper.companion._mood import Mood, MoodStore
-from barkeeper.companion._opinions import Opinion, OpinionStore, topics_of
+from barkeeper._validate import check_bigint
+from barkeeper.companion._mood import MOOD_READ, Mood, MoodStore
+from barkeeper.companion._opinions import (
+    OPINIONS_READ,
+    Opinion,
+    OpinionStore,
+    opinion_row,
+    topics_of,
+)
 from barkeeper.companion._persona import Persona, default_persona
 from barkeeper.companion._relationships import (
     LEVEL_TITLES,
+    RELATIONSHIP_READ,
     Relationship,
     RelationshipStore,
+    absent,
+    relationship_row,
 )
 from barkeeper.companion._sentiment import score_sentiment
-from barkeeper.companion._styles import CommunicationStyle, StyleStore
+from barkeeper.companion._styles import STYLE_READ, CommunicationStyle, StyleStore, style_row
 from barkeeper.db import Database
 
 __all__ = ["Companion", "CompanionContext"]
@@ -48,6 +60,31 @@ class CompanionContext:
     style: CommunicationStyle
     opinions: tuple[Opinion, ...] = ()
     fragments: tuple[str, ...] = field(default=())
+
+
+def _shift(query: str, by: int) -> str:
+    """``query`` with its parameters renumbered ($1 → $(1 + by), …)."""
+    return re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + by}", query)
+
+
+# The stores' own reads in one round trip: $1 user, $2 guild, $3 topics, $4 min, $5 most.
+_SNAPSHOT = f"""
+SELECT
+    (SELECT to_jsonb(m) FROM ({_shift(MOOD_READ, 1)}) m) AS mood,
+    (SELECT to_jsonb(r) FROM ({RELATIONSHIP_READ}) r) AS rel,
+    (SELECT to_jsonb(s) FROM ({STYLE_READ}) s) AS style,
+    (SELECT coalesce(jsonb_agg(o), '[]'::jsonb) FROM ({_shift(OPINIONS_READ, 1)}) o) AS opinions
+"""  # noqa: S608 - constant queries of the stores, parameters stay parameters
+
+
+def _dated(data: Any) -> Any:
+    """A row read as JSON, its ``*_at`` timestamps parsed back."""
+    if data is None:
+        return None
+    return {
+        k: datetime.fromisoformat(v) if k.endswith("_at") and isinstance(v, str) else v
+        for k, v in data.items()
+    }
 
 
 class Companion:
@@ -81,6 +118,7 @@ class Companion:
         self.relationships = RelationshipStore(db, self.persona)
         self.styles = StyleStore(db, self.persona)
         self.opinions = OpinionStore(db, self.persona)
+        self._db = db
         self._clock = clock or (lambda: datetime.now(UTC))
 
     def __repr__(self) -> str:
@@ -105,12 +143,30 @@ class Companion:
             now: The current time (default: the clock).
         """
         now = now or self._clock()
-        mood, rel, style, opinions = await asyncio.gather(
-            self.moods.get_mood(guild_id, now),
-            self.relationships.get_relationship(user_id, guild_id, now),
-            self.styles.get_style(user_id),
-            self.opinions.get_opinions(guild_id, topics_of(text)),
+        user_id = check_bigint(user_id, "user_id")
+        t = self.persona.tuning
+        async with self._db.acquire() as conn:  # one round trip: this is on the reply's path
+            row = await conn.fetchrow(
+                _SNAPSHOT,
+                user_id,
+                guild_id,
+                topics_of(text),
+                t.opinion_min_discussions,
+                t.opinion_max_shown,
+            )
+        assert row is not None  # scalar subqueries: always one row
+        mood = self.moods.from_row(_dated(row["mood"]), now)
+        rel = (
+            absent(relationship_row(user_id, guild_id, _dated(row["rel"])), self.persona, now)
+            if row["rel"] is not None
+            else Relationship(user_id, guild_id)
         )
+        style = (
+            style_row(user_id, row["style"])
+            if row["style"] is not None
+            else CommunicationStyle(user_id)
+        )
+        opinions = [opinion_row(_dated(o)) for o in row["opinions"]]
         return CompanionContext(
             mood, rel, style, tuple(opinions), self.fragments(mood, rel, style, opinions, name)
         )

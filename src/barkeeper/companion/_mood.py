@@ -20,13 +20,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from barkeeper.companion._persona import Persona
 from barkeeper.companion._sentiment import Sentiment
 from barkeeper.db import Database
 from barkeeper.errors import InvalidInputError
 
-__all__ = ["Mood", "MoodStore", "classify_mood", "decayed", "nudged"]
+__all__ = ["MOOD_READ", "Mood", "MoodStore", "classify_mood", "decayed", "nudged"]
 
 _LABEL_WORDS = {
     "excited": "bright and lively",
@@ -100,7 +101,7 @@ def nudged(mood: Mood, sentiment: Sentiment, persona: Persona, now: datetime) ->
     return Mood(_clamp(mood.valence + dv), _clamp(mood.arousal + da), now)
 
 
-_READ = """
+MOOD_READ = """
 SELECT mood_valence, mood_arousal, mood_updated_at FROM bot_states
 WHERE coalesce(guild_id, 0) = coalesce($1::bigint, 0)
 """
@@ -109,6 +110,7 @@ INSERT INTO bot_states (guild_id, mood_valence, mood_arousal, mood_updated_at, f
 VALUES ($1, $2, $3, $4, $4)
 ON CONFLICT ((coalesce(guild_id, 0))) DO NOTHING
 """
+_READ = MOOD_READ
 _LOCK = _READ + " FOR UPDATE"
 _WRITE = """
 UPDATE bot_states SET mood_valence = $2, mood_arousal = $3, mood_updated_at = $4,
@@ -146,9 +148,15 @@ class MoodStore:
         """The mood at ``now`` (decayed since it was stored; nothing is written)."""
         async with self._db.acquire() as conn:
             row = await conn.fetchrow(_READ, guild_id)
+        return self.from_row(row, now)
+
+    def from_row(self, row: Any, now: datetime) -> Mood:
+        """The mood at ``now`` from its stored row (``None``: the baseline)."""
         if row is None:
             return Mood(self._persona.baseline_valence, self._persona.baseline_arousal, now)
-        stored = Mood(row["mood_valence"], row["mood_arousal"], row["mood_updated_at"])
+        stored = Mood(
+            float(row["mood_valence"]), float(row["mood_arousal"]), row["mood_updated_at"]
+        )
         return decayed(stored, self._persona, self._decay, now)
 
     async def record(

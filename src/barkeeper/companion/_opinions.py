@@ -15,11 +15,12 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from barkeeper.companion._persona import Persona
 from barkeeper.db import Database
 
-__all__ = ["Opinion", "OpinionStore", "topics_of"]
+__all__ = ["OPINIONS_READ", "Opinion", "OpinionStore", "opinion_row", "topics_of"]
 
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z'’-]*|[.!?]")
 _MAX_TOPICS = 3
@@ -92,14 +93,15 @@ ON CONFLICT ((coalesce(guild_id, 0)), topic) DO UPDATE SET
     last_reinforced_at = greatest(bot_opinions.last_reinforced_at, $6),
     updated_at = now()
 """
-_READ = """
+OPINIONS_READ = """
 SELECT topic, sentiment, interest_level, discussion_count, last_reinforced_at
 FROM bot_opinions
 WHERE coalesce(guild_id, 0) = coalesce($1::bigint, 0) AND topic = ANY($2::text[])
-    AND discussion_count >= $3
+    AND discussion_count >= $3::int
 ORDER BY interest_level DESC, discussion_count DESC, topic
-LIMIT $4
+LIMIT $4::int
 """
+_READ = OPINIONS_READ
 
 
 class OpinionStore:
@@ -137,13 +139,15 @@ class OpinionStore:
             rows = await conn.fetch(
                 _READ, guild_id, topics, t.opinion_min_discussions, t.opinion_max_shown
             )
-        return [
-            Opinion(
-                r["topic"],
-                float(r["sentiment"]),
-                float(r["interest_level"]),
-                r["discussion_count"],
-                r["last_reinforced_at"],
-            )
-            for r in rows
-        ]
+        return [opinion_row(r) for r in rows]
+
+
+def opinion_row(r: Any) -> Opinion:
+    """An :class:`Opinion` from its row."""
+    return Opinion(
+        r["topic"],
+        float(r["sentiment"]),
+        float(r["interest_level"]),
+        r["discussion_count"],
+        r["last_reinforced_at"],
+    )

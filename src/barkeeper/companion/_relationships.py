@@ -25,7 +25,15 @@ from barkeeper.companion._persona import LEVEL_NAMES, Persona
 from barkeeper.db import Database
 from barkeeper.errors import InvalidInputError, NotFoundError, QueryError
 
-__all__ = ["LEVEL_TITLES", "Relationship", "RelationshipStore", "level_of"]
+__all__ = [
+    "LEVEL_TITLES",
+    "RELATIONSHIP_READ",
+    "Relationship",
+    "RelationshipStore",
+    "absent",
+    "level_of",
+    "relationship_row",
+]
 
 LEVEL_TITLES = {
     "new_face": "New Face",
@@ -119,10 +127,11 @@ _COLUMNS = (
     "relationship_score, total_interactions, positive_interactions, negative_interactions, "
     "avg_message_length, conversation_depth_avg, shared_references, last_interaction_at"
 )
-_READ = f"""
+RELATIONSHIP_READ = f"""
 SELECT {_COLUMNS} FROM user_relationships
 WHERE user_id = $1 AND coalesce(guild_id, 0) = coalesce($2::bigint, 0)
 """  # noqa: S608 - a constant column list
+_READ = RELATIONSHIP_READ
 _ENSURE = """
 INSERT INTO user_relationships (user_id, guild_id, first_interaction_at, last_interaction_at)
 VALUES ($1, $2, $3, $3)
@@ -138,7 +147,7 @@ WHERE user_id = $1 AND coalesce(guild_id, 0) = coalesce($2::bigint, 0)
 """
 
 
-def _row(user_id: int, guild_id: int | None, row: Any) -> Relationship:
+def relationship_row(user_id: int, guild_id: int | None, row: Any) -> Relationship:
     refs = row["shared_references"]
     refs = dict(refs)
     return Relationship(
@@ -171,7 +180,7 @@ class RelationshipStore:
             row = await conn.fetchrow(_READ, user_id, guild_id)
         if row is None:
             return Relationship(user_id, guild_id)
-        return absent(_row(user_id, guild_id, row), self._persona, now)
+        return absent(relationship_row(user_id, guild_id, row), self._persona, now)
 
     async def _update(
         self, user_id: int, guild_id: int | None, now: datetime, change: Any
@@ -182,7 +191,7 @@ class RelationshipStore:
                 await conn.execute(_ENSURE, user_id, guild_id, now)
                 row = await conn.fetchrow(_READ + " FOR UPDATE", user_id, guild_id)
                 assert row is not None
-                rel = change(_row(user_id, guild_id, row))
+                rel = change(relationship_row(user_id, guild_id, row))
                 await conn.execute(
                     _WRITE,
                     user_id,

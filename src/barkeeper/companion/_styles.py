@@ -19,7 +19,14 @@ from barkeeper.companion._persona import Persona
 from barkeeper.db import Database
 from barkeeper.errors import NotFoundError, QueryError
 
-__all__ = ["CommunicationStyle", "StyleSignals", "StyleStore", "style_signals"]
+__all__ = [
+    "STYLE_READ",
+    "CommunicationStyle",
+    "StyleSignals",
+    "StyleStore",
+    "style_row",
+    "style_signals",
+]
 
 _WORDS = re.compile(r"\b[\w']+\b")
 _EMOJI = re.compile(r"[\U0001F300-\U0001FAFF\u2600-\u27BF]|<a?:\w+:\d+>|(?<!\w)[:;]-?[)(DPp](?!\w)")
@@ -139,11 +146,12 @@ def learnt(
     )
 
 
-_READ = """
+STYLE_READ = """
 SELECT preferred_length, preferred_formality, emoji_affinity, humor_affinity,
     detail_preference, engagement_signals, samples_collected, confidence
-FROM user_communication_styles WHERE user_id = $1
+FROM user_communication_styles WHERE user_id = $1::bigint
 """
+_READ = STYLE_READ
 _ENSURE = """
 INSERT INTO user_communication_styles (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING
 """
@@ -156,7 +164,7 @@ WHERE user_id = $1
 """
 
 
-def _row(user_id: int, row: Any) -> CommunicationStyle:
+def style_row(user_id: int, row: Any) -> CommunicationStyle:
     signals = row["engagement_signals"]
     signals = dict(signals)
     return CommunicationStyle(
@@ -184,7 +192,7 @@ class StyleStore:
         user_id = check_bigint(user_id, "user_id")
         async with self._db.acquire() as conn:
             row = await conn.fetchrow(_READ, user_id)
-        return CommunicationStyle(user_id) if row is None else _row(user_id, row)
+        return CommunicationStyle(user_id) if row is None else style_row(user_id, row)
 
     async def learn(self, user_id: int, text: str) -> CommunicationStyle:
         """Learn from one message of the user.
@@ -199,7 +207,7 @@ class StyleStore:
                 await conn.execute(_ENSURE, user_id)
                 row = await conn.fetchrow(_READ + " FOR UPDATE", user_id)
                 assert row is not None
-                style = learnt(_row(user_id, row), signals, self._persona)
+                style = learnt(style_row(user_id, row), signals, self._persona)
                 await conn.execute(
                     _WRITE,
                     user_id,
