@@ -333,3 +333,23 @@ async def test_companion_fragments_follow_the_exchanges(db: Database) -> None:
     )
     assert not any(f.startswith("Your mood") for f in ctx2.fragments)
     assert isinstance(ctx2.mood, Mood)
+
+
+async def test_the_bot_knows_its_counters(db: Database) -> None:
+    ana, bo = await _user(db), await _user(db, 1002, "bo")
+    companion = Companion(db, clock=lambda: T0)
+    assert (await companion.state.get_state(GUILD)).messages_sent == 0
+    for user_id in (ana, bo, ana):
+        await companion.after_reply(user_id, GUILD, "evening!", "Evening.")
+    await companion.after_reply(ana, None, "hi", "Hi.")
+    state = await companion.state.get_state(GUILD)
+    assert (state.messages_sent, state.users_known, state.facts_learned) == (3, 2, 0)
+    assert state.first_activated_at == T0
+    await companion.state.add_facts_learned(GUILD, 4, T0)
+    assert "3 replies sent, 4 facts learnt and 2 people known here since 2026-03-01" == (
+        (await companion.state.get_state(GUILD)).describe()
+    )
+    dms = await companion.state.get_state(None)
+    assert (dms.messages_sent, dms.users_known) == (1, 1)
+    with pytest.raises(InvalidInputError):
+        await companion.state.add_facts_learned(GUILD, -1, T0)

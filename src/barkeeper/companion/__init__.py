@@ -42,6 +42,7 @@ from barkeeper.companion._relationships import (
     level_of,
 )
 from barkeeper.companion._sentiment import Sentiment, score_sentiment
+from barkeeper.companion._state import BotState, BotStateStore
 from barkeeper.companion._styles import CommunicationStyle, StyleSignals, StyleStore, style_signals
 from barkeeper.companion._users import User, UserStore
 
@@ -50,6 +51,8 @@ __all__ = [
     "LEVEL_TITLES",
     "MAX_PREFERENCE_KEY",
     "MAX_PREFERENCE_VALUE",
+    "BotState",
+    "BotStateStore",
     "CommunicationStyle",
     "Companion",
     "CompanionContext",

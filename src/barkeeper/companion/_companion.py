@@ -36,6 +36,7 @@ from barkeeper.companion._relationships import (
     relationship_row,
 )
 from barkeeper.companion._sentiment import score_sentiment
+from barkeeper.companion._state import BotStateStore
 from barkeeper.companion._styles import STYLE_READ, CommunicationStyle, StyleStore, style_row
 from barkeeper.db import Database
 
@@ -118,6 +119,7 @@ class Companion:
         self.relationships = RelationshipStore(db, self.persona)
         self.styles = StyleStore(db, self.persona)
         self.opinions = OpinionStore(db, self.persona)
+        self.state = BotStateStore(db, self.persona)
         self._db = db
         self._clock = clock or (lambda: datetime.now(UTC))
 
@@ -239,3 +241,4 @@ class Companion:
         )
         await self.styles.learn(user_id, text)
         await self.opinions.reinforce(guild_id, topics, sentiment.valence, now)
+        await self.state.record_reply(guild_id, now)
