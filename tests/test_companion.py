@@ -353,3 +353,21 @@ async def test_the_bot_knows_its_counters(db: Database) -> None:
     assert (dms.messages_sent, dms.users_known) == (1, 1)
     with pytest.raises(InvalidInputError):
         await companion.state.add_facts_learned(GUILD, -1, T0)
+
+
+async def test_features_switch_parts_off(db: Database) -> None:
+    user_id = await _user(db)
+    only_mood = Companion(db, features=["mood"], clock=lambda: T0)
+    for _ in range(30):
+        await only_mood.after_reply(user_id, GUILD, "I LOVE jazz!!! haha 😂", "Jazz!")
+    ctx = await only_mood.before_reply(user_id, GUILD, "jazz?", name="Ana")
+    assert [f.split(":")[0] for f in ctx.fragments] == ["Your mood"]
+    everything = Companion(db, clock=lambda: T0)
+    full = await everything.before_reply(user_id, GUILD, "jazz?", name="Ana")
+    assert full.relationship.total_interactions == 0  # never updated while off
+    assert full.style.samples == 0
+    assert await everything.opinions.get_opinions(GUILD, ["jazz"]) == []
+    none = Companion(db, features=[], clock=lambda: T0)
+    assert (await none.before_reply(user_id, GUILD, "jazz?")).fragments == ()
+    with pytest.raises(InvalidInputError, match="BARKEEPER_FEATURES"):
+        Companion(db, features=["mood", "telepathy"])

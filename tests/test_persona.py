@@ -89,3 +89,14 @@ def test_bad_persona_files_are_refused_naming_the_field(
 def test_a_missing_persona_file_says_which_setting(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="BARKEEPER_PERSONA_FILE"):
         load_persona(tmp_path / "nope.toml")
+
+
+def test_features_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().companion_features() == {"mood", "relationships", "styles", "opinions"}
+    monkeypatch.setenv("BARKEEPER_FEATURES", " mood , styles")
+    assert load_settings().companion_features() == {"mood", "styles"}
+    monkeypatch.setenv("BARKEEPER_FEATURES", "")
+    assert load_settings().companion_features() == frozenset()
+    monkeypatch.setenv("BARKEEPER_FEATURES", "mood,telepathy")
+    with pytest.raises(ConfigError, match="BARKEEPER_FEATURES"):
+        load_settings()

@@ -238,6 +238,11 @@ class Settings(BaseSettings):
     )
     persona_file: str | None = Field(None, validation_alias=AliasChoices("BARKEEPER_PERSONA_FILE"))
     companion: bool = Field(True, validation_alias=AliasChoices("BARKEEPER_COMPANION"))
+    features: str = Field(
+        "mood,relationships,styles,opinions",
+        pattern=r"^\s*((mood|relationships|styles|opinions)\s*(,\s*|$))*$",
+        validation_alias=AliasChoices("BARKEEPER_FEATURES"),
+    )
 
     log_level: str = Field(
         "INFO",
@@ -295,6 +300,10 @@ class Settings(BaseSettings):
                 f"BARKEEPER_CONTEXT_HISTORY_SHARE must be at most 1, not {total:g}"
             )
         return self
+
+    def companion_features(self) -> frozenset[str]:
+        """``BARKEEPER_FEATURES`` as a set: the companion's parts that are on."""
+        return frozenset(f.strip() for f in self.features.split(",") if f.strip())
 
     def configured_database_url(self) -> str | None:
         """The database URL in force, by the precedence in this module's docstring."""

@@ -71,7 +71,12 @@ def build_agent(
         guilds=GuildStore(db),
         memory_sink=memory_sink,
         companion=(
-            Companion(db, load_persona(settings.persona_file), mood_decay=settings.mood_decay)
+            Companion(
+                db,
+                load_persona(settings.persona_file),
+                mood_decay=settings.mood_decay,
+                features=settings.companion_features(),
+            )
             if settings.companion
             else None
         ),

@@ -19,7 +19,7 @@ Example::
     await PreferenceStore(db).set_preference(user.id, "tone", "gentle")
 """
 
-from barkeeper.companion._companion import Companion, CompanionContext
+from barkeeper.companion._companion import FEATURES, Companion, CompanionContext
 from barkeeper.companion._guilds import Guild, GuildMember, GuildStore
 from barkeeper.companion._mood import Mood, MoodStore, classify_mood
 from barkeeper.companion._opinions import Opinion, OpinionStore, topics_of
@@ -47,6 +47,7 @@ from barkeeper.companion._styles import CommunicationStyle, StyleSignals, StyleS
 from barkeeper.companion._users import User, UserStore
 
 __all__ = [
+    "FEATURES",
     "LEVEL_NAMES",
     "LEVEL_TITLES",
     "MAX_PREFERENCE_KEY",
