@@ -18,9 +18,10 @@ from barkeeper.agent import (
     IncomingMessage,
     Place,
     ReplyRequest,
+    RunRecord,
     build_agent,
 )
-from barkeeper.companion import Companion, UserStore
+from barkeeper.companion import Companion, Sentiment, UserStore, shows_risk
 from barkeeper.config import load_settings
 from barkeeper.conversations import SessionStore
 from barkeeper.db import Database
@@ -28,7 +29,7 @@ from barkeeper.embeddings import HashingEmbedder
 from barkeeper.errors import ConfigError
 from barkeeper.llm import OpenAIChatModel, RetryPolicy, count_tokens
 from barkeeper.memory import MemoryStore
-from barkeeper.testing.llm import LLMServer
+from barkeeper.testing.llm import Fault, LLMServer
 
 MODEL = "openai/gpt-oss-120b"
 NOW = datetime(2026, 12, 1, 20, 0, tzinfo=UTC)
@@ -171,3 +172,61 @@ async def test_the_setting_turns_the_companion_off(
         await agent.aclose()
         system, _ = bar.system()
         assert ("How you are right now" in system) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "risk"),
+    [
+        ("I want to kill myself", True),
+        ("honestly I don't want to live anymore", True),
+        ("sometimes I think everyone would be better off dead without me", True),
+        ("I've been self-harming again", True),
+        ("I can't go on like this", True),
+        ("this traffic is killing me lol", False),
+        ("the battery died on my phone", False),
+        ("my dad passed away last year and I miss him", False),
+    ],
+)
+def test_risk_is_spotted_locally(text: str, risk: bool) -> None:
+    assert shows_risk(text) is risk
+
+
+async def test_a_message_at_risk_gets_care_and_resources_and_is_flagged(
+    bar: Bar, caplog: pytest.LogCaptureFixture
+) -> None:
+    companion = Companion(bar.db, clock=lambda: bar.clock[0])
+    await companion.moods.record(GUILD, Sentiment(1.0, 1.0), NOW)
+    for _ in range(5):
+        await companion.moods.record(GUILD, Sentiment(1.0, 1.0), NOW)
+    agent = bar.agent(companion, crisis_resources="Call 988 or your local emergency number.")
+    bar.srv.script("That sounds so heavy. I'm here.")  # the model forgets the resources
+    message = "I don't want to live anymore, I'm thinking of ending my life"
+    with caplog.at_level("WARNING"):
+        answer = await agent.reply(bar.request(message, 1))
+    await agent.drain()
+    system, _ = bar.system()
+    assert "may show a risk of self-harm or suicide" in system
+    assert "Call 988 or your local emergency number." in system
+    assert "Your mood" not in system  # no mood, no banter
+    assert answer.text == (
+        "That sounds so heavy. I'm here.\n\nCall 988 or your local emergency number."
+    )
+    assert answer.record.flags == ("crisis",)
+    assert answer.run is not None
+    assert RunRecord.from_metrics(answer.run.metrics).flags == ("crisis",)
+    assert "run flagged: crisis" in caplog.text and "ending my life" not in caplog.text
+
+    # A model that already gave them is not repeated; a failing model still gives them.
+    bar.srv.script("I'm so sorry. Call 988 or your local emergency number. I'm here.")
+    again = await agent.reply(bar.request("I want to kill myself", 2))
+    assert again.text.count("988") == 1
+    bar.srv.script(Fault.server_error(), Fault.server_error(), Fault.server_error())
+    failed = await agent.reply(bar.request("I want to kill myself", 3))
+    assert failed.failed and failed.text.endswith("Call 988 or your local emergency number.")
+    await agent.drain()
+
+    # An ordinary message is not flagged.
+    bar.srv.script("Evening!")
+    plain = await agent.reply(bar.request("what a day, pour me something", 4))
+    assert plain.record.flags == ()
+    await agent.drain()

@@ -238,6 +238,9 @@ class Settings(BaseSettings):
     )
     persona_file: str | None = Field(None, validation_alias=AliasChoices("BARKEEPER_PERSONA_FILE"))
     companion: bool = Field(True, validation_alias=AliasChoices("BARKEEPER_COMPANION"))
+    crisis_resources: str | None = Field(
+        None, validation_alias=AliasChoices("BARKEEPER_CRISIS_RESOURCES")
+    )
     features: str = Field(
         "mood,relationships,styles,opinions",
         pattern=r"^\s*((mood|relationships|styles|opinions)\s*(,\s*|$))*$",
@@ -264,6 +267,7 @@ class Settings(BaseSettings):
         "memory_api_key",
         "memory_base_url",
         "persona_file",
+        "crisis_resources",
         mode="before",
     )
     @classmethod

@@ -27,11 +27,14 @@ from barkeeper.agent._persona import CONTEXT_RULES, DEFAULT_PERSONA, apology
 from barkeeper.agent._request import AgentReply, Place, QuotedMessage, ReplyRequest, RunRecord
 from barkeeper.agent._tools import TOOL_DEFINITIONS, Toolbox
 from barkeeper.companion import (
+    CARE_INSTRUCTION,
+    DEFAULT_CRISIS_RESOURCES,
     Companion,
     CompanionContext,
     GuildStore,
     UserStore,
     load_persona,
+    shows_risk,
 )
 from barkeeper.config import Settings
 from barkeeper.conversations import AgentRun, SessionStore
@@ -86,6 +89,8 @@ class AgentConfig:
         reply_chain_depth: Most links of a reply chain read from the cache.
         persona: The system prompt (the Bartender by default).
         bot_name: How the bot's own messages are labelled.
+        crisis_resources: Given, out of persona, to a message that shows a risk of
+            self-harm or suicide (``BARKEEPER_CRISIS_RESOURCES``).
     """
 
     agent_id: str = "bartender"
@@ -103,6 +108,7 @@ class AgentConfig:
     reply_chain_depth: int = 10
     persona: str = DEFAULT_PERSONA
     bot_name: str = "Bartender"
+    crisis_resources: str = DEFAULT_CRISIS_RESOURCES
 
     def __post_init__(self) -> None:
         if self.max_agents < 1:
@@ -131,6 +137,8 @@ class AgentConfig:
             temperature=settings.llm_temperature,
             reply_max_tokens=settings.reply_max_tokens,
         )
+        if settings.crisis_resources:
+            config = replace(config, crisis_resources=settings.crisis_resources.strip())
         if settings.persona_file:
             persona = load_persona(settings.persona_file)
             config = replace(config, persona=persona.system_prompt(), bot_name=persona.name)
@@ -320,6 +328,9 @@ class Agent:
         started = time.perf_counter()
         now = self._clock()
         reads = _Reads()
+        at_risk = shows_risk(request.message.text)
+        if at_risk:  # flagged without the message's text
+            _log.warning("run flagged: crisis (user %s)", request.author.user_id)
 
         async def session_and_runs() -> tuple[str | None, list[AgentRun]]:
             session_id = await reads.guard(
@@ -347,13 +358,19 @@ class Agent:
             starter=request.thread_starter,
             runs=runs,
             tools=tools,
-            companion=inner.fragments if inner is not None else (),
+            # At risk: no mood, no banter, no style hints; the care instruction instead.
+            companion=inner.fragments if inner is not None and not at_risk else (),
+            care=CARE_INSTRUCTION.format(resources=self.config.crisis_resources)
+            if at_risk
+            else None,
         )
         context_ms = _ms(started)
         reads.ms["context.build"] = round(_ms(building), 3)
 
         answer = await self._answer(request, context, history, chain, tools, now, on_text)
         text = answer.text
+        if at_risk:
+            text = await self._with_care(text, answer.failed, on_text)
         errors = reads.errors + answer.errors
         record = RunRecord(
             model=answer.model or (self.config.model or ""),
@@ -377,6 +394,7 @@ class Agent:
             guild_id=request.place.guild_id,
             message_id=request.message.id,
             streamed=on_text is not None,
+            flags=("crisis",) if at_risk else (),
         )
         run = None
         if not request.incognito:
@@ -658,6 +676,28 @@ class Agent:
                 _log.warning("run not recorded for user %s: %s", request.author.user_id, exc)
                 return None
         return None
+
+    async def _with_care(self, text: str, failed: bool, on_text: TextCallback | None) -> str:
+        """The reply to a message at risk: never without the resources, never an
+        in-character apology in place of care."""
+        resources = self.config.crisis_resources
+        if failed:
+            addition = (
+                "\n\nI'm having trouble answering properly right now, but I don't want to "
+                f"leave this unsaid: what you wrote matters, and you deserve support. {resources}"
+            )
+        elif resources not in text:
+            addition = f"\n\n{resources}"
+        else:
+            return text
+        if on_text is not None:
+            try:
+                outcome = on_text(addition)
+                if inspect.isawaitable(outcome):
+                    await outcome
+            except Exception as exc:
+                _log.warning("on_text failed while adding crisis resources: %s", exc)
+        return text + addition
 
     async def _read_companion(
         self, request: ReplyRequest, now: datetime, reads: _Reads

@@ -183,12 +183,15 @@ class ContextBuilder:
                 "shorten it or raise one of those settings"
             )
 
-    def system_text(self, now: datetime, companion: Sequence[str] = ()) -> str:
-        """The system message: persona, the rules, the companion's fragments, the time."""
+    def system_text(
+        self, now: datetime, companion: Sequence[str] = (), care: str | None = None
+    ) -> str:
+        """The system message: persona, the rules, the companion's fragments (or the
+        care instruction, which is never cut), the time."""
         local = now.astimezone(self.timezone)
-        inner = ""
+        inner = f"{care}\n\n" if care else ""
         if companion:
-            inner = (
+            inner += (
                 "How you are right now, with this person and this place (tone only, "
                 "never facts):\n" + "\n".join(f"- {line}" for line in companion) + "\n\n"
             )
@@ -245,6 +248,7 @@ class ContextBuilder:
         runs: Sequence[AgentRun] = (),
         tools: Sequence[Mapping[str, Any]] | None = None,
         companion: Sequence[str] = (),
+        care: str | None = None,
     ) -> BuiltContext:
         """Lay out the context for ``request`` within the budget.
 
@@ -260,6 +264,8 @@ class ContextBuilder:
             tools: The tool definitions sent with the request (their tokens count).
             companion: The companion's prompt fragments (mood, relationship, style,
                 opinions), most important first; those over the persona's share are cut.
+            care: The out-of-persona instruction for a message that shows risk; always
+                shown, whatever the budget.
 
         Returns:
             The messages and what they hold.
@@ -271,7 +277,7 @@ class ContextBuilder:
         fragments, unfit = self.fit_companion(companion)
         if unfit:
             cut["companion_fragments"] = unfit
-        system = self.system_text(now, fragments)
+        system = self.system_text(now, fragments, care)
 
         # The current message is always shown; cut only if it alone cannot fit.
         message = request.message

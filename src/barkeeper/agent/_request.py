@@ -245,6 +245,8 @@ class RunRecord:
         guild_id: The server, if any.
         message_id: The message answered.
         streamed: Whether the text was handed on as it was written.
+        flags: What the run is flagged for: ``crisis`` when the message showed a risk
+            of self-harm or suicide (it was answered with care and resources).
     """
 
     model: str = ""
@@ -262,6 +264,7 @@ class RunRecord:
     guild_id: int | None = None
     message_id: int | None = None
     streamed: bool = False
+    flags: tuple[str, ...] = ()
 
     def to_metrics(self) -> dict[str, Any]:
         """This record as the JSON object stored in ``agent_runs.metrics``."""
@@ -281,6 +284,7 @@ class RunRecord:
             "guild_id": self.guild_id,
             "message_id": self.message_id,
             "streamed": self.streamed,
+            "flags": list(self.flags),
         }
 
     @classmethod
@@ -306,6 +310,7 @@ class RunRecord:
             guild_id=metrics.get("guild_id"),
             message_id=metrics.get("message_id"),
             streamed=bool(metrics.get("streamed")),
+            flags=tuple(str(f) for f in metrics.get("flags") or ()),
         )
 
 

@@ -19,6 +19,7 @@ Example::
     await PreferenceStore(db).set_preference(user.id, "tone", "gentle")
 """
 
+from barkeeper.companion._care import CARE_INSTRUCTION, DEFAULT_CRISIS_RESOURCES, shows_risk
 from barkeeper.companion._companion import FEATURES, Companion, CompanionContext
 from barkeeper.companion._guilds import Guild, GuildMember, GuildStore
 from barkeeper.companion._mood import Mood, MoodStore, classify_mood
@@ -47,6 +48,8 @@ from barkeeper.companion._styles import CommunicationStyle, StyleSignals, StyleS
 from barkeeper.companion._users import User, UserStore
 
 __all__ = [
+    "CARE_INSTRUCTION",
+    "DEFAULT_CRISIS_RESOURCES",
     "FEATURES",
     "LEVEL_NAMES",
     "LEVEL_TITLES",
@@ -79,6 +82,7 @@ __all__ = [
     "level_of",
     "load_persona",
     "score_sentiment",
+    "shows_risk",
     "style_signals",
     "topics_of",
 ]
