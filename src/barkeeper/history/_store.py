@@ -79,6 +79,19 @@ _ATTACHMENTS = _ROW_COLUMNS.index("attachments")
 _COPY_COLUMNS = tuple(c for c in _ROW_COLUMNS if c != "attachments")
 _NO_ATTACHMENTS = "[]"
 
+# Tombstones (schema v2): the batch's authors who were forgotten, with the instant.
+# Their messages created before it are never stored again: filtered out of the insert
+# below and, after a COPY, deleted again in the statement that follows it. The
+# EXISTS is a one-time filter: with no tombstone at all nothing is hashed.
+_REFUSED_CTE = """
+refused AS MATERIALIZED (
+    SELECT author_id, at FROM (
+        SELECT a AS author_id, barkeeper_forgotten_at('discord:' || a) AS at
+        FROM unnest($19::bigint[]) AS a
+        WHERE EXISTS (SELECT 1 FROM forgotten)
+    ) t WHERE at IS NOT NULL
+),"""
+
 _UPSERT_CTE = """
 written AS (
     INSERT INTO discord_messages AS d (
@@ -92,6 +105,8 @@ written AS (
                 $11::timestamptz[], $12::integer[])
         AS u(message_id, channel_id, guild_id, author_id, author_name, author_is_bot,
              content, reply_to_id, attachments, embeds_count, edited_at, sanitized_chars)
+    WHERE NOT EXISTS (SELECT 1 FROM refused r WHERE r.author_id = u.author_id
+                      AND barkeeper_snowflake_time(u.message_id) < r.at)
     ON CONFLICT (message_id) DO UPDATE SET
         guild_id = coalesce(EXCLUDED.guild_id, d.guild_id),
         author_name = EXCLUDED.author_name,
@@ -126,6 +141,16 @@ added AS (
     SELECT * FROM unnest($16::bigint[], $17::bigint[], $18::bigint[]) AS k(channel_id, guild_id, n)
 )"""
 
+# After a COPY: the COPied rows of forgotten authors go again (the delete trigger
+# takes them off the channel counts).
+_PURGE_CTE = """,
+purged AS (
+    DELETE FROM discord_messages d
+    USING refused r
+    WHERE d.author_id = r.author_id AND d.created_at < r.at
+    RETURNING 1
+)"""
+
 # After a COPY the remaining rows are new too (else the COPY would have failed on the
 # same premise): a plain INSERT, cheaper than the upsert's speculative insertion. A
 # duplicate fails the transaction, and the batch is redone through the upsert.
@@ -149,6 +174,7 @@ _WRITE_RESULT = """
 SELECT (SELECT count(*) FILTER (WHERE inserted) FROM written) AS inserted,
        (SELECT count(*) FILTER (WHERE NOT inserted) FROM written) AS updated,
        (SELECT count(*) FROM gone) AS deleted,
+       __PURGED__ AS purged,
        -- synchronous_commit for this transaction only; NULL keeps the session's
        set_config('synchronous_commit',
                   coalesce($13::text, current_setting('synchronous_commit')), true)
@@ -281,21 +307,25 @@ def _status_sql(exact: tuple[str, ...], advance: tuple[str, ...]) -> str:
 def _write_sql(
     exact: tuple[str, ...], advance: tuple[str, ...], status: bool, *, new_rows: bool = False
 ) -> str:
-    """One statement: upsert rows ($1-$12), delete ids ($15) of channel $14, count the
-    new rows (with the COPied ones, $16-$18) and, with ``status``, set channel $14's
-    ``exact`` fields and move its ``advance`` cursors ($19 on).
+    """One statement: upsert rows ($1-$12) except forgotten authors' earlier ones (the
+    batch's authors: $19), delete ids ($15) of channel $14, count the new rows (with
+    the COPied ones, $16-$18) and, with ``status``, set channel $14's ``exact`` fields
+    and move its ``advance`` cursors ($20 on).
 
     Column names come from _STATUS_FIELDS only (checked by the caller), never input.
     With ``new_rows`` the rows are inserted without conflict handling.
     """
-    rows_cte = _INSERT_CTE if new_rows else _UPSERT_CTE
+    rows_cte = _REFUSED_CTE + (_INSERT_CTE + _PURGE_CTE if new_rows else _UPSERT_CTE)
+    result = _WRITE_RESULT.replace(
+        "__PURGED__", "(SELECT count(*) FROM purged)" if new_rows else "0"
+    )
     if not status:
-        return "WITH " + rows_cte + "," + _COUNT_CTE + _WRITE_RESULT
+        return "WITH " + rows_cte + "," + _COUNT_CTE + result
     # One channel: its count and its status in one row (a statement may not modify a
     # row twice).
     columns = ["channel_id", "message_count", *exact, *advance]
     values = ["$14", "coalesce((SELECT sum(n) FROM added), 0)"]
-    values += [f"${19 + i}" for i in range(len(exact) + len(advance))]
+    values += [f"${20 + i}" for i in range(len(exact) + len(advance))]
     sets = ["message_count = c.message_count + EXCLUDED.message_count"]
     if "guild_id" not in exact:
         columns.append("guild_id")
@@ -311,7 +341,7 @@ def _write_sql(
         f"VALUES ({', '.join(values)}) "
         f"ON CONFLICT (channel_id) DO UPDATE SET {', '.join(sets)} RETURNING 1)"
     )
-    return "WITH " + rows_cte + ",\n" + status_cte + _WRITE_RESULT
+    return "WITH " + rows_cte + ",\n" + status_cte + result
 
 
 def _check_status_fields(fields: dict[str, Any]) -> dict[str, Any]:
@@ -384,6 +414,7 @@ class _Batch:
     """
 
     __slots__ = (
+        "authors",
         "copied",
         "count",
         "ids",
@@ -453,6 +484,7 @@ class _Batch:
                 [v[0] for v in per_channel.values()],
                 [v[1] for v in per_channel.values()],
             )
+        self.authors = list({m.author_id for m in ordered})
         self.sanitized_ids = [m.message_id for m in ordered if m.sanitized_chars]
         self.sanitized_chars = sum(m.sanitized_chars for m in ordered if m.sanitized_chars)
 
@@ -649,10 +681,11 @@ class MessageStore:
                         *_columns(batch.upsert_rows(include_plain=False)),
                         *head,
                         *batch.copied,
+                        batch.authors,
                         *status_values,
                     )
                 self._remember(batch)
-                return self._result(batch, row, copied=len(batch.plain))
+                return self._result(batch, row, copied=len(batch.plain) - int(row["purged"]))
             except QueryError as exc:
                 if exc.sqlstate != _UNIQUE_VIOLATION:
                     raise
@@ -663,6 +696,7 @@ class MessageStore:
                 *_columns(batch.upsert_rows(include_plain=True)),
                 *head,
                 *nothing_copied,
+                batch.authors,
                 *status_values,
             )
         self._remember(batch)
