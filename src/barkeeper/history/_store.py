@@ -81,15 +81,14 @@ _NO_ATTACHMENTS = "[]"
 
 # Tombstones (schema v2): the batch's authors who were forgotten, with the instant.
 # Their messages created before it are never stored again: filtered out of the insert
-# below and, after a COPY, deleted again in the statement that follows it. The
-# EXISTS is a one-time filter: with no tombstone at all nothing is hashed.
+# below and, after a COPY, deleted again in the statement that follows it. The check
+# (barkeeper_forgotten) is inlined into this statement: one join over the batch's
+# distinct authors, nothing at all to hash before anyone was ever forgotten.
 _REFUSED_CTE = """
 refused AS MATERIALIZED (
-    SELECT author_id, at FROM (
-        SELECT a AS author_id, barkeeper_forgotten_at('discord:' || a) AS at
-        FROM unnest($19::bigint[]) AS a
-        WHERE EXISTS (SELECT 1 FROM forgotten)
-    ) t WHERE at IS NOT NULL
+    SELECT substr(identity, 9)::bigint AS author_id, forgotten_at AS at
+    FROM barkeeper_forgotten(
+        ARRAY(SELECT 'discord:' || a FROM unnest($19::bigint[]) AS a))
 ),"""
 
 _UPSERT_CTE = """

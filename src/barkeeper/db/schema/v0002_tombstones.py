@@ -7,8 +7,8 @@ tombstone: a keyed hash (HMAC-SHA256) of their identity (``discord:<id>``,
 outer pads so that PostgreSQL computes the HMAC with the built-in ``sha256`` (no
 pgcrypto). Without the key a tombstone does not say whom it is about.
 
-One check, :func:`barkeeper_forgotten_at`, answers "when was this identity forgotten"
-(NULL: never). Content created before that instant is never stored again; content
+One check, ``barkeeper_forgotten(identities)``, answers "which of these identities
+were forgotten, and when" (``barkeeper_forgotten_at(identity)`` for one). Content created before that instant is never stored again; content
 created after it is a new relationship and is stored. Every write reaches the check:
 
 - ``discord_messages``: ``MessageStore``'s write statements filter with it (a row
@@ -63,12 +63,27 @@ LANGUAGE sql STABLE PARALLEL SAFE SET search_path FROM CURRENT AS $fn$
     FROM privacy_key k
 $fn$;
 
--- THE check: when this identity was forgotten, or NULL. Content created before that
--- instant must not be stored; content created after it is a new relationship.
+-- THE check: which of these identities were forgotten, and when. Content created
+-- before that instant must not be stored; content created after it is a new
+-- relationship. A set-returning SQL function without SET options, so PostgreSQL
+-- inlines it into the calling statement: a batch's authors are hashed and looked up
+-- as one join, not one function call each. Tables are schema-qualified (inlined SQL
+-- follows the caller's search_path otherwise). No key: nobody was ever forgotten, and
+-- nothing is hashed.
+CREATE OR REPLACE FUNCTION barkeeper_forgotten(p_identities text[])
+RETURNS TABLE (identity text, forgotten_at timestamptz)
+LANGUAGE sql STABLE PARALLEL SAFE AS $fn$
+    SELECT i.identity, f.forgotten_at
+    FROM __SCHEMA__.privacy_key k
+    CROSS JOIN unnest(p_identities) AS i(identity)
+    JOIN __SCHEMA__.forgotten f ON f.identity_hash
+        = sha256(k.outer_pad || sha256(k.inner_pad || convert_to(i.identity, 'UTF8')))
+$fn$;
+
+-- The same check for one identity: when it was forgotten, or NULL.
 CREATE OR REPLACE FUNCTION barkeeper_forgotten_at(p_identity text) RETURNS timestamptz
-LANGUAGE sql STABLE PARALLEL SAFE SET search_path FROM CURRENT AS $fn$
-    SELECT f.forgotten_at FROM forgotten f
-    WHERE f.identity_hash = barkeeper_identity_hash(p_identity)
+LANGUAGE sql STABLE PARALLEL SAFE AS $fn$
+    SELECT forgotten_at FROM __SCHEMA__.barkeeper_forgotten(ARRAY[p_identity])
 $fn$;
 
 -- Row guard for the tables written one row (or a few) at a time. Identity: the row's
@@ -168,4 +183,6 @@ CREATE OR REPLACE TRIGGER message_index_unquote_deleted
 
 async def apply(conn: asyncpg.Connection, caps: Capabilities) -> None:
     """Create the tombstone tables, the check and its triggers, and the turn owner."""
-    await conn.execute(_DDL.replace("__SQLSTATE__", FORGOTTEN_SQLSTATE))
+    schema = await conn.fetchval("SELECT quote_ident(current_schema())")
+    ddl = _DDL.replace("__SQLSTATE__", FORGOTTEN_SQLSTATE).replace("__SCHEMA__", schema)
+    await conn.execute(ddl)
