@@ -418,3 +418,29 @@ async def test_two_processes_creating_the_key_at_once_get_one_key(
         assert bytes(b ^ 0x5C for b in key) == bytes(keys[0]["outer_pad"])
         ours = hmac.new(key, b"discord:123", hashlib.sha256).digest()
         assert bytes(await conn.fetchval("SELECT barkeeper_identity_hash('discord:123')")) == ours
+
+
+async def test_every_table_with_dated_personal_rows_has_the_guard(db: Database) -> None:
+    """A table with a person (``user_id``) and a creation time must refuse forgotten rows."""
+    async with db.acquire() as conn:
+        dated = {
+            r["table_name"]
+            for r in await conn.fetch(
+                "SELECT table_name FROM information_schema.columns WHERE table_schema = $1 "
+                "AND column_name IN ('discord_message_id', 'source_message_ids', 'occurred_at') "
+                "AND table_name IN (SELECT table_name FROM information_schema.columns "
+                "WHERE table_schema = $1 AND column_name = 'user_id')",
+                db.schema,
+            )
+        }
+        guarded = {
+            r["relname"]
+            for r in await conn.fetch(
+                "SELECT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = $1 AND t.tgname = 'barkeeper_refuse_forgotten'",
+                db.schema,
+            )
+        }
+    assert {"conversation_messages", "memories", "memory_versions", "message_index"} <= dated
+    assert dated <= guarded, f"no barkeeper_refuse_forgotten trigger on {dated - guarded}"

@@ -8,15 +8,16 @@ outer pads so that PostgreSQL computes the HMAC with the built-in ``sha256`` (no
 pgcrypto). Without the key a tombstone does not say whom it is about.
 
 One check, ``barkeeper_forgotten(identities)``, answers "which of these identities
-were forgotten, and when" (``barkeeper_forgotten_at(identity)`` for one). Content created before that instant is never stored again; content
-created after it is a new relationship and is stored. Every write reaches the check:
+were forgotten, and when" (``barkeeper_forgotten_at(identity)`` for one). Content
+created before that instant is never stored again; content created after it is a new
+relationship and is stored. Every write reaches the check:
 
 - ``discord_messages``: ``MessageStore``'s write statements filter with it (a row
   trigger would cost the COPY path ~90%: see ``docs/schema.md``).
 - ``message_index``, ``memories``, ``memory_versions``, ``conversation_messages``: a
-  ``BEFORE INSERT OR UPDATE`` row trigger, :func:`barkeeper_refuse_forgotten`, so code
-  written later cannot forget to call it. It costs one lookup of the (tiny) tombstone
-  table per row when that table is empty.
+  ``BEFORE INSERT OR UPDATE`` row trigger, ``barkeeper_refuse_forgotten``, so code
+  written later cannot forget to call it. With an empty tombstone table it costs one
+  probe of that table per row.
 
 ``message_index`` gains ``user_id`` (who spoke a transcript turn, so privacy finds it
 through the foreign key) and ``context_source_ids`` (the turns its ``context`` quotes:
