@@ -15,6 +15,10 @@ mode, in one transaction; smaller batches (the live bot's messages) are that one
 statement alone. Content is never truncated: Discord's limit is Discord's to enforce,
 and the cache keeps what it was given.
 
+Messages a forgotten person wrote before ``privacy forget`` are never stored again
+(schema v2's tombstones): every write statement filters the batch's authors through
+``barkeeper_forgotten`` (see ``docs/schema.md``, "Tombstones"); they count as skipped.
+
 Ingest writes commit asynchronously (``synchronous_commit = off`` for that transaction
 only) unless the store is made ``durable=True``: this is a cache of data Discord keeps,
 and a batch and its cursor commit together or not at all, so losing the last few
@@ -84,11 +88,15 @@ _NO_ATTACHMENTS = "[]"
 # below and, after a COPY, deleted again in the statement that follows it. The check
 # (barkeeper_forgotten) is inlined into this statement: one join over the batch's
 # distinct authors, nothing at all to hash before anyone was ever forgotten.
+# $19 holds the identities ('discord:<author id>'): a plain parameter, because an
+# argument with a subquery would keep PostgreSQL from inlining the function.
 _REFUSED_CTE = """
 refused AS MATERIALIZED (
     SELECT substr(identity, 9)::bigint AS author_id, forgotten_at AS at
-    FROM barkeeper_forgotten(
-        ARRAY(SELECT 'discord:' || a FROM unnest($19::bigint[]) AS a))
+    FROM barkeeper_forgotten($19::text[])
+    -- the batch's id span (always true): it types $20 and $21, which only the
+    -- statement after a COPY uses
+    WHERE $20::bigint <= $21::bigint
 ),"""
 
 _UPSERT_CTE = """
@@ -147,6 +155,8 @@ purged AS (
     DELETE FROM discord_messages d
     USING refused r
     WHERE d.author_id = r.author_id AND d.created_at < r.at
+      -- only where the COPY wrote: its channels, its id span (an index range scan)
+      AND d.channel_id = ANY($16::bigint[]) AND d.message_id BETWEEN $20 AND $21
     RETURNING 1
 )"""
 
@@ -307,9 +317,10 @@ def _write_sql(
     exact: tuple[str, ...], advance: tuple[str, ...], status: bool, *, new_rows: bool = False
 ) -> str:
     """One statement: upsert rows ($1-$12) except forgotten authors' earlier ones (the
-    batch's authors: $19), delete ids ($15) of channel $14, count the new rows (with
-    the COPied ones, $16-$18) and, with ``status``, set channel $14's ``exact`` fields
-    and move its ``advance`` cursors ($20 on).
+    batch's authors as identities: $19; the batch's id span: $20, $21), delete ids
+    ($15) of channel $14, count the new rows (with the COPied ones, $16-$18) and, with
+    ``status``, set channel $14's ``exact`` fields and move its ``advance`` cursors
+    ($22 on).
 
     Column names come from _STATUS_FIELDS only (checked by the caller), never input.
     With ``new_rows`` the rows are inserted without conflict handling.
@@ -324,7 +335,7 @@ def _write_sql(
     # row twice).
     columns = ["channel_id", "message_count", *exact, *advance]
     values = ["$14", "coalesce((SELECT sum(n) FROM added), 0)"]
-    values += [f"${20 + i}" for i in range(len(exact) + len(advance))]
+    values += [f"${22 + i}" for i in range(len(exact) + len(advance))]
     sets = ["message_count = c.message_count + EXCLUDED.message_count"]
     if "guild_id" not in exact:
         columns.append("guild_id")
@@ -483,7 +494,7 @@ class _Batch:
                 [v[0] for v in per_channel.values()],
                 [v[1] for v in per_channel.values()],
             )
-        self.authors = list({m.author_id for m in ordered})
+        self.authors = [f"discord:{a}" for a in {m.author_id for m in ordered}]
         self.sanitized_ids = [m.message_id for m in ordered if m.sanitized_chars]
         self.sanitized_chars = sum(m.sanitized_chars for m in ordered if m.sanitized_chars)
 
@@ -544,7 +555,8 @@ class MessageStore:
         copy's ``edited_at`` is not older than the cached one (``None`` counts as
         oldest) and something differs; otherwise it is left as is (``skipped``). When
         the same id appears several times in ``messages``, its newest copy is used.
-        Messages may belong to several channels.
+        Messages may belong to several channels. A message whose author was forgotten
+        (``privacy forget``) after writing it is not stored (``skipped``).
 
         Characters PostgreSQL cannot store were already replaced when the messages
         were built; their count is returned and logged (message ids only).
@@ -681,6 +693,8 @@ class MessageStore:
                         *head,
                         *batch.copied,
                         batch.authors,
+                        batch.ids[0],
+                        batch.ids[-1],
                         *status_values,
                     )
                 self._remember(batch)
@@ -696,6 +710,8 @@ class MessageStore:
                 *head,
                 *nothing_copied,
                 batch.authors,
+                batch.ids[0] if batch.ids else 0,
+                batch.ids[-1] if batch.ids else 0,
                 *status_values,
             )
         self._remember(batch)
