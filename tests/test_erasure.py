@@ -243,6 +243,8 @@ async def test_index_conversations_and_memories_do_not_bring_them_back(
     privacy = Privacy(db)
     who = await privacy.find_user(discord_id=5151)
     assert (await privacy.show(who)).rows["message_index"] == 1  # her turn is hers
+    exported = (await privacy.export(who))["tables"]["message_index"]
+    assert [t["content"] for t in exported] == ["anaqz: my sister is called Ofelia"]
 
     store = MemoryStore(db, HashingEmbedder())
     await store.add(ana.id, "Has a sister called Ofelia", source_message_ids=[snowflake(long_ago)])

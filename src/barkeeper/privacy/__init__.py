@@ -3,7 +3,9 @@
 The user's rows are found from the catalog (see :mod:`barkeeper.privacy._graph`):
 the ``users`` row, everything referencing it through foreign keys, the Discord
 messages they wrote (their messages in shared channels are theirs too) and everything
-referencing those. ``forget`` deletes all of it in one transaction.
+referencing those. ``forget`` deletes all of it in one transaction and leaves a
+tombstone, so that none of their earlier words is ever stored again (see
+:meth:`Privacy.forget`).
 
 Example::
 
@@ -66,6 +68,10 @@ class PrivacyReport:
 # but not exported. Their rows repeat the user's messages and carry neighbouring
 # messages (other people's words) as context.
 DERIVED_TABLES = frozenset({"message_index"})
+
+# Rows of a derived table that are the only copy of what the user said, so exported:
+# transcript turns they spoke (``message_index.user_id``).
+_OWN_ROWS = {"message_index": "user_id = (SELECT user_id FROM _who)"}
 
 _GENERATED_COLUMNS = """
 SELECT c.relname AS table_name, a.attname AS column_name
@@ -149,7 +155,8 @@ class Privacy:
         Yields ``(table, rows)`` with at most ``batch_size`` rows each, tables in
         :attr:`UserRowsPlan.order`, from one consistent snapshot; only one batch is in
         memory at a time. Generated columns (e.g. full-text vectors) and search indexes
-        (:data:`DERIVED_TABLES`) are left out: they are derived from what is exported.
+        (:data:`DERIVED_TABLES`) are left out: they are derived from what is exported
+        (except transcript turns the user spoke: those are the only copy).
 
         Raises:
             InvalidInputError: ``batch_size`` is not a positive int.
@@ -163,12 +170,15 @@ class Privacy:
             for r in await conn.fetch(_GENERATED_COLUMNS, self._db.schema):
                 generated.setdefault(r["table_name"], []).append(r["column_name"])
             for table in plan.order:
+                where = plan.where[table]
                 if table in DERIVED_TABLES:
-                    continue
+                    if table not in _OWN_ROWS:
+                        continue
+                    where = _OWN_ROWS[table]
                 # Column names to drop travel as a parameter (jsonb - text[]), never as SQL.
                 cursor = conn.cursor(
                     WHO + "SELECT to_jsonb(t) - $3::text[] "  # noqa: S608 - catalog identifiers
-                    f"FROM {quote_ident(table)} t WHERE {plan.where[table]}",
+                    f"FROM {quote_ident(table)} t WHERE {where}",
                     who.user_id,
                     who.discord_id,
                     generated.get(table, []),
