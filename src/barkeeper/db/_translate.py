@@ -8,8 +8,8 @@ import urllib.parse
 
 import asyncpg
 
-from barkeeper.db.schema.v0002_tombstones import FORGOTTEN_SQLSTATE
-from barkeeper.db.url import DatabaseURL
+from barkeeper.db._schema.v0002_tombstones import FORGOTTEN_SQLSTATE
+from barkeeper.db._url import DatabaseURL
 from barkeeper.errors import (
     AuthenticationFailedError,
     DatabaseError,

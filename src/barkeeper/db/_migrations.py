@@ -15,8 +15,8 @@ from datetime import datetime
 
 import asyncpg
 
-from barkeeper.db.capabilities import Capabilities, ensure_pgvector
-from barkeeper.db.schema import v0001_initial, v0002_tombstones
+from barkeeper.db._capabilities import Capabilities, ensure_pgvector
+from barkeeper.db._schema import v0001_initial, v0002_tombstones
 from barkeeper.errors import SchemaTooNewError
 
 __all__ = [

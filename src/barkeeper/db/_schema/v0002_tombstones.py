@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from barkeeper.db.capabilities import Capabilities
+from barkeeper.db._capabilities import Capabilities
 
 TABLES = ("privacy_key", "forgotten")
 
