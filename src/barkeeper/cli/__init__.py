@@ -14,6 +14,7 @@ from barkeeper import __version__
 from barkeeper.cli import db as db_cli
 from barkeeper.cli import memories as memories_cli
 from barkeeper.cli import privacy as privacy_cli
+from barkeeper.cli._chat import chat
 from barkeeper.cli._common import err_console, styled
 from barkeeper.cli.backfill import backfill
 from barkeeper.cli.doctor import doctor, run_bot
@@ -32,6 +33,7 @@ app.add_typer(db_cli.app, name="db")
 app.add_typer(privacy_cli.app, name="privacy")
 app.add_typer(memories_cli.app, name="memories")
 app.command("backfill")(backfill)
+app.command("chat")(chat)
 app.command("doctor")(doctor)
 app.command("run")(run_bot)
 
