@@ -272,7 +272,7 @@ class _Chat:
                 loop.add_signal_handler(signum, self._interrupt)
         if self.settings.effective_database_mode().value == "embedded":
             self.term.say(styled("Starting the embedded database…", "dim"))
-        async with Database.connect(self.settings, min_size=1, max_size=4, upgrade=True) as db:
+        async with Database.connect(self.settings, min_size=1, max_size=6, upgrade=True) as db:
             user = await UserStore(db).get_or_create_external_user(EXTERNAL_PREFIX + self.name)
             self.user_id = user.id
             manager = self.manager = build_memory_manager(db, self.settings)
