@@ -265,7 +265,10 @@ async def test_a_fact_told_is_remembered_across_restarts_used_shown_and_forgotte
         assert "Earlier exchanges it saw: 1." in why
 
         await term.expect("Ada> ")
-        term.type(f"/forget {memory_id}\n")
+        term.type("/forget #99999999999999999999\n")  # past bigint: not theirs either
+        await term.expect("You have no memory #99999999999999999999 (see /memories).")
+        await term.expect("Ada> ")
+        term.type(f"/forget #{memory_id}\n")
         await term.expect("Forget it? [y/N] ")
         term.type("y\n")
         await term.expect("Forgotten (1 memory).")
@@ -302,6 +305,12 @@ async def test_markup_and_control_characters_are_printed_as_typed(
         await term.expect(prompt)
         term.type("/memories\n")
         await term.expect(f"[general] {markup} stout")
+        await term.expect(prompt)
+        term.type("/forget stout\n")  # by words: shown, then declined
+        await term.expect(f"[general] {markup} stout")
+        await term.expect("Forget it? [y/N] ")
+        term.type("n\n")
+        await term.expect("Nothing forgotten.")
         await term.expect(prompt)
         term.type("/nope[b]\n")
         await term.expect("No command /nope[b]: /help lists them.")

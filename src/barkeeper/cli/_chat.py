@@ -43,7 +43,7 @@ from barkeeper.companion import UserStore
 from barkeeper.config import Settings
 from barkeeper.conversations import SessionStore
 from barkeeper.db import Database
-from barkeeper.errors import BarkeeperError, NotFoundError
+from barkeeper.errors import BarkeeperError, InvalidInputError, NotFoundError
 from barkeeper.memory import (
     Memory,
     MemoryManager,
@@ -427,11 +427,12 @@ class _Chat:
         if not what:
             self.term.say("Usage: /forget ID (see /memories), or /forget WORDS")
             return
-        if what.isascii() and what.isdigit():
+        number = what.removeprefix("#")  # as /memories shows it
+        if number.isascii() and number.isdigit():
             try:
-                doomed = [await self.memories.get(self.user_id, int(what))]
-            except NotFoundError:
-                self.term.say(f"You have no memory #{what} (see /memories).")
+                doomed = [await self.memories.get(self.user_id, int(number))]
+            except (NotFoundError, InvalidInputError):  # not theirs, gone, or past bigint
+                self.term.say(f"You have no memory #{number} (see /memories).")
                 return
         else:
             doomed = await self.manager.find_matching(self.user_id, what)
