@@ -352,6 +352,27 @@ async def test_ctrl_c_during_a_reply_finishes_it_and_saves_what_was_learned(
         term.close()
 
 
+async def test_a_second_ctrl_c_stops_the_reply_at_once(
+    model: tuple[LLMServer, Model], database_url: str, tmp_path: Path
+) -> None:
+    srv, script = model
+    script.replies["story"] = Reply("Once " * 60, pace=0.5)  # 30 s if let finish
+    term = await Terminal.spawn(_env(database_url, srv, tmp_path), "--as", "Di")
+    try:
+        await term.expect("Di> ")
+        term.type("tell me a story\n")
+        await term.expect("Bartender: Once")
+        term.type("\x03")
+        await term.expect("Ctrl-C again to stop at once")
+        term.type("\x03")
+        assert await term.exit_code(within=20) == 0
+        await term.expect("Bye, Di.")
+        assert term.screen.count("Once") < 60
+        assert "WARNING" not in term.screen and "ERROR" not in term.screen
+    finally:
+        term.close()
+
+
 def test_without_llm_settings_it_says_which_variable_and_exits_2(tmp_path: Path) -> None:
     env = _env("postgresql://nobody@127.0.0.1:1/none", None, tmp_path)
     ran = subprocess.run(

@@ -345,7 +345,9 @@ class _Chat:
         if self.worker.pending:
             self.term.say(styled("Saving what I learned…", "dim"))
         await self._guarded(self.worker.drain())
-        await self.worker.aclose(grace_period=0 if self._interrupts > 1 else None)
+        # After a second Ctrl-C, what is left is dropped (and logged), not waited for.
+        give_up = self._interrupts > 1 and self.worker.pending > 0
+        await self.worker.aclose(grace_period=0 if give_up else None)
 
     # --- a message -------------------------------------------------------------------------
 
