@@ -155,7 +155,7 @@ class _Terminal:
     one), text out (written as is, never parsed)."""
 
     def __init__(self) -> None:
-        self.console = Console(markup=False, emoji=False, highlight=False)
+        self.console = Console(markup=False, emoji=False, highlight=False, soft_wrap=True)
         self._thread: threading.Thread | None = None
         self._saved: list[Any] | None = None
         self._tty = sys.stdin.isatty()
