@@ -44,13 +44,8 @@ from barkeeper.config import Settings
 from barkeeper.conversations import SessionStore
 from barkeeper.db import Database
 from barkeeper.errors import BarkeeperError, InvalidInputError, NotFoundError
-from barkeeper.memory import (
-    Memory,
-    MemoryManager,
-    MemoryStore,
-    MemoryWorker,
-    build_memory_manager,
-)
+from barkeeper.learning import MemoryManager, MemoryWorker, build_memory_manager
+from barkeeper.memory import Memory, MemoryStore
 
 __all__ = ["chat", "missing_llm_settings"]
 
