@@ -373,6 +373,32 @@ async def test_a_second_ctrl_c_stops_the_reply_at_once(
         term.close()
 
 
+async def test_piped_lines_work_and_bytes_that_are_not_text_lose_nothing(
+    model: tuple[LLMServer, Model], database_url: str, tmp_path: Path
+) -> None:
+    srv, _ = model
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "barkeeper",
+        "chat",
+        "--as",
+        "Eve",
+        # strict, as in a UTF-8 locale, where input() would raise and drop its buffer
+        env=_env(database_url, srv, tmp_path, PYTHONIOENCODING="utf-8:strict"),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(b"caf\xe9 au lait\nhello there\n"), 120)
+    printed = _ANSI.sub("", out.decode())
+    assert proc.returncode == 0, (printed, err)
+    assert printed.count("Bartender: Coming right up.") == 2 and "Bye, Eve." in printed
+    assert "Traceback" not in err.decode()
+    sent = _chat_requests(srv)
+    assert "caf\ufffd au lait" in sent[0] and "hello there" in sent[1]  # nothing lost
+
+
 def test_without_llm_settings_it_says_which_variable_and_exits_2(tmp_path: Path) -> None:
     env = _env("postgresql://nobody@127.0.0.1:1/none", None, tmp_path)
     ran = subprocess.run(

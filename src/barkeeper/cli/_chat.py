@@ -191,7 +191,10 @@ class _Terminal:
         def read() -> None:
             line: str | None
             try:
-                line = input(prompt)
+                if self._tty:
+                    line = input(prompt)
+                else:
+                    line = self._read_piped(prompt)
             except EOFError:
                 line = None
             except BaseException as exc:  # handed to the loop, which reports it
@@ -205,6 +208,19 @@ class _Terminal:
         self._thread = threading.Thread(target=read, name="barkeeper-chat-input", daemon=True)
         self._thread.start()
         return await future
+
+    @staticmethod
+    def _read_piped(prompt: str) -> str | None:
+        """A line of piped input, bytes that are not UTF-8 replaced by U+FFFD.
+
+        ``input()`` would raise on them and lose the rest of its buffer with the line.
+        """
+        sys.stdout.write(prompt)
+        sys.stdout.flush()
+        raw = sys.stdin.buffer.readline()
+        if not raw:
+            return None
+        return raw.decode("utf-8", "replace").removesuffix("\n").removesuffix("\r")
 
     def write(self, text: str) -> None:
         """Write a person's or the model's text exactly (control characters escaped)."""
@@ -306,7 +322,11 @@ class _Chat:
     async def _loop(self) -> None:
         prompt = f"{printable(self.name)}> "
         while not self._stop.is_set():
-            line = await self._read(prompt)
+            try:
+                line = await self._read(prompt)
+            except UnicodeDecodeError:  # a Latin-1 terminal without readline
+                self.term.say("That line was not UTF-8 text; nothing was sent.")
+                continue
             if line is None:
                 if not self._stop.is_set():
                     self.term.write("\n")  # after Ctrl-D, the prompt's line is still open
