@@ -228,7 +228,8 @@ class Database:
 
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled connection; driver errors come out as :class:`DatabaseError` subclasses."""
+        """A pooled connection; driver errors come out as :class:`DatabaseError` subclasses
+        (a write refused by a tombstone as :class:`ForgottenContentError`)."""
         try:
             async with self._pool.acquire() as conn:
                 yield conn
