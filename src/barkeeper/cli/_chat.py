@@ -198,9 +198,10 @@ class _Terminal:
             except EOFError:
                 line = None
             except BaseException as exc:  # handed to the loop, which reports it
-                loop.call_soon_threadsafe(deliver, None, exc)
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    loop.call_soon_threadsafe(deliver, None, exc)
                 return
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(deliver, line, None)
 
         # A daemon thread, not the loop's executor: asyncio.run joins the executor's
