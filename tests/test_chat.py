@@ -327,7 +327,7 @@ async def test_ctrl_c_during_a_reply_finishes_it_and_saves_what_was_learned(
     model: tuple[LLMServer, Model], database_url: str, tmp_path: Path
 ) -> None:
     srv, script = model
-    script.replies["allotment"] = Reply("An allotment! " + "Lovely. " * 12, pace=0.2)
+    script.replies["allotment"] = Reply("An allotment! " + "Lovely. " * 12, pace=0.5)
     script.facts["allotment"] = fact("Has an allotment", "hobby")
     env = _env(database_url, srv, tmp_path)
     term = await Terminal.spawn(env, "--as", "Cy")
