@@ -310,6 +310,8 @@ async def test_companion_fragments_follow_the_exchanges(db: Database) -> None:
     companion = Companion(db, mood_decay=0.05, clock=lambda: clock[0])
     first = await companion.before_reply(user_id, GUILD, "hello", name="Ana")
     assert len(first.fragments) == 1 and "New Face" in first.fragments[0]
+    long_name = await companion.before_reply(user_id, GUILD, "hi", name="Ana\n" + "x" * 300)
+    assert '"Ana ' + "x" * 76 + '" is a New Face' in long_name.fragments[0]
     assert "Your mood" not in first.fragments[0]
     for i in range(40):
         clock[0] = T0 + timedelta(minutes=i)

@@ -43,6 +43,8 @@ from barkeeper.errors import InvalidInputError
 
 __all__ = ["FEATURES", "Companion", "CompanionContext"]
 
+_MAX_NAME = 80  # a display name is the person's text: quoted, and kept short
+
 #: The companion's parts, each switched by ``BARKEEPER_FEATURES``.
 FEATURES = ("mood", "relationships", "styles", "opinions")
 
@@ -198,7 +200,7 @@ class Companion:
         """The prompt fragments for this state (see :class:`CompanionContext`)."""
         persona = self.persona
         on = self.features
-        who = json.dumps(name, ensure_ascii=False)
+        who = json.dumps(" ".join(name.split())[:_MAX_NAME], ensure_ascii=False)
         out: list[str] = []
         if "mood" in on and mood.intensity >= persona.tuning.mood_effect_threshold:
             out.append(
