@@ -29,7 +29,7 @@ from barkeeper.embeddings import HashingEmbedder
 from barkeeper.errors import ConfigError
 from barkeeper.llm import OpenAIChatModel, RetryPolicy, count_tokens
 from barkeeper.memory import MemoryStore
-from barkeeper.testing.llm import Fault, LLMServer
+from barkeeper.testing.llm import Fault, LLMServer, Reply
 
 MODEL = "openai/gpt-oss-120b"
 NOW = datetime(2026, 12, 1, 20, 0, tzinfo=UTC)
@@ -57,7 +57,7 @@ class Bar:
             sessions=SessionStore(self.db),
             memories=self.memories,
             companion=companion,
-            config=AgentConfig(model=MODEL, tools=False, **config),  # type: ignore[arg-type]
+            config=AgentConfig(**{"model": MODEL, "tools": False, **config}),  # type: ignore[arg-type]
             clock=lambda: self.clock[0],
         )
 
@@ -229,4 +229,37 @@ async def test_a_message_at_risk_gets_care_and_resources_and_is_flagged(
     bar.srv.script("Evening!")
     plain = await agent.reply(bar.request("what a day, pour me something", 4))
     assert plain.record.flags == ()
+    await agent.drain()
+
+
+async def test_a_grief_memory_never_reaches_a_guild_channel(bar: Bar) -> None:
+    uid = bar.alice.user_id
+    await bar.memories.add(uid, "Alice lost her father in March", memory_type="grief_context")
+    await bar.memories.add(uid, "Alice's father taught her chess", memory_type="family")
+    agent = bar.agent(None, tools=True)
+    question = "do you remember my father?"
+
+    bar.srv.script("I do.")
+    await agent.reply(bar.request(question, 1))
+    _, guild_context = bar.system()
+    assert "taught her chess" in guild_context and "lost her father" not in guild_context
+
+    # Nor through the recall tool in a guild channel.
+    bar.srv.script(Reply.call("recall_memories", {"query": "father"}), "I remember.")
+    await agent.reply(bar.request(question, 2))
+    tool_messages = [m for m in bar.srv.chat_requests[-1].messages if m["role"] == "tool"]
+    assert tool_messages and "taught her chess" in tool_messages[0]["content"]
+    assert "lost her father" not in tool_messages[0]["content"]
+
+    # In a DM with her, it is used.
+    bar.srv.script("I do.")
+    dm = ReplyRequest(
+        author=bar.alice,
+        place=Place.dm(4242),
+        message=IncomingMessage(question, NOW, id=20_000),
+        bot_id=BOT,
+    )
+    await agent.reply(dm)
+    _, dm_context = bar.system()
+    assert "lost her father" in dm_context
     await agent.drain()

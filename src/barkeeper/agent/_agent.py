@@ -34,6 +34,7 @@ from barkeeper.companion import (
     GuildStore,
     UserStore,
     load_persona,
+    memory_types_for,
     shows_risk,
 )
 from barkeeper.config import Settings
@@ -54,7 +55,7 @@ from barkeeper.llm import (
     StreamingChatModel,
     TextCallback,
 )
-from barkeeper.memory import Memory, MemoryStore
+from barkeeper.memory import MEMORY_TYPES, Memory, MemoryStore
 from barkeeper.turns import MessageIndex
 
 __all__ = ["Agent", "AgentConfig", "MemorySink", "ReplyStream"]
@@ -585,6 +586,7 @@ class Agent:
             request.message.text[:4000],
             k=min(self.config.memories, 200),
             token_budget=max(1, int(budget.total * budget.memory_share)),
+            memory_types=memory_types_for(request.place.kind, MEMORY_TYPES),  # type: ignore[arg-type]
         )
         return [hit.item for hit in hits]
 

@@ -18,10 +18,10 @@ from zoneinfo import ZoneInfo
 
 from barkeeper.agent._context import clean_name, quote, when
 from barkeeper.agent._request import ReplyRequest
-from barkeeper.companion import GuildStore, UserStore
+from barkeeper.companion import GuildStore, UserStore, memory_types_for
 from barkeeper.errors import BarkeeperError
 from barkeeper.llm import ToolCall, count_tokens
-from barkeeper.memory import MemoryStore
+from barkeeper.memory import MEMORY_TYPES, MemoryStore
 from barkeeper.turns import MessageIndex, discord_channel_scope
 
 __all__ = ["TOOL_DEFINITIONS", "Toolbox"]
@@ -209,7 +209,12 @@ class Toolbox:
             return "no memories are available"
         author = self._request.author
         hits = await self._memories.search(
-            author.user_id, query, k=10, token_budget=self._max_tokens
+            author.user_id,
+            query,
+            k=10,
+            token_budget=self._max_tokens,
+            # in a guild channel, never the sensitive types (grief, attachment, coping)
+            memory_types=memory_types_for(self._request.place.kind, MEMORY_TYPES),  # type: ignore[arg-type]
         )
         if not hits:
             return f"you remember nothing about that for {self._author_label()}"

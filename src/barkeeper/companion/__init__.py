@@ -19,7 +19,13 @@ Example::
     await PreferenceStore(db).set_preference(user.id, "tone", "gentle")
 """
 
-from barkeeper.companion._care import CARE_INSTRUCTION, DEFAULT_CRISIS_RESOURCES, shows_risk
+from barkeeper.companion._care import (
+    CARE_INSTRUCTION,
+    DEFAULT_CRISIS_RESOURCES,
+    SENSITIVE_MEMORY_TYPES,
+    memory_types_for,
+    shows_risk,
+)
 from barkeeper.companion._companion import FEATURES, Companion, CompanionContext
 from barkeeper.companion._guilds import Guild, GuildMember, GuildStore
 from barkeeper.companion._mood import Mood, MoodStore, classify_mood
@@ -55,6 +61,7 @@ __all__ = [
     "LEVEL_TITLES",
     "MAX_PREFERENCE_KEY",
     "MAX_PREFERENCE_VALUE",
+    "SENSITIVE_MEMORY_TYPES",
     "BotState",
     "BotStateStore",
     "CommunicationStyle",
@@ -81,6 +88,7 @@ __all__ = [
     "default_persona",
     "level_of",
     "load_persona",
+    "memory_types_for",
     "score_sentiment",
     "shows_risk",
     "style_signals",

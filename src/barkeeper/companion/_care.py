@@ -11,7 +11,17 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["CARE_INSTRUCTION", "DEFAULT_CRISIS_RESOURCES", "shows_risk"]
+__all__ = [
+    "CARE_INSTRUCTION",
+    "DEFAULT_CRISIS_RESOURCES",
+    "SENSITIVE_MEMORY_TYPES",
+    "memory_types_for",
+    "shows_risk",
+]
+
+#: Memory types about someone's inner life: used only in a DM with that person, never in
+#: a guild channel, where others read the replies.
+SENSITIVE_MEMORY_TYPES = ("grief_context", "attachment_pattern", "coping_mechanism")
 
 #: ``BARKEEPER_CRISIS_RESOURCES``'s default: international, with the one number people
 #: most need to know (their local emergency number) first.
@@ -46,3 +56,13 @@ _RISK = re.compile(
 def shows_risk(text: str) -> bool:
     """Whether ``text`` uses words of someone at risk of self-harm or suicide."""
     return bool(_RISK.search(text))
+
+
+def memory_types_for(place_kind: str, all_types: tuple[str, ...]) -> list[str] | None:
+    """The memory types a reply in a place of ``place_kind`` may read (``None``: all).
+
+    In a guild channel, every type but :data:`SENSITIVE_MEMORY_TYPES`.
+    """
+    if place_kind != "guild":
+        return None
+    return [t for t in all_types if t not in SENSITIVE_MEMORY_TYPES]
