@@ -58,6 +58,11 @@ async def test_memories_cli(tmp_path: Path, database_url: str) -> None:
     listed = cli("list", "5555")
     assert listed.returncode == 0, listed.stderr
     assert "Likes green tea" in listed.stdout and "Lives in Paris" in listed.stdout
+    assert "sensitive" not in listed.stdout
+    assert cli("add", "5555", "Misses her dad", "-t", "grief_context").returncode == 0
+    marked = cli("list", "5555")
+    assert "grief_context*" in marked.stdout
+    assert "* sensitive: used only in a DM with this person" in marked.stdout
     assert "Prefers short answers" not in listed.stdout
     only_places = cli("list", "5555", "--type", "location")
     assert "Lives in Paris" in only_places.stdout and "green tea" not in only_places.stdout

@@ -39,7 +39,7 @@ from barkeeper.agent import (
     build_agent,
 )
 from barkeeper.cli._common import err_console, run, settings_and_logging, styled
-from barkeeper.companion import UserStore
+from barkeeper.companion import SENSITIVE_MEMORY_TYPES, UserStore
 from barkeeper.config import Settings
 from barkeeper.conversations import SessionStore
 from barkeeper.db import Database
@@ -405,7 +405,9 @@ class _Chat:
         learned = memory.created_at.astimezone().strftime("%Y-%m-%d %H:%M")
         return Text.assemble(
             styled(f"  #{memory.id}", "bold"),
-            f" [{memory.memory_type}] ",
+            f" [{memory.memory_type}"
+            + (", sensitive: DMs only" if memory.memory_type in SENSITIVE_MEMORY_TYPES else "")
+            + "] ",
             printable(memory.content),
             styled(f"  (learned {learned})", "dim"),
         )

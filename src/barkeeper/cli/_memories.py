@@ -25,7 +25,7 @@ from barkeeper.cli._common import (
     styled,
     user_id_or_external,
 )
-from barkeeper.companion import UserStore
+from barkeeper.companion import SENSITIVE_MEMORY_TYPES, UserStore
 from barkeeper.config import Settings
 from barkeeper.db import Database
 from barkeeper.errors import NotFoundError
@@ -121,6 +121,9 @@ def _with_store(settings: Settings, action: Callable[[Database, MemoryStore], Aw
     return run(main())
 
 
+_SENSITIVE_NOTE = "* sensitive: used only in a DM with this person"
+
+
 def _when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M") if moment is not None else ""
 
@@ -144,7 +147,7 @@ def _memory_table(title: str, memories: list[Memory], scores: list[float] | None
         if scores is not None:
             row.append(f"{scores[n]:.3f}")
         row += [
-            memory.memory_type,
+            memory.memory_type + ("*" if memory.memory_type in SENSITIVE_MEMORY_TYPES else ""),
             memory.content,
             f"{memory.confidence:.2f}",
             f"{memory.importance:.2f}",
@@ -155,6 +158,8 @@ def _memory_table(title: str, memories: list[Memory], scores: list[float] | None
             _when(memory.updated_at),
         ]
         table.add_row(*row)
+    if any(m.memory_type in SENSITIVE_MEMORY_TYPES for m in memories):
+        table.caption = _SENSITIVE_NOTE
     return table
 
 
