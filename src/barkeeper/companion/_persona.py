@@ -48,6 +48,8 @@ class Tuning:
     relationship_decay_per_day: float = 0.5
     relationship_decay_floor: float = 20.0
     relationship_levels: tuple[float, float, float, float] = (20.0, 40.0, 60.0, 80.0)
+    relationship_negative_below: float = 0.3
+    relationship_depth_words: int = 50
     style_learning_rate: float = 0.1
     style_confidence_samples: int = 20
     style_confidence_threshold: float = 0.5
@@ -58,6 +60,7 @@ class Tuning:
 
     def __post_init__(self) -> None:
         unit = (
+            "relationship_negative_below",
             "mood_step",
             "mood_sentiment_weight",
             "mood_effect_threshold",
@@ -95,7 +98,12 @@ class Tuning:
                 "persona tuning relationship_levels must be four increasing scores "
                 f"between 0 and 100, not {list(levels)}"
             )
-        for name in ("style_confidence_samples", "opinion_min_discussions", "opinion_max_shown"):
+        for name in (
+            "style_confidence_samples",
+            "opinion_min_discussions",
+            "opinion_max_shown",
+            "relationship_depth_words",
+        ):
             value = getattr(self, name)
             if not 1 <= value <= 10_000:
                 raise ConfigError(f"persona tuning {name} must be between 1 and 10000, not {value}")

@@ -2,9 +2,10 @@
 
 Rules (constants in the persona's ``[tuning]``; why in ``docs/companion.md``):
 
-- an exchange earns ``base_gain`` + ``depth_bonus`` × depth (words / 50, at most 1) +
-  ``return_bonus`` when the person comes back after ``return_after_hours``; a clearly
-  negative message (sentiment ≤ -0.3) instead loses ``negative_loss``;
+- an exchange earns ``base_gain`` + ``depth_bonus`` × depth (words /
+  ``depth_words``, at most 1) + ``return_bonus`` when the person comes back after
+  ``return_after_hours``; a clearly negative message (sentiment ≤
+  -``negative_below``) instead loses ``negative_loss``;
 - gains have diminishing returns: they are multiplied by (1 - score / 100);
 - after ``grace_days`` without a word, the score loses ``decay_per_day`` a day, but
   absence alone never takes it below ``decay_floor`` (a friend who was away is not a
@@ -42,8 +43,6 @@ LEVEL_TITLES = {
     "good_friend": "Good Friend",
     "close_friend": "Close Friend",
 }
-_NEGATIVE = -0.3
-_DEPTH_WORDS = 50
 _REFERENCE_KINDS = ("nicknames", "inside_jokes")
 _MAX_REFERENCE = 100
 _MAX_REFERENCES = 10
@@ -102,8 +101,9 @@ def interacted(
         (now - rel.last_interaction_at).total_seconds() / 3600 >= t.relationship_return_after_hours
     )
     rel = absent(rel, persona, now)
-    depth = min(1.0, words / _DEPTH_WORDS)
-    if sentiment <= _NEGATIVE:
+    depth = min(1.0, words / t.relationship_depth_words)
+    bound = t.relationship_negative_below
+    if sentiment <= -bound:
         score = max(0.0, rel.score - t.relationship_negative_loss)
     else:
         gain = t.relationship_base_gain + t.relationship_depth_bonus * depth
@@ -114,8 +114,8 @@ def interacted(
         rel,
         score=score,
         total_interactions=n,
-        positive_interactions=rel.positive_interactions + (sentiment >= -_NEGATIVE),
-        negative_interactions=rel.negative_interactions + (sentiment <= _NEGATIVE),
+        positive_interactions=rel.positive_interactions + (sentiment >= bound),
+        negative_interactions=rel.negative_interactions + (sentiment <= -bound),
         avg_message_length=rel.avg_message_length + (words - rel.avg_message_length) / n,
         conversation_depth_avg=rel.conversation_depth_avg
         + (depth - rel.conversation_depth_avg) / n,
