@@ -215,7 +215,7 @@ def test_progress_bars_follow_the_events() -> None:
 def test_the_summary_shows_skipped_unreadable_messages() -> None:
     import io
 
-    from barkeeper.cli.backfill import _Bars, _malformed_note, _summary
+    from barkeeper.cli._backfill import _Bars, _malformed_note, _summary
     from rich.console import Console
     from rich.progress import Progress
 
