@@ -352,3 +352,79 @@ async def test_prompt_tokens_are_recorded_for_benchmarks(
     short_tokens, long_tokens = (r.prompt_tokens for r in srv.requests)
     assert long_tokens > short_tokens + 100
     assert srv.prompt_tokens == short_tokens + long_tokens
+
+
+# --- streaming ---------------------------------------------------------------------------
+
+
+async def test_stream_hands_on_the_text_piece_by_piece(
+    srv: LLMServer, llm: OpenAIChatModel
+) -> None:
+    text = "Evening. The usual, or something new tonight? I have a fresh pot of tea."
+    srv.script(text)
+    pieces: list[str] = []
+    result = await llm.stream(HELLO, on_text=pieces.append)
+    assert isinstance(llm, barkeeper.llm.StreamingChatModel)
+    assert len(pieces) > 3
+    assert "".join(pieces) == text == result.text
+    assert result.finish_reason == "stop"
+    assert result.usage is not None
+    assert result.usage.prompt_tokens == srv.chat_requests[-1].prompt_tokens
+    assert srv.chat_requests[-1].body["stream"] is True
+
+
+async def test_stream_collects_tool_calls_and_awaits_async_callbacks(
+    srv: LLMServer, llm: OpenAIChatModel
+) -> None:
+    srv.script(Reply.call("remember", {"fact": "likes tea"}))
+    seen: list[str] = []
+
+    async def on_text(piece: str) -> None:
+        await asyncio.sleep(0)
+        seen.append(piece)
+
+    result = await llm.stream(HELLO, on_text=on_text, tools=[REMEMBER_TOOL])
+    assert seen == []
+    assert result.content is None
+    assert [(c.name, c.parsed_arguments()) for c in result.tool_calls] == [
+        ("remember", {"fact": "likes tea"})
+    ]
+
+
+async def test_stream_retries_failures_before_the_first_piece(
+    srv: LLMServer, llm: OpenAIChatModel
+) -> None:
+    srv.script(Fault.server_error(503), Fault.rate_limit(retry_after=0.01), "Here you are.")
+    pieces: list[str] = []
+    result = await llm.stream(HELLO, on_text=pieces.append)
+    assert "".join(pieces) == "Here you are."
+    assert result.attempts == 3
+
+
+async def test_stream_gives_up_with_our_error(srv: LLMServer, llm: OpenAIChatModel) -> None:
+    srv.inject(Fault.server_error(500), times=10)
+    with pytest.raises(LLMUnavailableError) as info:
+        await llm.stream(HELLO, on_text=lambda _: None)
+    assert KEY not in str(info.value)
+
+
+async def test_a_stream_broken_mid_reply_is_not_retried(
+    srv: LLMServer, llm: OpenAIChatModel
+) -> None:
+    srv.script(Reply(content="one two three four five six seven eight nine", break_after=2))
+    pieces: list[str] = []
+    with pytest.raises(LLMUnavailableError, match="broke off"):
+        await llm.stream(HELLO, on_text=pieces.append)
+    assert "".join(pieces) == "one two three four five six "
+    assert len(srv.chat_requests) == 1  # a retry would have repeated the text
+
+
+async def test_a_callback_error_reaches_the_caller_unchanged(
+    srv: LLMServer, llm: OpenAIChatModel
+) -> None:
+    def refuse(piece: str) -> None:
+        raise KeyError("the caller's own bug")
+
+    with pytest.raises(KeyError, match="own bug"):
+        await llm.stream(HELLO, on_text=refuse)
+    assert len(srv.chat_requests) == 1

@@ -96,10 +96,8 @@ async def test_bad_requests_get_openai_error_bodies() -> None:
         assert body["error"]["type"] == "invalid_request_error"
         status, body = await _post(srv, "/v1/chat/completions", {"model": "m", "messages": []})
         assert (status, body["error"]["param"]) == (400, "messages")
-        status, body = await _post(
-            srv, "/v1/chat/completions", {"model": "m", "messages": [{}], "stream": True}
-        )
-        assert (status, body["error"]["param"]) == (400, "stream")
+        status, body = await _post(srv, "/v1/chat/completions", {"messages": [{}], "stream": True})
+        assert (status, body["error"]["param"]) == (400, "model")
         status, body = await _post(srv, "/v1/embeddings", {"model": "m", "input": [[1, 2]]})
         assert (status, body["error"]["param"]) == (400, "input")
 

@@ -21,12 +21,20 @@ from __future__ import annotations
 
 import os
 import urllib.parse
+import zoneinfo
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 import platformdirs
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from barkeeper.errors import ConfigError
@@ -125,8 +133,10 @@ class Settings(BaseSettings):
 
     # --- language models ----------------------------------------------------------
     groq_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("GROQ_API_KEY"))
+    openai_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("OPENAI_API_KEY"))
     llm_base_url: str = Field(
-        "https://api.groq.com/openai/v1", validation_alias=AliasChoices("BARKEEPER_LLM_BASE_URL")
+        "https://api.groq.com/openai/v1",
+        validation_alias=AliasChoices("BARKEEPER_LLM_BASE_URL", "OPENAI_BASE_URL"),
     )
     llm_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("BARKEEPER_LLM_API_KEY")
@@ -157,6 +167,35 @@ class Settings(BaseSettings):
     embedding_model: str = Field(
         "text-embedding-3-small", validation_alias=AliasChoices("BARKEEPER_EMBEDDING_MODEL")
     )
+
+    llm_tools: bool = Field(True, validation_alias=AliasChoices("BARKEEPER_LLM_TOOLS"))
+    llm_temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = Field(
+        None, validation_alias=AliasChoices("BARKEEPER_LLM_TEMPERATURE")
+    )
+    reply_max_tokens: Annotated[int, Field(ge=16, le=100_000)] = Field(
+        1024, validation_alias=AliasChoices("BARKEEPER_REPLY_MAX_TOKENS")
+    )
+
+    # --- the reply's context ------------------------------------------------------
+    context_tokens: Annotated[int, Field(ge=512, le=2_000_000)] = Field(
+        8000, validation_alias=AliasChoices("BARKEEPER_CONTEXT_TOKENS")
+    )
+    context_persona_share: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
+        0.15, validation_alias=AliasChoices("BARKEEPER_CONTEXT_PERSONA_SHARE")
+    )
+    context_memory_share: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
+        0.2, validation_alias=AliasChoices("BARKEEPER_CONTEXT_MEMORY_SHARE")
+    )
+    context_history_share: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
+        0.55, validation_alias=AliasChoices("BARKEEPER_CONTEXT_HISTORY_SHARE")
+    )
+    context_memories: Annotated[int, Field(ge=0, le=200)] = Field(
+        8, validation_alias=AliasChoices("BARKEEPER_CONTEXT_MEMORIES")
+    )
+    team_leader_context_limit: Annotated[int, Field(ge=0, le=10_000)] = Field(
+        100, validation_alias=AliasChoices("TEAM_LEADER_CONTEXT_LIMIT")
+    )
+    discord_timezone: str = Field("UTC", validation_alias=AliasChoices("DISCORD_TIMEZONE"))
 
     # --- agent, history and backfill (seed names) ---------------------------------
     agent_history_runs: Annotated[int, Field(ge=0, le=10_000)] = Field(
@@ -213,6 +252,7 @@ class Settings(BaseSettings):
         "discord_token",
         "discord_api_base",
         "groq_api_key",
+        "openai_api_key",
         "llm_api_key",
         "memory_api_key",
         "memory_base_url",
@@ -223,6 +263,35 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.strip():
             return None
         return value
+
+    @field_validator("discord_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}; use an IANA name such as Europe/London"
+            ) from None
+        return value
+
+    @field_validator("llm_temperature", mode="before")
+    @classmethod
+    def _empty_temperature(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @model_validator(mode="after")
+    def _shares_fit(self) -> Self:
+        total = self.context_persona_share + self.context_memory_share
+        total += self.context_history_share
+        if total > 1.0 + 1e-9:
+            raise ValueError(
+                "BARKEEPER_CONTEXT_PERSONA_SHARE + BARKEEPER_CONTEXT_MEMORY_SHARE + "
+                f"BARKEEPER_CONTEXT_HISTORY_SHARE must be at most 1, not {total:g}"
+            )
+        return self
 
     def configured_database_url(self) -> str | None:
         """The database URL in force, by the precedence in this module's docstring."""
@@ -267,15 +336,22 @@ class Settings(BaseSettings):
         return self.database_pool_size + self.database_max_overflow
 
     def memory_llm_api_key(self) -> str | None:
-        """API key for the memory model: its own, else the chat model's, else ``GROQ_API_KEY``."""
-        for secret in (self.memory_api_key, self.llm_api_key, self.groq_api_key):
-            if secret is not None:
-                return secret.get_secret_value()
-        return None
+        """API key for the memory model: ``BARKEEPER_MEMORY_API_KEY``, else the chat model's."""
+        if self.memory_api_key is not None:
+            return self.memory_api_key.get_secret_value()
+        return self.chat_llm_api_key()
 
     def chat_llm_api_key(self) -> str | None:
-        """API key for the chat model: ``BARKEEPER_LLM_API_KEY``, else ``GROQ_API_KEY``."""
-        for secret in (self.llm_api_key, self.groq_api_key):
+        """API key for the chat model.
+
+        ``BARKEEPER_LLM_API_KEY``, else the provider's own key: ``GROQ_API_KEY`` then
+        ``OPENAI_API_KEY`` for Groq's endpoint, ``OPENAI_API_KEY`` then
+        ``GROQ_API_KEY`` for any other (OpenAI, OpenRouter, a local server).
+        """
+        provider = (self.groq_api_key, self.openai_api_key)
+        if urllib.parse.urlsplit(self.llm_base_url).hostname != "api.groq.com":
+            provider = (self.openai_api_key, self.groq_api_key)
+        for secret in (self.llm_api_key, *provider):
             if secret is not None:
                 return secret.get_secret_value()
         return None
@@ -303,8 +379,12 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            loc = error.get("loc") or ("?",)
+            loc = error.get("loc")
+            message = error.get("msg", "invalid value")
+            if not loc:  # a rule across several settings names them in its message
+                problems.append(message)
+                continue
             field = str(loc[0])
             name = field if field.isupper() else _env_names(field)
-            problems.append(f"{name}: {error.get('msg', 'invalid value')}")
+            problems.append(f"{name}: {message}")
         raise ConfigError("invalid setting(s): " + "; ".join(problems)) from None

@@ -63,6 +63,20 @@ ORDER BY id
 """
 
 
+# Per session, its newest run by ix_agent_runs_session; the user's sessions are few.
+_LAST_USER_RUN = """
+SELECT r.* FROM agent_sessions s
+CROSS JOIN LATERAL (
+    SELECT * FROM agent_runs WHERE session_id = s.id ORDER BY id DESC LIMIT 1
+) r
+WHERE s.user_id = $1
+  AND ($2::text IS NULL OR s.agent_id = $2)
+  AND ($3::boolean OR coalesce(s.channel_id, 0) = coalesce($4::bigint, 0))
+ORDER BY r.id DESC
+LIMIT 1
+"""
+
+
 def _session_id(value: object) -> str:
     return check_name(value, "session_id", max_length=255)
 
@@ -211,6 +225,34 @@ class SessionStore:
         async with self._db.acquire() as conn:
             rows = await conn.fetch(_RECENT_RUNS, sid, n)
         return [AgentRun.from_row(r) for r in rows]
+
+    async def get_last_user_run(
+        self,
+        user_id: int,
+        *,
+        agent_id: str | None = None,
+        channel_id: int | None = None,
+        any_channel: bool = True,
+    ) -> AgentRun | None:
+        """The user's newest run (what ``/why`` explains), or None.
+
+        Args:
+            user_id: The user's internal id.
+            agent_id: Only this agent's sessions (any agent when None).
+            channel_id: Only the session in this channel (ignored when ``any_channel``).
+            any_channel: Look across all the user's sessions; False restricts to
+                ``channel_id`` (None then means the session outside channels).
+        """
+        user_id = check_bigint(user_id, "user_id")
+        if agent_id is not None:
+            agent_id = check_name(agent_id, "agent_id")
+        if channel_id is not None:
+            channel_id = check_bigint(channel_id, "channel_id")
+        async with self._db.acquire() as conn:
+            row = await conn.fetchrow(
+                _LAST_USER_RUN, user_id, agent_id, bool(any_channel), channel_id
+            )
+        return None if row is None else AgentRun.from_row(row)
 
     async def iter_runs(self, session_id: str, *, page_size: int = 100) -> AsyncIterator[AgentRun]:
         """Every run of a session, oldest first, ``page_size`` at a time (an id cursor)."""

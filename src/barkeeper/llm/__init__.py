@@ -2,7 +2,8 @@
 
 - :class:`ChatModel` is the protocol the rest of barkeeper codes against:
   :meth:`~ChatModel.complete` for text and tool calls, :meth:`~ChatModel.complete_json`
-  for output validated by a pydantic model.
+  for output validated by a pydantic model; :class:`StreamingChatModel` adds
+  :meth:`~StreamingChatModel.stream`, the reply handed on piece by piece.
 - :class:`OpenAIChatModel` implements it for Groq, OpenAI, Ollama, vLLM and
   llama.cpp, with retries (:class:`RetryPolicy`) and errors from :mod:`barkeeper.errors`.
 - :func:`count_tokens` and :func:`count_message_tokens` count tokens offline;
@@ -25,7 +26,16 @@ from barkeeper.llm._tokens import (
     encoding_for_model,
     load_token_tables,
 )
-from barkeeper.llm._types import ChatMessage, ChatModel, ChatResult, Role, ToolCall, Usage
+from barkeeper.llm._types import (
+    ChatMessage,
+    ChatModel,
+    ChatResult,
+    Role,
+    StreamingChatModel,
+    TextCallback,
+    ToolCall,
+    Usage,
+)
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -38,6 +48,8 @@ __all__ = [
     "OpenAIChatModel",
     "RetryPolicy",
     "Role",
+    "StreamingChatModel",
+    "TextCallback",
     "ToolCall",
     "Usage",
     "count_message_tokens",

@@ -7,20 +7,28 @@ never logs or repeats the API key.
 
 from __future__ import annotations
 
+import inspect
 import json
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, cast
 
 import openai
-from openai.types.chat import ChatCompletion
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pydantic import SecretStr
 
-from barkeeper.errors import InvalidInputError
-from barkeeper.llm._retry import RetryPolicy, call_openai
+from barkeeper.errors import InvalidInputError, LLMUnavailableError
+from barkeeper.llm._retry import RetryPolicy, call_openai, redact
 from barkeeper.llm._structured import JsonMode, complete_structured
-from barkeeper.llm._types import ChatMessage, ChatResult, ModelT, ToolCall, Usage
+from barkeeper.llm._types import (
+    ChatMessage,
+    ChatResult,
+    ModelT,
+    TextCallback,
+    ToolCall,
+    Usage,
+)
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "OpenAIChatModel"]
 
@@ -153,17 +161,9 @@ class OpenAIChatModel:
             LLMOutputError: The endpoint rejected the model's output as malformed.
             LLMError: The endpoint refused the request (bad model name, too long, …).
         """
-        if not messages:
-            raise InvalidInputError("messages must not be empty")
-        request: dict[str, Any] = {"model": model or self.model, "messages": list(messages)}
-        if temperature is not None:
-            request["temperature"] = temperature
-        if max_tokens is not None:
-            request["max_tokens"] = max_tokens
-        if tools:
-            request["tools"] = list(tools)
-        if tool_choice is not None:
-            request["tool_choice"] = tool_choice
+        request = _request(
+            messages, model or self.model, temperature, max_tokens, tools, tool_choice
+        )
         if response_format is not None:
             request["response_format"] = dict(response_format)
 
@@ -181,6 +181,101 @@ class OpenAIChatModel:
             rng=self._rng,
         )
         return _to_result(completion, attempts)
+
+    async def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        on_text: TextCallback,
+        model: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
+    ) -> ChatResult:
+        """Ask for the next message and hand its text to ``on_text`` as it arrives.
+
+        The request is sent with ``stream: true`` (and ``stream_options.include_usage``
+        for the token counts). Failures before the first piece of text are retried as
+        in :meth:`complete`; a stream that breaks after text was handed on raises
+        :class:`~barkeeper.errors.LLMUnavailableError` at once, since a retry would
+        hand the same text on twice.
+
+        Args:
+            messages: The conversation so far, oldest first.
+            on_text: Called (or awaited) with each new piece of text, in order.
+            model: Another model than :attr:`model`.
+            temperature: Sampling temperature; ``None`` leaves the endpoint's default.
+            max_tokens: Cap on the reply's length.
+            tools: OpenAI-format tool definitions the model may call.
+            tool_choice: ``"auto"``, ``"none"``, ``"required"`` or a named function.
+
+        Returns:
+            The whole reply, with its tool calls and (when reported) token usage.
+
+        Raises:
+            InvalidInputError: ``messages`` is empty.
+            LLMUnavailableError: Unreachable, kept failing, or broke mid-stream.
+            LLMError: As for :meth:`complete`.
+        """
+        request = _request(
+            messages, model or self.model, temperature, max_tokens, tools, tool_choice
+        )
+        request["stream"] = True
+        request["stream_options"] = {"include_usage": True}
+        secrets = [self._api_key] if self._api_key else []
+        delivered = 0
+
+        async def emit(text: str) -> None:
+            nonlocal delivered
+            delivered += len(text)
+            try:
+                outcome = on_text(text)
+                if inspect.isawaitable(outcome):
+                    await outcome
+            except Exception as exc:
+                raise _CallbackFailed(exc) from exc
+
+        async def attempt() -> ChatResult:
+            chunks = cast(
+                AsyncIterator[ChatCompletionChunk],
+                await self._client.chat.completions.create(**request),
+            )
+            try:
+                return await _collect(chunks, emit)
+            except _CallbackFailed as failed:
+                raise failed.error from None  # the caller's own error, unchanged
+            except Exception as exc:
+                # The transport's own errors (a dropped connection) surface raw here.
+                retryable = isinstance(exc, openai.OpenAIError | json.JSONDecodeError)
+                if delivered or not retryable:
+                    raise LLMUnavailableError(
+                        redact(
+                            f"the model endpoint at {self.base_url} broke off a streamed "
+                            f"reply after {delivered} characters ({type(exc).__name__}); "
+                            "try again",
+                            secrets,
+                        )
+                    ) from exc
+                raise
+
+        result, attempts = await call_openai(
+            attempt,
+            policy=self.retry_policy,
+            endpoint=self.base_url,
+            secrets=secrets,
+            request_timeout=self.timeout,
+            what="a streamed chat completion",
+            rng=self._rng,
+        )
+        return ChatResult(
+            content=result.content,
+            tool_calls=result.tool_calls,
+            finish_reason=result.finish_reason,
+            model=result.model,
+            usage=result.usage,
+            attempts=attempts,
+        )
 
     async def complete_json(
         self,
@@ -256,4 +351,80 @@ def _to_result(completion: ChatCompletion, attempts: int) -> ChatResult:
         model=getattr(completion, "model", "") or "",
         usage=usage,
         attempts=attempts,
+    )
+
+
+class _CallbackFailed(Exception):
+    """Carries an exception raised by the caller's ``on_text`` past our error handling."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _request(
+    messages: Sequence[ChatMessage],
+    model: str,
+    temperature: float | None,
+    max_tokens: int | None,
+    tools: Sequence[Mapping[str, Any]] | None,
+    tool_choice: str | Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    if not messages:
+        raise InvalidInputError("messages must not be empty")
+    request: dict[str, Any] = {"model": model, "messages": list(messages)}
+    if temperature is not None:
+        request["temperature"] = temperature
+    if max_tokens is not None:
+        request["max_tokens"] = max_tokens
+    if tools:
+        request["tools"] = list(tools)
+    if tool_choice is not None:
+        request["tool_choice"] = tool_choice
+    return request
+
+
+async def _collect(
+    chunks: AsyncIterator[ChatCompletionChunk], emit: Callable[[str], Awaitable[None]]
+) -> ChatResult:
+    """Read a stream of chunks into one result, emitting the text as it comes."""
+    parts: list[str] = []
+    calls: dict[int, dict[str, str]] = {}
+    finish: str | None = None
+    model = ""
+    usage: Usage | None = None
+    async for chunk in chunks:
+        model = getattr(chunk, "model", "") or model
+        reported = getattr(chunk, "usage", None)
+        if reported is not None:
+            prompt = int(getattr(reported, "prompt_tokens", 0) or 0)
+            completion = int(getattr(reported, "completion_tokens", 0) or 0)
+            total = int(getattr(reported, "total_tokens", 0) or 0) or prompt + completion
+            usage = Usage(prompt, completion, total)
+        for choice in getattr(chunk, "choices", None) or ():
+            delta = choice.delta
+            if delta is not None and delta.content:
+                parts.append(delta.content)
+                await emit(delta.content)
+            for call in (delta.tool_calls if delta is not None else None) or ():
+                slot = calls.setdefault(call.index, {"id": "", "name": "", "arguments": ""})
+                if call.id:
+                    slot["id"] = call.id
+                function = call.function
+                if function is not None:
+                    slot["name"] += function.name or ""
+                    slot["arguments"] += function.arguments or ""
+            if choice.finish_reason:
+                finish = choice.finish_reason
+    tool_calls = tuple(
+        ToolCall(id=slot["id"] or f"call_{index}", name=slot["name"], arguments=slot["arguments"])
+        for index, slot in sorted(calls.items())
+        if slot["name"]
+    )
+    return ChatResult(
+        content="".join(parts) if parts or not tool_calls else None,
+        tool_calls=tool_calls,
+        finish_reason=finish,
+        model=model,
+        usage=usage,
     )

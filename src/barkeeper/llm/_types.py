@@ -7,9 +7,19 @@ network. Implementations live in sibling modules (:mod:`barkeeper.llm._openai`).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NotRequired, Protocol, Required, TypedDict, TypeVar
+from typing import (
+    Any,
+    Literal,
+    NotRequired,
+    Protocol,
+    Required,
+    TypeAlias,
+    TypedDict,
+    TypeVar,
+    runtime_checkable,
+)
 
 from pydantic import BaseModel
 
@@ -21,6 +31,8 @@ __all__ = [
     "ChatResult",
     "ModelT",
     "Role",
+    "StreamingChatModel",
+    "TextCallback",
     "ToolCall",
     "Usage",
 ]
@@ -199,5 +211,45 @@ class ChatModel(Protocol):
 
         Raises:
             LLMOutputError: The reply did not validate, even after one retry.
+        """
+        ...
+
+
+#: Receives each piece of text as the model streams it (may be async).
+TextCallback: TypeAlias = Callable[[str], Awaitable[None] | None]
+
+
+@runtime_checkable
+class StreamingChatModel(ChatModel, Protocol):
+    """A :class:`ChatModel` that can also stream its reply as it is written."""
+
+    async def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        on_text: TextCallback,
+        model: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
+    ) -> ChatResult:
+        """Ask for the next message, handing its text to ``on_text`` piece by piece.
+
+        Failures before the first piece are retried like :meth:`ChatModel.complete`;
+        once text has been handed on, a failure is raised at once (a retry would
+        repeat it).
+
+        Args:
+            messages: The conversation so far, oldest first.
+            on_text: Called with each new piece of the reply's text, in order.
+            model: Another model than the implementation's default.
+            temperature: Sampling temperature; ``None`` leaves the endpoint's default.
+            max_tokens: Cap on the reply's length.
+            tools: OpenAI-format tool definitions the model may call.
+            tool_choice: ``"auto"``, ``"none"``, ``"required"`` or a named function.
+
+        Returns:
+            The whole reply, as :meth:`ChatModel.complete` returns it.
         """
         ...

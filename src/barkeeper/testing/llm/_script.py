@@ -130,12 +130,15 @@ class Reply:
         tool_calls: Tool calls to return.
         finish_reason: Defaults to ``"tool_calls"`` when there are calls, else ``"stop"``.
         delay: Seconds to wait before answering (to test slowness without a fault).
+        break_after: When streamed, drop the connection after this many pieces of
+            text (a stream that breaks mid-reply); ``None`` streams it whole.
     """
 
     content: str | None = None
     tool_calls: Sequence[ToolCallReply] = ()
     finish_reason: str | None = None
     delay: float = 0.0
+    break_after: int | None = None
 
     @classmethod
     def json(cls, value: Any) -> Reply:
@@ -188,6 +191,7 @@ def parse_reply(item: ReplyLike) -> Reply | Fault:
             tool_calls=tuple(calls),
             finish_reason=item.get("finish_reason"),
             delay=float(item.get("delay", 0.0)),
+            break_after=item.get("break_after"),
         )
     return Reply.json(dict(item))
 

@@ -13,6 +13,7 @@ import inspect
 import itertools
 import json
 import random
+import re
 import struct
 import time
 from collections import deque
@@ -84,6 +85,12 @@ class RecordedRequest:
 
 
 _RECORD_KEY = web.RequestKey("barkeeper_record", RecordedRequest)
+
+
+def _pieces(text: str, words: int = 3) -> list[str]:
+    """``text`` cut into pieces of a few words (spaces kept), as a model streams it."""
+    tokens = re.findall(r"\S+\s*|\s+", text)
+    return ["".join(tokens[i : i + words]) for i in range(0, len(tokens), words)]
 
 
 def _error_body(message: str, type_: str, code: str | None = None, param: str | None = None) -> Any:
@@ -442,10 +449,6 @@ class LLMServer:
             return self._bad_request(record, "'messages' must be a non-empty array.", "messages")
         if not isinstance(body.get("model"), str):
             return self._bad_request(record, "'model' is required.", "model")
-        if body.get("stream"):
-            return self._bad_request(
-                record, "Streaming is not supported by barkeeper's test server.", "stream"
-            )
         tools = body.get("tools") if isinstance(body.get("tools"), list) else None
         record.prompt_tokens = count_message_tokens(
             [m for m in messages if isinstance(m, Mapping)], model=body["model"], tools=tools
@@ -460,11 +463,71 @@ class LLMServer:
                 # The client has given up by now; answer without consuming the script,
                 # whose next reply belongs to the client's retry.
                 await self._hold(reply.delay)
-                return self._completion(record, body, Reply(content=default_reply_text(body)))
-            return self._completion(record, body, Reply(content=reply.content))
+                return await self._answer(request, record, body, Reply(default_reply_text(body)))
+            return await self._answer(request, record, body, Reply(content=reply.content))
         if reply.delay:
             await self._hold(reply.delay)
-        return self._completion(record, body, reply)
+        return await self._answer(request, record, body, reply)
+
+    async def _answer(
+        self, request: web.Request, record: RecordedRequest, body: dict[str, Any], reply: Reply
+    ) -> web.StreamResponse:
+        response = self._completion(record, body, reply)
+        if not body.get("stream"):
+            return response
+        return await self._stream(request, record, body, reply.break_after)
+
+    async def _stream(
+        self,
+        request: web.Request,
+        record: RecordedRequest,
+        body: dict[str, Any],
+        break_after: int | None = None,
+    ) -> web.StreamResponse:
+        """Send the completion already decided (``record.response``) as server-sent events.
+
+        The content goes in pieces of a few words, each tool call in one chunk, then
+        the finish reason and, when ``stream_options.include_usage`` asks, the usage.
+        """
+        payload = record.response
+        choice = payload["choices"][0]
+        message = choice["message"]
+        head = {k: payload[k] for k in ("id", "created", "model", "system_fingerprint")}
+        head["object"] = "chat.completion.chunk"
+        response = web.StreamResponse(
+            headers={"content-type": "text/event-stream", "x-request-id": f"req_{next(self._ids)}"}
+        )
+        await response.prepare(request)
+
+        async def send(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> None:
+            chunk = {
+                **head,
+                "choices": [
+                    {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+                ],
+                **extra,
+            }
+            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+
+        await send({"role": "assistant", "content": ""})
+        content = message.get("content") or ""
+        for index, piece in enumerate(_pieces(content)):
+            if break_after is not None and index >= break_after:
+                if request.transport is not None:
+                    request.transport.close()  # mid-reply: no [DONE], no clean end
+                return response
+            await send({"content": piece})
+            await asyncio.sleep(0)
+        for index, call in enumerate(message.get("tool_calls") or ()):
+            await send({"tool_calls": [{"index": index, **call}]})
+        await send({}, choice["finish_reason"])
+        options = body.get("stream_options")
+        if isinstance(options, Mapping) and options.get("include_usage"):
+            usage = {**head, "choices": [], "usage": payload["usage"]}
+            await response.write(f"data: {json.dumps(usage)}\n\n".encode())
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
 
     async def _scripted_reply(self, body: dict[str, Any]) -> Reply | Fault:
         if self._queue:

@@ -1,0 +1,73 @@
+""":func:`build_agent`: the reply pipeline on a database, configured by the settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from barkeeper.agent._agent import Agent, AgentConfig, MemorySink
+from barkeeper.agent._deps import MemoryStore, MessageIndex, build_embedder
+from barkeeper.companion import GuildStore, UserStore
+from barkeeper.config import Settings
+from barkeeper.conversations import SessionStore
+from barkeeper.db import Database
+from barkeeper.history import MessageStore
+from barkeeper.llm import ChatModel, OpenAIChatModel
+
+__all__ = ["build_agent", "build_chat_model"]
+
+
+def build_chat_model(settings: Settings) -> OpenAIChatModel:
+    """The chat model the settings name.
+
+    Endpoint: ``BARKEEPER_LLM_BASE_URL``, else ``OPENAI_BASE_URL``, else Groq's; key:
+    see :meth:`~barkeeper.config.Settings.chat_llm_api_key`; model
+    ``BARKEEPER_LLM_MODEL``; ``BARKEEPER_LLM_TIMEOUT`` and ``BARKEEPER_LLM_MAX_RETRIES``.
+    """
+    return OpenAIChatModel(
+        base_url=settings.llm_base_url,
+        api_key=settings.chat_llm_api_key(),
+        model=settings.llm_model,
+        timeout=settings.llm_timeout,
+        max_retries=settings.llm_max_retries,
+    )
+
+
+def build_agent(
+    db: Database,
+    settings: Settings,
+    *,
+    model: ChatModel | None = None,
+    memories: MemoryStore | None = None,
+    memory_sink: MemorySink | None = None,
+    **config: Any,
+) -> Agent:
+    """An :class:`Agent` on ``db`` with every store, configured by ``settings``.
+
+    Args:
+        db: The database (migrated).
+        settings: The settings (``BARKEEPER_CONTEXT_*``, ``TEAM_LEADER_CONTEXT_LIMIT``,
+            ``AGENT_HISTORY_RUNS``, ``MAX_AGENTS``, ``DISCORD_TIMEZONE``, the LLM's).
+        model: The chat model if already built (else :func:`build_chat_model`, which
+            the agent then closes in :meth:`Agent.aclose`).
+        memories: The memory store if already built (its embedder is shared with the
+            turn index); else one with the configured embedder.
+        memory_sink: Where answered messages go for memory work
+            (e.g. ``MemoryWorker.submit``).
+        **config: :class:`AgentConfig` fields that win over the settings.
+
+    Raises:
+        ConfigError: A setting is invalid (an unknown time zone, a persona over its share).
+    """
+    store = memories if memories is not None else MemoryStore(db, build_embedder(settings))
+    return Agent(
+        model if model is not None else build_chat_model(settings),
+        sessions=SessionStore.from_settings(db, settings),
+        messages=MessageStore(db),
+        memories=store,
+        index=MessageIndex(db, store.embedder),
+        users=UserStore(db),
+        guilds=GuildStore(db),
+        memory_sink=memory_sink,
+        config=AgentConfig.from_settings(settings, **config),
+        close_model=model is None,
+    )
