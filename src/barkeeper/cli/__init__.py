@@ -15,8 +15,9 @@ from barkeeper.cli import db as db_cli
 from barkeeper.cli import memories as memories_cli
 from barkeeper.cli import privacy as privacy_cli
 from barkeeper.cli._common import err_console, styled
+from barkeeper.cli._run import run_command
 from barkeeper.cli.backfill import backfill
-from barkeeper.cli.doctor import doctor, run_bot
+from barkeeper.cli.doctor import doctor
 from barkeeper.errors import BarkeeperError, ConfigError
 
 app = typer.Typer(
@@ -33,7 +34,7 @@ app.add_typer(privacy_cli.app, name="privacy")
 app.add_typer(memories_cli.app, name="memories")
 app.command("backfill")(backfill)
 app.command("doctor")(doctor)
-app.command("run")(run_bot)
+app.command("run")(run_command)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,80 @@
+"""The Discord bot in-process: real discord.py, the emulator, a scripted model, PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import barkeeper.bot
+from barkeeper.bot import split_message
+from barkeeper.db import Database
+from tests._bot import WAIT, bot_rig
+
+
+def test_public_names_are_exactly_all() -> None:
+    public = {name for name in vars(barkeeper.bot) if not name.startswith("_")}
+    assert public == set(barkeeper.bot.__all__)
+
+
+def test_split_keeps_words_and_code_blocks() -> None:
+    words = split_message("word " * 1000)
+    assert all(len(m) <= 2000 for m in words)
+    assert " ".join(words).split() == ["word"] * 1000
+    code = "intro\n```python\n" + "\n".join(f"x = {i}" for i in range(600)) + "\n```\nend"
+    parts = split_message(code)
+    assert len(parts) > 1 and all(len(p) <= 2000 for p in parts)
+    for part in parts:
+        assert part.count("```") % 2 == 0  # every part's blocks are closed
+    assert parts[1].startswith("```python\n")
+    assert split_message("   ") == []
+    assert [len(p) for p in split_message("a" * 4500)] == [1996, 1996, 508]
+
+
+async def test_a_mention_gets_a_streamed_split_reply_and_is_cached(db: Database) -> None:
+    async with bot_rig(db) as rig:
+        long_reply = " ".join(f"word{i}" for i in range(700))  # ~5,000 characters
+        rig.llm.script(long_reply)
+        alice = rig.emu.person("alice")
+        channel = rig.emu.channel_ids()[0]
+        asked = alice.send(channel, "pour me something long @everyone", mention_bot=True)
+        first = await rig.emu.wait_for_reply(asked, timeout=WAIT)
+        parts = await rig.emu.wait_for_bot_messages(channel, 3, after=asked, timeout=WAIT)
+        await asyncio.sleep(1.5)  # the last edit
+        parts = rig.emu.bot_messages(channel, after=asked.id)
+        assert parts[0].id == first.id
+        assert all(len(p.content) <= 2000 for p in parts)
+        assert " ".join(p.content for p in parts).split() == long_reply.split()
+        typing = [a for a in rig.emu.activity if a.kind == "typing" and a.channel_id == channel]
+        assert typing
+        edits = [a for a in rig.emu.activity if a.kind == "edit" and a.channel_id == channel]
+        for before, after in itertools.pairwise(edits):
+            assert after.at - before.at >= 0.9  # at most one edit per interval
+        # The model saw the message as data, and the cache holds both sides.
+        assert "pour me something long" in str(rig.llm.chat_requests[-1].messages)
+        await rig.bot.cache.flush()
+        await asyncio.sleep(0.3)
+        await rig.bot.cache.flush()
+        assert await rig.messages.get(asked.id) is not None
+        stored = await rig.messages.get(first.id)
+        assert stored is not None and stored.author_is_bot
+
+
+async def test_triggers_dm_reply_prefix_and_ignores_bots_and_others(db: Database) -> None:
+    async with bot_rig(db) as rig:
+        alice = rig.emu.person("alice")
+        channel = rig.emu.channel_ids()[0]
+        rig.llm.script("dm answer", "reply answer", "prefix answer")
+        plain = alice.send(channel, "just chatting, not to the bot")
+        dm = alice.dm("hello in private")
+        got = await rig.emu.wait_for_reply(dm, timeout=WAIT)
+        assert got.content == "dm answer"
+        asked = alice.send(channel, "hey", mention_bot=True)
+        rig.llm.script("first")
+        first = await rig.emu.wait_for_reply(asked, timeout=WAIT)
+        replied = alice.send(channel, "following up", reply_to=first)
+        reply = await rig.emu.wait_for_reply(replied, timeout=WAIT)
+        assert reply.content
+        prefixed = alice.send(channel, "!what's on tap")
+        await rig.emu.wait_for_reply(prefixed, timeout=WAIT)
+        await asyncio.sleep(0.3)
+        assert not [m for m in rig.emu.bot_messages(channel) if m.reply_to == plain.id]
