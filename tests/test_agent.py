@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ from barkeeper.agent import (
     RunRecord,
 )
 from barkeeper.companion import GuildStore, UserStore
+from barkeeper.config import Settings
 from barkeeper.conversations import SessionStore
 from barkeeper.db import Database
 from barkeeper.errors import InvalidInputError
@@ -584,3 +586,33 @@ async def test_a_failing_text_listener_does_not_lose_the_reply(world: World) -> 
     assert answer.text == "One two three four five six seven eight nine ten."
     assert len(seen) == 2 and not answer.failed
     assert answer.run is not None and "on_text failed" in answer.record.errors[0]
+
+
+async def test_a_database_gone_mid_run_still_gets_an_answer(
+    world: World, server_url: str, settings: Settings
+) -> None:
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    other = await Database.open(
+        settings, url=server_url, schema=schema, min_size=1, max_size=2, upgrade=True
+    )
+    try:
+        agent = Agent(
+            world.model,
+            sessions=SessionStore(other),
+            messages=MessageStore(other),
+            memories=MemoryStore(other, HashingEmbedder()),
+            config=AgentConfig(model=MODEL),
+        )
+        async with other.acquire() as conn:
+            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    finally:
+        await other.close()  # and the pool is gone too
+    world.srv.script("Evening — what'll it be?")
+    answer = await agent.reply(world.request(world.alice, "evening"))
+    assert answer.text == "Evening — what'll it be?" and not answer.failed
+    assert answer.run is None
+    assert {e.split(":")[0] for e in answer.record.errors} == {
+        "the session",
+        "memories",
+        "channel history",
+    }
