@@ -1,0 +1,150 @@
+"""``barkeeper run`` end to end: the real process, the emulator's gateway and REST, the
+scripted model server (both in this test process) and the test's PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from barkeeper.config import load_settings
+from barkeeper.db import Database
+from barkeeper.history import MessageStore
+from barkeeper.testing.discord import DiscordEmulator
+from barkeeper.testing.llm import LLMServer
+from tests._bot import spec
+
+START = 60.0  # migrate + connect, on a slow CI machine
+WAIT = 10.0
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("BARKEEPER_", "POSTGRES_", "DATABASE_", "DB_", "DISCORD_", "GROQ_"))
+        and k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")
+    }
+    env["BARKEEPER_DATA_DIR"] = os.environ["BARKEEPER_DATA_DIR"]  # set by clean_env
+    env["COLUMNS"] = "200"
+    env.update(extra)
+    return env
+
+
+async def _spawn(env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "barkeeper",
+        "run",
+        env=env,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def _finish(proc: asyncio.subprocess.Process, limit: float = 60) -> tuple[int, str]:
+    _, err = await asyncio.wait_for(proc.communicate(), timeout=limit)
+    assert proc.returncode is not None
+    return proc.returncode, err.decode()
+
+
+async def test_missing_token_names_the_variable_and_exits_2(tmp_path: Path) -> None:
+    proc = await _spawn(_env(GROQ_API_KEY="x"), tmp_path)
+    code, err = await _finish(proc)
+    assert code == 2
+    assert "DISCORD_TOKEN" in err and "developers/applications" in err
+    assert "Traceback" not in err
+    proc = await _spawn(_env(DISCORD_TOKEN="x.y.z"), tmp_path)
+    code, err = await _finish(proc)
+    assert code == 2
+    assert "GROQ_API_KEY" in err and "Traceback" not in err
+
+
+async def test_a_refused_token_is_one_line(tmp_path: Path, database_url: str) -> None:
+    async with DiscordEmulator(spec()) as emu:
+        env = _env(
+            DISCORD_TOKEN="not-the-token",
+            DISCORD_API_BASE=emu.base_url,
+            BARKEEPER_LLM_API_KEY="x",
+            BARKEEPER_DATABASE_URL=database_url,
+            BARKEEPER_EMBEDDER="hashing",
+        )
+        code, err = await _finish(await _spawn(env, tmp_path))
+    assert code == 1
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if "DISCORD_TOKEN" in line]
+    assert len(lines) == 1 and "refused" in lines[0]
+
+
+@pytest.fixture
+async def running(
+    tmp_path: Path, database_url: str
+) -> AsyncIterator[tuple[DiscordEmulator, LLMServer, asyncio.subprocess.Process]]:
+    async with DiscordEmulator(spec()) as emu, LLMServer() as llm:
+        env = _env(
+            DISCORD_TOKEN=emu.token,
+            DISCORD_API_BASE=emu.base_url,
+            BARKEEPER_LLM_BASE_URL=llm.base_url,
+            BARKEEPER_LLM_API_KEY="x",
+            BARKEEPER_LLM_MODEL="test-model",
+            BARKEEPER_DATABASE_URL=database_url,
+            BARKEEPER_EMBEDDER="hashing",
+            BARKEEPER_FACT_EXTRACTION_RATE="0",
+            BARKEEPER_STREAM_INTERVAL="1",
+        )
+        proc = await _spawn(env, tmp_path)
+        try:
+            await emu.wait_for_sessions(1, timeout=START)
+            await emu.wait_for_command_syncs(1, timeout=WAIT)
+            yield emu, llm, proc
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
+async def test_run_answers_a_mention_streamed_and_split_and_caches_it(
+    running: tuple[DiscordEmulator, LLMServer, asyncio.subprocess.Process], database_url: str
+) -> None:
+    emu, llm, proc = running
+    long_reply = " ".join(f"word{i}" for i in range(500))  # ~3,900 characters: two messages
+    llm.script(long_reply)
+    alice = emu.person("alice")
+    channel = emu.channel_ids()[0]
+    asked = alice.send(channel, "a long one, please", mention_bot=True)
+    first = await emu.wait_for_reply(asked, timeout=WAIT)
+    await emu.wait_for_bot_messages(channel, 2, after=asked, timeout=WAIT)
+    await emu.wait_until(
+        lambda: (
+            " ".join(m.content for m in emu.bot_messages(channel, after=asked.id)).split()
+            == long_reply.split()
+        ),
+        timeout=WAIT,
+        what="the whole reply shown",
+    )
+    assert all(len(m.content) <= 2000 for m in emu.bot_messages(channel, after=asked.id))
+    assert any(a.kind == "typing" for a in emu.activity)
+
+    remember = alice.invoke("remember", channel, options={"text": "I keep bees on my roof"})
+    assert "remember" in (await remember.wait_for_response(timeout=WAIT)).content
+    listed = alice.invoke("memories", channel)
+    assert "bees" in (await listed.wait_for_response(timeout=WAIT)).content
+    assert listed.ephemeral
+
+    proc.send_signal(signal.SIGTERM)
+    code, err = await _finish(proc, limit=30)
+    assert code == 0, err
+    assert "Traceback" not in err
+    settings = load_settings()
+    async with Database.connect(settings, url=database_url, min_size=1, max_size=2) as db:
+        store = MessageStore(db)
+        assert await store.get(asked.id) is not None
+        mine = await store.get(first.id)
+        assert mine is not None and mine.author_is_bot
