@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 import discord
+from discord import app_commands
 from discord.ext import commands
 
 from barkeeper.agent import (
@@ -99,6 +100,7 @@ class Barkeeper(commands.Bot):
         from barkeeper.bot._commands import AdminCog, MemoryCog
 
         self.cache.start()
+        self.tree.on_error = self._on_command_error  # type: ignore[method-assign]
         await self.add_cog(CacheCog(self))
         await self.add_cog(ChatCog(self))
         await self.add_cog(MemoryCog(self))
@@ -106,6 +108,19 @@ class Barkeeper(commands.Bot):
         await self.sync_commands()
         if self.settings.backfill_on_start:
             self.backfill_task = asyncio.create_task(self.run_backfill(), name="backfill")
+
+    async def _on_command_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        if isinstance(error, app_commands.CheckFailure):
+            return  # already answered by the check
+        _log.error("/%s failed", interaction.command and interaction.command.name, exc_info=error)
+        text = "Sorry, that didn't work on my side. Try again in a moment?"
+        with contextlib.suppress(discord.HTTPException):
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True)
+            else:
+                await interaction.response.send_message(text, ephemeral=True)
 
     async def on_message(self, message: discord.Message, /) -> None:
         """Nothing here: :class:`ChatCog` decides what to answer (no prefix commands)."""
@@ -238,6 +253,18 @@ class Barkeeper(commands.Bot):
         """Keep a reply task until it ends (shutdown waits for it)."""
         self._replies.add(task)
         task.add_done_callback(self._replies.discard)
+
+    async def wait_idle(self, limit: float = 10.0) -> None:
+        """Wait (at most ``limit`` s) until no reply is in flight and memory hand-offs are done."""
+        async with asyncio.timeout(limit):
+            while self._replies:
+                await asyncio.wait(set(self._replies))
+            await self.agent.drain()
+
+    @property
+    def replies_in_flight(self) -> int:
+        """Replies being written now."""
+        return len(self._replies)
 
     async def close(self) -> None:
         """Finish replies in flight (10 s, then cancel them), stop the backfill, close."""

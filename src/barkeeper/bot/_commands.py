@@ -144,7 +144,7 @@ class MemoryCog(commands.Cog):
             except NotFoundError:
                 found = []
         else:
-            hits = await store.search(user.id, what, k=5)
+            hits = await store.search(user.id, what, k=5, mode="fulltext")
             found = [h.item for h in hits][:5]
         if not found:
             await self._say(interaction, "I don't remember anything like that about you.")
@@ -162,7 +162,9 @@ class MemoryCog(commands.Cog):
             return f"Forgotten: {gone} memor{'y' if gone == 1 else 'ies'}."
 
         lines = ["This will be forgotten:", *(_memory_line(m) for m in found)]
-        await self._say(interaction, _fit(lines), view=Confirm(interaction.user.id, act))
+        await interaction.edit_original_response(
+            content=_fit(lines), view=Confirm(interaction.user.id, act)
+        )
 
     @app_commands.command(name="forget-me", description="Forget everything about you, everywhere")
     async def forget_me(self, interaction: discord.Interaction) -> None:
@@ -172,6 +174,7 @@ class MemoryCog(commands.Cog):
         report = await privacy.show(who)
 
         async def act() -> str:
+            await self.bot.cache.flush()  # their messages waiting for the cache go too
             target = await privacy.find_user(discord_id=interaction.user.id)
             done = await privacy.forget(target)
             if target.user_id is not None:
@@ -182,23 +185,22 @@ class MemoryCog(commands.Cog):
                 "Whatever you write from now on is new to me."
             )
 
-        await self._say(
-            interaction,
-            f"This forgets everything barkeeper keeps about you ({report.total} rows: "
+        await interaction.edit_original_response(
+            content=f"This forgets everything barkeeper keeps about you ({report.total} rows: "
             "memories, conversations, your cached messages), everywhere. It cannot be undone.",
             view=Confirm(interaction.user.id, act),
         )
 
     @app_commands.command(name="export-my-data", description="Everything barkeeper keeps about you")
     async def export_my_data(self, interaction: discord.Interaction) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        # Answered with the file in the first response (one read, well within the 3 s).
         privacy = Privacy(self.bot.db)
         who = await privacy.find_user(discord_id=interaction.user.id)
         document = await privacy.export(who)
         data = json.dumps(document, indent=2, default=str, ensure_ascii=False).encode()
-        await self._say(
-            interaction,
+        await interaction.response.send_message(
             "Here is everything I keep about you.",
+            ephemeral=True,
             file=discord.File(io.BytesIO(data), filename="barkeeper-export.json"),
         )
 
@@ -279,7 +281,7 @@ class AdminCog(commands.GroupCog, group_name="barkeeper"):
         worker = bot.worker
         lines.append(
             f"Queues: memory {worker.pending if worker is not None else 0}, "
-            f"cache {bot.cache.pending}, replies {len(bot._replies)}"
+            f"cache {bot.cache.pending}, replies {bot.replies_in_flight}"
         )
         running = bot.backfill_task is not None and not bot.backfill_task.done()
         lines.append(f"Backfill: {'running' if running else 'idle'}")
