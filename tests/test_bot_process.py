@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -83,10 +84,24 @@ async def test_a_refused_token_is_one_line(tmp_path: Path, database_url: str) ->
     assert len(lines) == 1 and "refused" in lines[0]
 
 
+@dataclass
+class Running:
+    emu: DiscordEmulator
+    llm: LLMServer
+    env: dict[str, str]
+    cwd: Path
+    procs: list[asyncio.subprocess.Process] = field(default_factory=list)
+
+    async def start(self) -> asyncio.subprocess.Process:
+        sessions = len(self.emu.gateway.sessions(connected=True))
+        proc = await _spawn(self.env, self.cwd)
+        self.procs.append(proc)
+        await self.emu.wait_for_sessions(sessions + 1, timeout=START)
+        return proc
+
+
 @pytest.fixture
-async def running(
-    tmp_path: Path, database_url: str
-) -> AsyncIterator[tuple[DiscordEmulator, LLMServer, asyncio.subprocess.Process]]:
+async def running(tmp_path: Path, database_url: str) -> AsyncIterator[Running]:
     async with DiscordEmulator(spec()) as emu, LLMServer() as llm:
         env = _env(
             DISCORD_TOKEN=emu.token,
@@ -99,21 +114,22 @@ async def running(
             BARKEEPER_FACT_EXTRACTION_RATE="0",
             BARKEEPER_STREAM_INTERVAL="1",
         )
-        proc = await _spawn(env, tmp_path)
+        run = Running(emu, llm, env, tmp_path)
         try:
-            await emu.wait_for_sessions(1, timeout=START)
-            await emu.wait_for_command_syncs(1, timeout=WAIT)
-            yield emu, llm, proc
+            yield run
         finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+            for proc in run.procs:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
 
 
-async def test_run_answers_a_mention_streamed_and_split_and_caches_it(
-    running: tuple[DiscordEmulator, LLMServer, asyncio.subprocess.Process], database_url: str
+async def test_run_answers_streamed_and_split_caches_and_keeps_memories_over_a_restart(
+    running: Running, database_url: str
 ) -> None:
-    emu, llm, proc = running
+    emu, llm = running.emu, running.llm
+    proc = await running.start()
+    await emu.wait_for_command_syncs(1, timeout=WAIT)
     long_reply = " ".join(f"word{i}" for i in range(500))  # ~3,900 characters: two messages
     llm.script(long_reply)
     alice = emu.person("alice")
@@ -148,3 +164,13 @@ async def test_run_answers_a_mention_streamed_and_split_and_caches_it(
         assert await store.get(asked.id) is not None
         mine = await store.get(first.id)
         assert mine is not None and mine.author_is_bot
+
+    # Started again: the same commands are not synced again, the memory is still there.
+    proc = await running.start()
+    listed = alice.invoke("memories", channel)
+    assert "bees" in (await listed.wait_for_response(timeout=WAIT)).content
+    assert len(emu.command_syncs) == 1
+    proc.send_signal(signal.SIGINT)
+    code, err = await _finish(proc, limit=30)
+    assert code in (0, 130), err
+    assert "Traceback" not in err

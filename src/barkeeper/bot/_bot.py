@@ -23,7 +23,7 @@ from barkeeper.agent import (
     ReplyRequest,
 )
 from barkeeper.bot._cache import LiveCache
-from barkeeper.bot._deps import MemoryStore, MemoryWorker
+from barkeeper.bot._deps import MemoryManager, MemoryStore, MemoryWorker
 from barkeeper.bot._limits import UserLimits
 from barkeeper.bot._reply import NO_MENTIONS, ReplyWriter
 from barkeeper.companion import PreferenceStore, User, UserStore
@@ -54,7 +54,8 @@ class Barkeeper(commands.Bot):
         agent: The reply pipeline.
         memories: The memory store the slash commands read and change.
         worker: The memory worker (its queue depth shows in ``/barkeeper status``).
-        manager_remember: ``MemoryManager.remember``-like callable for ``/remember``.
+        manager: The memory manager: ``/remember`` confirms a memory it already has
+            instead of adding it twice (``None``: the store's ``remember``).
         **options: More :class:`commands.Bot` options (``guild_ready_timeout`` in tests).
     """
 
@@ -66,7 +67,7 @@ class Barkeeper(commands.Bot):
         agent: Agent,
         memories: MemoryStore,
         worker: MemoryWorker | None = None,
-        manager: Any = None,
+        manager: MemoryManager | None = None,
         **options: Any,
     ) -> None:
         intents = discord.Intents.default()
@@ -94,6 +95,7 @@ class Barkeeper(commands.Bot):
         self._replies: set[asyncio.Task[None]] = set()
         self.backfill_task: asyncio.Task[Any] | None = None
         self.backfill_progress: dict[int, str] = {}
+        self._was_ready = False
 
     async def setup_hook(self) -> None:
         """Start the cache writer, add the cogs, sync the commands, start the backfill."""
@@ -121,6 +123,18 @@ class Barkeeper(commands.Bot):
                 await interaction.followup.send(text, ephemeral=True)
             else:
                 await interaction.response.send_message(text, ephemeral=True)
+
+    async def on_ready(self) -> None:
+        """After a reconnect that lost the session, catch up the channels (the backfill)."""
+        if not self._was_ready:
+            self._was_ready = True
+            _log.info("connected as %s to %d server(s)", self.user, len(self.guilds))
+            return
+        if self.settings.backfill_on_start and (
+            self.backfill_task is None or self.backfill_task.done()
+        ):
+            _log.info("reconnected with a new session: catching up the channels")
+            self.backfill_task = asyncio.create_task(self.run_backfill(), name="backfill")
 
     async def on_message(self, message: discord.Message, /) -> None:
         """Nothing here: :class:`ChatCog` decides what to answer (no prefix commands)."""
@@ -382,6 +396,7 @@ class ChatCog(commands.Cog):
                         allowed_mentions=NO_MENTIONS,
                     )
                 return
+            await bot.cache.flush()  # the history and reply chain read the cache
             request = await self._request(message, text)
             writer = ReplyWriter(
                 message,

@@ -125,8 +125,15 @@ class MemoryCog(commands.Cog):
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         user = await self.bot.user_for(interaction.user)
-        memory = await self.bot.memories.remember(user.id, text, guild_id=interaction.guild_id)
-        await self._say(interaction, f"Noted. I'll remember that (`#{memory.id}`).")
+        manager = self.bot.manager
+        if manager is not None:  # confirms a memory it already has instead of repeating it
+            change = await manager.remember(user.id, text, guild_id=interaction.guild_id)
+            memory_id = change.memory_id
+        else:
+            memory_id = (
+                await self.bot.memories.remember(user.id, text, guild_id=interaction.guild_id)
+            ).id
+        await self._say(interaction, f"Noted. I'll remember that (`#{memory_id}`).")
 
     @app_commands.command(name="forget", description="Forget one thing barkeeper remembers")
     @app_commands.describe(what="A memory's id (from /memories) or words it contains")

@@ -102,7 +102,12 @@ async def run_bot(settings: Settings) -> None:
         async with manager, MemoryWorker(manager) as worker:
             agent = build_agent(db, settings, memories=manager.store, memory_sink=worker.submit)
             bot = Barkeeper(
-                db=db, settings=settings, agent=agent, memories=manager.store, worker=worker
+                db=db,
+                settings=settings,
+                agent=agent,
+                memories=manager.store,
+                worker=worker,
+                manager=manager,
             )
             loop = asyncio.get_running_loop()
             stopping = asyncio.Event()
