@@ -78,3 +78,36 @@ async def test_triggers_dm_reply_prefix_and_ignores_bots_and_others(db: Database
         await rig.emu.wait_for_reply(prefixed, timeout=WAIT)
         await asyncio.sleep(0.3)
         assert not [m for m in rig.emu.bot_messages(channel) if m.reply_to == plain.id]
+
+
+async def test_a_dropped_gateway_is_resumed_and_messages_meanwhile_reach_the_cache(
+    db: Database,
+) -> None:
+    async with bot_rig(db) as rig:
+        alice = rig.emu.person("alice")
+        channel = rig.emu.channel_ids()[0]
+        assert rig.emu.gateway.drop() == 1
+        meanwhile = alice.send(channel, "said while the bot was away")
+        rig.llm.script("still here")
+        asked = alice.send(channel, "you there?", mention_bot=True)
+        reply = await rig.emu.wait_for_reply(asked, timeout=WAIT)
+        assert reply.content == "still here"
+        await rig.bot.wait_idle()
+        await rig.bot.cache.flush()
+        assert await rig.messages.get(meanwhile.id) is not None
+
+
+async def test_edits_and_deletes_reach_the_cache(db: Database) -> None:
+    async with bot_rig(db) as rig:
+        alice = rig.emu.person("alice")
+        channel = rig.emu.channel_ids()[0]
+        kept = alice.send(channel, "first words")
+        gone = alice.send(channel, "regrettable")
+        alice.edit(kept, "better words")
+        alice.delete(gone)
+        await rig.emu.wait_until(lambda: rig.bot.cache.pending == 0, timeout=WAIT, what="x")
+        await asyncio.sleep(0.5)
+        await rig.bot.cache.flush()
+        stored = await rig.messages.get(kept.id)
+        assert stored is not None and stored.content == "better words"
+        assert await rig.messages.get(gone.id) is None

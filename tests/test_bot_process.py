@@ -17,7 +17,7 @@ from barkeeper.config import load_settings
 from barkeeper.db import Database
 from barkeeper.history import MessageStore
 from barkeeper.testing.discord import DiscordEmulator
-from barkeeper.testing.llm import LLMServer
+from barkeeper.testing.llm import LLMServer, Reply
 from tests._bot import spec
 
 START = 60.0  # migrate + connect, on a slow CI machine
@@ -174,3 +174,21 @@ async def test_run_answers_streamed_and_split_caches_and_keeps_memories_over_a_r
     code, err = await _finish(proc, limit=30)
     assert code in (0, 130), err
     assert "Traceback" not in err
+
+
+async def test_kill_9_mid_reply_loses_no_cached_message(
+    running: Running, database_url: str
+) -> None:
+    emu, llm = running.emu, running.llm
+    proc = await running.start()
+    await emu.wait_for_command_syncs(1, timeout=WAIT)
+    llm.script(Reply(content="too slow", delay=30))
+    alice = emu.person("alice")
+    channel = emu.channel_ids()[0]
+    asked = alice.send(channel, "a question to die on", mention_bot=True)
+    await emu.wait_until(lambda: llm.chat_requests, timeout=WAIT, what="the model asked")
+    proc.kill()
+    await proc.wait()
+    settings = load_settings()
+    async with Database.connect(settings, url=database_url, min_size=1, max_size=2) as db:
+        assert await MessageStore(db).get(asked.id) is not None
