@@ -7,6 +7,7 @@ import itertools
 
 import barkeeper.bot
 from barkeeper.bot import split_message
+from barkeeper.config import Settings
 from barkeeper.db import Database
 from tests._bot import WAIT, bot_rig
 
@@ -111,3 +112,21 @@ async def test_edits_and_deletes_reach_the_cache(db: Database) -> None:
         stored = await rig.messages.get(kept.id)
         assert stored is not None and stored.content == "better words"
         assert await rig.messages.get(gone.id) is None
+
+
+async def test_with_the_database_gone_it_still_answers_without_memory(
+    db: Database, server_url: str, settings: Settings
+) -> None:
+    own = await Database.open(settings, url=server_url, schema=db.schema, min_size=1, max_size=2)
+    async with bot_rig(own) as rig:
+        alice = rig.emu.person("alice")
+        channel = rig.emu.channel_ids()[0]
+        rig.llm.script("hello again", "still pouring")
+        first = alice.send(channel, "evening", mention_bot=True)
+        await rig.emu.wait_for_reply(first, timeout=WAIT)
+        await rig.bot.wait_idle()
+        await own.close()  # the database goes away under the running bot
+        asked = alice.send(channel, "are you still there?", mention_bot=True)
+        reply = await rig.emu.wait_for_reply(asked, timeout=WAIT)
+        assert reply.content == "still pouring"
+        await rig.bot.wait_idle()

@@ -96,6 +96,8 @@ class Barkeeper(commands.Bot):
         self.backfill_task: asyncio.Task[Any] | None = None
         self.backfill_progress: dict[int, str] = {}
         self._was_ready = False
+        #: Discord id → users.id seen by this process (used while the database is down).
+        self.known_users: dict[int, int] = {}
 
     async def setup_hook(self) -> None:
         """Start the cache writer, add the cogs, sync the commands, start the backfill."""
@@ -418,7 +420,14 @@ class ChatCog(commands.Cog):
 
     async def _request(self, message: discord.Message, text: str) -> ReplyRequest:
         bot = self.bot
-        user = await bot.user_for(message.author)
+        try:
+            user_id = (await bot.user_for(message.author)).id
+            incognito = await bot.is_incognito(user_id)
+            bot.known_users[message.author.id] = user_id
+        except Exception as exc:  # the database is down: answer without memory, keep nothing
+            _log.warning("answering %s without memory: %s", message.id, exc)
+            user_id = bot.known_users.get(message.author.id, message.author.id)
+            incognito = True
         channel = message.channel
         if message.guild is not None:
             place = Place.guild(
@@ -431,7 +440,10 @@ class ChatCog(commands.Cog):
             place = Place.dm(channel.id)
         starter = None
         if isinstance(channel, discord.Thread):
-            first = await bot.messages.get(channel.id)
+            try:
+                first = await bot.messages.get(channel.id)
+            except BarkeeperError:
+                first = None
             if first is not None:
                 starter = QuotedMessage(
                     first.message_id,
@@ -443,12 +455,12 @@ class ChatCog(commands.Cog):
                 )
         reply_to = message.reference.message_id if message.reference is not None else None
         return ReplyRequest(
-            author=Author(user.id, message.author.display_name, discord_id=message.author.id),
+            author=Author(user_id, message.author.display_name, discord_id=message.author.id),
             place=place,
             message=IncomingMessage(
                 text, created_at=message.created_at, id=message.id, reply_to_id=reply_to
             ),
             thread_starter=starter,
             bot_id=bot.user.id if bot.user is not None else None,
-            incognito=await bot.is_incognito(user.id),
+            incognito=incognito,
         )

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 
-from barkeeper.errors import BarkeeperError
 from barkeeper.history import MessageStore, StoredMessage
 
 __all__ = ["LiveCache"]
@@ -74,7 +73,7 @@ class LiveCache:
                 if deletes:
                     await self._store.delete_many(deletes)
                 self.flushed += len(upserts) + len(deletes)
-            except (BarkeeperError, OSError) as exc:
+            except Exception as exc:  # kept for the next flush, whatever the failure
                 _log.warning("message cache write failed (%d changes kept): %s", len(upserts), exc)
                 for key, value in upserts.items():
                     self._upserts.setdefault(key, value)
