@@ -54,6 +54,7 @@ async def bot_rig(
     async with DiscordEmulator(emu_spec or spec()) as emu, LLMServer() as llm:
         options: dict[str, Any] = {
             "discord_token": emu.token,
+            "discord_api_base": emu.base_url,
             "llm_base_url": llm.base_url,
             "llm_api_key": "test",
             "llm_model": "test-model",

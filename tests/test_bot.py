@@ -130,3 +130,26 @@ async def test_with_the_database_gone_it_still_answers_without_memory(
         reply = await rig.emu.wait_for_reply(asked, timeout=WAIT)
         assert reply.content == "still pouring"
         await rig.bot.wait_idle()
+
+
+async def test_reply_chain_and_thread_starter_reach_the_context(db: Database) -> None:
+    async with bot_rig(db) as rig:
+        alice, bob = rig.emu.person("alice"), rig.emu.person("bob")
+        channel = rig.emu.channel_ids()[0]
+        rig.llm.script("The house red is a Rioja.", "Yes, the Rioja.", "In the thread, too.")
+        asked = alice.send(channel, "what is the house red?", mention_bot=True)
+        answer = await rig.emu.wait_for_reply(asked, timeout=WAIT)
+        await rig.bot.wait_idle()
+        follow = alice.send(channel, "is it dry?", reply_to=answer)
+        await rig.emu.wait_for_reply(follow, timeout=WAIT)
+        await rig.bot.wait_idle()
+        context = str(rig.llm.chat_requests[-1].messages)
+        assert "The house red is a Rioja." in context and "is it dry?" in context
+
+        starter = bob.send(channel, "thread about the garnet-coloured cocktail")
+        thread = bob.open_thread(channel, "cocktails", message=starter)
+        await asyncio.sleep(0.3)  # the starter reaches the cache
+        inside = alice.send(thread.id, "what goes in it?", mention_bot=True)
+        await rig.emu.wait_for_reply(inside, timeout=WAIT)
+        await rig.bot.wait_idle()
+        assert "garnet-coloured cocktail" in str(rig.llm.chat_requests[-1].messages)

@@ -144,3 +144,22 @@ async def test_commands_sync_globally_only_when_changed_or_to_the_dev_guild(db: 
         guild = emu.guild_ids()[0]
     async with bot_rig(db, dev_guild_id=guild) as rig:
         assert [s.guild_id for s in rig.emu.command_syncs] == [guild]
+
+
+async def test_backfill_on_start_and_on_an_admins_request(db: Database) -> None:
+    async with bot_rig(db, backfill_on_start=True) as rig:
+        task = rig.bot.backfill_task
+        assert task is not None
+        result = await asyncio.wait_for(task, WAIT)
+        assert result is not None and result.ok
+        for channel in rig.emu.channel_ids():
+            truth = [m["id"] for m in rig.emu.truth()[channel]]
+            assert await rig.messages.count(channel) == len(truth) > 0
+        rig.bot.admin_ids = frozenset({rig.emu.person("alice").id})
+        _, said = await _ask(rig, "alice", "barkeeper backfill")
+        assert "Backfill started" in said
+        assert rig.bot.backfill_task is not None
+        again = await asyncio.wait_for(rig.bot.backfill_task, WAIT)
+        assert again is not None and again.ok
+        _, status = await _ask(rig, "alice", "barkeeper status")
+        assert "Backfill: idle" in status and "cached" in status
