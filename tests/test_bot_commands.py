@@ -133,6 +133,7 @@ async def test_admin_commands_are_for_admins(db: Database) -> None:
         assert "Only barkeeper's admins" in refused
         _, status = await _ask(rig, "alice", "barkeeper status")
         assert "Database: PostgreSQL" in status and "Queues" in status
+        assert "test-model: reachable" in status
 
 
 async def test_commands_sync_globally_only_when_changed_or_to_the_dev_guild(db: Database) -> None:

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Literal
 
+import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -47,6 +48,22 @@ def _fit(lines: list[str]) -> str:
         out.append(line)
         size += len(line) + 1
     return "\n".join(out)
+
+
+async def _model_reachable(bot: Barkeeper) -> str:
+    """Whether the chat endpoint answers ``GET /models`` (with the key), in words."""
+    settings = bot.settings
+    key = settings.chat_llm_api_key()
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    url = settings.llm_base_url.rstrip("/") + "/models"
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
+            session.get(url, headers=headers) as response,
+        ):
+            return "reachable" if response.status < 400 else f"answers HTTP {response.status}"
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return f"unreachable ({type(exc).__name__})"
 
 
 class Confirm(discord.ui.View):
@@ -296,7 +313,8 @@ class AdminCog(commands.GroupCog, group_name="barkeeper"):
             lines.append(f"  <#{channel_id}>: {state}")
         for status in (await bot.messages.list_channels())[:20]:
             lines.append(f"  {status.channel_id}: {status.message_count} cached")
-        lines.append(f"Model: {'tools on' if bot.agent.tools_enabled else 'tools off'}")
+        tools = "tools on" if bot.agent.tools_enabled else "tools off"
+        lines.append(f"Model {bot.settings.llm_model}: {await _model_reachable(bot)}, {tools}")
         await interaction.followup.send(_fit(lines), ephemeral=True)
 
     @app_commands.command(name="backfill", description="Fetch history into the cache now")
