@@ -7,6 +7,7 @@ import asyncio
 
 from barkeeper.bot import BROKEN, OUT_OF_TOKENS, RATE_LIMITED, UserLimits
 from barkeeper.db import Database
+from barkeeper.testing.discord import ExplicitAttachment
 from barkeeper.testing.llm import Fault
 from tests._bot import WAIT, Rig, bot_rig
 
@@ -105,6 +106,9 @@ async def test_hostile_input_never_crashes_or_pings(db: Database) -> None:
         ]
         rig.llm.script(*[ping] * len(hostile))
         asked = [alice.send(channel, text, mention_bot=True) for text in hostile]
+        rig.llm.script(ping)
+        picture = ExplicitAttachment(filename="menu.png", content_type="image/png")
+        asked.append(alice.send(channel, "", mention_bot=True, attachments=[picture]))
         for message in asked:
             reply = await rig.emu.wait_for_reply(message, timeout=WAIT)
             assert reply.content
