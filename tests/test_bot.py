@@ -153,3 +153,16 @@ async def test_reply_chain_and_thread_starter_reach_the_context(db: Database) ->
         await rig.emu.wait_for_reply(inside, timeout=WAIT)
         await rig.bot.wait_idle()
         assert "garnet-coloured cocktail" in str(rig.llm.chat_requests[-1].messages)
+
+
+async def test_without_streaming_the_reply_is_sent_once(db: Database) -> None:
+    async with bot_rig(db, stream_replies=False) as rig:
+        channel = rig.emu.channel_ids()[0]
+        text = " ".join(f"part{i}" for i in range(400))
+        rig.llm.script(text)
+        asked = rig.emu.person("alice").send(channel, "no hurry", mention_bot=True)
+        await rig.emu.wait_for_reply(asked, timeout=WAIT)
+        await rig.bot.wait_idle()
+        sent = rig.emu.bot_messages(channel, after=asked.id)
+        assert " ".join(m.content for m in sent).split() == text.split()
+        assert not [a for a in rig.emu.activity if a.kind == "edit"]
