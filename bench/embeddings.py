@@ -2,8 +2,8 @@
 
 Run: ``python bench/embeddings.py [--texts 256] [--rounds 5]``
 
-Measures :class:`~barkeeper.memory.embeddings.MiniLMEmbedder` (the local default)
-at several batch sizes, against :class:`~barkeeper.memory.embeddings.HashingEmbedder`
+Measures :class:`~barkeeper.embeddings.MiniLMEmbedder` (the local default)
+at several batch sizes, against :class:`~barkeeper.embeddings.HashingEmbedder`
 as the baseline measured in the same run, and the offline token counter. The
 model load is timed separately and excluded from the throughput figures.
 """
@@ -20,8 +20,8 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable
 
+from barkeeper.embeddings import HashingEmbedder, MiniLMEmbedder
 from barkeeper.llm import count_tokens
-from barkeeper.memory.embeddings import HashingEmbedder, MiniLMEmbedder
 
 _WORDS = (
     "anyone up for the pub quiz tonight i think the stout is better than the lager "

@@ -3,8 +3,8 @@
 Run: ``python bench/locomo.py PATH_TO_LOCOMO_JSON --out bench/results/locomo.json
 [--database-url URL] [--embedder minilm|hashing] [--tuned-on conv-26,conv-30]``
 
-Each conversation of the file is indexed through :class:`barkeeper.memory.messages_index.
-MessageIndex` under its own scope (one scope per conversation, like one user each): a
+Each conversation of the file is indexed through :class:`barkeeper.turns.MessageIndex`
+under its own scope (one scope per conversation, like one user each): a
 turn is ``"speaker: text"`` (plus ``[shares a photo: caption]`` when it carries an
 image caption), its context is the previous turn of the same session (searched at
 half weight), and its vector is all-MiniLM-L6-v2's. Every question of categories 1-4
@@ -13,7 +13,7 @@ with evidence is then asked of three systems, in the same run, on the same index
 - ``fulltext``: BM25 alone (the full-text half of ours);
 - ``vector``: cosine similarity alone (the vector half);
 - ``hybrid``: ours, both fused, plus the bonus for turns by a speaker the question
-  names (:data:`barkeeper.memory.retrieval.DEFAULT_TURN_WEIGHTS` without recency: the
+  names (:data:`barkeeper.retrieval.DEFAULT_TURN_WEIGHTS` without recency: the
   conversations are years old);
 - ``fulltext_plain`` (reference, not part of the interface): BM25 over bare turns,
   without the previous turn as context: the usual "BM25 over turns" baseline.
@@ -46,10 +46,9 @@ from pathlib import Path
 from typing import Any
 
 from _common import bench_database, environment, percentile, write_json
-from barkeeper.memory.embeddings import Embedder, HashingEmbedder, MiniLMEmbedder
-from barkeeper.memory.messages_index import MessageIndex
-from barkeeper.memory.models import SearchMode, Turn
-from barkeeper.memory.retrieval import DEFAULT_TURN_WEIGHTS, Weights
+from barkeeper.embeddings import Embedder, HashingEmbedder, MiniLMEmbedder
+from barkeeper.retrieval import DEFAULT_TURN_WEIGHTS, SearchMode, Weights
+from barkeeper.turns import MessageIndex, Turn
 
 SYSTEMS = ("fulltext", "vector", "hybrid", "fulltext_plain")
 """The three systems of the interface, and BM25 over bare turns (no context), for reference."""

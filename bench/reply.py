@@ -44,9 +44,10 @@ from barkeeper.agent import (
 )
 from barkeeper.conversations import SessionStore
 from barkeeper.db import Database
+from barkeeper.embeddings import HashingEmbedder
 from barkeeper.history import DISCORD_EPOCH_MS, MessageStore
 from barkeeper.llm import ChatMessage, OpenAIChatModel, count_message_tokens
-from barkeeper.memory import HashingEmbedder, MemoryStore
+from barkeeper.memory import MemoryStore
 from barkeeper.testing.llm import LLMServer
 
 MODEL = "openai/gpt-oss-120b"

@@ -48,10 +48,8 @@ import numpy as np
 from _common import bench_database, environment, parse_args, percentile, write_json
 from barkeeper.db import Database
 from barkeeper.db.schema import v0001_initial
-from barkeeper.memory import retrieval
-from barkeeper.memory.embeddings import HashingEmbedder
-from barkeeper.memory.models import MEMORY_TYPES
-from barkeeper.memory.store import MemoryStore
+from barkeeper.embeddings import HashingEmbedder
+from barkeeper.memory import MEMORY_TYPES, MemoryStore, retrieval
 
 DIM = 384
 EMBEDDER = HashingEmbedder(DIM)  # names the vector space; never asked to embed here

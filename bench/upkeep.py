@@ -8,7 +8,7 @@ in the same run, against the same local OpenAI-compatible server
 (:class:`barkeeper.testing.llm.LLMServer`, which counts every request's prompt tokens
 offline, gpt-oss tokenizer):
 
-- ``ours``: :class:`barkeeper.memory.manager.MemoryManager`. One extraction call (the
+- ``ours``: :class:`barkeeper.learning.MemoryManager`. One extraction call (the
   message alone), then, unless a rule settles it, one consolidation call with the new
   fact and its ``k`` = 10 most similar memories (:meth:`MemoryStore.similar`).
 - ``agno``: a faithful re-implementation of the pattern of Agno's ``MemoryManager``
@@ -46,14 +46,12 @@ from typing import Any
 
 from _common import bench_database, environment, write_json
 from barkeeper.db import Database
+from barkeeper.embeddings import Embedder, HashingEmbedder, MiniLMEmbedder
+from barkeeper.learning import MemoryManager, UserMessage
+from barkeeper.learning._consolidation import DEFAULT_K
+from barkeeper.learning._prompts import CONSOLIDATION_SYSTEM, EXTRACTION_SYSTEM
 from barkeeper.llm import OpenAIChatModel, RetryPolicy
-from barkeeper.memory.consolidation import DEFAULT_K
-from barkeeper.memory.embeddings import Embedder, HashingEmbedder, MiniLMEmbedder
-from barkeeper.memory.extraction import UserMessage
-from barkeeper.memory.manager import MemoryManager
-from barkeeper.memory.models import MemoryType
-from barkeeper.memory.prompts import CONSOLIDATION_SYSTEM, EXTRACTION_SYSTEM
-from barkeeper.memory.store import MemoryStore
+from barkeeper.memory import MemoryStore, MemoryType
 from barkeeper.testing.llm import LLMServer, Reply, ReplyLike
 
 SIZES = (10, 100, 1000)

@@ -11,9 +11,10 @@ from barkeeper.agent import build_agent
 from barkeeper.bot import Barkeeper
 from barkeeper.config import Settings, load_settings
 from barkeeper.db import Database
+from barkeeper.embeddings import HashingEmbedder
 from barkeeper.history import MessageStore
 from barkeeper.llm import OpenAIChatModel, RetryPolicy
-from barkeeper.memory import HashingEmbedder, MemoryStore
+from barkeeper.memory import MemoryStore
 from barkeeper.testing.discord import DiscordEmulator, EmulatorSpec, running_client
 from barkeeper.testing.llm import LLMServer
 

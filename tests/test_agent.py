@@ -29,11 +29,14 @@ from barkeeper.companion import GuildStore, UserStore
 from barkeeper.config import Settings
 from barkeeper.conversations import SessionStore
 from barkeeper.db import Database
+from barkeeper.embeddings import HashingEmbedder
 from barkeeper.errors import InvalidInputError
 from barkeeper.history import DISCORD_EPOCH_MS, MessageStore, StoredMessage
+from barkeeper.learning import UserMessage
 from barkeeper.llm import OpenAIChatModel, RetryPolicy, count_message_tokens
-from barkeeper.memory import HashingEmbedder, MemoryStore, MessageIndex, UserMessage
+from barkeeper.memory import MemoryStore
 from barkeeper.testing.llm import Fault, LLMServer, Reply
+from barkeeper.turns import MessageIndex
 
 MODEL = "openai/gpt-oss-120b"
 NOW = datetime(2026, 12, 1, 20, 0, tzinfo=UTC)

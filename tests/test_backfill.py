@@ -217,6 +217,127 @@ async def test_losing_access_after_a_backfill_is_noticed(db: Database) -> None:
         assert row["no_access"] and row["message_count"] == 150
 
 
+async def test_losing_history_mid_deepening_is_not_the_start_of_the_channel(
+    db: Database,
+) -> None:
+    async with DiscordEmulator(spec(channels=1, messages_per_channel=450)) as emu:
+        cid = emu.channel_ids()[0]
+        first = await backfill(db, emu.base_url, emu.token, target=150)
+        assert first.channels[0].completion is Completion.TARGET_REACHED
+        # Read Message History taken away, no new message: catch-up sees nothing new,
+        # and the deepening page before the cursor comes back as 200 [].
+        emu.set_channel_access(cid, "empty")
+        lost = await backfill(db, emu.base_url, emu.token, target=1000)
+        channel = lost.channels[0]
+        assert lost.ok and channel.no_access
+        assert channel.completion is Completion.NO_ACCESS
+        row = await cursors(db, cid)
+        assert row["no_access"] and not row["is_fully_backfilled"]
+        assert row["completion_reason"] == "no_access" and row["message_count"] == 150
+        # With the permission back, deepening goes on from its cursor to the real start.
+        emu.set_channel_access(cid, "ok")
+        again = await backfill(db, emu.base_url, emu.token, target=1000)
+        assert again.channels[0].completion is Completion.START_OF_CHANNEL
+        assert again.channels[0].stored == 300
+        comparison = await compare_with_truth(db, emu, [cid])
+        assert comparison.ok and comparison.compared == 450, comparison
+        row = await cursors(db, cid)
+        assert row["is_fully_backfilled"] and not row["no_access"]
+
+
+async def test_an_empty_sync_page_never_deletes_hidden_history(db: Database) -> None:
+    async with DiscordEmulator(spec(channels=2, messages_per_channel=150)) as emu:
+        named, unnamed = emu.channel_ids()
+        assert (await backfill(db, emu.base_url, emu.token)).ok
+        # Both channels are complete, so only the sync reads them again.
+        emu.set_channel_access(named, "empty")  # Discord still names its last message
+        # Every message deleted while the bot could not read: the channel's
+        # last_message_id is null, and the history is hidden all the same.
+        for mid in _ids(emu, unnamed):
+            emu.world.delete_message(unnamed, mid)
+        emu.set_channel_access(unnamed, "empty")
+        result = await backfill(db, emu.base_url, emu.token)
+        assert result.ok
+        for channel in result.channels:
+            assert channel.no_access and channel.completion is Completion.NO_ACCESS
+            assert channel.deleted == 0 and not channel.synced
+            row = await cursors(db, channel.channel_id)
+            assert row["no_access"] and row["message_count"] == 150
+        # Readable again: Discord now answers 404 for the messages, and only that
+        # proves they were deleted.
+        emu.set_channel_access(unnamed, "ok")
+        again = await backfill(db, emu.base_url, emu.token, [unnamed])
+        assert again.ok and again.channels[0].deleted == 150
+        assert again.channels[0].count == 0 and not again.channels[0].no_access
+        assert (await cursors(db, unnamed))["message_count"] == 0
+
+
+async def test_a_message_that_cannot_be_read_is_skipped_not_retried(db: Database) -> None:
+    users = [ExplicitUser(id=2000 + i, username=f"user{i}") for i in range(2)]
+    messages = [ExplicitMessage(author_id=2000 + i % 2, content=f"m{i}") for i in range(250)]
+    broken = {
+        0: {"author": None},  # the channel's first message
+        150: {"edited_timestamp": "yesterday"},  # the oldest of the newest page
+        249: {"attachments": "none"},  # the newest message
+    }
+    for index, overrides in broken.items():
+        messages[index] = messages[index].model_copy(update={"payload_overrides": overrides})
+    world = ExplicitContent(
+        users=users,
+        guilds=[ExplicitGuild(name="g", channels=[ExplicitChannel(name="c", messages=messages)])],
+    )
+    async with DiscordEmulator(spec(explicit=world)) as emu:
+        cid = emu.channel_ids()[0]
+        ids = _ids(emu, cid)
+        bad = [ids[249], ids[150], ids[0]]  # in the order the backfill meets them
+        events: list[ProgressEvent] = []
+        result = await backfill(db, emu.base_url, emu.token, progress=events.append)
+        channel = result.channels[0]
+        assert result.ok and channel.retries == 0
+        assert channel.malformed == 3 and channel.malformed_ids == bad
+        assert result.totals()["malformed"] == 3 and result.as_dict()["malformed"] == 3
+        assert channel.completion is Completion.START_OF_CHANNEL
+        assert channel.pages == 3  # the cursors moved past the unreadable messages
+        assert channel.count == channel.stored == 247
+        assert events[-1].kind == "done" and events[-1].malformed == 3
+        assert max(e.malformed for e in events if e.kind == "page") == 3
+        comparison = await compare_with_truth(db, emu, [cid])
+        assert sorted(comparison.gaps) == sorted(bad)
+        assert not (comparison.extra or comparison.different or comparison.duplicates)
+        row = await cursors(db, cid)
+        assert row["backfill_after_id"] == ids[-1] and row["backfill_before_id"] == ids[0]
+        assert row["is_fully_backfilled"]
+
+        # A cached message whose payload turns unreadable is not taken for deleted.
+        emu.world.channels[cid].messages[ids[200]].payload_overrides = {"author": None}
+        emu.world.add_message(cid, "new")
+        again = await backfill(db, emu.base_url, emu.token)
+        channel = again.channels[0]
+        assert again.ok and channel.synced and channel.deleted == 0
+        # catch-up starts after the newest, unreadable, message; the sync meets both
+        # unreadable messages of the newest 200 once each
+        assert channel.malformed == 3
+        assert set(channel.malformed_ids) == {ids[249], ids[200], ids[150]}
+        async with db.acquire() as conn:
+            assert await conn.fetchval(
+                "SELECT count(*) FROM discord_messages WHERE message_id = $1", ids[200]
+            )
+        assert channel.count == 248
+
+
+async def test_a_page_of_messages_without_ids_fails_the_channel_once(db: Database) -> None:
+    garbage = ExplicitMessage(author_id=2000, content="?", payload_overrides={"id": None})
+    world = ExplicitContent(
+        users=[ExplicitUser(id=2000, username="u")],
+        guilds=[ExplicitGuild(name="g", channels=[ExplicitChannel(name="c", messages=[garbage])])],
+    )
+    async with DiscordEmulator(spec(explicit=world)) as emu:
+        result = await backfill(db, emu.base_url, emu.token)
+        channel = result.channels[0]
+        assert channel.error is not None and "cannot page past them" in channel.error
+        assert channel.retries == 0 and channel.pages == 1 and channel.malformed == 0
+
+
 async def test_target_stops_the_deepening_and_a_higher_target_resumes_it(db: Database) -> None:
     async with DiscordEmulator(spec(channels=1, messages_per_channel=450)) as emu:
         cid = emu.channel_ids()[0]

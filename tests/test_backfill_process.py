@@ -194,7 +194,7 @@ def test_progress_bars_follow_the_events() -> None:
     from rich.progress import Progress
 
     from barkeeper.backfill import ChannelInfo, ChannelResult, ProgressEvent
-    from barkeeper.cli.backfill import _Bars
+    from barkeeper.cli._backfill import _Bars
 
     progress = Progress(console=Console(file=io.StringIO(), force_terminal=True))
     bars = _Bars(progress)
@@ -210,3 +210,40 @@ def test_progress_bars_follow_the_events() -> None:
     bars(ProgressEvent("done", general, 900, 500, result=ChannelResult(1)))
     assert [t.description for t in progress.tasks] == ["channels"]
     assert progress.tasks[0].completed == 1
+
+
+def test_the_summary_shows_skipped_unreadable_messages() -> None:
+    import io
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from barkeeper.backfill import BackfillResult, ChannelInfo, ChannelResult, ProgressEvent
+    from barkeeper.cli.backfill import _Bars, _malformed_note, _summary
+
+    progress = Progress(console=Console(file=io.StringIO(), force_terminal=True))
+    bars = _Bars(progress)
+    general = ChannelInfo(1, 9, "general")
+    bars(ProgressEvent("found", total=1, target=500))
+    bars(ProgressEvent("start", general, 0, 500))
+    bars(ProgressEvent("page", general, 100, 500, malformed=2))
+    assert progress.tasks[1].description == "#general (2 unreadable skipped)"
+
+    clean = BackfillResult([ChannelResult(1, "general", count=10)])
+    assert _malformed_note(clean) is None
+    result = BackfillResult(
+        [
+            ChannelResult(1, "general", count=10, malformed=2, malformed_ids=[111, 222]),
+            ChannelResult(2, "random", count=5, malformed=1),
+        ]
+    )
+    out = io.StringIO()
+    console = Console(file=out, width=200)
+    console.print(_summary(result, 500))
+    table = out.getvalue()
+    assert "malformed" in table
+    general_row = next(line for line in table.splitlines() if "#general" in line)
+    assert general_row.split("│")[8].strip() == "2"
+    assert _malformed_note(result) == (
+        "3 message(s) could not be read and were skipped (ids 111, 222); the log says why for each"
+    )

@@ -26,7 +26,14 @@ from barkeeper.errors import (
     InvalidInputError,
     NotFoundError,
 )
-from barkeeper.testing.discord import DiscordEmulator
+from barkeeper.testing.discord import (
+    DiscordEmulator,
+    ExplicitChannel,
+    ExplicitContent,
+    ExplicitGuild,
+    ExplicitMessage,
+    ExplicitUser,
+)
 from tests._backfill import MESSAGES_ROUTE, expected_row, spec
 
 
@@ -98,6 +105,43 @@ async def test_access_signals() -> None:
                 await source.fetch_channel(123456789)
             with pytest.raises(NotFoundError):
                 await source.fetch_message(123456789, last)
+
+
+async def test_a_message_that_cannot_be_read_is_reported_not_raised() -> None:
+    overrides: dict[int, dict[str, Any]] = {
+        1: {"author": None},
+        3: {"id": None, "author": {"username": "no id"}},
+        4: {"embeds": 7},
+    }
+    messages = [
+        ExplicitMessage(author_id=5, content=f"m{i}", payload_overrides=overrides.get(i, {}))
+        for i in range(6)
+    ]
+    world = ExplicitContent(
+        users=[ExplicitUser(id=5, username="five")],
+        guilds=[ExplicitGuild(name="g", channels=[ExplicitChannel(name="c", messages=messages)])],
+    )
+    async with DiscordEmulator(spec(explicit=world)) as emu:
+        cid = emu.channel_ids()[0]
+        ids = [r["id"] for r in emu.truth()[cid]]
+        async with DiscordHistorySource.connect(emu.token, api_base=emu.base_url) as source:
+            page = await source.fetch_page(cid, limit=6)
+            assert page.access is Access.OK and page.size == 6
+            assert _ids(page) == [ids[5], ids[2], ids[0]]
+            assert sorted((m.message_id or 0) for m in page.malformed) == [0, ids[1], ids[4]]
+            reasons = {m.message_id: m.reason for m in page.malformed}
+            assert "'author'" in reasons[ids[1]] and "'embeds'" in reasons[ids[4]]
+            # the cursors cover the unreadable messages with an id; the id-less one is
+            # only counted
+            assert page.newest_id == ids[5] and page.oldest_id == ids[0]
+            assert page.ids == frozenset(ids) - {ids[3]}
+            lookup = await source.fetch_message(cid, ids[1])
+            assert lookup.access is Access.OK and lookup.message is None
+            assert lookup.malformed is not None and lookup.malformed.message_id == ids[1]
+            # Asking again brings the same answer: it is not a transient failure.
+            again = await source.fetch_page(cid, before=ids[5], limit=2)
+            assert [m.message_id for m in again.malformed] == [ids[4], None]
+            assert _ids(again) == [] and again.oldest_id == ids[4]
 
 
 async def test_lists_every_text_channel_of_every_guild() -> None:

@@ -22,8 +22,8 @@ from rich.console import Console
 from barkeeper._validate import BIGINT_MAX
 from barkeeper.backfill import BackfillResult, ChannelResult
 from barkeeper.cli import app, main
+from barkeeper.cli._backfill import _summary
 from barkeeper.cli._common import parse_id
-from barkeeper.cli.backfill import _summary
 from barkeeper.db import Database, parse_database_url
 from barkeeper.testing.discord import DiscordEmulator
 from tests._backfill import spec

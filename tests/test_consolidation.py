@@ -9,17 +9,17 @@ import pytest
 
 from barkeeper.db import Database
 from barkeeper.errors import InvalidInputError, QueryError
-from barkeeper.llm import OpenAIChatModel
-from barkeeper.memory.consolidation import (
+from barkeeper.learning import (
+    CandidateFact,
     Consolidator,
-    content_words,
+    MemoryManager,
+    UserMessage,
     duplicate_kind,
-    word_overlap,
 )
-from barkeeper.memory.extraction import CandidateFact, UserMessage
-from barkeeper.memory.manager import MemoryManager
-from barkeeper.memory.prompts import CONSOLIDATION_SYSTEM
-from barkeeper.memory.store import MemoryStore
+from barkeeper.learning._consolidation import content_words, word_overlap
+from barkeeper.learning._prompts import CONSOLIDATION_SYSTEM
+from barkeeper.llm import OpenAIChatModel
+from barkeeper.memory import MemoryStore
 from barkeeper.testing.llm import Fault, LLMServer
 from tests.test_extraction import (  # noqa: F401 - fixtures
     alice_fixture,

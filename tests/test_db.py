@@ -12,9 +12,8 @@ import asyncpg
 import pytest
 
 from barkeeper.config import DatabaseMode, Settings, load_settings
-from barkeeper.db import Database, parse_database_url
+from barkeeper.db import Database, parse_database_url, translate_error
 from barkeeper.db import migrations as mig
-from barkeeper.db._translate import translate_error
 from barkeeper.db.schema.v0001_initial import TABLES
 from barkeeper.errors import (
     AuthenticationFailedError,

@@ -15,16 +15,8 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-import barkeeper.memory.embeddings as embeddings
-from barkeeper.errors import (
-    ConfigError,
-    InvalidInputError,
-    LLMAuthenticationError,
-    LLMOutputError,
-    LLMUnavailableError,
-)
-from barkeeper.llm import RetryPolicy
-from barkeeper.memory.embeddings import (
+import barkeeper.embeddings._embedders as embeddings
+from barkeeper.embeddings import (
     MINILM_NAME,
     Embedder,
     HashingEmbedder,
@@ -33,6 +25,14 @@ from barkeeper.memory.embeddings import (
     cosine_similarity,
     hashed_embedding,
 )
+from barkeeper.errors import (
+    ConfigError,
+    InvalidInputError,
+    LLMAuthenticationError,
+    LLMOutputError,
+    LLMUnavailableError,
+)
+from barkeeper.llm import RetryPolicy
 from barkeeper.testing.llm import Fault, LLMServer
 
 FAST = RetryPolicy(max_retries=2, initial_delay=0.01)
@@ -183,7 +183,7 @@ def test_minilm_needs_no_tryaii_sdk() -> None:
         """
         import asyncio, sys
         sys.modules["tryaii"] = None  # as if the tryaii SDK were not installed
-        from barkeeper.memory.embeddings import MiniLMEmbedder, cosine_similarity
+        from barkeeper.embeddings import MiniLMEmbedder, cosine_similarity
         async def main():
             a, b, c = await MiniLMEmbedder().embed(["I love my dog", "I adore my puppy", "tax"])
             print(cosine_similarity(a, b) > cosine_similarity(a, c))

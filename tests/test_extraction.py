@@ -16,20 +16,13 @@ from typing import Any
 import pytest
 
 from barkeeper.db import Database
+from barkeeper.embeddings import HashingEmbedder
 from barkeeper.errors import InvalidInputError
+from barkeeper.learning import FactExtractor, MemoryManager, UserMessage, is_sampled, skip_reason
+from barkeeper.learning._extraction import MIN_EXTRACTION_CHARS, ExtractedFact
+from barkeeper.learning._prompts import EXTRACTION_SYSTEM
 from barkeeper.llm import OpenAIChatModel, RetryPolicy
-from barkeeper.memory.embeddings import HashingEmbedder
-from barkeeper.memory.extraction import (
-    MIN_EXTRACTION_CHARS,
-    ExtractedFact,
-    FactExtractor,
-    UserMessage,
-    is_sampled,
-    skip_reason,
-)
-from barkeeper.memory.manager import MemoryManager
-from barkeeper.memory.prompts import EXTRACTION_SYSTEM
-from barkeeper.memory.store import MemoryStore
+from barkeeper.memory import MemoryStore
 from barkeeper.testing.llm import Fault, LLMServer, Reply
 
 # --- shared fixtures and helpers ---------------------------------------------------------

@@ -10,10 +10,8 @@ from typing import Any
 import pytest
 
 from barkeeper.errors import InvalidInputError
-from barkeeper.memory.extraction import UserMessage
-from barkeeper.memory.manager import MemoryManager
-from barkeeper.memory.store import MemoryStore
-from barkeeper.memory.worker import MemoryWorker
+from barkeeper.learning import MemoryManager, MemoryWorker, UserMessage
+from barkeeper.memory import MemoryStore
 from barkeeper.testing.llm import Fault, LLMServer, ReplyLike
 from tests.test_extraction import (  # noqa: F401 - fixtures
     alice_fixture,

@@ -374,6 +374,20 @@ async def test_iter_channel_pages_in_order(store: MessageStore) -> None:
             pass
 
 
+async def test_get_page_walks_one_channel_forward(store: MessageStore) -> None:
+    batch = [msg(i) for i in range(25)]
+    await store.store_many([*batch, msg(1003, channel=101), msg(1030, channel=99)])
+    first = await store.get_page(100, limit=10)
+    assert first == batch[:10]
+    second = await store.get_page(100, after=first[-1].message_id, limit=10)
+    assert second == batch[10:20]
+    assert await store.get_page(100, after=batch[-1].message_id) == []
+    assert await store.get_page(100, after=sf(4500), limit=2) == batch[5:7]
+    for bad in ({"after": -1}, {"after": 2**63}, {"limit": 0}, {"limit": 10_001}, {"limit": True}):
+        with pytest.raises(InvalidInputError):
+            await store.get_page(100, **bad)  # type: ignore[arg-type]
+
+
 # --- channel status and cursors ----------------------------------------------------------
 
 
@@ -722,6 +736,7 @@ async def test_channel_reads_use_the_channel_index(
     queries = {
         "context": (sql._CONTEXT, (101, sf(20_000_000), 2000)),
         "page": (sql._PAGE, (101, sf(1000), sf(29_000_000), 1000)),
+        "page_after": (sql._PAGE_AFTER, (101, sf(1000), 1000)),
         "ids_between": (sql._IDS_BETWEEN, (101, sf(1000), sf(9_000_000))),
         "newest": (sql._NEWEST, (101,)),
         "oldest": (sql._OLDEST, (101,)),

@@ -19,8 +19,8 @@ import pytest
 from pydantic import BaseModel, Field
 
 import barkeeper.testing.llm
+from barkeeper.embeddings import hashed_embedding
 from barkeeper.llm import OpenAIChatModel, count_tokens
-from barkeeper.memory.embeddings import hashed_embedding
 from barkeeper.testing.llm import (
     Fault,
     FaultKind,

@@ -7,9 +7,9 @@ import pytest
 
 from barkeeper.config import load_settings
 from barkeeper.db import Database
+from barkeeper.embeddings import HashingEmbedder, OpenAIEmbedder
+from barkeeper.learning import UserMessage, build_memory_manager
 from barkeeper.llm import OpenAIChatModel
-from barkeeper.memory import UserMessage, build_memory_manager
-from barkeeper.memory.embeddings import HashingEmbedder, OpenAIEmbedder
 from barkeeper.testing.llm import LLMServer
 from tests.test_extraction import fact, facts_reply, new_user
 

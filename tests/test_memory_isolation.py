@@ -11,11 +11,8 @@ import logging
 
 import pytest
 
-from barkeeper.memory.commands import MemoryCommand, parse_memory_command
-from barkeeper.memory.extraction import UserMessage
-from barkeeper.memory.manager import MemoryManager
-from barkeeper.memory.models import Memory, MemoryVersion
-from barkeeper.memory.store import MemoryStore
+from barkeeper.learning import MemoryCommand, MemoryManager, UserMessage, parse_memory_command
+from barkeeper.memory import Memory, MemoryStore, MemoryVersion
 from barkeeper.testing.llm import LLMServer
 from tests.test_extraction import (  # noqa: F401 - fixtures
     alice_fixture,

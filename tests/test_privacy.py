@@ -15,12 +15,12 @@ import pytest
 from barkeeper.companion import GuildStore, PreferenceStore, UserStore
 from barkeeper.conversations import ConversationStore, SessionStore
 from barkeeper.db import Database
+from barkeeper.embeddings import HashingEmbedder
 from barkeeper.errors import InvalidInputError, NotFoundError
 from barkeeper.history import MessageStore, StoredMessage
-from barkeeper.memory.embeddings import HashingEmbedder
-from barkeeper.memory.messages_index import MessageIndex
-from barkeeper.memory.store import MemoryStore
+from barkeeper.memory import MemoryStore
 from barkeeper.privacy import DERIVED_TABLES, Privacy
+from barkeeper.turns import MessageIndex
 
 CHANNEL = 700_000_000_000_000_001
 GUILD = 800_000_000_000_000_001

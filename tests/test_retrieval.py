@@ -14,12 +14,11 @@ import pytest
 from barkeeper.config import Settings
 from barkeeper.db import Database
 from barkeeper.db.schema import v0001_initial
+from barkeeper.embeddings import HashingEmbedder, MiniLMEmbedder, OpenAIEmbedder
 from barkeeper.errors import InvalidInputError
-from barkeeper.memory.embeddings import HashingEmbedder, MiniLMEmbedder, OpenAIEmbedder
-from barkeeper.memory.messages_index import MessageIndex, discord_channel_scope
-from barkeeper.memory.models import Turn
-from barkeeper.memory.retrieval import Weights, fuse
-from barkeeper.memory.store import MemoryStore
+from barkeeper.memory import MemoryStore
+from barkeeper.retrieval import Weights, fuse
+from barkeeper.turns import MessageIndex, Turn, discord_channel_scope
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -233,6 +232,27 @@ async def test_discord_channel_sync_follows_edits_and_deletes(
     assert await index.sync_discord_channel(500) == 1  # 102 again, with no context
     assert await index.count(scope) == 2
     assert await index.count(discord_channel_scope(501)) == 0
+
+
+async def test_discord_channel_sync_from_the_middle_keeps_the_context(
+    db: Database, index: MessageIndex
+) -> None:
+    await _cache(
+        db,
+        600,
+        [
+            (301, "ana", "my cat is called Miso"),
+            (302, "bo", "what a lovely name"),
+            (303, "ana", "she sleeps all day"),
+        ],
+    )
+    scope = discord_channel_scope(600)
+    assert await index.sync_discord_channel(600, after_message_id=301) == 2
+    [hit] = await index.search(scope, "Miso", k=5, mode="fulltext")
+    assert hit.item.discord_message_id == 302  # through 301, its context, read from the cache
+    # the whole channel now: only 301 is missing; 302's context is already 301
+    assert await index.sync_discord_channel(600) == 1
+    assert await index.sync_discord_channel(600, after_message_id=302) == 0
 
 
 # --- vector storage: pgvector and bytea give the same answers ----------------------------------

@@ -23,7 +23,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from barkeeper.agent._context import BuiltContext, ContextBudget, ContextBuilder, HistoryLine
-from barkeeper.agent._deps import Memory, MemoryStore, MessageIndex, UserMessage
 from barkeeper.agent._persona import CONTEXT_RULES, DEFAULT_PERSONA, apology
 from barkeeper.agent._request import AgentReply, Place, QuotedMessage, ReplyRequest, RunRecord
 from barkeeper.agent._tools import TOOL_DEFINITIONS, Toolbox
@@ -38,6 +37,7 @@ from barkeeper.errors import (
     NotFoundError,
 )
 from barkeeper.history import MessageStore, snowflake_time
+from barkeeper.learning import UserMessage
 from barkeeper.llm import (
     ChatMessage,
     ChatModel,
@@ -45,6 +45,8 @@ from barkeeper.llm import (
     StreamingChatModel,
     TextCallback,
 )
+from barkeeper.memory import Memory, MemoryStore
+from barkeeper.turns import MessageIndex
 
 __all__ = ["Agent", "AgentConfig", "MemorySink", "ReplyStream"]
 

@@ -19,11 +19,11 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from barkeeper.agent._deps import Memory
 from barkeeper.agent._request import QuotedMessage, ReplyRequest
 from barkeeper.conversations import AgentRun
 from barkeeper.errors import ConfigError
 from barkeeper.llm import ChatMessage, count_message_tokens, count_tokens, encoding_for_model
+from barkeeper.memory import Memory
 
 __all__ = ["BuiltContext", "ContextBudget", "ContextBuilder", "HistoryLine", "quote", "when"]
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from barkeeper.agent._agent import Agent, AgentConfig, MemorySink
-from barkeeper.agent._deps import MemoryStore, MessageIndex, build_embedder
 from barkeeper.companion import GuildStore, UserStore
 from barkeeper.config import Settings
 from barkeeper.conversations import SessionStore
 from barkeeper.db import Database
 from barkeeper.history import MessageStore
+from barkeeper.learning import build_embedder
 from barkeeper.llm import ChatModel, OpenAIChatModel
+from barkeeper.memory import MemoryStore
+from barkeeper.turns import MessageIndex
 
 __all__ = ["build_agent", "build_chat_model"]
 

@@ -17,11 +17,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from barkeeper.agent._context import clean_name, quote, when
-from barkeeper.agent._deps import MemoryStore, MessageIndex, channel_scope
 from barkeeper.agent._request import ReplyRequest
 from barkeeper.companion import GuildStore, UserStore
 from barkeeper.errors import BarkeeperError
 from barkeeper.llm import ToolCall, count_tokens
+from barkeeper.memory import MemoryStore
+from barkeeper.turns import MessageIndex, discord_channel_scope
 
 __all__ = ["TOOL_DEFINITIONS", "Toolbox"]
 
@@ -185,7 +186,7 @@ class Toolbox:
         if self._index is None or place.channel_id is None:
             return "no older history can be searched here"
         hits = await self._index.search(
-            channel_scope(place.channel_id), query, k=10, token_budget=self._max_tokens
+            discord_channel_scope(place.channel_id), query, k=10, token_budget=self._max_tokens
         )
         current = self._request.message.id
         lines = []

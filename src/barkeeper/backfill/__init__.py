@@ -29,6 +29,7 @@ from barkeeper.backfill._source import (
     Access,
     ChannelInfo,
     HistorySource,
+    MalformedMessage,
     MessageLookup,
     Page,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "DiscordHistorySource",
     "HistorySource",
     "LockLostError",
+    "MalformedMessage",
     "MessageLookup",
     "Page",
     "ProgressEvent",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import datetime as dt
 import json
 import logging
 import time
@@ -35,6 +36,7 @@ from barkeeper.backfill._source import (
     TEXT_CHANNEL_TYPES,
     Access,
     ChannelInfo,
+    MalformedMessage,
     MessageLookup,
     Page,
 )
@@ -45,7 +47,12 @@ from barkeeper.errors import (
     InvalidInputError,
     NotFoundError,
 )
-from barkeeper.history import StoredMessage, message_from_payload
+from barkeeper.history import (
+    MAX_SNOWFLAKE,
+    StoredMessage,
+    message_from_payload,
+    snowflake_time,
+)
 
 __all__ = ["DiscordHistorySource", "normalize_api_base"]
 
@@ -57,8 +64,18 @@ _GUILDS_PAGE = 200
 # discord.py's login: GET /users/@me, then GET /oauth2/applications/@me.
 _LOGIN_REQUESTS = 2
 # What a broken connection, a cut body or cut JSON look like coming out of discord.py
-# (it wraps none of them) and aiohttp.
-_TRANSIENT = (aiohttp.ClientError, OSError, TimeoutError, ValueError)
+# (it wraps none of them) and aiohttp. Not every ValueError: a message that cannot be
+# read is no reason to ask again (it is skipped, see DiscordHistorySource.fetch_page).
+_TRANSIENT = (
+    aiohttp.ClientError,
+    OSError,
+    TimeoutError,
+    json.JSONDecodeError,
+    UnicodeDecodeError,
+)
+# A malformed message's id moves the cursors past it only if it is plausible: a
+# snowflake of a time not in the future (a garbage id must not make paging skip).
+_ID_CLOCK_SLACK = dt.timedelta(hours=1)
 
 
 def normalize_api_base(url: str) -> str:
@@ -394,6 +411,10 @@ class DiscordHistorySource:
     ) -> Page:
         """One page of history, newest first (see :meth:`HistorySource.fetch_page`).
 
+        A message whose payload cannot be read (no author, a malformed field) is
+        returned in :attr:`Page.malformed` rather than raised: asking again would
+        bring the same payload back.
+
         Raises:
             DiscordUnavailableError: a transient failure, or a page that breaks
                 Discord's cursor contract (wrong order, out of range, too long).
@@ -421,16 +442,17 @@ class DiscordHistorySource:
                 f"channel {channel_id}: expected a JSON list of messages, got {str(data)[:100]!r}"
             )
         guild_id = self._guild_of.get(channel_id)
-        try:
-            messages = sorted(
-                (message_from_payload(item, guild_id=guild_id) for item in data),
-                key=_message_id,
-                reverse=True,
-            )
-        except InvalidInputError as exc:
-            raise DiscordUnavailableError(f"channel {channel_id}: {exc}") from None
-        _check_page(channel_id, messages, before=before, after=after, limit=limit)
-        return Page(tuple(messages))
+        messages: list[StoredMessage] = []
+        malformed: list[MalformedMessage] = []
+        for item in data:
+            read = _read_message(item, guild_id)
+            if isinstance(read, MalformedMessage):
+                malformed.append(read)
+            else:
+                messages.append(read)
+        messages.sort(key=_message_id, reverse=True)
+        _check_page(channel_id, messages, malformed, before=before, after=after, limit=limit)
+        return Page(tuple(messages), malformed=tuple(malformed))
 
     async def fetch_message(self, channel_id: int, message_id: int) -> MessageLookup:
         """One message, or whether it is forbidden or missing."""
@@ -448,11 +470,10 @@ class DiscordHistorySource:
             if exc.code == _UNKNOWN_CHANNEL:
                 raise NotFoundError(f"Discord has no channel {channel_id} (404)") from None
             return MessageLookup(Access.MISSING)
-        try:
-            message = message_from_payload(data, guild_id=self._guild_of.get(channel_id))
-        except InvalidInputError as exc:
-            raise DiscordUnavailableError(f"channel {channel_id}: {exc}") from None
-        return MessageLookup(Access.OK, message)
+        read = _read_message(data, self._guild_of.get(channel_id))
+        if isinstance(read, MalformedMessage):
+            return MessageLookup(Access.OK, malformed=read)
+        return MessageLookup(Access.OK, read)
 
     async def fetch_channel(self, channel_id: int) -> ChannelInfo:
         """A channel's description; ``NotFoundError`` if Discord does not know it.
@@ -516,9 +537,34 @@ def _message_id(message: StoredMessage) -> int:
     return message.message_id
 
 
+def _read_message(item: object, guild_id: int | None) -> StoredMessage | MalformedMessage:
+    """One message payload, or what is wrong with it (it is the same on every retry)."""
+    if not isinstance(item, Mapping):
+        return MalformedMessage(None, f"not a JSON object: {str(item)[:100]!r}")
+    try:
+        return message_from_payload(item, guild_id=guild_id)
+    except InvalidInputError as exc:
+        reason = str(exc)
+    except (ValueError, TypeError) as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+    return MalformedMessage(_plausible_id(item.get("id")), reason[:300])
+
+
+def _plausible_id(raw: object) -> int | None:
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        return None
+    value = _snowflake(raw)
+    if value is None or not 0 < value <= MAX_SNOWFLAKE:
+        return None
+    if snowflake_time(value) > dt.datetime.now(dt.UTC) + _ID_CLOCK_SLACK:
+        return None
+    return value
+
+
 def _check_page(
     channel_id: int,
     messages: list[StoredMessage],
+    malformed: list[MalformedMessage],
     *,
     before: int | None,
     after: int | None,
@@ -526,15 +572,17 @@ def _check_page(
 ) -> None:
     """Refuse a page that breaks Discord's contract: a cursor built on it could skip messages."""
     problem = None
-    if len(messages) > limit:
-        problem = f"{len(messages)} messages for limit {limit}"
+    ids = [m.message_id for m in messages]
+    ids += [m.message_id for m in malformed if m.message_id is not None]
+    if len(messages) + len(malformed) > limit:
+        problem = f"{len(messages) + len(malformed)} messages for limit {limit}"
     elif any(m.channel_id != channel_id for m in messages):
         problem = "messages of another channel"
-    elif len({m.message_id for m in messages}) != len(messages):
+    elif len(set(ids)) != len(ids):
         problem = "the same message twice"
-    elif messages and before is not None and messages[0].message_id >= before:
+    elif ids and before is not None and max(ids) >= before:
         problem = f"a message not before {before}"
-    elif messages and after is not None and messages[-1].message_id <= after:
+    elif ids and after is not None and min(ids) <= after:
         problem = f"a message not after {after}"
     if problem is not None:
         raise DiscordUnavailableError(f"channel {channel_id}: Discord sent {problem}")

@@ -20,9 +20,18 @@ Every page is stored together with its cursor in one transaction
 resumes with no gap and no duplicate. Every page also reconciles the id range it
 covers: a cached message in that range that Discord did not return was deleted.
 
-"No permission" is told apart from "empty": a 403 is no access; an empty first page
-of a channel that Discord says has a last message is checked by fetching that
-message (403: no Read Message History; 404: it was deleted, the channel is empty).
+"No permission" is told apart from "empty": a 403 is no access. Without Read Message
+History Discord answers ``200 []``, so an empty page is never taken at its word: the
+engine fetches one message the channel has or had (Discord's ``last_message_id``,
+else a cursor). 403 means the history is hidden (``no_access``, nothing deleted);
+404 means the bot may read and the message is gone. An empty newest page (initial,
+catch-up, sync) whose message still exists is hidden history too. Only then does an
+empty page mean the start of the channel (deepen) or that every message was deleted
+(sync): nothing is ever deleted on the strength of ``last_message_id`` alone.
+
+A message Discord sends that cannot be read (no author, a malformed field) is not a
+failure worth retrying (the same payload would come back): it is skipped, logged with
+its id and counted (:attr:`ChannelResult.malformed`), and paging moves past it.
 
 Rate limits: discord.py waits out each channel's bucket before it is exhausted and
 retries 429s; the source paces requests under the global limit; concurrency is
@@ -45,10 +54,21 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from barkeeper.backfill._locks import ChannelLocks
-from barkeeper.backfill._source import Access, ChannelInfo, HistorySource, Page
+from barkeeper.backfill._source import (
+    Access,
+    ChannelInfo,
+    HistorySource,
+    MalformedMessage,
+    Page,
+)
 from barkeeper.config import Settings
 from barkeeper.db import Database
-from barkeeper.errors import BarkeeperError, DiscordUnavailableError, InvalidInputError
+from barkeeper.errors import (
+    BarkeeperError,
+    DiscordError,
+    DiscordUnavailableError,
+    InvalidInputError,
+)
 from barkeeper.history import MAX_SNOWFLAKE, ChannelStatus, MessageStore, StoreResult
 
 __all__ = [
@@ -65,6 +85,8 @@ _log = logging.getLogger("barkeeper.backfill")
 _page_log = logging.getLogger("barkeeper.backfill.pages")
 
 _MAX_PAGE = 100
+# Ids of skipped malformed messages kept per channel in a result (all are counted).
+_MALFORMED_IDS_KEPT = 100
 
 _T = TypeVar("_T")
 
@@ -96,6 +118,10 @@ class ChannelResult:
         deleted: cached messages removed because Discord no longer has them.
         pages: history requests answered.
         retries: requests repeated after a transient failure.
+        malformed: messages Discord sent that could not be read, skipped (each
+            counted once per run).
+        malformed_ids: the ids of the first 100 of them (a payload without a usable
+            id is only counted).
         count: messages cached for the channel at the end.
         completion: why it stopped (``None``: it did not finish this run).
         no_access: the bot may not read its history.
@@ -113,6 +139,8 @@ class ChannelResult:
     deleted: int = 0
     pages: int = 0
     retries: int = 0
+    malformed: int = 0
+    malformed_ids: list[int] = field(default_factory=list)
     count: int = 0
     completion: Completion | None = None
     no_access: bool = False
@@ -161,8 +189,8 @@ class BackfillResult:
         return self.failures == 0
 
     def totals(self) -> dict[str, int]:
-        """``fetched``, ``stored``, ``deleted``, ``pages`` and ``retries`` summed."""
-        keys = ("fetched", "stored", "deleted", "pages", "retries")
+        """``fetched``, ``stored``, ``deleted``, ``pages``, ``retries`` and ``malformed`` summed."""
+        keys = ("fetched", "stored", "deleted", "pages", "retries", "malformed")
         return {k: sum(getattr(c, k) for c in self.channels) for k in keys}
 
     def as_dict(self) -> dict[str, Any]:
@@ -189,6 +217,8 @@ class ProgressEvent:
         target: the per-channel target.
         total: channels selected (``"found"`` only).
         result: the channel's result (``"done"`` only).
+        malformed: messages of the channel skipped so far this run because they
+            could not be read.
     """
 
     kind: str
@@ -197,6 +227,7 @@ class ProgressEvent:
     target: int = 0
     total: int = 0
     result: ChannelResult | None = None
+    malformed: int = 0
 
 
 @dataclass(slots=True)
@@ -216,6 +247,8 @@ class _Work:
     fresh_from_top: bool = False
     fresh_whole: bool = False
     pending_status: dict[str, Any] = field(default_factory=dict)
+    # Ids of malformed messages already counted this run (sync may see them again).
+    malformed_seen: set[int] = field(default_factory=set)
 
 
 class Backfill:
@@ -301,7 +334,7 @@ class Backfill:
         ``BACKFILL_PARALLEL_BATCHES`` is read but changes nothing: fetching one channel's
         snowflake-time slices in parallel cannot beat Discord's per-channel bucket
         (``bench/backfill.py``, 3,000 messages: 4 walkers 1.00× as fast as 1 under 5
-        requests per 5 s and under 5 per 1 s; 3.6× only with no per-channel limit and
+        requests per 5 s and under 5 per 1 s; 2.7× only with no per-channel limit and
         100 ms latency, which is not Discord). Channels are what the engine
         parallelises (``BACKFILL_CONCURRENCY``).
         """
@@ -415,7 +448,14 @@ class Backfill:
                         result.seconds = time.monotonic() - began
                         await locks.release(info.channel_id)
                     self._emit(
-                        ProgressEvent("done", info, result.count, self.target, result=result)
+                        ProgressEvent(
+                            "done",
+                            info,
+                            result.count,
+                            self.target,
+                            result=result,
+                            malformed=result.malformed,
+                        )
                     )
                     return result
             if not waited:
@@ -505,7 +545,7 @@ class Backfill:
         if page.access is Access.NO_ACCESS:
             await self._mark_no_access(work, "403 Missing Access")
             return
-        if not page.messages:
+        if not page.size:
             if await self._history_hidden(work, locks):
                 await self._mark_no_access(work, "history is empty but the channel has messages")
             else:
@@ -521,7 +561,7 @@ class Backfill:
                 work.fresh_whole = True
                 result.completion = Completion.EMPTY
             return
-        short = len(page.messages) < self.page_size
+        short = page.size < self.page_size
         assert page.oldest_id is not None and page.newest_id is not None
         fields: dict[str, Any] = {"no_access": False}
         if short:
@@ -542,7 +582,7 @@ class Backfill:
             **fields,
         )
         work.before, work.after = page.oldest_id, page.newest_id
-        work.fresh_top = len(page.messages)
+        work.fresh_top = page.size
         work.fresh_from_top = True
         if short:
             work.complete = True
@@ -560,7 +600,7 @@ class Backfill:
             if page.access is Access.NO_ACCESS:
                 await self._mark_no_access(work, "403 Missing Access")
                 return
-            if not page.messages:
+            if not page.size:
                 last = info.last_message_id
                 if last is not None and last > work.after and pages == 1:
                     # Discord says there is a newer message than our cursor, yet shows
@@ -582,8 +622,8 @@ class Backfill:
                 no_access=False,
             )
             work.after = page.newest_id
-            work.fresh_top += len(page.messages)
-            if len(page.messages) < self.page_size:
+            work.fresh_top += page.size
+            if page.size < self.page_size:
                 break
         else:
             result.completion = None
@@ -634,7 +674,11 @@ class Backfill:
             if page.access is Access.NO_ACCESS:
                 await self._mark_no_access(work, "403 Missing Access")
                 return
-            short = len(page.messages) < limit
+            if not page.size and await self._probe(work, locks) is Access.NO_ACCESS:
+                # Not the start of the channel: Read Message History was taken away.
+                await self._mark_no_access(work, "history is empty and its messages are refused")
+                return
+            short = page.size < limit
             fields: dict[str, Any] = {}
             if short:
                 fields.update(
@@ -652,7 +696,7 @@ class Backfill:
             if page.oldest_id is not None:
                 before = work.before = page.oldest_id
             if work.fresh_from_top:
-                work.fresh_top += len(page.messages)
+                work.fresh_top += page.size
             pct = int(work.count * 100 / self.target)
             _page_log.info(
                 "✓ Progress: %d/%d (%d%%) in %s", work.count, self.target, pct, _label(info, result)
@@ -692,15 +736,23 @@ class Backfill:
             if page.access is Access.NO_ACCESS:
                 await self._mark_no_access(work, "403 Missing Access")
                 return
-            short = len(page.messages) < limit
-            last = short or remaining - len(page.messages) <= 0
+            short = page.size < limit
+            last = short or remaining - page.size <= 0
             fields: dict[str, Any] = {"last_synced_at": stamp} if last else {}
-            if not page.messages:
+            if not page.size:
                 span: tuple[int, int] | tuple[()] = ()
                 if before is not None:
-                    span = (1, before - 1)
-                elif not await self._history_hidden(work, locks):
-                    span = (1, MAX_SNOWFLAKE)  # every message of the channel was deleted
+                    span = (1, before - 1)  # the page before this one reached the start
+                else:
+                    access = await self._probe(work, locks)
+                    if access in (Access.NO_ACCESS, Access.OK):
+                        await self._mark_no_access(
+                            work, "history is empty but its messages are refused or exist"
+                        )
+                        return
+                    if access is Access.MISSING:
+                        # Discord let us ask and the message is gone: the channel is empty.
+                        span = (1, MAX_SNOWFLAKE)
                 await self._write(work, page, span, **fields)
                 break
             assert page.oldest_id is not None and page.newest_id is not None
@@ -720,7 +772,7 @@ class Backfill:
                     )
                     work.complete = True
             await self._write(work, page, (low, high), **advance, **fields)
-            remaining -= len(page.messages)
+            remaining -= page.size
             before = page.oldest_id
             if short:
                 break
@@ -729,17 +781,34 @@ class Backfill:
     # --- helpers ---------------------------------------------------------------------
 
     async def _history_hidden(self, work: _Work, locks: ChannelLocks) -> bool:
-        """Whether an empty history hides messages (no Read Message History)."""
+        """Whether an empty newest page hides messages (no Read Message History).
+
+        The message Discord calls the newest is fetched: refused (403) or there (so the
+        page should have shown it) means hidden; gone (404) means the page told the truth.
+        """
+        access = await self._probe(work, locks)
+        return access is not None and access is not Access.MISSING
+
+    async def _probe(self, work: _Work, locks: ChannelLocks) -> Access | None:
+        """Fetch one message the channel has or had; ``None`` when none is known.
+
+        Discord checks Read Message History before it looks the message up, so
+        ``NO_ACCESS`` means the history is hidden whether or not the message exists,
+        and ``MISSING`` means the bot may read it and the message was deleted.
+        """
         info = work.info
-        if info.last_message_id is None:
-            return False
+        message_id = next(
+            (i for i in (info.last_message_id, work.after, work.before) if i is not None), None
+        )
+        if message_id is None:
+            return None
         lookup = await self._retrying(
-            f"{_label(info, work.result)} message {info.last_message_id}",
-            lambda: self._source.fetch_message(info.channel_id, info.last_message_id or 0),
+            f"{_label(info, work.result)} message {message_id}",
+            lambda: self._source.fetch_message(info.channel_id, message_id),
             work.result,
             locks,
         )
-        return lookup.access is not Access.MISSING
+        return lookup.access
 
     async def _mark_no_access(self, work: _Work, why: str) -> None:
         info, result = work.info, work.result
@@ -771,9 +840,33 @@ class Backfill:
             work.result,
             locks,
         )
-        work.result.pages += 1
-        work.result.fetched += len(page.messages)
+        result = work.result
+        result.pages += 1
+        result.fetched += len(page.messages)
+        if page.size and page.newest_id is None:
+            raise DiscordError(
+                f"{_label(work.info, result)}: Discord sent {page.size} message(s) none of "
+                "which can be read or has a usable id; the backfill cannot page past them"
+            )
+        for bad in page.malformed:
+            self._skip_malformed(work, bad)
         return page
+
+    def _skip_malformed(self, work: _Work, bad: MalformedMessage) -> None:
+        result = work.result
+        if bad.message_id is not None:
+            if bad.message_id in work.malformed_seen:
+                return
+            work.malformed_seen.add(bad.message_id)
+            if len(result.malformed_ids) < _MALFORMED_IDS_KEPT:
+                result.malformed_ids.append(bad.message_id)
+        result.malformed += 1
+        _log.warning(
+            "%s: message %s cannot be read, skipped: %s",
+            _label(work.info, result),
+            bad.message_id if bad.message_id is not None else "without a usable id",
+            bad.reason,
+        )
 
     async def _write(
         self,
@@ -791,7 +884,8 @@ class Backfill:
         if span and span[0] <= span[1]:
             cached = await self._store.get_ids_between(cid, span[0], span[1])
             if cached:
-                seen = {m.message_id for m in page.messages}
+                # A message that exists but could not be read this time is not deleted.
+                seen = page.ids
                 delete_ids = [i for i in cached if i not in seen]
         fields = {**work.pending_status, **status}
         work.pending_status = {}
@@ -808,7 +902,11 @@ class Backfill:
         # Kept here rather than re-read per page; messages the live bot stores meanwhile
         # are only counted at the next run (they can but cost one extra page).
         work.count = max(0, work.count + stored.inserted - stored.deleted)
-        self._emit(ProgressEvent("page", work.info, work.count, self.target))
+        self._emit(
+            ProgressEvent(
+                "page", work.info, work.count, self.target, malformed=work.result.malformed
+            )
+        )
         return stored
 
     async def _retrying(

@@ -17,8 +17,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 
-from barkeeper.db import Database
-from barkeeper.db._translate import translate_error
+from barkeeper.db import Database, translate_error
 from barkeeper.errors import DatabaseError
 
 __all__ = ["ChannelLocks", "LockLostError"]

@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 
 from barkeeper.history import StoredMessage
 
-__all__ = ["Access", "ChannelInfo", "HistorySource", "MessageLookup", "Page"]
+__all__ = ["Access", "ChannelInfo", "HistorySource", "MalformedMessage", "MessageLookup", "Page"]
 
 #: Discord channel types whose messages the backfill reads: guild text and announcement.
 TEXT_CHANNEL_TYPES = frozenset({0, 5})
@@ -38,6 +38,19 @@ class Access(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class MalformedMessage:
+    """A message Discord sent that cannot be read into the cache (it is skipped).
+
+    Attributes:
+        message_id: its id, when the payload has a usable one.
+        reason: what is wrong with it.
+    """
+
+    message_id: int | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
     """One page of a channel's history.
 
@@ -46,20 +59,44 @@ class Page:
         access: ``OK``, or ``NO_ACCESS`` when the channel refused the read (then
             ``messages`` is empty). A channel without Read Message History answers
             ``OK`` with no messages, as Discord does; the engine finds that out.
+        malformed: messages of the page that could not be read; they count towards
+            the page's :attr:`size` and their ids towards its cursors, so paging
+            moves past them instead of asking for them again.
     """
 
     messages: Sequence[StoredMessage]
     access: Access = Access.OK
+    malformed: Sequence[MalformedMessage] = ()
+
+    @property
+    def size(self) -> int:
+        """How many messages Discord sent, readable or not (compare with the limit)."""
+        return len(self.messages) + len(self.malformed)
+
+    @property
+    def ids(self) -> frozenset[int]:
+        """Every message id of the page, malformed messages' known ids included."""
+        ids = {m.message_id for m in self.messages}
+        ids.update(m.message_id for m in self.malformed if m.message_id is not None)
+        return frozenset(ids)
 
     @property
     def newest_id(self) -> int | None:
-        """The newest message's id, ``None`` for an empty page."""
-        return self.messages[0].message_id if self.messages else None
+        """The newest message's id (malformed ones included), ``None`` for none."""
+        newest = self.messages[0].message_id if self.messages else None
+        for m in self.malformed:
+            if m.message_id is not None and (newest is None or m.message_id > newest):
+                newest = m.message_id
+        return newest
 
     @property
     def oldest_id(self) -> int | None:
-        """The oldest message's id, ``None`` for an empty page."""
-        return self.messages[-1].message_id if self.messages else None
+        """The oldest message's id (malformed ones included), ``None`` for none."""
+        oldest = self.messages[-1].message_id if self.messages else None
+        for m in self.malformed:
+            if m.message_id is not None and (oldest is None or m.message_id < oldest):
+                oldest = m.message_id
+        return oldest
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,12 +129,14 @@ class MessageLookup:
     """The answer to :meth:`HistorySource.fetch_message`.
 
     Attributes:
-        access: ``OK`` (``message`` is set), ``NO_ACCESS`` or ``MISSING``.
-        message: the message when ``access`` is ``OK``.
+        access: ``OK`` (``message`` or ``malformed`` is set), ``NO_ACCESS`` or ``MISSING``.
+        message: the message when ``access`` is ``OK`` and it could be read.
+        malformed: what is wrong with it when it exists but cannot be read.
     """
 
     access: Access
     message: StoredMessage | None = None
+    malformed: MalformedMessage | None = None
 
 
 @runtime_checkable
@@ -129,6 +168,7 @@ class HistorySource(Protocol):
 
         Returns:
             The page; ``access`` is ``NO_ACCESS`` when the channel refused the read.
+            A message that cannot be read is in :attr:`Page.malformed`, not raised.
         """
         ...
 

@@ -1,7 +1,8 @@
-"""The memory layer's names the bot uses, in this one place (the package is being split)."""
+"""The memory layer's names the bot uses, imported in this one place."""
 
 from __future__ import annotations
 
-from barkeeper.memory import Memory, MemoryManager, MemoryStore, MemoryWorker, build_memory_manager
+from barkeeper.learning import MemoryManager, MemoryWorker, build_memory_manager
+from barkeeper.memory import Memory, MemoryStore
 
 __all__ = ["Memory", "MemoryManager", "MemoryStore", "MemoryWorker", "build_memory_manager"]

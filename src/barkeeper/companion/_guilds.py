@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from barkeeper.conversations._validate import (
+from barkeeper._validate import (
     check_aware,
     check_bigint,
     check_count,

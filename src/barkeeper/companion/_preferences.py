@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from barkeeper.conversations._validate import check_bigint, check_name
+from barkeeper._validate import check_bigint, check_name
 from barkeeper.db import Database
 from barkeeper.errors import NotFoundError, QueryError
 

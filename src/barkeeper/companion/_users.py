@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from barkeeper.conversations._validate import check_bigint, check_name
+from barkeeper._validate import check_bigint, check_name
 from barkeeper.db import Database
 from barkeeper.errors import NotFoundError
 

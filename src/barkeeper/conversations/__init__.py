@@ -31,8 +31,8 @@ from barkeeper.conversations._models import (
     ConversationMessage,
     ConversationPage,
     Direction,
+    MessageRole,
     OrderBy,
-    Role,
     RunStatus,
 )
 from barkeeper.conversations._sessions import SessionStore
@@ -52,8 +52,8 @@ __all__ = [
     "ConversationPage",
     "ConversationStore",
     "Direction",
+    "MessageRole",
     "OrderBy",
-    "Role",
     "RunStatus",
     "SessionStore",
 ]

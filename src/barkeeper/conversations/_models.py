@@ -16,12 +16,13 @@ __all__ = [
     "ConversationMessage",
     "ConversationPage",
     "Direction",
+    "MessageRole",
     "OrderBy",
-    "Role",
     "RunStatus",
 ]
 
-Role = Literal["user", "assistant", "system", "tool"]
+MessageRole = Literal["user", "assistant", "system", "tool"]
+"""Who wrote a stored message (:data:`barkeeper.llm.Role` is a model request's roles)."""
 ROLES: frozenset[str] = frozenset({"user", "assistant", "system", "tool"})
 OrderBy = Literal["created_at", "updated_at", "title"]
 Direction = Literal["asc", "desc"]

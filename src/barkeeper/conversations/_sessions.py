@@ -11,16 +11,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from barkeeper.config import Settings
-from barkeeper.conversations._models import RUN_STATUSES, AgentRun, AgentSession, RunStatus
-from barkeeper.conversations._store import MAX_CONTENT_CHARS
-from barkeeper.conversations._validate import (
+from barkeeper._validate import (
     check_bigint,
     check_count,
     check_json,
     check_name,
     clean_text,
 )
+from barkeeper.config import Settings
+from barkeeper.conversations._models import RUN_STATUSES, AgentRun, AgentSession, RunStatus
+from barkeeper.conversations._store import MAX_CONTENT_CHARS
 from barkeeper.db import Database
 from barkeeper.errors import InvalidInputError, NotFoundError, QueryError
 
@@ -196,9 +196,13 @@ class SessionStore:
         """
         sid = _session_id(session_id)
         if input is not None:
-            input = clean_text(input, "input", max_length=self.max_text_chars)
+            input = clean_text(
+                input, "input", max_chars=self.max_text_chars, allow_empty=True, strip=False
+            )
         if output is not None:
-            output = clean_text(output, "output", max_length=self.max_text_chars)
+            output = clean_text(
+                output, "output", max_chars=self.max_text_chars, allow_empty=True, strip=False
+            )
         if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
             raise InvalidInputError("messages must be a list of message objects")
         transcript = check_json(list(messages), "messages", nul="replace")

@@ -14,6 +14,14 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
+from barkeeper._validate import (
+    check_aware,
+    check_bigint,
+    check_count,
+    check_json,
+    check_name,
+    clean_text,
+)
 from barkeeper.config import Settings
 from barkeeper.conversations._models import (
     ROLES,
@@ -21,16 +29,8 @@ from barkeeper.conversations._models import (
     ConversationMessage,
     ConversationPage,
     Direction,
+    MessageRole,
     OrderBy,
-    Role,
-)
-from barkeeper.conversations._validate import (
-    check_aware,
-    check_bigint,
-    check_count,
-    check_json,
-    check_name,
-    clean_text,
 )
 from barkeeper.db import Database
 from barkeeper.errors import InvalidInputError, NotFoundError, QueryError
@@ -244,7 +244,13 @@ class ConversationStore:
         user_id = check_bigint(user_id, "user_id")
         cid = str(uuid.uuid4()) if conversation_id is None else _conversation_id(conversation_id)
         resource_id = check_name(resource_id, "resource_id")
-        title = None if title is None else clean_text(title, "title", max_length=_MAX_TITLE_CHARS)
+        title = (
+            None
+            if title is None
+            else clean_text(
+                title, "title", max_chars=_MAX_TITLE_CHARS, allow_empty=True, strip=False
+            )
+        )
         meta = self._metadata({} if metadata is None else metadata)
         if guild_id is not None:
             guild_id = check_bigint(guild_id, "guild_id")
@@ -319,7 +325,9 @@ class ConversationStore:
         if not (set_title or set_meta):
             raise InvalidInputError("update_conversation needs a title or metadata to change")
         if set_title and title is not None:
-            title = clean_text(title, "title", max_length=_MAX_TITLE_CHARS)
+            title = clean_text(
+                title, "title", max_chars=_MAX_TITLE_CHARS, allow_empty=True, strip=False
+            )
         meta = self._metadata(metadata) if set_meta else None
         user_id = check_bigint(user_id, "user_id")
         async with self._db.acquire() as conn:
@@ -353,7 +361,7 @@ class ConversationStore:
     async def add_message(
         self,
         conversation_id: str,
-        role: Role,
+        role: MessageRole,
         content: str,
         *,
         user_id: int,
@@ -468,7 +476,9 @@ class ConversationStore:
             raise InvalidInputError(
                 f"role must be 'user', 'assistant', 'system' or 'tool', not {role!r}"
             )
-        text = clean_text(content, "content", max_length=self.max_content_chars)
+        text = clean_text(
+            content, "content", max_chars=self.max_content_chars, allow_empty=True, strip=False
+        )
         type = check_name(type, "type", max_length=100)
         mid = str(uuid.uuid4()) if message_id is None else check_name(message_id, "message_id")
         if discord_message_id is not None:
@@ -514,7 +524,7 @@ class ConversationStore:
         offset: int = 0,
         before: datetime | None = None,
         after: datetime | None = None,
-        roles: Sequence[Role] | None = None,
+        roles: Sequence[MessageRole] | None = None,
     ) -> list[ConversationMessage]:
         """Messages of a conversation, oldest first (VoltAgent's ``getConversationMessages``).
 
@@ -578,7 +588,7 @@ class ConversationStore:
         *,
         user_id: int,
         page_size: int = 100,
-        roles: Sequence[Role] | None = None,
+        roles: Sequence[MessageRole] | None = None,
     ) -> AsyncIterator[ConversationMessage]:
         """Every message of a conversation, oldest first, fetched ``page_size`` at a time.
 

@@ -8,6 +8,7 @@ Example::
         health = await db.health()
 """
 
+from barkeeper.db._translate import translate_error
 from barkeeper.db.capabilities import Capabilities
 from barkeeper.db.engine import Database, Health
 from barkeeper.db.migrations import LATEST_VERSION, MigrationStatus
@@ -22,4 +23,5 @@ __all__ = [
     "MigrationStatus",
     "mask_url",
     "parse_database_url",
+    "translate_error",
 ]

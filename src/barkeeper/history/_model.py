@@ -9,13 +9,13 @@ replaced characters travels with it (``sanitized_chars``) and is stored.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 import asyncpg
 
+from barkeeper._validate import sanitize_text
 from barkeeper.errors import InvalidInputError
 
 __all__ = [
@@ -40,42 +40,10 @@ MAX_SNOWFLAKE = 2**63 - 1
 _UTC = dt.UTC
 _UNIX_EPOCH = dt.datetime(1970, 1, 1, tzinfo=_UTC)
 
-# NUL: PostgreSQL ``text`` cannot hold it. Surrogates: a Python ``str`` decoded from
-# JSON ("\ud800") may carry them, and UTF-8 cannot encode them.
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
-_REPLACEMENT = "\ufffd"
-
 
 def snowflake_time(snowflake: int) -> dt.datetime:
     """The creation time (UTC, millisecond precision) encoded in a Discord snowflake."""
     return _UNIX_EPOCH + dt.timedelta(milliseconds=(snowflake >> 22) + DISCORD_EPOCH_MS)
-
-
-def sanitize_text(text: str) -> tuple[str, int]:
-    """Make ``text`` storable in PostgreSQL and return it with the number of replacements.
-
-    NUL becomes U+FFFD; a UTF-16 surrogate pair split into two code points (as some JSON
-    decoders leave it) is joined back into its character (not counted: nothing is lost);
-    an unpaired surrogate becomes U+FFFD. Every other character is kept exactly.
-
-    Args:
-        text: any string.
-
-    Returns:
-        ``(clean_text, replaced)``; ``clean_text is text`` when nothing had to change.
-    """
-    if _UNSTORABLE.search(text) is None:
-        return text, 0
-    replaced = text.count("\x00")
-    if replaced:
-        text = text.replace("\x00", _REPLACEMENT)
-    if _SURROGATE.search(text) is not None:
-        before = text.count(_REPLACEMENT)
-        # A UTF-16 round trip joins valid pairs; "replace" turns each lone one into U+FFFD.
-        text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-        replaced += text.count(_REPLACEMENT) - before
-    return text, replaced
 
 
 def _check_id(name: str, value: object, *, optional: bool = False) -> None:

@@ -182,6 +182,13 @@ ORDER BY channel_id, message_id
 LIMIT $4
 """  # noqa: S608
 
+_PAGE_AFTER = f"""
+SELECT {_MESSAGE_COLUMNS} FROM discord_messages
+WHERE (channel_id, message_id) > ($1, $2) AND (channel_id, message_id) <= ($1, 9223372036854775807)
+ORDER BY channel_id, message_id
+LIMIT $3
+"""  # noqa: S608
+
 # No LIMIT here: `channel_id = $1` as well keeps the row estimate small enough that the
 # planner reads the range from the index rather than scanning the table.
 _IDS_BETWEEN = """
@@ -821,6 +828,32 @@ class MessageStore:
             if len(rows) < page_size:
                 return
             cursor = rows[-1]["message_id"]
+
+    async def get_page(
+        self, channel_id: int, *, after: int = 0, limit: int = 1000
+    ) -> list[StoredMessage]:
+        """One page of a channel's cached messages: the first ``limit`` with an id above ``after``.
+
+        Read by ``(channel_id, message_id)``, oldest first: pass the last id of a page
+        as the next ``after`` to walk a channel forward one query per page.
+
+        Args:
+            channel_id: the channel.
+            after: only messages with a larger id (0: from the start).
+            limit: at most this many messages (1..10,000).
+
+        Returns:
+            :class:`StoredMessage` objects in ascending id (time) order; fewer than
+            ``limit`` when the channel has no more.
+        """
+        _check_id("channel_id", channel_id)
+        if type(after) is not int or not 0 <= after <= MAX_SNOWFLAKE:
+            raise InvalidInputError(f"after must be an int in 0..{MAX_SNOWFLAKE}, got {after!r}")
+        if type(limit) is not int or not 1 <= limit <= 10_000:
+            raise InvalidInputError(f"limit must be an int in 1..10000, got {limit!r}")
+        async with self._db.acquire() as conn:
+            rows = await conn.fetch(_PAGE_AFTER, channel_id, after, limit)
+        return [_message_from_row(row) for row in rows]
 
     async def get_ids_between(self, channel_id: int, low: int, high: int) -> list[int]:
         """Cached ids of a channel from ``low`` to ``high`` inclusive, ascending.

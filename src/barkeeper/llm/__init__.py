@@ -8,6 +8,8 @@
   llama.cpp, with retries (:class:`RetryPolicy`) and errors from :mod:`barkeeper.errors`.
 - :func:`count_tokens` and :func:`count_message_tokens` count tokens offline;
   :func:`load_token_tables` loads their tables at start-up.
+- :func:`call_openai` runs any ``openai`` client call with the same retries and
+  error translation (the embeddings client uses it).
 
 Tests point :class:`OpenAIChatModel` at :class:`barkeeper.testing.llm.LLMServer`.
 
@@ -17,7 +19,7 @@ Example:
 """
 
 from barkeeper.llm._openai import DEFAULT_BASE_URL, DEFAULT_MODEL, OpenAIChatModel
-from barkeeper.llm._retry import RetryPolicy, parse_retry_after
+from barkeeper.llm._retry import RetryPolicy, call_openai, parse_retry_after
 from barkeeper.llm._structured import JsonMode, extract_json, parse_json_reply
 from barkeeper.llm._tokens import (
     DEFAULT_ENCODING,
@@ -52,6 +54,7 @@ __all__ = [
     "TextCallback",
     "ToolCall",
     "Usage",
+    "call_openai",
     "count_message_tokens",
     "count_tokens",
     "encoding_for_model",

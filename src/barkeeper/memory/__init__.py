@@ -1,82 +1,42 @@
-"""barkeeper's memory layer: what the bot remembers about each user, in PostgreSQL.
+"""barkeeper's memories: what the bot remembers about each user, in PostgreSQL.
 
-- :class:`MemoryStore`: per-user memories with versions, validity, expiry, soft delete
-  and hybrid search (BM25 in SQL + vectors + importance + recency).
-- :class:`MessageIndex`: the same retrieval over raw turns (the Discord cache, transcripts).
-- :class:`MemoryManager`: extraction of typed facts by the memory model and their
-  consolidation (add / update / invalidate / nothing) against the user's most similar
-  memories; :class:`MemoryWorker` runs it in the background.
-- :mod:`barkeeper.memory.embeddings`: the :class:`Embedder` protocol and the local
-  MiniLM model; :mod:`barkeeper.memory.factory` builds all of it from settings.
+:class:`MemoryStore` keeps per-user :class:`Memory` values with versions
+(:class:`MemoryVersion`), validity, expiry and soft delete, and searches them
+(hybrid search from :mod:`barkeeper.retrieval`). Learning memories from messages is
+:mod:`barkeeper.learning`'s; vectors come from an :mod:`barkeeper.embeddings`
+embedder; raw turns are searched by :mod:`barkeeper.turns`.
 
 Example::
+
+    from barkeeper.embeddings import MiniLMEmbedder
+    from barkeeper.memory import MemoryStore
 
     store = MemoryStore(db, MiniLMEmbedder())
     tea = await store.add(user_id, "Loves green tea", memory_type="preference")
     hits = await store.search(user_id, "what does she drink?", k=5, token_budget=200)
 """
 
-from barkeeper.memory.commands import MemoryCommand, parse_memory_command
-from barkeeper.memory.consolidation import Consolidator, MemoryChange, duplicate_kind
-from barkeeper.memory.embeddings import (
-    Embedder,
-    HashingEmbedder,
-    MiniLMEmbedder,
-    OpenAIEmbedder,
-)
-from barkeeper.memory.extraction import (
-    CandidateFact,
-    FactExtractor,
-    UserMessage,
-    is_sampled,
-    skip_reason,
-)
-from barkeeper.memory.factory import build_memory_manager
-from barkeeper.memory.manager import MemoryManager, MemoryOutcome
-from barkeeper.memory.messages_index import MessageIndex
-from barkeeper.memory.models import (
-    Hit,
-    IndexedTurn,
+from barkeeper.memory._models import (
+    CHANGE_KINDS,
+    MEMORY_TYPES,
+    TEMPORAL_RELEVANCES,
+    ChangeKind,
     Memory,
     MemoryType,
     MemoryVersion,
-    ScoreParts,
     TemporalRelevance,
-    Turn,
 )
-from barkeeper.memory.retrieval import Weights
-from barkeeper.memory.store import MemoryStore
-from barkeeper.memory.worker import MemoryWorker, WorkerStats
+from barkeeper.memory._store import UNSET, MemoryStore
 
 __all__ = [
-    "CandidateFact",
-    "Consolidator",
-    "Embedder",
-    "FactExtractor",
-    "HashingEmbedder",
-    "Hit",
-    "IndexedTurn",
+    "CHANGE_KINDS",
+    "MEMORY_TYPES",
+    "TEMPORAL_RELEVANCES",
+    "UNSET",
+    "ChangeKind",
     "Memory",
-    "MemoryChange",
-    "MemoryCommand",
-    "MemoryManager",
-    "MemoryOutcome",
     "MemoryStore",
     "MemoryType",
     "MemoryVersion",
-    "MemoryWorker",
-    "MessageIndex",
-    "MiniLMEmbedder",
-    "OpenAIEmbedder",
-    "ScoreParts",
     "TemporalRelevance",
-    "Turn",
-    "UserMessage",
-    "Weights",
-    "WorkerStats",
-    "build_memory_manager",
-    "duplicate_kind",
-    "is_sampled",
-    "parse_memory_command",
-    "skip_reason",
 ]

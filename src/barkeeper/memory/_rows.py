@@ -5,15 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, cast
 
-from barkeeper.memory.models import IndexedTurn, Memory, MemoryVersion
+from barkeeper.memory._models import Memory, MemoryVersion
+from barkeeper.retrieval import real
 
 __all__ = [
     "MEMORY_COLUMNS",
-    "TURN_COLUMNS",
     "VERSION_COLUMNS",
     "memory_from_row",
-    "real",
-    "turn_from_row",
     "version_from_row",
 ]
 
@@ -28,13 +26,6 @@ VERSION_COLUMNS = (
     "id, memory_id, user_id, version, change, changed_by, reason, memory_type, content, "
     "confidence, importance, temporal_relevance, expires_at, source_message_ids, created_at"
 )
-
-TURN_COLUMNS = "id, scope, source_id, position, speaker, content, occurred_at, discord_message_id"
-
-
-def real(value: float) -> float:
-    """A ``real`` (float4) column's value as the decimal it was written as (0.8, not 0.80000001)."""
-    return float(f"{value:.7g}")
 
 
 def memory_from_row(row: Mapping[str, Any]) -> Memory:
@@ -80,18 +71,4 @@ def version_from_row(row: Mapping[str, Any]) -> MemoryVersion:
         expires_at=row["expires_at"],
         source_message_ids=tuple(row["source_message_ids"] or ()),
         created_at=row["created_at"],
-    )
-
-
-def turn_from_row(row: Mapping[str, Any]) -> IndexedTurn:
-    """An :class:`IndexedTurn` from a row holding :data:`TURN_COLUMNS`."""
-    return IndexedTurn(
-        id=row["id"],
-        scope=row["scope"],
-        source_id=row["source_id"],
-        position=row["position"],
-        speaker=row["speaker"],
-        content=row["content"],
-        occurred_at=row["occurred_at"],
-        discord_message_id=row["discord_message_id"],
     )

@@ -3,3 +3,5 @@
 - :mod:`barkeeper.testing.discord`: a local Discord REST API the real discord.py talks to.
 - :mod:`barkeeper.testing.llm`: a local OpenAI-compatible server whose answers tests script.
 """
+
+__all__: list[str] = []

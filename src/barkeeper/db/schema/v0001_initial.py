@@ -9,7 +9,7 @@ messages from people the bot has never spoken to), so privacy deletes them by th
 The embedding columns (``memories``, ``message_index``) are ``vector`` when pgvector is
 installed, else ``bytea`` (little-endian float32, compared in Python); which one is
 recorded in ``barkeeper_meta.embedding_storage``. Vector search is exact over one
-owner's rows, found through a btree index on the owner (see ``memory.retrieval``).
+owner's rows, found through a btree index on the owner (see ``barkeeper.retrieval``).
 """
 
 from __future__ import annotations

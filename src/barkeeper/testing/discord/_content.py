@@ -168,6 +168,8 @@ class EmulatedMessage:
         webhook_id: The application id for interaction responses and followups.
         interaction_metadata: Discord's ``interaction_metadata`` of a command response.
         components: Discord component rows (buttons, selects) the bot attached.
+        payload_overrides: Top-level keys replaced in the served JSON (see
+            :attr:`ExplicitMessage.payload_overrides`).
     """
 
     id: int
@@ -186,6 +188,7 @@ class EmulatedMessage:
     webhook_id: int | None = None
     interaction_metadata: dict[str, Any] | None = None
     components: list[dict[str, Any]] = field(default_factory=list)
+    payload_overrides: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ms(self) -> int:
@@ -713,6 +716,7 @@ class World:
                             reply_to=spec_message.reply_to,
                             pinned=spec_message.pinned,
                             type=REPLY_TYPE if spec_message.reply_to is not None else 0,
+                            payload_overrides=dict(spec_message.payload_overrides),
                         )
                     )
                 pending.sort(key=lambda message: message.id)
@@ -894,6 +898,7 @@ class World:
                 data["referenced_message"] = (
                     None if target is None else self.message_payload(target, nested=False)
                 )
+        data.update(message.payload_overrides)
         return data
 
     def channel_payload(self, channel: EmulatedChannel) -> dict[str, Any]:

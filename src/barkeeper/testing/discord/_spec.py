@@ -92,6 +92,10 @@ class ExplicitMessage(_Model):
         embeds: Raw Discord embed objects.
         reply_to: Id of a message of the same channel this one replies to.
         pinned: Whether the message is pinned.
+        payload_overrides: Top-level keys replaced in the JSON served for this
+            message (``null`` included), to serve a payload a client must survive,
+            e.g. ``{"author": null}`` or ``{"edited_timestamp": "yesterday"}``.
+            The ground truth (:meth:`World.truth`) is not affected.
     """
 
     id: int | None = Field(default=None, gt=0)
@@ -103,6 +107,7 @@ class ExplicitMessage(_Model):
     embeds: list[dict[str, Any]] = Field(default_factory=list)
     reply_to: int | None = None
     pinned: bool = False
+    payload_overrides: dict[str, Any] = Field(default_factory=dict)
 
 
 class ExplicitChannel(_Model):

@@ -24,8 +24,8 @@ from typing import Any, ClassVar, Literal, Self, TypeAlias
 
 from aiohttp import web
 
+from barkeeper.embeddings import hashed_embedding
 from barkeeper.llm import count_message_tokens, count_tokens, load_token_tables
-from barkeeper.memory.embeddings import hashed_embedding
 from barkeeper.testing.llm._script import (
     Fault,
     FaultKind,
@@ -111,8 +111,8 @@ class LLMServer:
     (see :func:`~barkeeper.testing.llm.default_reply_text`: the last user message
     echoed, ``{}`` in ``json_object`` mode, a minimal schema instance in
     ``json_schema`` mode). Embeddings are deterministic hashed bags of words
-    (:func:`barkeeper.memory.embeddings.hashed_embedding`), so they equal
-    :class:`~barkeeper.memory.embeddings.HashingEmbedder`'s.
+    (:func:`barkeeper.embeddings.hashed_embedding`), so they equal
+    :class:`~barkeeper.embeddings.HashingEmbedder`'s.
 
     Args:
         host: Interface to listen on.

@@ -60,7 +60,10 @@ class _Bars:
                 channel.label, total=event.target, completed=event.count
             )
         elif event.kind == "page" and task is not None:
-            progress.update(task, completed=min(event.count, event.target))
+            description = channel.label
+            if event.malformed:
+                description += f" ({event.malformed} unreadable skipped)"
+            progress.update(task, completed=min(event.count, event.target), description=description)
         elif event.kind == "done":
             if task is not None:
                 progress.remove_task(task)
@@ -71,7 +74,8 @@ class _Bars:
 
 def _summary(result: BackfillResult, target: int) -> Table:
     table = Table(title=f"Backfill: {result.successes}/{len(result.channels)} channels successful")
-    for column in ("channel", "cached", "fetched", "stored", "deleted", "pages", "retries"):
+    columns = ("channel", "cached", "fetched", "stored", "deleted", "pages", "retries", "malformed")
+    for column in columns:
         table.add_column(column, justify="left" if column == "channel" else "right")
     table.add_column("outcome")
     for c in result.channels:
@@ -92,9 +96,24 @@ def _summary(result: BackfillResult, target: int) -> Table:
             str(c.deleted),
             str(c.pages),
             str(c.retries),
+            str(c.malformed),
             outcome,
         )
     return table
+
+
+def _malformed_note(result: BackfillResult) -> str | None:
+    """One line on the messages skipped because they could not be read, if any."""
+    total = result.totals()["malformed"]
+    if not total:
+        return None
+    ids = [i for c in result.channels for i in c.malformed_ids]
+    shown = ", ".join(str(i) for i in ids[:10]) + (", …" if len(ids) > 10 else "")
+    return (
+        f"{total} message(s) could not be read and were skipped"
+        + (f" (ids {shown})" if ids else "")
+        + "; the log says why for each"
+    )
 
 
 async def _backfill(
@@ -197,6 +216,9 @@ def backfill(
             )
         )
     console.print(_summary(result, target or settings.context_agent_max_messages))
+    note = _malformed_note(result)
+    if note is not None:
+        console.print(note, markup=False, highlight=False)
     if json_out is not None:
         json_out.write_text(json.dumps(result.as_dict(), indent=2), encoding="utf-8")
     if not result.ok:

@@ -34,8 +34,7 @@ import openai
 from pydantic import SecretStr
 
 from barkeeper.errors import ConfigError, InvalidInputError, LLMOutputError
-from barkeeper.llm import RetryPolicy
-from barkeeper.llm._retry import call_openai
+from barkeeper.llm import RetryPolicy, call_openai
 
 if TYPE_CHECKING:
     import numpy as np

@@ -39,11 +39,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from barkeeper.errors import BarkeeperError, InvalidInputError, NotFoundError
+from barkeeper.learning._extraction import MAX_FACT_CHARS, CandidateFact, clean_fact_text
+from barkeeper.learning._prompts import PromptFact, PromptMemory, consolidation_messages
 from barkeeper.llm import ChatModel
-from barkeeper.memory.extraction import MAX_FACT_CHARS, CandidateFact, clean_fact_text
-from barkeeper.memory.models import Hit, Memory
-from barkeeper.memory.prompts import PromptFact, PromptMemory, consolidation_messages
-from barkeeper.memory.store import UNSET, MemoryStore
+from barkeeper.memory import UNSET, Memory, MemoryStore
+from barkeeper.retrieval import Hit
 
 __all__ = [
     "DEFAULT_K",

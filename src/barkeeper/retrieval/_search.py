@@ -23,6 +23,7 @@ hits whose text fits. No language model runs at query time.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -33,25 +34,26 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from barkeeper._validate import check_choice, check_int_range, clean_text
+from barkeeper.embeddings import Embedder
 from barkeeper.errors import BarkeeperError, InvalidInputError
 from barkeeper.llm import count_tokens
-from barkeeper.memory import _vectors
-from barkeeper.memory._rows import MEMORY_COLUMNS, TURN_COLUMNS, real
-from barkeeper.memory._validate import check_choice, check_int_range, clean_text
-from barkeeper.memory.embeddings import Embedder
-from barkeeper.memory.models import SEARCH_MODES, Hit, ScoreParts, SearchMode
+from barkeeper.retrieval import _vectors
+from barkeeper.retrieval._models import SEARCH_MODES, Hit, ScoreParts, SearchMode
 
 __all__ = [
     "DEFAULT_MEMORY_WEIGHTS",
     "DEFAULT_TURN_WEIGHTS",
     "MAX_K",
     "MAX_QUERY_CHARS",
+    "SearchTable",
     "Weights",
     "apply_token_budget",
     "check_vector",
     "embed_query",
     "fuse",
     "query_vector",
+    "real",
     "search_rows",
 ]
 
@@ -190,16 +192,24 @@ SELECT __COLUMNS__, m.vector_bytes, r.text, r.text_rank, NULL::float8 AS vector,
 FROM ranked r JOIN docs m ON m.id = r.id
 """
 
-_MEMORY_FILTER = """
-    WHERE m.user_id = $1 AND m.is_active AND m.invalidated_at IS NULL
-      AND (m.expires_at IS NULL OR m.expires_at > now())
-      AND (__TYPES__::text[] IS NULL OR m.memory_type = ANY(__TYPES__::text[]))
-"""
-
 
 @dataclass(frozen=True)
-class _Table:
-    """One searchable table: its rows, its owner column and its filter."""
+class SearchTable:
+    """One searchable table: its rows, its owner column and its filter.
+
+    The store that owns the table declares it (memories in :mod:`barkeeper.memory`,
+    turns in :mod:`barkeeper.turns`); the statement is built from these constant
+    fragments, never from input.
+
+    Attributes:
+        name: The table.
+        alias: Its alias in ``filter`` (``m``).
+        columns: The columns a hit is built from, comma-separated.
+        owner_type: The SQL type of the owner parameter ``$1``.
+        filter: ``WHERE`` clause on the owner (``$1``) first; ``__TYPES__`` stands for
+            the memory-types parameter when the table filters by type.
+        recency_column: The timestamp recency is measured from.
+    """
 
     name: str
     alias: str
@@ -208,26 +218,19 @@ class _Table:
     filter: str
     recency_column: str
 
-
-_MEMORIES = _Table(
-    name="memories",
-    alias="m",
-    columns=MEMORY_COLUMNS,
-    owner_type="bigint",
-    filter=_MEMORY_FILTER,
-    recency_column="updated_at",
-)
-_TURNS = _Table(
-    name="message_index",
-    alias="m",
-    columns=TURN_COLUMNS,
-    owner_type="text",
-    filter="\n    WHERE m.scope = $1\n",
-    recency_column="occurred_at",
-)
+    @property
+    def filters_types(self) -> bool:
+        """Whether searches pass a memory-types parameter."""
+        return "__TYPES__" in self.filter
 
 
-def _build_sql(table: _Table, storage: _vectors.Storage) -> str:
+def real(value: float) -> float:
+    """A ``real`` (float4) column's value as the decimal it was written as (0.8, not 0.80000001)."""
+    return float(f"{value:.7g}")
+
+
+@functools.cache
+def _build_sql(table: SearchTable, storage: _vectors.Storage) -> str:
     """The search statement for ``table`` with vectors stored as ``storage``.
 
     Parameters, pgvector: $1 owner, $2 query, $3 vector (real[]) or NULL, $4 embedder
@@ -271,13 +274,6 @@ def _build_sql(table: _Table, storage: _vectors.Storage) -> str:
         .replace("__TABLE__", table.name)
         .replace("__OWNER__", owner)
     )
-
-
-_SQL: dict[tuple[str, str], str] = {
-    (table.name, storage): _build_sql(table, storage)
-    for table in (_MEMORIES, _TURNS)
-    for storage in ("vector", "bytea")
-}
 
 
 # --- running a search ----------------------------------------------------------------------
@@ -340,7 +336,7 @@ async def query_vector(
 async def search_rows(
     conn: asyncpg.Connection,
     *,
-    table: str,
+    table: SearchTable,
     storage: _vectors.Storage,
     owner: int | str,
     query: str,
@@ -354,7 +350,7 @@ async def search_rows(
 
     Args:
         conn: A connection (search_path set to barkeeper's schema).
-        table: ``memories`` or ``message_index``.
+        table: The table searched (its owner declares it).
         storage: How the schema stores vectors.
         owner: The user id (memories) or scope (turns).
         query: The cleaned query text.
@@ -368,18 +364,18 @@ async def search_rows(
         Rows with the table's columns plus ``text``, ``text_rank``, ``vector``,
         ``vector_rank`` and ``recency_at``.
     """
-    sql = _SQL[(table, storage)]
+    sql = _build_sql(table, storage)
     types = list(memory_types) if memory_types is not None else None
     ctx, k1, b = weights.context_weight, weights.k1, weights.b
     keep = max(weights.candidates, 2 * k)
     if storage == "vector":
         query_vector = list(vector) if vector is not None else None
         args: list[Any] = [owner, query, query_vector, embedder_name, ctx, k1, b, keep]
-        if table == "memories":
+        if table.filters_types:
             args.append(types)
         return list(await conn.fetch(sql, *args))
     args = [owner, query, embedder_name, ctx, k1, b]
-    if table == "memories":
+    if table.filters_types:
         args.append(types)
     rows = [dict(r) for r in await conn.fetch(sql, *args)]
     scores = (

@@ -4,11 +4,11 @@ The pipeline of one message (:meth:`MemoryManager.process`):
 
 1. an explicit request ("remember that …", "forget that …", "forget everything") is
    carried out at once, on the author's memories only;
-2. cheap skips (:func:`~barkeeper.memory.extraction.skip_reason`) and sampling at the
-   extraction rate (:func:`~barkeeper.memory.extraction.is_sampled`) need no model;
-3. the memory model extracts typed facts (:class:`~barkeeper.memory.extraction.FactExtractor`);
+2. cheap skips (:func:`~barkeeper.learning._extraction.skip_reason`) and sampling at the
+   extraction rate (:func:`~barkeeper.learning._extraction.is_sampled`) need no model;
+3. the memory model extracts typed facts (:class:`~barkeeper.learning._extraction.FactExtractor`);
 4. they are consolidated against the author's most similar memories
-   (:class:`~barkeeper.memory.consolidation.Consolidator`).
+   (:class:`~barkeeper.learning._consolidation.Consolidator`).
 
 Isolation is structural: the only user id this module ever passes to the store is
 the message's ``user_id`` (its author). Nothing in the text, and nothing the model
@@ -34,16 +34,15 @@ from barkeeper.errors import (
     LLMUnavailableError,
     NotFoundError,
 )
-from barkeeper.llm import ChatModel
-from barkeeper.memory.commands import MemoryCommand, parse_memory_command
-from barkeeper.memory.consolidation import (
+from barkeeper.learning._commands import MemoryCommand, parse_memory_command
+from barkeeper.learning._consolidation import (
     DEFAULT_K,
     Consolidator,
     MemoryChange,
     content_words,
     duplicate_kind,
 )
-from barkeeper.memory.extraction import (
+from barkeeper.learning._extraction import (
     CandidateFact,
     FactExtractor,
     SkipReason,
@@ -51,8 +50,8 @@ from barkeeper.memory.extraction import (
     is_sampled,
     skip_reason,
 )
-from barkeeper.memory.models import Memory, MemoryType
-from barkeeper.memory.store import MemoryStore
+from barkeeper.llm import ChatModel
+from barkeeper.memory import Memory, MemoryStore, MemoryType
 
 __all__ = ["AsyncCloseable", "MemoryManager", "MemoryOutcome", "OutcomeStatus"]
 
@@ -108,11 +107,11 @@ class MemoryManager:
         extraction_rate: Share of eligible messages examined, 0..1
             (``BARKEEPER_FACT_EXTRACTION_RATE``, 0.4 by default).
         k: Similar memories each new fact is consolidated against.
-        min_similarity: See :class:`~barkeeper.memory.consolidation.Consolidator`.
+        min_similarity: See :class:`~barkeeper.learning._consolidation.Consolidator`.
         extractor: A configured extractor instead of the default one.
         consolidator: A configured consolidator instead of the default one.
         owns: What :meth:`aclose` closes: clients opened *for* this manager
-            (:func:`~barkeeper.memory.factory.build_memory_manager` passes the model
+            (:func:`~barkeeper.learning.build_memory_manager` passes the model
             and embedder it built). Nothing else is closed: a model or store you
             pass in stays yours.
 
@@ -204,7 +203,7 @@ class MemoryManager:
                 facts,
                 source_message_id=message.message_id,
                 guild_id=message.guild_id,
-                extraction_context=message.text[:_MAX_CONTEXT_CHARS].replace("\x00", ""),
+                extraction_context=message.text[:_MAX_CONTEXT_CHARS],
             )
         except LLMError as exc:
             return self._failed(message, exc, facts)

@@ -4,7 +4,7 @@
 mentions of the bot and a "please"), without a model. What it returns says only
 *what* was asked; whose memories it concerns is never read from the text: a request
 always acts on its author's memories alone (see
-:class:`~barkeeper.memory.manager.MemoryManager`). So "forget everything about @B"
+:class:`~barkeeper.learning._manager.MemoryManager`). So "forget everything about @B"
 is a request about the author's own memories that mention B, and cannot touch B's.
 
 Nothing here performs I/O.

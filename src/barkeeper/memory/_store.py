@@ -1,7 +1,7 @@
 """The memory store: what barkeeper remembers about each user, with every change kept.
 
 :class:`MemoryStore` adds, reads, updates, invalidates, restores and forgets memories,
-and searches them (:mod:`barkeeper.memory.retrieval`). Its rules:
+and searches them (:mod:`barkeeper.retrieval`). Its rules:
 
 - **One user at a time.** Every statement has ``WHERE user_id = $1`` (and ``AND id =
   $2`` for one memory): another user's memory id is :class:`NotFoundError`, exactly
@@ -37,45 +37,51 @@ from typing import Any
 
 import asyncpg
 
-from barkeeper.db import Database
-from barkeeper.errors import BarkeeperError, InvalidInputError, NotFoundError
-from barkeeper.memory import _vectors
-from barkeeper.memory._rows import (
-    MEMORY_COLUMNS,
-    VERSION_COLUMNS,
-    memory_from_row,
-    real,
-    version_from_row,
+from barkeeper._validate import (
+    check_aware as check_timestamp,
 )
-from barkeeper.memory._validate import (
+from barkeeper._validate import (
     check_choice,
     check_id,
     check_ids,
     check_int_range,
-    check_timestamp,
     check_unit,
     clean_text,
 )
-from barkeeper.memory.embeddings import Embedder
-from barkeeper.memory.models import (
+from barkeeper.db import Database
+from barkeeper.embeddings import Embedder
+from barkeeper.errors import BarkeeperError, InvalidInputError, NotFoundError
+from barkeeper.memory._models import (
     MEMORY_TYPES,
     TEMPORAL_RELEVANCES,
-    Hit,
     Memory,
     MemoryType,
     MemoryVersion,
-    SearchMode,
     TemporalRelevance,
 )
-from barkeeper.memory.retrieval import (
+from barkeeper.memory._rows import (
+    MEMORY_COLUMNS,
+    VERSION_COLUMNS,
+    memory_from_row,
+    version_from_row,
+)
+from barkeeper.retrieval import (
     DEFAULT_MEMORY_WEIGHTS,
+    Hit,
+    SearchMode,
+    SearchTable,
+    VectorStorage,
     Weights,
     apply_token_budget,
     check_search_args,
     check_vector,
     fuse,
+    get_vector_storage,
     query_vector,
+    real,
     search_rows,
+    vector_to_bytes,
+    vector_to_literal,
 )
 
 __all__ = [
@@ -83,6 +89,20 @@ __all__ = [
     "UNSET",
     "MemoryStore",
 ]
+
+# What a search of one user's memories reads: their live, valid, unexpired rows.
+_SEARCH_TABLE = SearchTable(
+    name="memories",
+    alias="m",
+    columns=MEMORY_COLUMNS,
+    owner_type="bigint",
+    filter="""
+    WHERE m.user_id = $1 AND m.is_active AND m.invalidated_at IS NULL
+      AND (m.expires_at IS NULL OR m.expires_at > now())
+      AND (__TYPES__::text[] IS NULL OR m.memory_type = ANY(__TYPES__::text[]))
+""",
+    recency_column="updated_at",
+)
 
 _log = logging.getLogger(__name__)
 
@@ -240,7 +260,7 @@ _BOUND: ContextVar[tuple[Database, asyncpg.Connection] | None] = ContextVar(
 )
 
 
-def _vector_sql(sql: str, storage: _vectors.Storage) -> str:
+def _vector_sql(sql: str, storage: VectorStorage) -> str:
     return sql.replace("__VEC__", "::real[]::vector" if storage == "vector" else "::bytea")
 
 
@@ -252,7 +272,7 @@ class MemoryStore:
         embedder: Makes the vectors stored with each memory and each query. Vectors
             are compared only with vectors of the same :attr:`Embedder.name`; rows
             embedded by another are found by full text until :meth:`reembed`.
-        weights: How searches fuse their signals (:class:`~barkeeper.memory.retrieval.Weights`).
+        weights: How searches fuse their signals (:class:`~barkeeper.retrieval.Weights`).
 
     Every method takes the internal ``users.id`` first and touches only that user's
     rows. Errors: :class:`InvalidInputError` for bad arguments (nothing written),
@@ -274,7 +294,7 @@ class MemoryStore:
         self._db = db
         self._embedder = embedder
         self._weights = weights
-        self._storage: _vectors.Storage | None = None
+        self._storage: VectorStorage | None = None
 
     def __repr__(self) -> str:
         return f"<MemoryStore db={self._db!r} embedder={self._embedder.name!r}>"
@@ -340,9 +360,9 @@ class MemoryStore:
 
     # --- helpers --------------------------------------------------------------------------
 
-    async def _get_storage(self, conn: asyncpg.Connection) -> _vectors.Storage:
+    async def _get_storage(self, conn: asyncpg.Connection) -> VectorStorage:
         if self._storage is None:
-            self._storage = await _vectors.get_storage(conn)
+            self._storage = await get_vector_storage(conn)
         return self._storage
 
     def _check_embedding(self, embedding: Sequence[float]) -> list[float]:
@@ -362,10 +382,10 @@ class MemoryStore:
             return None
 
     @staticmethod
-    def _encode(storage: _vectors.Storage, vector: list[float] | None) -> Any:
+    def _encode(storage: VectorStorage, vector: list[float] | None) -> Any:
         if vector is None:
             return None
-        return vector if storage == "vector" else _vectors.to_bytes(vector)
+        return vector if storage == "vector" else vector_to_bytes(vector)
 
     @staticmethod
     def _labels(changed_by: object, reason: object) -> tuple[str, str | None]:
@@ -402,7 +422,7 @@ class MemoryStore:
         Args:
             user_id: The internal ``users.id``.
             content: The fact (at most :data:`MAX_CONTENT_CHARS` characters).
-            memory_type: One of :data:`~barkeeper.memory.models.MEMORY_TYPES`.
+            memory_type: One of :data:`~barkeeper.memory._models.MEMORY_TYPES`.
             confidence: How sure the source is, 0..1.
             importance: How much it matters, 0..1.
             temporal_relevance: ``past``, ``present``, ``future`` or ``timeless``.
@@ -811,8 +831,7 @@ class MemoryStore:
                 for v in await self._embedder.embed([r["content"] for r in rows])
             ]
             encoded = [
-                _vectors.to_literal(v) if storage == "vector" else _vectors.to_bytes(v)
-                for v in vectors
+                vector_to_literal(v) if storage == "vector" else vector_to_bytes(v) for v in vectors
             ]
             async with self._connection() as conn:
                 # content = u.content: a memory edited meanwhile keeps its own vector.
@@ -968,7 +987,7 @@ class MemoryStore:
             storage = await self._get_storage(conn)
             rows = await search_rows(
                 conn,
-                table="memories",
+                table=_SEARCH_TABLE,
                 storage=storage,
                 owner=uid,
                 query=text,

@@ -29,14 +29,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from barkeeper.errors import InvalidInputError
+from barkeeper.learning._prompts import extraction_messages
 from barkeeper.llm import ChatModel
-from barkeeper.memory.models import (
+from barkeeper.memory import (
     MEMORY_TYPES,
     TEMPORAL_RELEVANCES,
     MemoryType,
     TemporalRelevance,
 )
-from barkeeper.memory.prompts import extraction_messages
 
 __all__ = [
     "MAX_EXPIRY_DAYS",

@@ -12,7 +12,7 @@ came from, so deleting either (an edit-delete event, or privacy's forget) delete
 the indexed turn with it. :meth:`MessageIndex.sync_discord_channel` (re)indexes what
 the cache holds that the index lacks or holds stale.
 
-Retrieval is that of :mod:`barkeeper.memory.retrieval` (no importance; little
+Retrieval is that of :mod:`barkeeper.retrieval._search` (no importance; little
 recency). This module never calls a language model.
 """
 
@@ -26,22 +26,30 @@ from typing import Any
 
 import asyncpg
 
+from barkeeper._validate import check_aware as check_timestamp
+from barkeeper._validate import check_id, check_int_range, clean_text
 from barkeeper.db import Database
+from barkeeper.embeddings import Embedder
 from barkeeper.errors import BarkeeperError, InvalidInputError
-from barkeeper.memory import _vectors
-from barkeeper.memory._rows import turn_from_row
-from barkeeper.memory._validate import check_id, check_int_range, check_timestamp, clean_text
-from barkeeper.memory.embeddings import Embedder
-from barkeeper.memory.models import Hit, IndexedTurn, SearchMode, Turn
-from barkeeper.memory.retrieval import (
+from barkeeper.history import MessageStore, StoredMessage
+from barkeeper.retrieval import (
     DEFAULT_TURN_WEIGHTS,
+    Hit,
+    SearchMode,
+    SearchTable,
+    VectorStorage,
     Weights,
     apply_token_budget,
     check_search_args,
     fuse,
+    get_vector_storage,
+    normalise_vector,
     query_vector,
     search_rows,
+    vector_to_bytes,
+    vector_to_literal,
 )
+from barkeeper.turns._models import TURN_COLUMNS, IndexedTurn, Turn, turn_from_row
 
 __all__ = ["MAX_TURN_CHARS", "MessageIndex", "discord_channel_scope"]
 
@@ -53,6 +61,16 @@ _MAX_SCOPE_CHARS = 200
 _MAX_LABEL_CHARS = 200
 _MAX_CONTEXT_CHARS = 1_000
 _MAX_BATCH = 10_000
+
+# What a search of one scope reads: its rows.
+_SEARCH_TABLE = SearchTable(
+    name="message_index",
+    alias="m",
+    columns=TURN_COLUMNS,
+    owner_type="text",
+    filter="\n    WHERE m.scope = $1\n",
+    recency_column="occurred_at",
+)
 
 
 def discord_channel_scope(channel_id: int) -> str:
@@ -70,6 +88,27 @@ class _Row:
     content: str
     context: str
     occurred_at: datetime | None
+
+
+def _is_stale(
+    message: StoredMessage,
+    previous: tuple[StoredMessage, str] | None,
+    indexed: asyncpg.Record | None,
+) -> bool:
+    """Whether the index lacks ``message`` or holds it stale.
+
+    Stale: the message was edited since it was indexed, its context is another message
+    now, or that message was edited since.
+    """
+    if indexed is None:
+        return True
+    at = indexed["indexed_at"]
+    before = previous[0] if previous else None
+    return (
+        (message.edited_at is not None and message.edited_at > at)
+        or indexed["context_message_id"] != (before.message_id if before else None)
+        or (before is not None and before.edited_at is not None and before.edited_at > at)
+    )
 
 
 _UPSERT = """
@@ -92,25 +131,11 @@ ON CONFLICT (scope, source_id) DO UPDATE SET
 _UPSERT_VECTOR = _UPSERT.replace("__VEC__", "::vector").replace("__ARRAY__", "text[]")
 _UPSERT_BYTEA = _UPSERT.replace("__VEC__", "").replace("__ARRAY__", "bytea[]")
 
-# One page of a channel, oldest first, each message with the one before it and whether
-# the index lacks it or holds it stale (edited since, or its context edited since).
-_DISCORD_PAGE = """
-SELECT dm.message_id, dm.author_name, dm.content, dm.created_at, dm.edited_at,
-       (mi.id IS NULL OR dm.edited_at > mi.indexed_at OR mi.context_message_id IS DISTINCT
-            FROM prev.message_id OR prev.edited_at > mi.indexed_at) AS stale
-FROM discord_messages dm
-LEFT JOIN message_index mi ON mi.scope = $2 AND mi.source_id = dm.message_id::text
-LEFT JOIN LATERAL (
-    SELECT p.message_id, p.edited_at FROM discord_messages p
-    WHERE p.channel_id = dm.channel_id AND p.message_id < dm.message_id
-    ORDER BY p.message_id DESC LIMIT 1
-) prev ON true
--- A row comparison, not `channel_id = $1 AND message_id > $3`: with the latter the
--- planner may walk the primary key instead of the (channel_id, message_id) index.
-WHERE (dm.channel_id, dm.message_id) > ($1, $3)
-  AND (dm.channel_id, dm.message_id) <= ($1, 9223372036854775807)
-ORDER BY dm.channel_id, dm.message_id
-LIMIT $4
+# What the index holds of one page of a channel: when each turn was indexed and with
+# which message as its context.
+_INDEXED = """
+SELECT source_id, indexed_at, context_message_id FROM message_index
+WHERE scope = $1 AND source_id = ANY($2::text[])
 """
 
 
@@ -133,16 +158,17 @@ class MessageIndex:
         self, db: Database, embedder: Embedder, *, weights: Weights = DEFAULT_TURN_WEIGHTS
     ) -> None:
         self._db = db
+        self._cache = MessageStore(db)
         self._embedder = embedder
         self._weights = weights
-        self._storage: _vectors.Storage | None = None
+        self._storage: VectorStorage | None = None
 
     def __repr__(self) -> str:
         return f"<MessageIndex db={self._db!r} embedder={self._embedder.name!r}>"
 
-    async def _get_storage(self, conn: asyncpg.Connection) -> _vectors.Storage:
+    async def _get_storage(self, conn: asyncpg.Connection) -> VectorStorage:
         if self._storage is None:
-            self._storage = await _vectors.get_storage(conn)
+            self._storage = await get_vector_storage(conn)
         return self._storage
 
     # --- writing --------------------------------------------------------------------------
@@ -232,7 +258,7 @@ class MessageIndex:
         vectors: list[list[float]] | None
         try:
             raw = await self._embedder.embed([r.content for r in rows])
-            vectors = [_vectors.normalise(v) for v in raw]
+            vectors = [normalise_vector(v) for v in raw]
         except (BarkeeperError, OSError, TimeoutError) as exc:
             _log.warning("embedding failed (%s); %d turns stored without vectors", exc, len(rows))
             vectors = None
@@ -241,9 +267,9 @@ class MessageIndex:
             if vectors is None:
                 encoded: list[Any] = [None] * len(rows)
             elif storage == "vector":
-                encoded = [_vectors.to_literal(v) for v in vectors]
+                encoded = [vector_to_literal(v) for v in vectors]
             else:
-                encoded = [_vectors.to_bytes(v) for v in vectors]
+                encoded = [vector_to_bytes(v) for v in vectors]
             try:
                 await conn.execute(
                     _UPSERT_VECTOR if storage == "vector" else _UPSERT_BYTEA,
@@ -270,8 +296,8 @@ class MessageIndex:
     ) -> int:
         """Index the channel's cached messages the index lacks or holds stale.
 
-        Walks ``discord_messages`` of the channel oldest first (by its
-        ``(channel_id, message_id)`` index) from ``after_message_id``; a message is
+        Walks the channel's messages in the Discord cache oldest first
+        (:meth:`barkeeper.history.MessageStore.get_page`) from ``after_message_id``; a message is
         (re)indexed when it is new, edited since it was indexed, or its predecessor
         (its context) changed. Messages without text are skipped.
 
@@ -289,39 +315,52 @@ class MessageIndex:
         scope = discord_channel_scope(channel_id)
         size = check_int_range(page_size, "page_size", 10, _MAX_BATCH)
         cursor = check_int_range(after_message_id, "after_message_id", 0, 2**63 - 1)
-        previous: tuple[int, str] | None = None
+        previous: tuple[StoredMessage, str] | None = None
+        if 0 < cursor < 2**63 - 1:
+            before = await self._cache.get_context(channel_id, before=cursor + 1, limit=1)
+            last = await self._cache.get(before[0].message_id) if before else None
+            previous = None if last is None else (last, self._speaker_and_text(last)[2])
         written = 0
         while True:
-            async with self._db.acquire() as conn:
-                page = await conn.fetch(_DISCORD_PAGE, channel_id, scope, cursor, size)
+            page = await self._cache.get_page(channel_id, after=cursor, limit=size)
             if not page:
                 return written
+            async with self._db.acquire() as conn:
+                indexed = {
+                    r["source_id"]: r
+                    for r in await conn.fetch(_INDEXED, scope, [str(m.message_id) for m in page])
+                }
             rows: list[_Row] = []
-            for record in page:
-                text = clean_text(record["content"], "content", max_chars=10**9, allow_empty=True)
-                speaker = clean_text(
-                    record["author_name"], "author", max_chars=10**9, allow_empty=True
-                )[:_MAX_LABEL_CHARS]
-                content = f"{speaker}: {text}" if speaker else text
-                if text and record["stale"]:
+            for message in page:
+                speaker, text, content = self._speaker_and_text(message)
+                if text and _is_stale(message, previous, indexed.get(str(message.message_id))):
                     rows.append(
                         _Row(
-                            source_id=str(record["message_id"]),
-                            discord_message_id=record["message_id"],
-                            context_message_id=previous[0] if previous else None,
-                            position=record["message_id"],
+                            source_id=str(message.message_id),
+                            discord_message_id=message.message_id,
+                            context_message_id=previous[0].message_id if previous else None,
+                            position=message.message_id,
                             speaker=speaker,
                             content=content[:MAX_TURN_CHARS],
                             context=previous[1][-_MAX_CONTEXT_CHARS:] if previous else "",
-                            occurred_at=record["created_at"],
+                            occurred_at=message.created_at,
                         )
                     )
-                previous = (record["message_id"], content)
+                previous = (message, content)
             if rows:
                 written += await self._write(scope, rows)
-            cursor = page[-1]["message_id"]
+            cursor = page[-1].message_id
             if len(page) < size:
                 return written
+
+    @staticmethod
+    def _speaker_and_text(message: StoredMessage) -> tuple[str, str, str]:
+        """A cached message's (speaker, text, ``"speaker: text"``) as the index shows it."""
+        text = clean_text(message.content, "content", max_chars=10**9, allow_empty=True)
+        speaker = clean_text(message.author_name, "author", max_chars=10**9, allow_empty=True)[
+            :_MAX_LABEL_CHARS
+        ]
+        return speaker, text, f"{speaker}: {text}" if speaker else text
 
     async def reembed(self, scope: str | None = None, *, batch_size: int = 256) -> int:
         """Give a vector from this index's embedder to every turn lacking one.
@@ -353,12 +392,11 @@ class MessageIndex:
                 return done
             cursor = rows[-1]["id"]
             vectors = [
-                _vectors.normalise(v)
+                normalise_vector(v)
                 for v in await self._embedder.embed([r["content"] for r in rows])
             ]
             encoded: list[Any] = [
-                _vectors.to_literal(v) if storage == "vector" else _vectors.to_bytes(v)
-                for v in vectors
+                vector_to_literal(v) if storage == "vector" else vector_to_bytes(v) for v in vectors
             ]
             cast, array = ("::vector", "text[]") if storage == "vector" else ("", "bytea[]")
             async with self._db.acquire() as conn:
@@ -433,7 +471,7 @@ class MessageIndex:
             storage = await self._get_storage(conn)
             rows = await search_rows(
                 conn,
-                table="message_index",
+                table=_SEARCH_TABLE,
                 storage=storage,
                 owner=where,
                 query=text,

@@ -29,9 +29,8 @@ from barkeeper.companion import UserStore
 from barkeeper.config import Settings
 from barkeeper.db import Database
 from barkeeper.errors import NotFoundError
-from barkeeper.memory.factory import build_memory_store
-from barkeeper.memory.models import MEMORY_TYPES, Memory, MemoryType
-from barkeeper.memory.store import MemoryStore
+from barkeeper.learning import build_memory_store
+from barkeeper.memory import MEMORY_TYPES, Memory, MemoryStore, MemoryType
 
 __all__ = ["app", "resolve_user"]
 

@@ -18,16 +18,16 @@ from __future__ import annotations
 
 from barkeeper.config import Settings
 from barkeeper.db import Database
-from barkeeper.errors import ConfigError
-from barkeeper.llm import OpenAIChatModel, load_token_tables
-from barkeeper.memory.embeddings import (
+from barkeeper.embeddings import (
     Embedder,
     HashingEmbedder,
     MiniLMEmbedder,
     OpenAIEmbedder,
 )
-from barkeeper.memory.manager import AsyncCloseable, MemoryManager
-from barkeeper.memory.store import MemoryStore
+from barkeeper.errors import ConfigError
+from barkeeper.learning._manager import AsyncCloseable, MemoryManager
+from barkeeper.llm import OpenAIChatModel, load_token_tables
+from barkeeper.memory import MemoryStore
 
 __all__ = ["build_embedder", "build_memory_manager", "build_memory_model", "build_memory_store"]
 

@@ -32,8 +32,8 @@ from types import TracebackType
 from typing import Self
 
 from barkeeper.errors import InvalidInputError
-from barkeeper.memory.extraction import UserMessage
-from barkeeper.memory.manager import MemoryManager, MemoryOutcome
+from barkeeper.learning._extraction import UserMessage
+from barkeeper.learning._manager import MemoryManager, MemoryOutcome
 
 __all__ = ["MemoryWorker", "WorkerStats"]
 

@@ -1,0 +1,72 @@
+"""Learning about users: extraction of typed facts, their consolidation, and the worker.
+
+- :class:`FactExtractor`: the memory model reads a user's message (after cheap skips
+  and sampling, :func:`skip_reason`, :func:`is_sampled`) and proposes
+  :class:`CandidateFact` values.
+- :class:`Consolidator`: each candidate is compared with the user's most similar
+  memories and becomes an add, an update, an invalidation or nothing
+  (:class:`MemoryChange`).
+- :class:`MemoryManager`: both steps, plus explicit commands ("remember that …",
+  :func:`parse_memory_command`); :class:`MemoryWorker` runs it in the background.
+- :func:`build_memory_manager`: all of it from settings.
+
+Memories themselves are :mod:`barkeeper.memory`'s; this package writes them only
+through :class:`barkeeper.memory.MemoryStore`.
+
+Example::
+
+    from barkeeper.learning import MemoryWorker, UserMessage, build_memory_manager
+
+    manager = build_memory_manager(db, load_settings())
+    async with MemoryWorker(manager) as worker:
+        worker.submit(UserMessage(user_id=7, text="I moved to Porto in May"))
+"""
+
+from barkeeper.learning._commands import CommandKind, MemoryCommand, parse_memory_command
+from barkeeper.learning._consolidation import (
+    Consolidator,
+    DuplicateKind,
+    MemoryChange,
+    duplicate_kind,
+)
+from barkeeper.learning._extraction import (
+    CandidateFact,
+    FactExtractor,
+    SkipReason,
+    UserMessage,
+    is_sampled,
+    skip_reason,
+)
+from barkeeper.learning._factory import (
+    build_embedder,
+    build_memory_manager,
+    build_memory_model,
+    build_memory_store,
+)
+from barkeeper.learning._manager import MemoryManager, MemoryOutcome, OutcomeStatus
+from barkeeper.learning._worker import MemoryWorker, WorkerStats
+
+__all__ = [
+    "CandidateFact",
+    "CommandKind",
+    "Consolidator",
+    "DuplicateKind",
+    "FactExtractor",
+    "MemoryChange",
+    "MemoryCommand",
+    "MemoryManager",
+    "MemoryOutcome",
+    "MemoryWorker",
+    "OutcomeStatus",
+    "SkipReason",
+    "UserMessage",
+    "WorkerStats",
+    "build_embedder",
+    "build_memory_manager",
+    "build_memory_model",
+    "build_memory_store",
+    "duplicate_kind",
+    "is_sampled",
+    "parse_memory_command",
+    "skip_reason",
+]
