@@ -116,3 +116,18 @@ async def test_hostile_input_never_crashes_or_pings(db: Database) -> None:
         for message in rig.emu.bot_messages(channel):
             assert bob.id not in message.mention_ids
             assert set(message.mention_ids) <= {alice.id}
+
+
+async def test_a_blocked_channel_covers_its_threads(db: Database) -> None:
+    async with bot_rig(db) as rig:
+        alice = rig.emu.person("alice")
+        first, second = rig.emu.channel_ids()[:2]
+        rig.bot.settings = rig.settings.model_copy(update={"blocked_channels": str(first)})
+        thread = alice.open_thread(first, "side room")
+        await asyncio.sleep(0.2)
+        rig.llm.script("over here")
+        ignored = alice.send(thread.id, "anyone?", mention_bot=True)
+        asked = alice.send(second, "anyone?", mention_bot=True)
+        assert (await rig.emu.wait_for_reply(asked, timeout=WAIT)).content == "over here"
+        await rig.bot.wait_idle()
+        assert _replies_to(rig, thread.id, {ignored.id}) == []
