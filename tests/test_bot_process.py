@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from barkeeper.bot import run_bot
 from barkeeper.config import load_settings
 from barkeeper.db import Database
+from barkeeper.errors import ConfigError
 from barkeeper.history import MessageStore
 from barkeeper.testing.discord import DiscordEmulator
 from barkeeper.testing.llm import LLMServer, Reply
@@ -192,3 +194,17 @@ async def test_kill_9_mid_reply_loses_no_cached_message(
     settings = load_settings()
     async with Database.connect(settings, url=database_url, min_size=1, max_size=2) as db:
         assert await MessageStore(db).get(asked.id) is not None
+
+
+async def test_a_refused_message_content_intent_says_which_switch(database_url: str) -> None:
+    async with DiscordEmulator(spec(granted_intents=[])) as emu:
+        settings = load_settings(
+            discord_token=emu.token,
+            discord_api_base=emu.base_url,
+            llm_api_key="x",
+            barkeeper_database_url=database_url,
+            embedder="hashing",
+            backfill_on_start=False,
+        )
+        with pytest.raises(ConfigError, match="Message Content intent"):
+            await asyncio.wait_for(run_bot(settings), START)

@@ -96,7 +96,15 @@ async def run_bot(settings: Settings) -> None:
         raise ConfigError("missing setting(s): " + "; ".join(missing))
     assert settings.discord_token is not None
     token = settings.discord_token.get_secret_value().strip()
-    await point_discord(settings)
+    previous = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
+    try:
+        await point_discord(settings)
+        await _run(settings, token)
+    finally:  # process-wide in discord.py: put back for whatever runs next
+        discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = previous
+
+
+async def _run(settings: Settings, token: str) -> None:
     async with Database.connect(settings, upgrade=True) as db:
         manager = build_memory_manager(db, settings)
         async with manager, MemoryWorker(manager) as worker:
