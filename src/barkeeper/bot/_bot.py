@@ -22,7 +22,9 @@ from barkeeper.agent import (
     QuotedMessage,
     ReplyRequest,
 )
+from barkeeper.backfill import Backfill, BackfillResult, DiscordHistorySource, ProgressEvent
 from barkeeper.bot._cache import LiveCache
+from barkeeper.bot._commands import AdminCog, MemoryCog
 from barkeeper.bot._deps import MemoryManager, MemoryStore, MemoryWorker
 from barkeeper.bot._limits import UserLimits
 from barkeeper.bot._reply import NO_MENTIONS, ReplyWriter
@@ -93,7 +95,7 @@ class Barkeeper(commands.Bot):
         self.admin_ids = settings.ids("admin_ids")
         self._incognito: dict[int, bool] = {}
         self._replies: set[asyncio.Task[None]] = set()
-        self.backfill_task: asyncio.Task[Any] | None = None
+        self.backfill_task: asyncio.Task[BackfillResult | None] | None = None
         self.backfill_progress: dict[int, str] = {}
         self._was_ready = False
         #: Discord id → users.id seen by this process (used while the database is down).
@@ -101,8 +103,6 @@ class Barkeeper(commands.Bot):
 
     async def setup_hook(self) -> None:
         """Start the cache writer, add the cogs, sync the commands, start the backfill."""
-        from barkeeper.bot._commands import AdminCog, MemoryCog
-
         self.cache.start()
         self.tree.on_error = self._on_command_error  # type: ignore[method-assign]
         await self.add_cog(CacheCog(self))
@@ -173,9 +173,8 @@ class Barkeeper(commands.Bot):
 
     # --- backfill ---------------------------------------------------------------------
 
-    async def run_backfill(self, channels: list[int] | None = None) -> Any:
+    async def run_backfill(self, channels: list[int] | None = None) -> BackfillResult | None:
         """The backfill (catch-up, deepen, sync) in the background, with progress in the log."""
-        from barkeeper.backfill import Backfill, DiscordHistorySource, ProgressEvent
 
         def progress(event: ProgressEvent) -> None:
             channel = event.channel
