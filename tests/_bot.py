@@ -13,6 +13,7 @@ from barkeeper.config import Settings, load_settings
 from barkeeper.db import Database
 from barkeeper.embeddings import HashingEmbedder
 from barkeeper.history import MessageStore
+from barkeeper.learning import MemoryManager, MemoryWorker
 from barkeeper.llm import OpenAIChatModel, RetryPolicy
 from barkeeper.memory import MemoryStore
 from barkeeper.testing.discord import DiscordEmulator, EmulatorSpec, running_client
@@ -49,9 +50,12 @@ class Rig:
 
 @contextlib.asynccontextmanager
 async def bot_rig(
-    db: Database, emu_spec: EmulatorSpec | None = None, **env: Any
+    db: Database, emu_spec: EmulatorSpec | None = None, *, learn: bool = False, **env: Any
 ) -> AsyncIterator[Rig]:
-    """A :class:`Barkeeper` started in-process against an emulator and a scripted model."""
+    """A :class:`Barkeeper` started in-process against an emulator and a scripted model.
+
+    ``learn``: answered messages go to a real memory worker (extraction rate 1).
+    """
     async with DiscordEmulator(emu_spec or spec()) as emu, LLMServer() as llm:
         options: dict[str, Any] = {
             "discord_token": emu.token,
@@ -72,13 +76,31 @@ async def bot_rig(
             timeout=5,
             retry_policy=FAST_RETRY,
         )
-        agent = build_agent(db, settings, model=model, memories=memories)
-        bot = Barkeeper(
-            db=db, settings=settings, agent=agent, memories=memories, guild_ready_timeout=0.1
+        manager = MemoryManager(memories, model, extraction_rate=1.0) if learn else None
+        worker = MemoryWorker(manager, retry_delay=0.1) if manager is not None else None
+        agent = build_agent(
+            db,
+            settings,
+            model=model,
+            memories=memories,
+            memory_sink=worker.submit if worker is not None else None,
         )
+        bot = Barkeeper(
+            db=db,
+            settings=settings,
+            agent=agent,
+            memories=memories,
+            worker=worker,
+            manager=manager,
+            guild_ready_timeout=0.1,
+        )
+        if worker is not None:
+            worker.start()
         try:
             async with running_client(emu, bot, timeout=WAIT):
                 yield Rig(emu, llm, bot, db, memories, MessageStore(db), settings)
         finally:
             await agent.aclose()
+            if worker is not None:
+                await worker.aclose()
             await model.aclose()

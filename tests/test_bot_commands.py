@@ -8,6 +8,7 @@ import json
 from barkeeper.db import Database
 from barkeeper.testing.discord import DiscordEmulator, EmulatedInteraction
 from tests._bot import WAIT, Rig, bot_rig, spec
+from tests.test_extraction import fact, facts_reply
 from tests.test_privacy import _scan
 
 
@@ -164,3 +165,31 @@ async def test_backfill_on_start_and_on_an_admins_request(db: Database) -> None:
         assert again is not None and again.ok
         _, status = await _ask(rig, "alice", "barkeeper status")
         assert "Backfill: idle" in status and "cached" in status
+
+
+async def test_a_fact_said_in_chat_is_in_memories_and_in_a_later_replys_why(
+    db: Database,
+) -> None:
+    async with bot_rig(db, learn=True) as rig:
+        alice = rig.emu.person("alice")
+        channel = rig.emu.channel_ids()[0]
+        rig.llm.script(
+            "Bees! Lovely.",
+            facts_reply(fact("Keeps bees on the roof", "hobby")),
+        )
+        said = alice.send(channel, "my bees survived the winter on the roof", mention_bot=True)
+        await rig.emu.wait_for_reply(said, timeout=WAIT)
+        await rig.bot.wait_idle()
+        assert rig.bot.worker is not None
+        await rig.bot.worker.drain()
+        _, listed = await _ask(rig, "alice", "memories")
+        assert "Keeps bees on the roof" in listed and "hobby" in listed
+        rig.llm.script("Your bees, of course.", facts_reply())
+        asked = alice.send(channel, "what do I keep on the roof?", mention_bot=True)
+        await rig.emu.wait_for_reply(asked, timeout=WAIT)
+        await rig.bot.wait_idle()
+        assert "Keeps bees on the roof" in str(rig.llm.chat_requests[-2].messages)
+        _, why = await _ask(rig, "alice", "why")
+        assert "Keeps bees on the roof" in why
+        _, other = await _ask(rig, "bob", "memories")
+        assert "bees" not in other
