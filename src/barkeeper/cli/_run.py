@@ -18,7 +18,7 @@ def run_command() -> None:
     missing = missing_for_bot(settings)
     if missing:
         raise ConfigError(
-            "cannot start the bot; set these in the environment or .env (see .env.example): "
-            + "; ".join(missing)
+            "cannot start the bot; set these in the environment or .env (see .env.example):"
+            + "".join(f"\n  - {item}" for item in missing)
         )
     run(run_bot(settings))
