@@ -11,7 +11,10 @@ the same indexes (primary key, ``(channel_id, message_id DESC)``, ``(author_id)`
   backfill's path: probe which ids are cached, COPY the new rows, upsert the rest (rows
   with attachments), move the channel's cursor, all in one transaction; the table's
   statement triggers keep the per-channel counts. ``ours_store_many`` is
-  ``store_many(page)`` (no cursor).
+  ``store_many(page)`` (no cursor). ``ours_tombstones`` is ``ours`` with 1,000
+  forgotten people in the tombstone table (none of them an author here): the cost of
+  the erasure check once someone has been forgotten; with no tombstone the check is
+  one empty-table probe per batch (compare ``ours`` with the same run on older code).
 - copy: ``COPY`` of the same pages (prebuilt records, binary, one COPY per page) into
   ``CREATE TABLE … (LIKE discord_messages INCLUDING ALL)`` — same columns, defaults
   and indexes, no triggers, no conflict handling: the floor.
@@ -49,8 +52,12 @@ from barkeeper.history import (
     MessageStore,
     StoredMessage,
 )
+from barkeeper.privacy._tombstones import ensure_key, write_tombstones
 
 T0_MS = 1_600_000_000_000
+# ours_tombstones: `ours` with this many forgotten people in the tombstone table (none
+# an author of the batch): the cost of the erasure check once someone was forgotten.
+TOMBSTONES = 1_000
 CHANNELS = 20
 WORDS = (
     "the a to and of I you it is in that for on was with so just like what lol yeah "
@@ -166,10 +173,25 @@ async def reset_ours(db: Database) -> None:
         await conn.execute("TRUNCATE discord_messages, discord_channels CASCADE")
 
 
+async def set_tombstones(db: Database, n: int) -> None:
+    """Have ``n`` forgotten people (none of them an author here), or none at all."""
+    async with db.transaction() as conn:
+        await conn.execute("DELETE FROM forgotten")
+        if n:
+            await ensure_key(conn)
+            await write_tombstones(conn, [f"discord:{i}" for i in range(1, n + 1)])
+
+
 async def run_ours(
-    db: Database, pages: list[list[StoredMessage]], *, durable: bool, cursor: bool
+    db: Database,
+    pages: list[list[StoredMessage]],
+    *,
+    durable: bool,
+    cursor: bool,
+    tombstones: int = 0,
 ) -> float:
     await reset_ours(db)
+    await set_tombstones(db, tombstones)
     store = MessageStore(db, durable=durable)
     started = time.perf_counter()
     for page in pages:
@@ -185,6 +207,7 @@ async def run_ours(
         stored = await conn.fetchval("SELECT count(*) FROM discord_messages")
         counted = await conn.fetchval("SELECT sum(message_count) FROM discord_channels")
     assert stored == n == counted, (stored, n, counted)
+    await set_tombstones(db, 0)
     return n / elapsed
 
 
@@ -261,6 +284,9 @@ async def main() -> None:
                     "ours": lambda p=pages: run_ours(db, p, durable=False, cursor=True),
                     "ours_store_many": lambda p=pages: run_ours(db, p, durable=False, cursor=False),
                     "ours_durable": lambda p=pages: run_ours(db, p, durable=True, cursor=True),
+                    "ours_tombstones": lambda p=pages: run_ours(
+                        db, p, durable=False, cursor=True, tombstones=TOMBSTONES
+                    ),
                     "copy": lambda r=records: run_copy(copy_async, db.schema, r),
                     "copy_sync": lambda r=records: run_copy(copy_sync, db.schema, r),
                     "copy_from_objects": lambda p=pages: run_copy(
@@ -301,6 +327,11 @@ async def main() -> None:
         "copy_from_objects_msgs_per_s": med(headline, "copy_from_objects"),
         "ratio_to_copy_from_objects": round(
             med(headline, "ours") / med(headline, "copy_from_objects"), 3
+        ),
+        "ours_tombstones_msgs_per_s": med(headline, "ours_tombstones"),
+        "tombstones": TOMBSTONES,
+        "ratio_tombstones_to_ours": round(
+            med(headline, "ours_tombstones") / med(headline, "ours"), 3
         ),
         "ours_durable_msgs_per_s": med(headline, "ours_durable"),
         "copy_sync_msgs_per_s": med(headline, "copy_sync"),

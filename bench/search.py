@@ -47,7 +47,7 @@ import numpy as np
 
 from _common import bench_database, environment, parse_args, percentile, write_json
 from barkeeper.db import Database
-from barkeeper.db.schema import v0001_initial
+from barkeeper.db._schema import v0001_initial
 from barkeeper.embeddings import HashingEmbedder
 from barkeeper.memory import MEMORY_TYPES, MemoryStore, retrieval
 

@@ -21,8 +21,7 @@ import pytest
 import pytest_asyncio
 
 from barkeeper.config import Settings, load_settings
-from barkeeper.db import Database, parse_database_url
-from barkeeper.db.embedded import start_embedded_server
+from barkeeper.db import Database, parse_database_url, start_embedded_server
 
 _TEST_URL = os.environ.get("TEST_DATABASE_URL") or None
 

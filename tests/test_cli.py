@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from barkeeper.cli import app
-from barkeeper.db import migrations as mig
+from barkeeper.db import _migrations as mig
 from tests.test_url import HARD_PASSWORD, assert_hidden
 
 

@@ -137,6 +137,8 @@ def test_every_command_prints_markup_looking_text_as_typed(
     assert MARKUP in cli("backfill", "--channel", MARKUP, code=2).flat
     bot = cli("run", code=1, DISCORD_TOKEN=MARKUP, GROQ_API_KEY=MARKUP)
     assert "not part of this version yet" in bot.err and MARKUP not in bot.text  # secrets
+    chat = cli("chat", "--as", MARKUP, code=2)  # no LLM key: says which to set
+    assert "GROQ_API_KEY" in chat.flat and "OPENAI_API_KEY" in chat.flat
 
     assert exercised == _leaf_commands()
 

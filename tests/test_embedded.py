@@ -18,9 +18,9 @@ import pytest
 
 from barkeeper.config import load_settings
 from barkeeper.db import Database
-from barkeeper.db import embedded as emb
-from barkeeper.db import migrations as mig
-from barkeeper.db.embedded import PASSWORD_FILE, EmbeddedServer, start_embedded_server
+from barkeeper.db import _embedded as emb
+from barkeeper.db import _migrations as mig
+from barkeeper.db._embedded import PASSWORD_FILE, EmbeddedServer, start_embedded_server
 from barkeeper.errors import EmbeddedServerError, SchemaTooNewError
 
 pytestmark = pytest.mark.slow

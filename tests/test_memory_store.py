@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from barkeeper.db import Database
-from barkeeper.db.schema.v0001_initial import MEMORY_TYPES as SCHEMA_MEMORY_TYPES
+from barkeeper.db._schema.v0001_initial import MEMORY_TYPES as SCHEMA_MEMORY_TYPES
 from barkeeper.embeddings import HashingEmbedder, OpenAIEmbedder
 from barkeeper.errors import InvalidInputError, NotFoundError
 from barkeeper.llm import count_tokens

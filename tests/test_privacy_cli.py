@@ -48,12 +48,23 @@ async def test_privacy_show_export_forget(tmp_path: Path, database_url: str) -> 
     assert [m["content"] for m in document["tables"]["memories"]] == ["likes tea"]
     assert "search" not in document["tables"]["memories"][0]  # generated column left out
     assert document["counts"]["discord_messages"] == 1
+    streamed = barkeeper(tmp_path, "privacy", "export", "9001", POSTGRES_URL=database_url)
+    assert streamed.returncode == 0, streamed.stderr
+    assert json.loads(streamed.stdout)["tables"] == document["tables"]
 
     refused = barkeeper(tmp_path, "privacy", "forget", "9001", POSTGRES_URL=database_url)
     assert refused.returncode != 0  # no --yes and no stdin: nothing deleted
     forget = barkeeper(tmp_path, "privacy", "forget", "9001", "--yes", POSTGRES_URL=database_url)
     assert forget.returncode == 0, forget.stderr
     assert "Deleted" in forget.stdout
+    said = " ".join(forget.stdout.split())
+    assert "written before now are never stored again" in said
+    assert "What they write from now on is a new relationship and is kept" in said
+    # someone with nothing kept can still be recorded as forgotten
+    nobody = barkeeper(tmp_path, "privacy", "forget", "9003", "--yes", POSTGRES_URL=database_url)
+    assert nobody.returncode == 0, nobody.stderr
+    assert "Nothing is kept about 9003 now" in nobody.stdout
+    assert "never stored again" in " ".join(nobody.stdout.split())
 
     conn = await asyncpg.connect(database_url)
     try:
@@ -64,6 +75,14 @@ async def test_privacy_show_export_forget(tmp_path: Path, database_url: str) -> 
         )
         assert await conn.fetchval("SELECT count(*) FROM users WHERE discord_id = 9002") == 1
         assert await conn.fetchval("SELECT count(*) FROM memories") == 1
+        assert await conn.fetchval("SELECT count(*) FROM forgotten") == 2
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM forgotten WHERE identity_hash = "
+                "barkeeper_identity_hash('discord:9001')"
+            )
+            == 1
+        )
     finally:
         await conn.close()
 

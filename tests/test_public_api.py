@@ -27,11 +27,6 @@ import barkeeper
 ROOT = Path(barkeeper.__file__).parent
 SRC = ROOT.parent
 
-# Packages whose modules may stay public for now, and why.
-# Pending: db's modules (url, embedded, engine, capabilities, migrations, schema) are
-# being rewritten on another branch; they become private in the rename after that merge.
-PUBLIC_MODULES_PENDING = ("barkeeper.db",)
-
 
 def _module_name(path: Path) -> str:
     parts = list(path.relative_to(SRC).with_suffix("").parts)
@@ -40,7 +35,15 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-PACKAGES = sorted(_module_name(p) for p in ROOT.rglob("__init__.py"))
+def _is_private(module: str) -> bool:
+    """Whether ``module`` or a package it is in is private (``barkeeper.db._schema.v1``)."""
+    return any(part.startswith("_") for part in module.split(".")[1:])
+
+
+# Public packages only: a private package (``db._schema``) is its owner's implementation.
+PACKAGES = sorted(
+    name for p in ROOT.rglob("__init__.py") if not _is_private(name := _module_name(p))
+)
 MODULES = sorted((_module_name(p), p) for p in ROOT.rglob("*.py") if p.name not in ("__init__.py",))
 
 
@@ -76,8 +79,6 @@ def _declared_all(tree: ast.Module) -> list[str] | None:
 
 @pytest.mark.parametrize("package", PACKAGES)
 def test_all_is_exactly_what_the_package_exports(package: str) -> None:
-    if any(package.startswith(p + ".") for p in PUBLIC_MODULES_PENDING):
-        pytest.skip("inside a package whose rename is pending (see PUBLIC_MODULES_PENDING)")
     init = SRC.joinpath(*package.split("."), "__init__.py")
     tree = ast.parse(init.read_text(), str(init))
     declared = _declared_all(tree)
@@ -97,24 +98,9 @@ def test_all_is_exactly_what_the_package_exports(package: str) -> None:
 @pytest.mark.parametrize(("module", "path"), MODULES, ids=[m for m, _ in MODULES])
 def test_modules_inside_packages_are_private(module: str, path: Path) -> None:
     package, _, name = module.rpartition(".")
-    if package == "barkeeper" or name.startswith("_"):
+    if package == "barkeeper" or _is_private(module):
         return
-    if any(module.startswith(p + ".") for p in PUBLIC_MODULES_PENDING):
-        pytest.skip("public module rename pending (see PUBLIC_MODULES_PENDING)")
     pytest.fail(f"{module} ({path.relative_to(SRC)}) should be private: rename it _{name}.py")
-
-
-# Public names exported by two packages as different objects, pending work elsewhere:
-# barkeeper.testing.discord's names are being renamed on another branch (User, Guild,
-# StoredMessage); its DISCORD_EPOCH_MS, snowflake_time and FaultKind are left to it.
-COLLISIONS_PENDING = {
-    ("DISCORD_EPOCH_MS", "barkeeper.testing.discord"),
-    ("FaultKind", "barkeeper.testing.discord"),
-    ("Guild", "barkeeper.testing.discord"),
-    ("StoredMessage", "barkeeper.testing.discord"),
-    ("User", "barkeeper.testing.discord"),
-    ("snowflake_time", "barkeeper.testing.discord"),
-}
 
 
 def test_no_public_name_means_two_things() -> None:
@@ -129,9 +115,7 @@ def test_no_public_name_means_two_things() -> None:
         if len({id(obj) for _, obj in found}) > 1
         for package, _ in found
     }
-    pending = {(n, p) for n, p in clashes if (n, p) in COLLISIONS_PENDING}
-    other_side = {(n, p) for n, p in clashes if any(n == m for m, _ in pending)}
-    assert clashes - pending - other_side == set()
+    assert clashes == set()
 
 
 def _private_owner(target: str) -> str | None:

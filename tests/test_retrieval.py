@@ -13,7 +13,7 @@ import pytest
 
 from barkeeper.config import Settings
 from barkeeper.db import Database
-from barkeeper.db.schema import v0001_initial
+from barkeeper.db._schema import v0001_initial
 from barkeeper.embeddings import HashingEmbedder, MiniLMEmbedder, OpenAIEmbedder
 from barkeeper.errors import InvalidInputError
 from barkeeper.memory import MemoryStore

@@ -51,7 +51,9 @@ async def test_every_store_keeps_the_same_text(db: Database) -> None:
     await conversations.add_message(conv.id, "user", RAW, user_id=user.id)
     stored_conv = await conversations.get_conversation(conv.id)
     assert stored_conv is not None and stored_conv.title == CLEAN
-    assert [m.content for m in await conversations.get_messages(conv.id, user_id=user.id)] == [CLEAN]
+    assert [m.content for m in await conversations.get_messages(conv.id, user_id=user.id)] == [
+        CLEAN
+    ]
 
     sessions = SessionStore(db)
     session = await sessions.get_or_create_session("agent", user.id)

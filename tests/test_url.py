@@ -6,7 +6,7 @@ import urllib.parse
 
 import pytest
 
-from barkeeper.db.url import mask_url, parse_database_url
+from barkeeper.db import mask_url, parse_database_url
 from barkeeper.errors import ConfigError
 
 CASES = [

@@ -28,6 +28,7 @@ are raised ``from None``, and their message carries what is safe to show:
     │   └── QueryError                      a statement failed (SQLSTATE kept)
     ├── NotFoundError (LookupError)         a row asked for does not exist
     ├── InvalidInputError (ValueError)      an argument is out of range or malformed
+    │   └── ForgottenContentError           content of a forgotten person, from before
     ├── LLMError                            anything about the language model
     │   ├── LLMUnavailableError             endpoint unreachable / 5xx after retries
     │   ├── LLMAuthenticationError          bad API key
@@ -52,6 +53,7 @@ __all__ = [
     "DiscordUnavailableError",
     "DiskFullError",
     "EmbeddedServerError",
+    "ForgottenContentError",
     "InvalidInputError",
     "LLMAuthenticationError",
     "LLMError",
@@ -114,6 +116,14 @@ class NotFoundError(BarkeeperError, LookupError):
 
 class InvalidInputError(BarkeeperError, ValueError):
     """An argument is out of range or malformed; the message says which and why."""
+
+
+class ForgottenContentError(InvalidInputError):
+    """The write would keep what a forgotten person wrote before they were forgotten.
+
+    ``privacy forget`` leaves a tombstone; the database refuses their earlier content
+    (see ``docs/schema.md``, "Tombstones"). What they write after it is stored.
+    """
 
 
 class LLMError(BarkeeperError):

@@ -15,6 +15,7 @@ from barkeeper.cli import _db as db_cli
 from barkeeper.cli import _memories as memories_cli
 from barkeeper.cli import _privacy as privacy_cli
 from barkeeper.cli._backfill import backfill
+from barkeeper.cli._chat import chat
 from barkeeper.cli._common import err_console, styled
 from barkeeper.cli._doctor import doctor
 from barkeeper.cli._run import run_command
@@ -35,6 +36,7 @@ app.add_typer(db_cli.app, name="db")
 app.add_typer(privacy_cli.app, name="privacy")
 app.add_typer(memories_cli.app, name="memories")
 app.command("backfill")(backfill)
+app.command("chat")(chat)
 app.command("doctor")(doctor)
 app.command("run")(run_command)
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 import time
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from barkeeper.cli._common import console, run, settings_and_logging, styled
-from barkeeper.db import Database
-from barkeeper.db.migrations import MIGRATIONS, expected_tables
+from barkeeper.db import MIGRATIONS, Database, expected_tables
 
 app = typer.Typer(help="Apply and inspect barkeeper's database schema.", no_args_is_help=True)
 
@@ -38,7 +36,7 @@ def upgrade() -> None:
                     f"Schema {db.schema} is already at version {status.current_version}; "
                     f"nothing to do ({db.mode.value} database, ready in {elapsed:.2f} s)."
                 )
-            console.print(f"pgvector: {escape(db.capabilities.pgvector_summary())}")
+            console.print(f"pgvector: {db.capabilities.pgvector_summary()}")
 
     run(main())
 

@@ -8,8 +8,7 @@ from rich.text import Text
 
 from barkeeper.bot import missing_for_bot
 from barkeeper.cli._common import console, run, settings_and_logging, styled
-from barkeeper.db import Database
-from barkeeper.db.url import mask_url
+from barkeeper.db import Database, mask_url
 from barkeeper.errors import BarkeeperError
 
 

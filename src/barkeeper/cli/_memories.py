@@ -29,7 +29,8 @@ from barkeeper.companion import UserStore
 from barkeeper.config import Settings
 from barkeeper.db import Database
 from barkeeper.errors import NotFoundError
-from barkeeper.learning import build_memory_store
+from barkeeper.learning import build_embedder
+from barkeeper.llm import load_token_tables
 from barkeeper.memory import MEMORY_TYPES, Memory, MemoryStore, MemoryType
 
 __all__ = ["app", "resolve_user"]
@@ -113,7 +114,9 @@ async def resolve_user(db: Database, who: int | str, *, create: bool) -> int:
 def _with_store(settings: Settings, action: Callable[[Database, MemoryStore], Awaitable[T]]) -> T:
     async def main() -> T:
         async with Database.connect(settings, min_size=1, max_size=2, upgrade=True) as db:
-            return await action(db, build_memory_store(db, settings))
+            # Token tables are loaded only by the command that counts tokens (search):
+            # building one costs a second or two of CPU that list/add/forget don't need.
+            return await action(db, MemoryStore(db, build_embedder(settings)))
 
     return run(main())
 
@@ -278,6 +281,7 @@ def search(
     """Search the user's valid memories (full text, meaning, recency and importance)."""
     who = user_id_or_external(user_id, external=external)
     settings = settings_and_logging()
+    load_token_tables()  # before the event loop starts: search counts tokens per hit
 
     async def action(db: Database, store: MemoryStore) -> tuple[list[Memory], list[float]]:
         uid = await resolve_user(db, who, create=False)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 from rich.table import Table
@@ -18,7 +18,7 @@ from barkeeper.cli._common import (
     user_id_or_external,
 )
 from barkeeper.db import Database
-from barkeeper.privacy import Privacy, UserRef
+from barkeeper.privacy import Privacy, PrivacyReport, UserRef
 
 app = typer.Typer(
     help="Show, export or delete everything barkeeper keeps about one user.",
@@ -70,22 +70,39 @@ def export(
         Path | None, typer.Option("--out", "-o", help="Write the JSON here instead of stdout.")
     ] = None,
 ) -> None:
-    """Export everything kept about the user as one JSON document."""
+    """Export everything kept about the user as one JSON document (streamed)."""
     who = user_id_or_external(user_id, external=external)
     settings = settings_and_logging()
 
-    async def main() -> dict[str, object]:
+    async def main(stream: TextIO) -> int:
         async with Database.connect(settings, min_size=1, max_size=2, upgrade=True) as db:
             privacy = Privacy(db)
-            return await privacy.export(await _resolve(privacy, who))
+            return await privacy.write_export(await _resolve(privacy, who), stream)
 
-    document = run(main())
-    text = json.dumps(document, ensure_ascii=False, indent=2, default=str)
     if out is None:
-        typer.echo(text)
-    else:
-        out.write_text(text + "\n", encoding="utf-8")
-        err_console.print(f"Wrote {out} ({len(text)} characters).")
+        run(main(sys.stdout))
+        sys.stdout.flush()
+        return
+    # Written next to the target and renamed when complete: no half export on failure.
+    partial = out.with_name(out.name + ".partial")
+    try:
+        with partial.open("w", encoding="utf-8") as stream:
+            rows = run(main(stream))
+        partial.replace(out)
+    finally:
+        partial.unlink(missing_ok=True)
+    err_console.print(f"Wrote {out} ({rows} rows).")
+
+
+# Shown after every forget: what the tombstone does and does not do (Red-DiscordBot's
+# `mydata forgetme` warns its users the same way).
+FORGET_NOTE = (
+    "Recorded that they are forgotten (a keyed hash of their id, not the id). Their "
+    "messages written before now are never stored again: not by a backfill, a catch-up, "
+    "the live bot, the message index or memory extraction. What they write from now on is "
+    "a new relationship and is kept; if they want nothing kept, stop them using the bot "
+    "(or forget them again)."
+)
 
 
 @app.command()
@@ -94,7 +111,7 @@ def forget(
     external: ExternalOpt = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Delete everything kept about the user, in every table, in one transaction."""
+    """Delete everything kept about the user, and refuse their earlier messages from now on."""
     who = user_id_or_external(user_id, external=external)
     settings = settings_and_logging()
 
@@ -104,17 +121,23 @@ def forget(
             return (await privacy.show(await _resolve(privacy, who))).rows
 
     rows = run(count())
-    if not rows:
-        console.print(f"Nothing is kept about {user_id}.")
-        return
-    _print_counts(f"Will delete, for {user_id}", rows)
-    if not yes and not typer.confirm("Delete all of this permanently?", default=False):
+    if rows:
+        _print_counts(f"Will delete, for {user_id}", rows)
+        question = "Delete all of this permanently?"
+    else:
+        console.print(f"Nothing is kept about {user_id} now.")
+        question = "Record that they are forgotten, so that their past messages are never stored?"
+    if not yes and not typer.confirm(question, default=False):
         err_console.print("Nothing deleted.")
         raise typer.Exit(1)
 
-    async def delete() -> dict[str, int]:
+    async def delete() -> PrivacyReport:
         async with Database.connect(settings, min_size=1, max_size=2) as db:
             privacy = Privacy(db)
-            return (await privacy.forget(await _resolve(privacy, who))).rows
+            return await privacy.forget(await _resolve(privacy, who))
 
-    _print_counts(f"Deleted, for {user_id}", run(delete()))
+    report = run(delete())
+    _print_counts(f"Deleted, for {user_id}", report.rows)
+    if report.forgotten_at is not None:
+        console.print(f"Forgotten at {report.forgotten_at.isoformat()}.")
+    console.print(FORGET_NOTE)

@@ -8,20 +8,32 @@ Example::
         health = await db.health()
 """
 
+from barkeeper.db._capabilities import Capabilities
+from barkeeper.db._embedded import EmbeddedServer, start_embedded_server
+from barkeeper.db._engine import Database, Health
+from barkeeper.db._migrations import (
+    LATEST_VERSION,
+    MIGRATIONS,
+    Migration,
+    MigrationStatus,
+    expected_tables,
+)
 from barkeeper.db._translate import translate_error
-from barkeeper.db.capabilities import Capabilities
-from barkeeper.db.engine import Database, Health
-from barkeeper.db.migrations import LATEST_VERSION, MigrationStatus
-from barkeeper.db.url import DatabaseURL, mask_url, parse_database_url
+from barkeeper.db._url import DatabaseURL, mask_url, parse_database_url
 
 __all__ = [
     "LATEST_VERSION",
+    "MIGRATIONS",
     "Capabilities",
     "Database",
     "DatabaseURL",
+    "EmbeddedServer",
     "Health",
+    "Migration",
     "MigrationStatus",
+    "expected_tables",
     "mask_url",
     "parse_database_url",
+    "start_embedded_server",
     "translate_error",
 ]

@@ -8,13 +8,15 @@ import urllib.parse
 
 import asyncpg
 
-from barkeeper.db.url import DatabaseURL
+from barkeeper.db._schema.v0002_tombstones import FORGOTTEN_SQLSTATE
+from barkeeper.db._url import DatabaseURL
 from barkeeper.errors import (
     AuthenticationFailedError,
     DatabaseError,
     DatabaseMissingError,
     DatabaseUnreachableError,
     DiskFullError,
+    ForgottenContentError,
     QueryError,
 )
 
@@ -33,7 +35,9 @@ def _scrub(text: str, url: DatabaseURL | None) -> str:
     return text
 
 
-def translate_error(exc: BaseException, url: DatabaseURL | None = None) -> DatabaseError:
+def translate_error(
+    exc: BaseException, url: DatabaseURL | None = None
+) -> DatabaseError | ForgottenContentError:
     """Return the barkeeper error for a driver or socket error (the password scrubbed)."""
     where = url.address if url is not None else "the database server"
     shown = f" ({url.masked()})" if url is not None else ""
@@ -63,6 +67,11 @@ def translate_error(exc: BaseException, url: DatabaseURL | None = None) -> Datab
         return DatabaseUnreachableError(
             f"PostgreSQL at {where} is not accepting connections now: {detail}. "
             "Retry shortly, or lower DATABASE_POOL_SIZE / DATABASE_MAX_OVERFLOW."
+        )
+    if isinstance(exc, asyncpg.PostgresError) and exc.sqlstate == FORGOTTEN_SQLSTATE:
+        return ForgottenContentError(
+            f"{detail}: a forgotten person's earlier words are never stored again; "
+            "what they write after being forgotten is."
         )
     if isinstance(exc, asyncpg.PostgresError):
         return QueryError(

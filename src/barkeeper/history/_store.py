@@ -18,6 +18,10 @@ mode, in one transaction; smaller batches (the live bot's messages) are that one
 statement alone. Content is never truncated: Discord's limit is Discord's to enforce,
 and the cache keeps what it was given.
 
+Messages a forgotten person wrote before ``privacy forget`` are never stored again
+(schema v2's tombstones): every write statement filters the batch's authors through
+``barkeeper_forgotten`` (see ``docs/schema.md``, "Tombstones"); they count as skipped.
+
 Ingest writes commit asynchronously (``synchronous_commit = off`` for that transaction
 only) unless the store is made ``durable=True``: this is a cache of data Discord keeps,
 and a batch and its cursor commit together or not at all, so losing the last few
@@ -82,6 +86,22 @@ _ATTACHMENTS = _ROW_COLUMNS.index("attachments")
 _COPY_COLUMNS = tuple(c for c in _ROW_COLUMNS if c != "attachments")
 _NO_ATTACHMENTS = "[]"
 
+# Tombstones (schema v2): the batch's authors who were forgotten, with the instant.
+# Their messages created before it are never stored again: filtered out of the insert
+# below and, after a COPY, deleted again in the statement that follows it. The check
+# (barkeeper_forgotten) is inlined into this statement: one join over the batch's
+# distinct authors, nothing at all to hash before anyone was ever forgotten.
+# $19 holds the identities ('discord:<author id>'): a plain parameter, because an
+# argument with a subquery would keep PostgreSQL from inlining the function.
+_REFUSED_CTE = """
+refused AS MATERIALIZED (
+    SELECT substr(identity, 9)::bigint AS author_id, forgotten_at AS at
+    FROM barkeeper_forgotten($19::text[])
+    -- the batch's id span (always true): it types $20 and $21, which only the
+    -- statement after a COPY uses
+    WHERE $20::bigint <= $21::bigint
+),"""
+
 _UPSERT_CTE = """
 written AS (
     INSERT INTO discord_messages AS d (
@@ -95,6 +115,8 @@ written AS (
                 $11::timestamptz[], $12::integer[])
         AS u(message_id, channel_id, guild_id, author_id, author_name, author_is_bot,
              content, reply_to_id, attachments, embeds_count, edited_at, sanitized_chars)
+    WHERE NOT EXISTS (SELECT 1 FROM refused r WHERE r.author_id = u.author_id
+                      AND barkeeper_snowflake_time(u.message_id) < r.at)
     ON CONFLICT (message_id) DO UPDATE SET
         guild_id = coalesce(EXCLUDED.guild_id, d.guild_id),
         author_name = EXCLUDED.author_name,
@@ -129,6 +151,18 @@ added AS (
     SELECT * FROM unnest($16::bigint[], $17::bigint[], $18::bigint[]) AS k(channel_id, guild_id, n)
 )"""
 
+# After a COPY: the COPied rows of forgotten authors go again (the delete trigger
+# takes them off the channel counts).
+_PURGE_CTE = """,
+purged AS (
+    DELETE FROM discord_messages d
+    USING refused r
+    WHERE d.author_id = r.author_id AND d.created_at < r.at
+      -- only where the COPY wrote: its channels, its id span (an index range scan)
+      AND d.channel_id = ANY($16::bigint[]) AND d.message_id BETWEEN $20 AND $21
+    RETURNING 1
+)"""
+
 # After a COPY the remaining rows are new too (else the COPY would have failed on the
 # same premise): a plain INSERT, cheaper than the upsert's speculative insertion. A
 # duplicate fails the transaction, and the batch is redone through the upsert.
@@ -152,6 +186,7 @@ _WRITE_RESULT = """
 SELECT (SELECT count(*) FILTER (WHERE inserted) FROM written) AS inserted,
        (SELECT count(*) FILTER (WHERE NOT inserted) FROM written) AS updated,
        (SELECT count(*) FROM gone) AS deleted,
+       __PURGED__ AS purged,
        -- synchronous_commit for this transaction only; NULL keeps the session's
        set_config('synchronous_commit',
                   coalesce($13::text, current_setting('synchronous_commit')), true)
@@ -291,21 +326,26 @@ def _status_sql(exact: tuple[str, ...], advance: tuple[str, ...]) -> str:
 def _write_sql(
     exact: tuple[str, ...], advance: tuple[str, ...], status: bool, *, new_rows: bool = False
 ) -> str:
-    """One statement: upsert rows ($1-$12), delete ids ($15) of channel $14, count the
-    new rows (with the COPied ones, $16-$18) and, with ``status``, set channel $14's
-    ``exact`` fields and move its ``advance`` cursors ($19 on).
+    """One statement: upsert rows ($1-$12) except forgotten authors' earlier ones (the
+    batch's authors as identities: $19; the batch's id span: $20, $21), delete ids
+    ($15) of channel $14, count the new rows (with the COPied ones, $16-$18) and, with
+    ``status``, set channel $14's ``exact`` fields and move its ``advance`` cursors
+    ($22 on).
 
     Column names come from _STATUS_FIELDS only (checked by the caller), never input.
     With ``new_rows`` the rows are inserted without conflict handling.
     """
-    rows_cte = _INSERT_CTE if new_rows else _UPSERT_CTE
+    rows_cte = _REFUSED_CTE + (_INSERT_CTE + _PURGE_CTE if new_rows else _UPSERT_CTE)
+    result = _WRITE_RESULT.replace(
+        "__PURGED__", "(SELECT count(*) FROM purged)" if new_rows else "0"
+    )
     if not status:
-        return "WITH " + rows_cte + "," + _COUNT_CTE + _WRITE_RESULT
+        return "WITH " + rows_cte + "," + _COUNT_CTE + result
     # One channel: its count and its status in one row (a statement may not modify a
     # row twice).
     columns = ["channel_id", "message_count", *exact, *advance]
     values = ["$14", "coalesce((SELECT sum(n) FROM added), 0)"]
-    values += [f"${19 + i}" for i in range(len(exact) + len(advance))]
+    values += [f"${22 + i}" for i in range(len(exact) + len(advance))]
     sets = ["message_count = c.message_count + EXCLUDED.message_count"]
     if "guild_id" not in exact:
         columns.append("guild_id")
@@ -321,7 +361,7 @@ def _write_sql(
         f"VALUES ({', '.join(values)}) "
         f"ON CONFLICT (channel_id) DO UPDATE SET {', '.join(sets)} RETURNING 1)"
     )
-    return "WITH " + rows_cte + ",\n" + status_cte + _WRITE_RESULT
+    return "WITH " + rows_cte + ",\n" + status_cte + result
 
 
 def _check_status_fields(fields: dict[str, Any]) -> dict[str, Any]:
@@ -394,6 +434,7 @@ class _Batch:
     """
 
     __slots__ = (
+        "authors",
         "copied",
         "count",
         "ids",
@@ -463,6 +504,7 @@ class _Batch:
                 [v[0] for v in per_channel.values()],
                 [v[1] for v in per_channel.values()],
             )
+        self.authors = [f"discord:{a}" for a in {m.author_id for m in ordered}]
         self.sanitized_ids = [m.message_id for m in ordered if m.sanitized_chars]
         self.sanitized_chars = sum(m.sanitized_chars for m in ordered if m.sanitized_chars)
 
@@ -523,7 +565,8 @@ class MessageStore:
         copy's ``edited_at`` is not older than the cached one (``None`` counts as
         oldest) and something differs; otherwise it is left as is (``skipped``). When
         the same id appears several times in ``messages``, its newest copy is used.
-        Messages may belong to several channels.
+        Messages may belong to several channels. A message whose author was forgotten
+        (``privacy forget``) after writing it is not stored (``skipped``).
 
         Characters PostgreSQL cannot store were already replaced when the messages
         were built; their count is returned and logged (message ids only).
@@ -659,10 +702,13 @@ class MessageStore:
                         *_columns(batch.upsert_rows(include_plain=False)),
                         *head,
                         *batch.copied,
+                        batch.authors,
+                        batch.ids[0],
+                        batch.ids[-1],
                         *status_values,
                     )
                 self._remember(batch)
-                return self._result(batch, row, copied=len(batch.plain))
+                return self._result(batch, row, copied=len(batch.plain) - int(row["purged"]))
             except QueryError as exc:
                 if exc.sqlstate != _UNIQUE_VIOLATION:
                     raise
@@ -673,6 +719,9 @@ class MessageStore:
                 *_columns(batch.upsert_rows(include_plain=True)),
                 *head,
                 *nothing_copied,
+                batch.authors,
+                batch.ids[0] if batch.ids else 0,
+                batch.ids[-1] if batch.ids else 0,
                 *status_values,
             )
         self._remember(batch)

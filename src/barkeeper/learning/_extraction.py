@@ -64,8 +64,9 @@ MAX_EXPIRY_DAYS = 3650
 #: Most lines of recent conversation shown with a message.
 MAX_CONTEXT_LINES = 6
 
-SkipReason = Literal["empty", "too_short", "command", "greeting"]
-"""Why a message was not examined without asking any model."""
+SkipReason = Literal["empty", "too_short", "command", "greeting", "forgotten"]
+"""Why a message was not examined without asking any model, or (``forgotten``) why
+nothing was learnt from it: its author was forgotten after writing it."""
 
 # A bot command: a prefix character directly followed by a word ("!play", "/help").
 _COMMAND = re.compile(r"^[!/][^\W\d_]")

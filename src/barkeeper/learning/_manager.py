@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import Literal, Protocol, Self
 
 from barkeeper.errors import (
+    ForgottenContentError,
     InvalidInputError,
     LLMError,
     LLMOutputError,
@@ -207,6 +208,12 @@ class MemoryManager:
             )
         except LLMError as exc:
             return self._failed(message, exc, facts)
+        except ForgottenContentError:
+            # The author was forgotten after writing it (the database refused the facts).
+            _log.info(
+                "message %s: its author was forgotten since; nothing learnt", message.message_id
+            )
+            return MemoryOutcome("skipped", skip_reason="forgotten", facts=tuple(facts))
         return MemoryOutcome("extracted", facts=tuple(facts), changes=tuple(changes))
 
     @staticmethod

@@ -3,7 +3,9 @@
 The user's rows are found from the catalog (see :mod:`barkeeper.privacy._graph`):
 the ``users`` row, everything referencing it through foreign keys, the Discord
 messages they wrote (their messages in shared channels are theirs too) and everything
-referencing those. ``forget`` deletes all of it in one transaction.
+referencing those. ``forget`` deletes all of it in one transaction and leaves a
+tombstone, so that none of their earlier words is ever stored again (see
+:meth:`Privacy.forget`).
 
 Example::
 

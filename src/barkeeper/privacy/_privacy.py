@@ -6,13 +6,16 @@ The rows are found from the catalog by :mod:`barkeeper.privacy._graph`; see
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 from barkeeper.db import Database
 from barkeeper.errors import InvalidInputError, NotFoundError
 from barkeeper.privacy._graph import WHO, UserRowsPlan, plan_user_rows, quote_ident
+from barkeeper.privacy._tombstones import identities, write_tombstones
 
 __all__ = ["DERIVED_TABLES", "Privacy", "PrivacyReport", "UserRef"]
 
@@ -35,9 +38,13 @@ class UserRef:
 
 @dataclass
 class PrivacyReport:
-    """Rows per table (only tables with rows), and the total."""
+    """Rows per table (only tables with rows), and the total; for a forget, its tombstones."""
 
     rows: dict[str, int] = field(default_factory=dict)
+    tombstones: int = 0
+    """Identities recorded as forgotten (by :meth:`Privacy.forget`)."""
+    forgotten_at: datetime | None = None
+    """When (by :meth:`Privacy.forget`): their content created before it is refused."""
 
     @property
     def total(self) -> int:
@@ -49,6 +56,10 @@ class PrivacyReport:
 # but not exported. Their rows repeat the user's messages and carry neighbouring
 # messages (other people's words) as context.
 DERIVED_TABLES = frozenset({"message_index"})
+
+# Rows of a derived table that are the only copy of what the user said, so exported:
+# transcript turns they spoke (``message_index.user_id``).
+_OWN_ROWS = {"message_index": "user_id = (SELECT user_id FROM _who)"}
 
 _GENERATED_COLUMNS = """
 SELECT c.relname AS table_name, a.attname AS column_name
@@ -124,31 +135,54 @@ class Privacy:
                     report.rows[table] = int(n)
         return report
 
-    async def export(self, who: UserRef) -> dict[str, Any]:
-        """Everything kept about the user as one JSON-ready document.
+    async def iter_export(
+        self, who: UserRef, *, batch_size: int = 500
+    ) -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+        """Everything kept about the user, one table at a time, rows in batches.
 
-        Generated columns (e.g. full-text vectors) and search indexes
-        (:data:`DERIVED_TABLES`) are left out: they are derived from what is exported.
+        Yields ``(table, rows)`` with at most ``batch_size`` rows each, tables in
+        :attr:`UserRowsPlan.order`, from one consistent snapshot; only one batch is in
+        memory at a time. Generated columns (e.g. full-text vectors) and search indexes
+        (:data:`DERIVED_TABLES`) are left out: they are derived from what is exported
+        (except transcript turns the user spoke: those are the only copy).
+
+        Raises:
+            InvalidInputError: ``batch_size`` is not a positive int.
         """
+        if type(batch_size) is not int or batch_size < 1:
+            raise InvalidInputError(f"batch_size must be an int >= 1, got {batch_size!r}")
         plan = await self._plan()
-        tables: dict[str, list[Any]] = {}
         async with self._db.transaction() as conn:
             await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             generated: dict[str, list[str]] = {}
             for r in await conn.fetch(_GENERATED_COLUMNS, self._db.schema):
                 generated.setdefault(r["table_name"], []).append(r["column_name"])
             for table in plan.order:
+                where = plan.where[table]
                 if table in DERIVED_TABLES:
-                    continue
-                drop = "".join(f" - '{c}'" for c in generated.get(table, []))
-                rows = await conn.fetchval(
-                    WHO + f"SELECT coalesce(jsonb_agg(to_jsonb(t){drop}), '[]'::jsonb) "  # noqa: S608
-                    f"FROM {quote_ident(table)} t WHERE {plan.where[table]}",
+                    if table not in _OWN_ROWS:
+                        continue
+                    where = _OWN_ROWS[table]
+                # Column names to drop travel as a parameter (jsonb - text[]), never as SQL.
+                cursor = conn.cursor(
+                    WHO + "SELECT to_jsonb(t) - $3::text[] "  # noqa: S608 - catalog identifiers
+                    f"FROM {quote_ident(table)} t WHERE {where}",
                     who.user_id,
                     who.discord_id,
+                    generated.get(table, []),
+                    prefetch=batch_size,
                 )
-                if rows:
-                    tables[table] = rows
+                batch: list[dict[str, Any]] = []
+                async for record in cursor:
+                    value = record[0]
+                    batch.append(json.loads(value) if isinstance(value, str) else value)
+                    if len(batch) == batch_size:
+                        yield table, batch
+                        batch = []
+                if batch:
+                    yield table, batch
+
+    def _export_head(self, who: UserRef) -> dict[str, Any]:
         return {
             "format": "barkeeper-export/1",
             "exported_at": datetime.now(UTC).isoformat(),
@@ -157,12 +191,62 @@ class Privacy:
                 "discord_id": str(who.discord_id) if who.discord_id is not None else None,
                 "external_id": who.external_id,
             },
+        }
+
+    async def export(self, who: UserRef) -> dict[str, Any]:
+        """Everything kept about the user as one JSON-ready document (in memory).
+
+        For a large history use :meth:`write_export`, which streams.
+        """
+        tables: dict[str, list[Any]] = {}
+        async for table, rows in self.iter_export(who):
+            tables.setdefault(table, []).extend(rows)
+        return {
+            **self._export_head(who),
             "counts": {table: len(rows) for table, rows in tables.items()},
             "tables": tables,
         }
 
+    async def write_export(self, who: UserRef, out: TextIO, *, batch_size: int = 500) -> int:
+        """Write the export document (as :meth:`export`'s) to ``out`` while reading it.
+
+        One table at a time, ``batch_size`` rows at a time: memory stays bounded
+        however much is kept. ``counts`` comes last. Returns the number of rows.
+        """
+
+        def dump(value: Any) -> str:
+            return json.dumps(value, ensure_ascii=False, default=str)
+
+        head = self._export_head(who)
+        out.write("{\n" + "".join(f"  {dump(k)}: {dump(v)},\n" for k, v in head.items()))
+        out.write('  "tables": {')
+        counts: dict[str, int] = {}
+        current: str | None = None
+        for_table = 0
+        async for table, rows in self.iter_export(who, batch_size=batch_size):
+            if table != current:
+                if current is not None:
+                    out.write("\n    ],")
+                out.write(f"\n    {dump(table)}: [")
+                current, for_table = table, 0
+            for row in rows:
+                out.write(("," if for_table else "") + "\n      " + dump(row))
+                for_table += 1
+            counts[table] = for_table
+        if current is not None:
+            out.write("\n    ]\n  ")
+        out.write("},\n" + f'  "counts": {dump(counts)}\n' + "}\n")
+        return sum(counts.values())
+
     async def forget(self, who: UserRef) -> PrivacyReport:
-        """Delete every row about the user, in every table, in one transaction.
+        """Delete every row about the user, in every table, and remember that they asked.
+
+        One transaction deletes the rows and writes a tombstone per identity of theirs
+        (Discord id, external id): a keyed hash and the instant (see
+        :mod:`barkeeper.privacy._tombstones`). From then on every write path refuses
+        their content created *before* that instant (a backfill, a catch-up, the live
+        cache, the message index, memory extraction), while what they write *after* it
+        is a new relationship and is kept.
 
         Children are deleted before parents, so the result does not depend on each
         foreign key's ``ON DELETE`` rule. The user's row is locked first, so nothing
@@ -171,15 +255,25 @@ class Privacy:
         plan = await self._plan()
         report = PrivacyReport()
         async with self._db.transaction() as conn:
+            discord_id, external_id = who.discord_id, who.external_id
             if who.user_id is not None:
-                await conn.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", who.user_id)
+                row = await conn.fetchrow(
+                    "SELECT discord_id, external_id FROM users WHERE id = $1 FOR UPDATE",
+                    who.user_id,
+                )
+                if row is not None:
+                    discord_id = discord_id if discord_id is not None else row["discord_id"]
+                    external_id = external_id if external_id is not None else row["external_id"]
             for table in reversed(plan.order):
                 status = await conn.execute(
                     WHO + f"DELETE FROM {quote_ident(table)} WHERE {plan.where[table]}",  # noqa: S608
                     who.user_id,
-                    who.discord_id,
+                    discord_id,
                 )
                 n = int(status.rsplit(" ", 1)[-1])
                 if n:
                     report.rows[table] = n
+            names = identities(discord_id, external_id)
+            report.forgotten_at = await write_tombstones(conn, names)
+            report.tombstones = len(names)
         return report

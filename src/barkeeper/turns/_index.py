@@ -18,6 +18,7 @@ recency). This module never calls a language model.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -83,6 +84,8 @@ class _Row:
     source_id: str
     discord_message_id: int | None
     context_message_id: int | None
+    context_source_ids: list[str]
+    user_id: int | None
     position: int
     speaker: str
     content: str
@@ -113,17 +116,21 @@ def _is_stale(
 
 _UPSERT = """
 INSERT INTO message_index (scope, source_id, discord_message_id, context_message_id,
-    position, speaker, content, context, occurred_at, embedding, embedding_model, indexed_at)
+    position, speaker, content, context, occurred_at, embedding, embedding_model, indexed_at,
+    user_id, context_source_ids)
 SELECT $1, u.source_id, u.discord_message_id, u.context_message_id, u.position, u.speaker,
        u.content, u.context, u.occurred_at, u.vec__VEC__,
-       CASE WHEN u.vec IS NULL THEN NULL ELSE $11 END, now()
+       CASE WHEN u.vec IS NULL THEN NULL ELSE $11 END, now(), u.user_id,
+       -- the turns quoted in the context: deleting one clears this row's context
+       ARRAY(SELECT jsonb_array_elements_text(u.sources::jsonb))
 FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::text[],
-            $8::text[], $9::timestamptz[], $10::__ARRAY__)
+            $8::text[], $9::timestamptz[], $10::__ARRAY__, $12::bigint[], $13::text[])
      AS u(source_id, discord_message_id, context_message_id, position, speaker, content,
-          context, occurred_at, vec)
+          context, occurred_at, vec, user_id, sources)
 ON CONFLICT (scope, source_id) DO UPDATE SET
     discord_message_id = EXCLUDED.discord_message_id,
     context_message_id = EXCLUDED.context_message_id,
+    user_id = EXCLUDED.user_id, context_source_ids = EXCLUDED.context_source_ids,
     speaker = EXCLUDED.speaker, content = EXCLUDED.content, context = EXCLUDED.context,
     occurred_at = EXCLUDED.occurred_at, embedding = EXCLUDED.embedding,
     embedding_model = EXCLUDED.embedding_model, indexed_at = now()
@@ -219,6 +226,8 @@ class MessageIndex:
                 check_timestamp(turn.occurred_at, f"turn {n} occurred_at")
             if turn.discord_message_id is not None:
                 check_id(turn.discord_message_id, f"turn {n} discord_message_id")
+            if turn.user_id is not None:
+                check_id(turn.user_id, f"turn {n} user_id")
             cleaned.append((turn, source, speaker, text))
         async with self._db.acquire() as conn:
             start = await conn.fetchval(
@@ -228,6 +237,7 @@ class MessageIndex:
         for n, (turn, source, speaker, text) in enumerate(cleaned):
             content = f"{speaker}: {text}" if speaker else text
             context_id = None
+            quoted: list[str] = []
             if turn.context is not None:
                 context = clean_text(
                     turn.context,
@@ -236,8 +246,9 @@ class MessageIndex:
                     allow_empty=True,
                 )
             else:
-                before = [r.content for r in rows[max(0, n - window) : n]] if window else []
-                context = "\n".join(before)[-_MAX_CONTEXT_CHARS:]
+                earlier = rows[max(0, n - window) : n] if window else []
+                context = "\n".join(r.content for r in earlier)[-_MAX_CONTEXT_CHARS:]
+                quoted = [r.source_id for r in earlier]
                 if window and n > 0:
                     context_id = cleaned[n - 1][0].discord_message_id
             rows.append(
@@ -245,6 +256,8 @@ class MessageIndex:
                     source_id=source,
                     discord_message_id=turn.discord_message_id,
                     context_message_id=context_id,
+                    context_source_ids=quoted,
+                    user_id=turn.user_id,
                     position=int(start) + n + 1,
                     speaker=speaker,
                     content=content,
@@ -284,8 +297,12 @@ class MessageIndex:
                     [r.occurred_at for r in rows],
                     encoded,
                     self._embedder.name,
+                    [r.user_id for r in rows],
+                    [json.dumps(r.context_source_ids) for r in rows],
                 )
             except asyncpg.ForeignKeyViolationError as exc:
+                if "user_id" in (exc.constraint_name or ""):
+                    raise InvalidInputError("a turn's user_id is not a known user") from exc
                 raise InvalidInputError(
                     "a turn's discord_message_id is not in the Discord message cache"
                 ) from exc
@@ -339,6 +356,8 @@ class MessageIndex:
                             source_id=str(message.message_id),
                             discord_message_id=message.message_id,
                             context_message_id=previous[0].message_id if previous else None,
+                            context_source_ids=[str(previous[0].message_id)] if previous else [],
+                            user_id=None,
                             position=message.message_id,
                             speaker=speaker,
                             content=content[:MAX_TURN_CHARS],

@@ -27,6 +27,10 @@ class Turn:
             index use the previous turn of the same batch.
         discord_message_id: Set when the turn is a cached Discord message: deleting
             that message (or its author's data) deletes the indexed turn too.
+        user_id: The speaker's ``users.id``, when the speaker is someone barkeeper
+            knows: the turn is then theirs for privacy (shown, exported, forgotten
+            with them). A transcript turn without it belongs to nobody barkeeper can
+            name (documented in ``docs/schema.md``).
     """
 
     source_id: str
@@ -35,6 +39,7 @@ class Turn:
     occurred_at: datetime | None = None
     context: str | None = None
     discord_message_id: int | None = None
+    user_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

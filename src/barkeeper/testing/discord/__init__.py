@@ -90,8 +90,8 @@ from barkeeper.testing.discord._spec import (
     ExplicitGuild,
     ExplicitMessage,
     ExplicitUser,
-    FaultKind,
     PrivilegedIntent,
+    RestFaultKind,
 )
 
 __all__ = [
@@ -119,13 +119,13 @@ __all__ = [
     "ExplicitGuild",
     "ExplicitMessage",
     "ExplicitUser",
-    "FaultKind",
     "Gateway",
     "GatewaySession",
     "MessageRef",
     "OfflineChanges",
     "Person",
     "PrivilegedIntent",
+    "RestFaultKind",
     "World",
     "api_base",
     "discord_py_pointed_at",

@@ -11,7 +11,7 @@ import random
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from barkeeper.testing.discord._spec import FaultKind
+from barkeeper.testing.discord._spec import RestFaultKind
 
 __all__ = ["LOGIN_ROUTES", "Fault", "FaultInjector"]
 
@@ -35,7 +35,7 @@ class Fault:
         status: The status of a ``server_error`` (0 otherwise).
     """
 
-    kind: FaultKind
+    kind: RestFaultKind
     status: int = 0
 
 
@@ -56,7 +56,7 @@ class FaultInjector:
         self,
         *,
         rate: float,
-        kinds: Mapping[FaultKind, float],
+        kinds: Mapping[RestFaultKind, float],
         statuses: Sequence[int],
         routes: Collection[str] | None = None,
         include_login: bool = False,

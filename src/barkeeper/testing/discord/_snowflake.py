@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 
+# One definition of Discord's epoch and of a snowflake's time, shared with the cache.
+from barkeeper.history import DISCORD_EPOCH_MS, snowflake_time
+
 __all__ = [
     "DISCORD_EPOCH_MS",
     "iso_timestamp",
@@ -16,9 +19,6 @@ __all__ = [
     "snowflake_ms",
     "snowflake_time",
 ]
-
-#: Milliseconds since the Unix epoch of Discord's epoch (2015-01-01T00:00:00Z).
-DISCORD_EPOCH_MS = 1_420_070_400_000
 
 _UNIX_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -51,11 +51,6 @@ def make_snowflake(ms: int, *, worker: int = 0, process: int = 0, increment: int
 def snowflake_ms(snowflake: int) -> int:
     """Unix time in milliseconds encoded in ``snowflake``."""
     return (snowflake >> 22) + DISCORD_EPOCH_MS
-
-
-def snowflake_time(snowflake: int) -> dt.datetime:
-    """The UTC creation time encoded in ``snowflake`` (an aware datetime)."""
-    return _UNIX_EPOCH + dt.timedelta(milliseconds=snowflake_ms(snowflake))
 
 
 def iso_timestamp(ms: int) -> str:

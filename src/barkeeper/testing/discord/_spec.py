@@ -23,8 +23,8 @@ __all__ = [
     "ExplicitGuild",
     "ExplicitMessage",
     "ExplicitUser",
-    "FaultKind",
     "PrivilegedIntent",
+    "RestFaultKind",
 ]
 
 #: How the bot may read a channel. ``"ok"``: fully; ``"empty"``: history answers
@@ -36,9 +36,9 @@ ChannelAccess: TypeAlias = Literal["ok", "empty", "forbidden"]
 #: after a delay; ``drop``: the connection is closed without an answer;
 #: ``truncate``: ``Content-Length`` promises more than is sent, then the connection
 #: closes; ``bad_json``: a complete response whose JSON is cut short.
-FaultKind: TypeAlias = Literal["server_error", "slow", "drop", "truncate", "bad_json"]
+RestFaultKind: TypeAlias = Literal["server_error", "slow", "drop", "truncate", "bad_json"]
 
-FAULT_KINDS: tuple[FaultKind, ...] = ("server_error", "slow", "drop", "truncate", "bad_json")
+FAULT_KINDS: tuple[RestFaultKind, ...] = ("server_error", "slow", "drop", "truncate", "bad_json")
 
 #: A privileged gateway intent, by the name of its ``discord.Intents`` flag.
 PrivilegedIntent: TypeAlias = Literal["members", "presences", "message_content"]
@@ -258,7 +258,7 @@ class EmulatorSpec(_Model):
     shared_retry_after: float = Field(default=0.25, ge=0.0)
 
     fault_rate: float = Field(default=0.0, ge=0.0, le=1.0)
-    fault_kinds: dict[FaultKind, float] = Field(
+    fault_kinds: dict[RestFaultKind, float] = Field(
         default_factory=lambda: dict.fromkeys(FAULT_KINDS, 1.0)
     )
     fault_statuses: list[int] = Field(default_factory=lambda: [500, 502, 503])
@@ -291,7 +291,7 @@ class EmulatorSpec(_Model):
 
     @field_validator("fault_kinds")
     @classmethod
-    def _kinds_positive(cls, value: dict[FaultKind, float]) -> dict[FaultKind, float]:
+    def _kinds_positive(cls, value: dict[RestFaultKind, float]) -> dict[RestFaultKind, float]:
         if any(weight < 0 for weight in value.values()):
             raise ValueError("fault kind weights must not be negative")
         return value

@@ -132,6 +132,8 @@ class Reply:
         delay: Seconds to wait before answering (to test slowness without a fault).
         break_after: When streamed, drop the connection after this many pieces of
             text (a stream that breaks mid-reply); ``None`` streams it whole.
+        pace: When streamed, seconds between pieces of text (a model writing at a
+            visible speed, so a test sees the first words before the last).
     """
 
     content: str | None = None
@@ -139,6 +141,7 @@ class Reply:
     finish_reason: str | None = None
     delay: float = 0.0
     break_after: int | None = None
+    pace: float = 0.0
 
     @classmethod
     def json(cls, value: Any) -> Reply:
@@ -192,6 +195,7 @@ def parse_reply(item: ReplyLike) -> Reply | Fault:
             finish_reason=item.get("finish_reason"),
             delay=float(item.get("delay", 0.0)),
             break_after=item.get("break_after"),
+            pace=float(item.get("pace", 0.0)),
         )
     return Reply.json(dict(item))
 

@@ -475,7 +475,7 @@ class LLMServer:
         response = self._completion(record, body, reply)
         if not body.get("stream"):
             return response
-        return await self._stream(request, record, body, reply.break_after)
+        return await self._stream(request, record, body, reply.break_after, reply.pace)
 
     async def _stream(
         self,
@@ -483,6 +483,7 @@ class LLMServer:
         record: RecordedRequest,
         body: dict[str, Any],
         break_after: int | None = None,
+        pace: float = 0.0,
     ) -> web.StreamResponse:
         """Send the completion already decided (``record.response``) as server-sent events.
 
@@ -517,7 +518,7 @@ class LLMServer:
                     request.transport.close()  # mid-reply: no [DONE], no clean end
                 return response
             await send({"content": piece})
-            await asyncio.sleep(0)
+            await asyncio.sleep(pace)
         for index, call in enumerate(message.get("tool_calls") or ()):
             await send({"tool_calls": [{"index": index, **call}]})
         await send({}, choice["finish_reason"])

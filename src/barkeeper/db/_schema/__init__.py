@@ -1,5 +1,5 @@
 """barkeeper's schema, one module per version (``vNNNN_name.py``), append-only.
 
 To change the schema, add a module with the next number and append it to
-:data:`barkeeper.db.migrations.MIGRATIONS`; never edit a released one.
+:data:`barkeeper.db._migrations.MIGRATIONS`; never edit a released one.
 """

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from barkeeper.db.capabilities import Capabilities
+from barkeeper.db._capabilities import Capabilities
 
 TABLES = (
     "barkeeper_meta",

@@ -21,11 +21,11 @@ from typing import Any
 import asyncpg
 
 from barkeeper.config import SCHEMA_NAME_PATTERN, DatabaseMode, Settings, load_settings
-from barkeeper.db import migrations
+from barkeeper.db import _migrations as migrations
+from barkeeper.db._capabilities import Capabilities, detect_capabilities
+from barkeeper.db._embedded import EMBEDDED_DATABASE, EmbeddedServer, start_embedded_server
 from barkeeper.db._translate import translate_error
-from barkeeper.db.capabilities import Capabilities, detect_capabilities
-from barkeeper.db.embedded import EMBEDDED_DATABASE, EmbeddedServer, start_embedded_server
-from barkeeper.db.url import DatabaseURL, parse_database_url
+from barkeeper.db._url import DatabaseURL, parse_database_url
 from barkeeper.errors import BarkeeperError, ConfigError, DatabaseError
 
 __all__ = ["Database", "Health"]
@@ -228,7 +228,8 @@ class Database:
 
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled connection; driver errors come out as :class:`DatabaseError` subclasses."""
+        """A pooled connection; driver errors come out as :class:`DatabaseError` subclasses
+        (a write refused by a tombstone as :class:`ForgottenContentError`)."""
         try:
             async with self._pool.acquire() as conn:
                 yield conn

@@ -15,8 +15,8 @@ from datetime import datetime
 
 import asyncpg
 
-from barkeeper.db.capabilities import Capabilities, ensure_pgvector
-from barkeeper.db.schema import v0001_initial
+from barkeeper.db._capabilities import Capabilities, ensure_pgvector
+from barkeeper.db._schema import v0001_initial, v0002_tombstones
 from barkeeper.errors import SchemaTooNewError
 
 __all__ = [
@@ -51,6 +51,12 @@ class Migration:
 
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial schema: every seed table", v0001_initial.apply, v0001_initial.TABLES),
+    Migration(
+        2,
+        "tombstones of forgotten people; transcript turns with an owner",
+        v0002_tombstones.apply,
+        v0002_tombstones.TABLES,
+    ),
 ]
 LATEST_VERSION = MIGRATIONS[-1].version
 

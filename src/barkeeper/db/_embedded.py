@@ -56,7 +56,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from barkeeper.db.url import DatabaseURL
+from barkeeper.db._url import DatabaseURL
 from barkeeper.errors import EmbeddedServerError
 
 __all__ = ["PASSWORD_FILE", "EmbeddedServer", "start_embedded_server"]
