@@ -89,6 +89,16 @@ async def test_forget_me_leaves_nothing_a_catalog_scan_can_find(db: Database) ->
         done = await _confirm(rig, "alice", interaction)
         assert "forgot everything" in done and "new to me" in done
         assert await _scan(db, ["zanzibar-quokka", str(alice.id)]) == {}
+        # An edit of an old message does not bring it back; what she writes next is new.
+        alice.edit(asked, "zanzibar-quokka, edited")
+        fresh = alice.send(channel, "a fresh start")
+        await rig.emu.wait_until(
+            lambda: rig.bot.cache.pending == 0, timeout=WAIT, what="the cache written"
+        )
+        await asyncio.sleep(0.5)
+        await rig.bot.cache.flush()
+        assert await _scan(db, ["zanzibar-quokka"]) == {}
+        assert await rig.messages.get(fresh.id) is not None
 
 
 async def test_incognito_leaves_no_trace(db: Database) -> None:
