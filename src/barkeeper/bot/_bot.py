@@ -25,7 +25,6 @@ from barkeeper.agent import (
 from barkeeper.backfill import Backfill, BackfillResult, DiscordHistorySource, ProgressEvent
 from barkeeper.bot._cache import LiveCache
 from barkeeper.bot._commands import AdminCog, MemoryCog
-from barkeeper.bot._deps import MemoryManager, MemoryStore, MemoryWorker
 from barkeeper.bot._limits import UserLimits
 from barkeeper.bot._reply import NO_MENTIONS, ReplyWriter
 from barkeeper.companion import PreferenceStore, User, UserStore
@@ -33,6 +32,8 @@ from barkeeper.config import Settings
 from barkeeper.db import Database
 from barkeeper.errors import BarkeeperError
 from barkeeper.history import MessageStore, message_from_discord
+from barkeeper.learning import MemoryManager, MemoryWorker
+from barkeeper.memory import MemoryStore
 
 __all__ = ["Barkeeper"]
 

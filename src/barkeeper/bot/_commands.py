@@ -19,7 +19,7 @@ from barkeeper.privacy import Privacy
 
 if TYPE_CHECKING:
     from barkeeper.bot._bot import Barkeeper
-    from barkeeper.bot._deps import Memory
+    from barkeeper.memory import Memory
 
 __all__ = ["AdminCog", "MemoryCog"]
 

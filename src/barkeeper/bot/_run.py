@@ -15,10 +15,10 @@ import yarl
 
 from barkeeper.agent import build_agent
 from barkeeper.bot._bot import Barkeeper
-from barkeeper.bot._deps import MemoryWorker, build_memory_manager
 from barkeeper.config import Settings
 from barkeeper.db import Database
 from barkeeper.errors import ConfigError, DiscordAuthenticationError, DiscordUnavailableError
+from barkeeper.learning import MemoryWorker, build_memory_manager
 
 __all__ = ["missing_for_bot", "point_discord", "run_bot"]
 
