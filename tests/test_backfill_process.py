@@ -215,11 +215,11 @@ def test_progress_bars_follow_the_events() -> None:
 def test_the_summary_shows_skipped_unreadable_messages() -> None:
     import io
 
-    from barkeeper.cli.backfill import _Bars, _malformed_note, _summary
     from rich.console import Console
     from rich.progress import Progress
 
     from barkeeper.backfill import BackfillResult, ChannelInfo, ChannelResult, ProgressEvent
+    from barkeeper.cli._backfill import _Bars, _malformed_note, _summary
 
     progress = Progress(console=Console(file=io.StringIO(), force_terminal=True))
     bars = _Bars(progress)

@@ -19,13 +19,13 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from barkeeper._validate import BIGINT_MAX
 from barkeeper.backfill import BackfillResult, ChannelResult
 from barkeeper.cli import app, main
 from barkeeper.cli._backfill import _summary
 from barkeeper.cli._common import parse_id
 from barkeeper.db import Database, parse_database_url
 from barkeeper.testing.discord import DiscordEmulator
+from barkeeper.validation import BIGINT_MAX
 from tests._backfill import spec
 from tests.test_backfill_process import _cli, _env
 from tests.test_cli import _commands

@@ -575,12 +575,10 @@ async def test_hostile_text_survives_json_and_discord_py() -> None:
     assert any("\ud800" in m.content for m in got)
 
 
-def test_large_world_is_fast() -> None:
-    started = time.perf_counter()
+def test_a_large_world_pages_correctly() -> None:
+    # No time limit here (timings belong in bench/): 100k messages, paged exactly.
     world = World.from_spec(EmulatorSpec(seed=1, channels=20, messages_per_channel=5000))
-    elapsed = time.perf_counter() - started
     assert world.message_count() == 100_000
-    assert elapsed < 5.0, elapsed
     channel = next(iter(world.channels.values()))
     page = channel.page(100, after=channel.ids[2500])
     assert [m.id for m in page] == channel.ids[2501:2601][::-1]

@@ -6,7 +6,7 @@
   ``__main__``. The root package's modules (``barkeeper.config``, ``barkeeper.errors``)
   are concepts of their own, like packages.
 - No module imports another package's private module: ``barkeeper.x._y`` is imported
-  only from inside ``barkeeper.x`` (``barkeeper._validate`` from anywhere in
+  only from inside ``barkeeper.x`` (``barkeeper.validation`` from anywhere in
   ``barkeeper``, since every subpackage is inside it). Tests may reach into the package
   they test; the source may not.
 
@@ -105,7 +105,7 @@ def test_modules_inside_packages_are_private(module: str, path: Path) -> None:
 
 def test_no_public_name_means_two_things() -> None:
     homes: dict[str, list[tuple[str, object]]] = {}
-    for package in ["barkeeper.config", "barkeeper.errors", *PACKAGES]:
+    for package in ["barkeeper.config", "barkeeper.errors", "barkeeper.validation", *PACKAGES]:
         module = importlib.import_module(package)
         for name in getattr(module, "__all__", ()):
             homes.setdefault(name, []).append((package, getattr(module, name)))
@@ -157,7 +157,7 @@ def test_the_import_checker_catches_a_private_import() -> None:
         "from barkeeper.conversations._models import Message\n"
         "from barkeeper.llm import _retry\n"
         "import barkeeper.db._translate\n"
-        "from barkeeper._validate import check_id\n"
+        "from barkeeper.validation import check_id\n"
         "from barkeeper.memory import MemoryStore\n"
     )
     assert _violations("barkeeper.companion._users", tree) == [

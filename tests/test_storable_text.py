@@ -1,6 +1,6 @@
 """One rule for free text in every store: NUL and lone surrogates become U+FFFD.
 
-The rule lives in ``barkeeper._validate.sanitize_text``; each store writes what it
+The rule lives in ``barkeeper.validation.sanitize_text``; each store writes what it
 returns, so the same input reads back the same from the message cache, conversations,
 agent sessions, memories and the turn index. A split surrogate pair is joined back
 into its character (nothing lost, nothing counted).
@@ -8,7 +8,6 @@ into its character (nothing lost, nothing counted).
 
 from __future__ import annotations
 
-from barkeeper._validate import sanitize_text
 from barkeeper.companion import UserStore
 from barkeeper.conversations import ConversationStore, SessionStore
 from barkeeper.db import Database
@@ -16,6 +15,7 @@ from barkeeper.embeddings import HashingEmbedder
 from barkeeper.history import MessageStore, StoredMessage
 from barkeeper.memory import MemoryStore
 from barkeeper.turns import MessageIndex, Turn
+from barkeeper.validation import sanitize_text
 
 RAW = "tea\x00time \ud800 lone, pair \ud83d\ude00 joined"
 CLEAN = "tea\ufffdtime \ufffd lone, pair \U0001f600 joined"

@@ -130,6 +130,35 @@ class Settings(BaseSettings):
     # --- discord ------------------------------------------------------------------
     discord_token: SecretStr | None = Field(None, validation_alias=AliasChoices("DISCORD_TOKEN"))
     discord_api_base: str | None = Field(None, validation_alias=AliasChoices("DISCORD_API_BASE"))
+    discord_gateway_url: str | None = Field(
+        None, validation_alias=AliasChoices("DISCORD_GATEWAY_URL")
+    )
+
+    # --- the bot ------------------------------------------------------------------
+    bot_prefix: str = Field("!", validation_alias=AliasChoices("BARKEEPER_PREFIX"))
+    admin_ids: str = Field("", validation_alias=AliasChoices("BARKEEPER_ADMIN_IDS"))
+    dev_guild_id: Annotated[int, Field(gt=0)] | None = Field(
+        None, validation_alias=AliasChoices("BARKEEPER_DEV_GUILD_ID")
+    )
+    stream_replies: bool = Field(True, validation_alias=AliasChoices("BARKEEPER_STREAM_REPLIES"))
+    stream_interval: Annotated[float, Field(ge=1.0, le=60.0)] = Field(
+        1.2, validation_alias=AliasChoices("BARKEEPER_STREAM_INTERVAL")
+    )
+    user_rate: Annotated[int, Field(ge=0, le=10_000)] = Field(
+        6, validation_alias=AliasChoices("BARKEEPER_USER_RATE")
+    )
+    user_daily_tokens: Annotated[int, Field(ge=0, le=1_000_000_000)] = Field(
+        200_000, validation_alias=AliasChoices("BARKEEPER_USER_DAILY_TOKENS")
+    )
+    allowed_users: str = Field("", validation_alias=AliasChoices("BARKEEPER_ALLOWED_USERS"))
+    blocked_users: str = Field("", validation_alias=AliasChoices("BARKEEPER_BLOCKED_USERS"))
+    allowed_roles: str = Field("", validation_alias=AliasChoices("BARKEEPER_ALLOWED_ROLES"))
+    blocked_roles: str = Field("", validation_alias=AliasChoices("BARKEEPER_BLOCKED_ROLES"))
+    allowed_channels: str = Field("", validation_alias=AliasChoices("BARKEEPER_ALLOWED_CHANNELS"))
+    blocked_channels: str = Field("", validation_alias=AliasChoices("BARKEEPER_BLOCKED_CHANNELS"))
+    backfill_on_start: bool = Field(
+        True, validation_alias=AliasChoices("BARKEEPER_BACKFILL_ON_START")
+    )
 
     # --- language models ----------------------------------------------------------
     groq_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("GROQ_API_KEY"))
@@ -261,6 +290,8 @@ class Settings(BaseSettings):
         "db_host",
         "discord_token",
         "discord_api_base",
+        "discord_gateway_url",
+        "dev_guild_id",
         "groq_api_key",
         "openai_api_key",
         "llm_api_key",
@@ -275,6 +306,27 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.strip():
             return None
         return value
+
+    @field_validator(
+        "admin_ids",
+        "allowed_users",
+        "blocked_users",
+        "allowed_roles",
+        "blocked_roles",
+        "allowed_channels",
+        "blocked_channels",
+    )
+    @classmethod
+    def _id_list(cls, value: str) -> str:
+        for item in value.replace(",", " ").split():
+            if not (item.isascii() and item.isdigit() and 0 < int(item) < 2**63):
+                raise ValueError(f"{item!r} is not a Discord id; give ids separated by commas")
+        return value
+
+    def ids(self, name: str) -> frozenset[int]:
+        """The Discord ids of a comma-separated id setting (``"admin_ids"``…)."""
+        value = getattr(self, name)
+        return frozenset(int(item) for item in str(value).replace(",", " ").split())
 
     @field_validator("discord_timezone")
     @classmethod

@@ -11,7 +11,7 @@ from barkeeper.conversations import SessionStore
 from barkeeper.db import Database
 from barkeeper.history import MessageStore
 from barkeeper.learning import build_embedder
-from barkeeper.llm import ChatModel, OpenAIChatModel
+from barkeeper.llm import ChatModel, OpenAIChatModel, load_token_tables
 from barkeeper.memory import MemoryStore
 from barkeeper.turns import MessageIndex
 
@@ -58,8 +58,12 @@ def build_agent(
         **config: :class:`AgentConfig` fields that win over the settings.
 
     Raises:
-        ConfigError: A setting is invalid (an unknown time zone, a persona over its share).
+        ConfigError: A setting is invalid (an unknown time zone, a persona over its share),
+            or the token tables cannot be loaded.
     """
+    # Load the token tables now, at start-up: the context is counted with the model's
+    # and search with the default one, and building a table holds the GIL for a second.
+    load_token_tables(settings.llm_model, None)
     store = memories if memories is not None else MemoryStore(db, build_embedder(settings))
     return Agent(
         model if model is not None else build_chat_model(settings),

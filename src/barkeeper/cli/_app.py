@@ -17,7 +17,8 @@ from barkeeper.cli import _privacy as privacy_cli
 from barkeeper.cli._backfill import backfill
 from barkeeper.cli._chat import chat
 from barkeeper.cli._common import err_console, styled
-from barkeeper.cli._doctor import doctor, run_bot
+from barkeeper.cli._doctor import doctor
+from barkeeper.cli._run import run_command
 from barkeeper.errors import BarkeeperError, ConfigError
 
 __all__ = ["app", "main"]
@@ -37,7 +38,7 @@ app.add_typer(memories_cli.app, name="memories")
 app.command("backfill")(backfill)
 app.command("chat")(chat)
 app.command("doctor")(doctor)
-app.command("run")(run_bot)
+app.command("run")(run_command)
 
 
 def _version(value: bool) -> None:

@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.text import Text
 
-from barkeeper._validate import BIGINT_MAX
 from barkeeper.config import Settings, load_settings
+from barkeeper.validation import BIGINT_MAX
 
 T = TypeVar("T")
 

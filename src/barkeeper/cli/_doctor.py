@@ -1,4 +1,4 @@
-"""``barkeeper doctor`` and ``barkeeper run``: what is configured, what works, what is missing."""
+"""``barkeeper doctor``: what is configured, what works, what is missing."""
 
 from __future__ import annotations
 
@@ -6,20 +6,10 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from barkeeper.cli._common import console, err_console, run, settings_and_logging, styled
-from barkeeper.config import Settings
+from barkeeper.bot import missing_for_bot
+from barkeeper.cli._common import console, run, settings_and_logging, styled
 from barkeeper.db import Database, mask_url
 from barkeeper.errors import BarkeeperError
-
-
-def missing_for_bot(settings: Settings) -> list[str]:
-    """The settings the Discord bot needs that are not set, each with what it is for."""
-    missing = []
-    if settings.discord_token is None:
-        missing.append("DISCORD_TOKEN (the bot's token from the Discord developer portal)")
-    if settings.chat_llm_api_key() is None:
-        missing.append("GROQ_API_KEY or BARKEEPER_LLM_API_KEY (the language model's API key)")
-    return missing
 
 
 def doctor() -> None:
@@ -70,21 +60,3 @@ def doctor() -> None:
     console.print(table)
     if error:
         raise typer.Exit(1)
-
-
-def run_bot() -> None:
-    """Run the Discord bot (not built yet: reports what it would need and exits non-zero)."""
-    settings = settings_and_logging()
-    missing = missing_for_bot(settings)
-    if missing:
-        err_console.print(styled("Cannot start the bot", "red"), "; missing setting(s):", sep="")
-        for item in missing:
-            err_console.print(f"  - {item}")
-        err_console.print("Set them in the environment or in a .env file (see .env.example).")
-    else:
-        err_console.print(
-            styled("The Discord bot itself is not part of this version yet", "red"),
-            ": the storage layer is (try `barkeeper doctor` and `barkeeper db upgrade`).",
-            sep="",
-        )
-    raise typer.Exit(1)

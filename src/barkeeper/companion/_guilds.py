@@ -7,15 +7,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from barkeeper._validate import (
+from barkeeper.db import Database
+from barkeeper.errors import InvalidInputError, NotFoundError, QueryError
+from barkeeper.validation import (
     check_aware,
     check_bigint,
     check_count,
     check_json,
     check_name,
 )
-from barkeeper.db import Database
-from barkeeper.errors import InvalidInputError, NotFoundError, QueryError
 
 __all__ = ["Guild", "GuildMember", "GuildStore"]
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from barkeeper._validate import check_bigint, check_name
 from barkeeper.db import Database
 from barkeeper.errors import NotFoundError, QueryError
+from barkeeper.validation import check_bigint, check_name
 
 __all__ = ["MAX_PREFERENCE_KEY", "MAX_PREFERENCE_VALUE", "PreferenceStore"]
 

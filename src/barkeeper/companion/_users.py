@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from barkeeper._validate import check_bigint, check_name
 from barkeeper.db import Database
 from barkeeper.errors import NotFoundError
+from barkeeper.validation import check_bigint, check_name
 
 __all__ = ["User", "UserStore"]
 

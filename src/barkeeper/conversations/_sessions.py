@@ -11,18 +11,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from barkeeper._validate import (
+from barkeeper.config import Settings
+from barkeeper.conversations._models import RUN_STATUSES, AgentRun, AgentSession, RunStatus
+from barkeeper.conversations._store import MAX_CONTENT_CHARS
+from barkeeper.db import Database
+from barkeeper.errors import InvalidInputError, NotFoundError, QueryError
+from barkeeper.validation import (
     check_bigint,
     check_count,
     check_json,
     check_name,
     clean_text,
 )
-from barkeeper.config import Settings
-from barkeeper.conversations._models import RUN_STATUSES, AgentRun, AgentSession, RunStatus
-from barkeeper.conversations._store import MAX_CONTENT_CHARS
-from barkeeper.db import Database
-from barkeeper.errors import InvalidInputError, NotFoundError, QueryError
 
 __all__ = ["SessionStore"]
 

@@ -14,14 +14,6 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
-from barkeeper._validate import (
-    check_aware,
-    check_bigint,
-    check_count,
-    check_json,
-    check_name,
-    clean_text,
-)
 from barkeeper.config import Settings
 from barkeeper.conversations._models import (
     ROLES,
@@ -34,6 +26,14 @@ from barkeeper.conversations._models import (
 )
 from barkeeper.db import Database
 from barkeeper.errors import InvalidInputError, NotFoundError, QueryError
+from barkeeper.validation import (
+    check_aware,
+    check_bigint,
+    check_count,
+    check_json,
+    check_name,
+    clean_text,
+)
 
 __all__ = ["DEFAULT_RESOURCE_ID", "MAX_CONTENT_CHARS", "ConversationStore"]
 

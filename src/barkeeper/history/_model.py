@@ -15,8 +15,8 @@ from typing import Any, TypedDict
 
 import asyncpg
 
-from barkeeper._validate import sanitize_text
 from barkeeper.errors import InvalidInputError
+from barkeeper.validation import sanitize_text
 
 __all__ = [
     "DISCORD_EPOCH_MS",

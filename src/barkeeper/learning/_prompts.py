@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from barkeeper.llm import ChatMessage
+from barkeeper.validation import sanitize_text
 
 __all__ = [
     "CONSOLIDATION_SYSTEM",
@@ -99,11 +100,12 @@ def fence(text: str, max_chars: int) -> str:
 
     Returns:
         The text with any of our tags (``<message>``, ``</context>`` …) turned into
-        harmless look-alikes, NUL characters removed and lone surrogates replaced.
+        harmless look-alikes, NUL characters and lone surrogates replaced by U+FFFD.
     """
     cleaned = _TAG.sub(lambda m: m.group(0).replace("<", "‹").replace(">", "›"), text)
-    # NULs and lone surrogates cannot travel in a JSON request body as UTF-8
-    cleaned = cleaned.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    # NULs and lone surrogates cannot travel in a JSON request body as UTF-8: the one
+    # rule of barkeeper.validation (U+FFFD), as in every store.
+    cleaned = sanitize_text(cleaned)[0]
     if len(cleaned) > max_chars:
         cleaned = cleaned[: max_chars - 1] + "…"
     return cleaned

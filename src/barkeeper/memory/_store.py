@@ -37,17 +37,6 @@ from typing import Any
 
 import asyncpg
 
-from barkeeper._validate import (
-    check_aware as check_timestamp,
-)
-from barkeeper._validate import (
-    check_choice,
-    check_id,
-    check_ids,
-    check_int_range,
-    check_unit,
-    clean_text,
-)
 from barkeeper.db import Database
 from barkeeper.embeddings import Embedder
 from barkeeper.errors import BarkeeperError, InvalidInputError, NotFoundError
@@ -82,6 +71,17 @@ from barkeeper.retrieval import (
     search_rows,
     vector_to_bytes,
     vector_to_literal,
+)
+from barkeeper.validation import (
+    check_aware as check_timestamp,
+)
+from barkeeper.validation import (
+    check_choice,
+    check_id,
+    check_ids,
+    check_int_range,
+    check_unit,
+    clean_text,
 )
 
 __all__ = [

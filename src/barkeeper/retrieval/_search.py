@@ -34,12 +34,12 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from barkeeper._validate import check_choice, check_int_range, clean_text
 from barkeeper.embeddings import Embedder
 from barkeeper.errors import BarkeeperError, InvalidInputError
 from barkeeper.llm import count_tokens
 from barkeeper.retrieval import _vectors
 from barkeeper.retrieval._models import SEARCH_MODES, Hit, ScoreParts, SearchMode
+from barkeeper.validation import check_choice, check_int_range, clean_text
 
 __all__ = [
     "DEFAULT_MEMORY_WEIGHTS",

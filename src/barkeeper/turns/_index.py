@@ -27,8 +27,6 @@ from typing import Any
 
 import asyncpg
 
-from barkeeper._validate import check_aware as check_timestamp
-from barkeeper._validate import check_id, check_int_range, clean_text
 from barkeeper.db import Database
 from barkeeper.embeddings import Embedder
 from barkeeper.errors import BarkeeperError, InvalidInputError
@@ -51,6 +49,8 @@ from barkeeper.retrieval import (
     vector_to_literal,
 )
 from barkeeper.turns._models import TURN_COLUMNS, IndexedTurn, Turn, turn_from_row
+from barkeeper.validation import check_aware as check_timestamp
+from barkeeper.validation import check_id, check_int_range, clean_text
 
 __all__ = ["MAX_TURN_CHARS", "MessageIndex", "discord_channel_scope"]
 

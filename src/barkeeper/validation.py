@@ -1,9 +1,10 @@
 """Argument checks for every store of barkeeper, and the one rule for storable text.
 
-This is the root package's private module, shared by its subpackages (``history``,
-``conversations``, ``companion``, ``memory``, ``turns``, ``retrieval``): a check
-whose rule is the same everywhere lives here once. Nothing outside ``barkeeper``
-imports it, and nothing here touches the database.
+Shared by every package that stores something (``history``, ``conversations``,
+``companion``, ``memory``, ``turns``, ``retrieval``): a check whose rule is the same
+everywhere lives here once, public, so that no package reaches into another's private
+module. Code that writes its own stores may use the same checks. Nothing here touches
+the database.
 
 Every public method of a store runs its arguments through these before any SQL, so
 bad input fails with one clear :class:`~barkeeper.errors.InvalidInputError` and

@@ -1,0 +1,41 @@
+"""barkeeper on Discord: the bot, its commands, and how it starts and stops.
+
+- :class:`Barkeeper`: a ``commands.Bot`` answering @mentions, replies to it, DMs and
+  ``BARKEEPER_PREFIX`` with the agent (typing, streamed by edits at most every
+  ``BARKEEPER_STREAM_INTERVAL`` s, split at 2000 characters, pinging nobody but the
+  author), caching every message it sees, with allow/block lists, per-user limits
+  and the slash commands of ``docs/users.md``.
+- :func:`run_bot`: what ``barkeeper run`` does.
+- :func:`split_message`, :class:`UserLimits`, :class:`LiveCache`, :class:`ReplyWriter`:
+  the parts, usable alone.
+
+Example::
+
+    settings = load_settings()
+    asyncio.run(run_bot(settings))
+"""
+
+from barkeeper.bot._bot import BROKEN, OUT_OF_TOKENS, RATE_LIMITED, Barkeeper
+from barkeeper.bot._cache import LiveCache
+from barkeeper.bot._limits import LimitVerdict, UserLimits
+from barkeeper.bot._reply import NO_MENTIONS, REPLY_MENTIONS, ReplyWriter
+from barkeeper.bot._run import missing_for_bot, point_discord, run_bot
+from barkeeper.bot._split import DISCORD_LIMIT, split_message
+
+__all__ = [
+    "BROKEN",
+    "DISCORD_LIMIT",
+    "NO_MENTIONS",
+    "OUT_OF_TOKENS",
+    "RATE_LIMITED",
+    "REPLY_MENTIONS",
+    "Barkeeper",
+    "LimitVerdict",
+    "LiveCache",
+    "ReplyWriter",
+    "UserLimits",
+    "missing_for_bot",
+    "point_discord",
+    "run_bot",
+    "split_message",
+]

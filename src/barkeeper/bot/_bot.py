@@ -1,0 +1,466 @@
+""":class:`Barkeeper`: the Discord bot (a ``commands.Bot``), its start-up and its chat cogs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import re
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from barkeeper.agent import (
+    Agent,
+    Author,
+    IncomingMessage,
+    Place,
+    QuotedMessage,
+    ReplyRequest,
+)
+from barkeeper.backfill import Backfill, BackfillResult, DiscordHistorySource, ProgressEvent
+from barkeeper.bot._cache import LiveCache
+from barkeeper.bot._commands import AdminCog, MemoryCog
+from barkeeper.bot._limits import UserLimits
+from barkeeper.bot._reply import NO_MENTIONS, ReplyWriter
+from barkeeper.companion import PreferenceStore, User, UserStore
+from barkeeper.config import Settings
+from barkeeper.db import Database
+from barkeeper.errors import BarkeeperError
+from barkeeper.history import MessageStore, message_from_discord
+from barkeeper.learning import MemoryManager, MemoryWorker
+from barkeeper.memory import MemoryStore
+
+__all__ = ["Barkeeper"]
+
+_log = logging.getLogger(__name__)
+
+RATE_LIMITED = "Easy there, friend: one at a time. Give me a minute to catch up, then ask again."
+OUT_OF_TOKENS = (
+    "That's the last round I can pour you today, friend. Come back tomorrow and "
+    "the bar's open again."
+)
+BROKEN = "Sorry, something went wrong behind the bar. Try me again in a moment?"
+_INCOGNITO = "incognito"
+
+
+class Barkeeper(commands.Bot):
+    """barkeeper on Discord: answers mentions, replies, DMs and the prefix; caches what it sees.
+
+    Args:
+        db: The database (migrated).
+        settings: The settings (the bot's ``BARKEEPER_*`` ones among them).
+        agent: The reply pipeline.
+        memories: The memory store the slash commands read and change.
+        worker: The memory worker (its queue depth shows in ``/barkeeper status``).
+        manager: The memory manager: ``/remember`` confirms a memory it already has
+            instead of adding it twice (``None``: the store's ``remember``).
+        **options: More :class:`commands.Bot` options (``guild_ready_timeout`` in tests).
+    """
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        settings: Settings,
+        agent: Agent,
+        memories: MemoryStore,
+        worker: MemoryWorker | None = None,
+        manager: MemoryManager | None = None,
+        **options: Any,
+    ) -> None:
+        intents = discord.Intents.default()
+        intents.message_content = True
+        super().__init__(
+            command_prefix=settings.bot_prefix or "!",
+            intents=intents,
+            help_command=None,
+            allowed_mentions=NO_MENTIONS,
+            **options,
+        )
+        self.db = db
+        self.settings = settings
+        self.agent = agent
+        self.memories = memories
+        self.worker = worker
+        self.manager = manager
+        self.messages = MessageStore(db)
+        self.cache = LiveCache(self.messages)
+        self.people = UserStore(db)
+        self.preferences = PreferenceStore(db)
+        self.limits = UserLimits(settings.user_rate, settings.user_daily_tokens)
+        self.admin_ids = settings.ids("admin_ids")
+        self._incognito: dict[int, bool] = {}
+        self._replies: set[asyncio.Task[None]] = set()
+        self.backfill_task: asyncio.Task[BackfillResult | None] | None = None
+        self.backfill_progress: dict[int, str] = {}
+        self._was_ready = False
+        #: Discord id → users.id seen by this process (used while the database is down).
+        self.known_users: dict[int, int] = {}
+
+    async def setup_hook(self) -> None:
+        """Start the cache writer, add the cogs, sync the commands, start the backfill."""
+        self.cache.start()
+        self.tree.on_error = self._on_command_error  # type: ignore[method-assign]
+        await self.add_cog(CacheCog(self))
+        await self.add_cog(ChatCog(self))
+        await self.add_cog(MemoryCog(self))
+        await self.add_cog(AdminCog(self))
+        await self.sync_commands()
+        if self.settings.backfill_on_start:
+            self.backfill_task = asyncio.create_task(self.run_backfill(), name="backfill")
+
+    async def _on_command_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        if isinstance(error, app_commands.CheckFailure):
+            return  # already answered by the check
+        _log.error("/%s failed", interaction.command and interaction.command.name, exc_info=error)
+        text = "Sorry, that didn't work on my side. Try again in a moment?"
+        with contextlib.suppress(discord.HTTPException):
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True)
+            else:
+                await interaction.response.send_message(text, ephemeral=True)
+
+    async def on_ready(self) -> None:
+        """After a reconnect that lost the session, catch up the channels (the backfill)."""
+        if not self._was_ready:
+            self._was_ready = True
+            _log.info("connected as %s to %d server(s)", self.user, len(self.guilds))
+            return
+        if self.settings.backfill_on_start and (
+            self.backfill_task is None or self.backfill_task.done()
+        ):
+            _log.info("reconnected with a new session: catching up the channels")
+            self.backfill_task = asyncio.create_task(self.run_backfill(), name="backfill")
+
+    async def on_message(self, message: discord.Message, /) -> None:
+        """Nothing here: :class:`ChatCog` decides what to answer (no prefix commands)."""
+
+    # --- commands sync ----------------------------------------------------------------
+
+    async def sync_commands(self) -> str:
+        """Sync slash commands: to ``BARKEEPER_DEV_GUILD_ID`` when set, else globally
+        only when the command tree changed since the last global sync.
+
+        Returns:
+            ``"guild"``, ``"global"`` or ``"unchanged"``.
+        """
+        if self.settings.dev_guild_id is not None:
+            guild = discord.Object(id=self.settings.dev_guild_id)
+            self.tree.copy_global_to(guild=guild)
+            await self.tree.sync(guild=guild)
+            return "guild"
+        tree = [c.to_dict(self.tree) for c in self.tree.get_commands()]
+        digest = hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()
+        path = self.settings.data_dir / f"commands-{self.application_id}.sha256"
+        with contextlib.suppress(OSError):
+            if path.read_text().strip() == digest:
+                _log.info("slash commands unchanged: not synced")
+                return "unchanged"
+        await self.tree.sync()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(digest)
+        except OSError as exc:
+            _log.warning("could not keep the command tree's hash: %s", exc)
+        _log.info("slash commands synced globally (%d)", len(tree))
+        return "global"
+
+    # --- backfill ---------------------------------------------------------------------
+
+    async def run_backfill(self, channels: list[int] | None = None) -> BackfillResult | None:
+        """The backfill (catch-up, deepen, sync) in the background, with progress in the log."""
+
+        def progress(event: ProgressEvent) -> None:
+            channel = event.channel
+            if channel is not None and event.kind in ("start", "done"):
+                self.backfill_progress[channel.channel_id] = (
+                    f"{event.kind} {event.count}/{event.target}"
+                )
+
+        token = self.settings.discord_token
+        if token is None:
+            return None
+        try:
+            async with DiscordHistorySource.connect(
+                token.get_secret_value(), api_base=self.settings.discord_api_base
+            ) as source:
+                engine = Backfill.from_settings(self.db, source, self.settings, progress=progress)
+                result = await engine.run(channels)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            _log.exception("the background backfill failed")
+            return None
+        _log.info("backfill: %d/%d channels", result.successes, len(result.channels))
+        return result
+
+    # --- people -----------------------------------------------------------------------
+
+    async def user_for(self, person: discord.abc.User) -> User:
+        """barkeeper's user row for a Discord person (created on first contact)."""
+        return await self.people.get_or_create_discord_user(
+            person.id,
+            username=person.name,
+            global_name=person.global_name,
+            display_name=getattr(person, "nick", None),
+        )
+
+    async def is_incognito(self, user_id: int) -> bool:
+        """Whether the user turned ``/incognito`` on."""
+        cached = self._incognito.get(user_id)
+        if cached is None:
+            cached = await self.preferences.get_preference(user_id, _INCOGNITO) == "on"
+            self._incognito[user_id] = cached
+        return cached
+
+    async def set_incognito(self, user_id: int, on: bool) -> None:
+        """Turn incognito on or off for the user."""
+        if on:
+            await self.preferences.set_preference(user_id, _INCOGNITO, "on")
+        else:
+            await self.preferences.delete_preference(user_id, _INCOGNITO)
+        self._incognito[user_id] = on
+
+    def forget_local(self, user_id: int) -> None:
+        """Drop what this process holds about a user (after ``/forget-me``)."""
+        self._incognito.pop(user_id, None)
+
+    def allowed(self, message: discord.Message) -> bool:
+        """The allow and block lists (users, roles, channels with their parents and categories)."""
+        s = self.settings
+        author = message.author
+        if author.id in self.admin_ids:
+            return True
+        if author.id in s.ids("blocked_users"):
+            return False
+        allowed_users = s.ids("allowed_users")
+        roles = {r.id for r in getattr(author, "roles", ())}
+        if roles & s.ids("blocked_roles"):
+            return False
+        channel = message.channel
+        places = {channel.id}
+        for attr in ("parent_id", "category_id"):
+            value = getattr(channel, attr, None)
+            if value is not None:
+                places.add(value)
+        parent = getattr(channel, "parent", None)
+        if parent is not None and getattr(parent, "category_id", None) is not None:
+            places.add(parent.category_id)
+        if places & s.ids("blocked_channels"):
+            return False
+        allowed_roles = s.ids("allowed_roles")
+        if (allowed_users or allowed_roles) and not (
+            author.id in allowed_users or roles & allowed_roles
+        ):
+            return False
+        allowed_channels = s.ids("allowed_channels")
+        return not (allowed_channels and not places & allowed_channels)
+
+    # --- shutdown ---------------------------------------------------------------------
+
+    def track(self, task: asyncio.Task[None]) -> None:
+        """Keep a reply task until it ends (shutdown waits for it)."""
+        self._replies.add(task)
+        task.add_done_callback(self._replies.discard)
+
+    async def wait_idle(self, limit: float = 10.0) -> None:
+        """Wait (at most ``limit`` s) until no reply is in flight and memory hand-offs are done."""
+        async with asyncio.timeout(limit):
+            while self._replies:
+                await asyncio.wait(set(self._replies))
+            await self.agent.drain()
+
+    @property
+    def replies_in_flight(self) -> int:
+        """Replies being written now."""
+        return len(self._replies)
+
+    async def close(self) -> None:
+        """Finish replies in flight (10 s, then cancel them), stop the backfill, close."""
+        if self.backfill_task is not None:
+            self.backfill_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.backfill_task
+        if self._replies:
+            _, late = await asyncio.wait(set(self._replies), timeout=10)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=2)
+        await super().close()
+        await self.cache.aclose()
+
+
+class CacheCog(commands.Cog):
+    """Every message the bot can see goes to the cache; edits and deletes follow."""
+
+    def __init__(self, bot: Barkeeper) -> None:
+        self.bot = bot
+
+    async def _skip(self, message: discord.Message) -> bool:
+        if message.guild is not None or message.author.bot:
+            return False
+        # In DMs an incognito person's messages are not cached.
+        known = await self.bot.people.get_by_discord_id(message.author.id)
+        return known is not None and await self.bot.is_incognito(known.id)
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        try:
+            if await self._skip(message):
+                return
+            self.bot.cache.put(message_from_discord(message))
+        except (BarkeeperError, ValueError) as exc:
+            _log.warning("message %s not cached: %s", message.id, exc)
+
+    @commands.Cog.listener()
+    async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        message = payload.message
+        try:
+            if await self._skip(message):
+                return
+            self.bot.cache.put(message_from_discord(message))
+        except (BarkeeperError, ValueError, AttributeError) as exc:
+            _log.warning("edit of message %s not cached: %s", payload.message_id, exc)
+
+    @commands.Cog.listener()
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        self.bot.cache.delete(payload.message_id)
+
+    @commands.Cog.listener()
+    async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
+        for message_id in payload.message_ids:
+            self.bot.cache.delete(message_id)
+
+
+class ChatCog(commands.Cog):
+    """Answers mentions, replies to the bot, DMs and the prefix."""
+
+    def __init__(self, bot: Barkeeper) -> None:
+        self.bot = bot
+
+    async def _text_for_bot(self, message: discord.Message) -> str | None:
+        """The text to answer, or ``None`` when the message is not for the bot."""
+        bot = self.bot
+        me = bot.user
+        if me is None or message.author.bot or message.author.id == me.id:
+            return None
+        stored = message_from_discord(message)
+        text = stored.content
+        mention = re.compile(rf"<@!?{me.id}>")
+        if message.guild is None:
+            return mention.sub("", text).strip()
+        if any(u.id == me.id for u in message.mentions) or mention.search(text):
+            return mention.sub("", text).strip()
+        reference = message.reference
+        if reference is not None and reference.message_id is not None:
+            resolved = reference.resolved
+            if isinstance(resolved, discord.Message):
+                if resolved.author.id == me.id:
+                    return text.strip()
+            else:
+                parent = await bot.messages.get(reference.message_id)
+                if parent is not None and parent.author_id == me.id:
+                    return text.strip()
+        prefix = bot.settings.bot_prefix
+        if prefix and text.startswith(prefix):
+            return text[len(prefix) :].strip()
+        return None
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        try:
+            text = await self._text_for_bot(message)
+        except Exception:
+            _log.exception("could not read message %s", message.id)
+            return
+        if text is None or not self.bot.allowed(message):
+            return
+        task = asyncio.create_task(self._answer(message, text))
+        self.bot.track(task)
+
+    async def _answer(self, message: discord.Message, text: str) -> None:
+        bot = self.bot
+        verdict, tell = bot.limits.check(message.author.id)
+        try:
+            if verdict != "ok":
+                if tell:
+                    await message.reply(
+                        RATE_LIMITED if verdict == "rate" else OUT_OF_TOKENS,
+                        mention_author=False,
+                        allowed_mentions=NO_MENTIONS,
+                    )
+                return
+            await bot.cache.flush()  # the history and reply chain read the cache
+            request = await self._request(message, text)
+            writer = ReplyWriter(
+                message,
+                interval=bot.settings.stream_interval,
+                stream=bot.settings.stream_replies,
+            )
+            async with message.channel.typing():
+                reply = await bot.agent.reply(request, on_text=writer.feed)
+            await writer.finish(reply.text)
+            bot.limits.spend(
+                message.author.id, reply.record.prompt_tokens + reply.record.completion_tokens
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            _log.exception("reply to message %s failed", message.id)
+            with contextlib.suppress(discord.HTTPException):
+                await message.reply(BROKEN, mention_author=False, allowed_mentions=NO_MENTIONS)
+
+    async def _request(self, message: discord.Message, text: str) -> ReplyRequest:
+        bot = self.bot
+        try:
+            user_id = (await bot.user_for(message.author)).id
+            incognito = await bot.is_incognito(user_id)
+            bot.known_users[message.author.id] = user_id
+        except Exception as exc:  # the database is down: answer without memory, keep nothing
+            _log.warning("answering %s without memory: %s", message.id, exc)
+            user_id = bot.known_users.get(message.author.id, message.author.id)
+            incognito = True
+        channel = message.channel
+        if message.guild is not None:
+            place = Place.guild(
+                message.guild.id,
+                channel.id,
+                channel_name=getattr(channel, "name", None),
+                guild_name=message.guild.name,
+            )
+        else:
+            place = Place.dm(channel.id)
+        starter = None
+        if isinstance(channel, discord.Thread):
+            try:
+                first = await bot.messages.get(channel.id)
+            except BarkeeperError:
+                first = None
+            if first is not None:
+                starter = QuotedMessage(
+                    first.message_id,
+                    first.author_id,
+                    first.author_name,
+                    first.content,
+                    first.created_at,
+                    author_is_bot=first.author_is_bot,
+                )
+        reply_to = message.reference.message_id if message.reference is not None else None
+        return ReplyRequest(
+            author=Author(user_id, message.author.display_name, discord_id=message.author.id),
+            place=place,
+            message=IncomingMessage(
+                text, created_at=message.created_at, id=message.id, reply_to_id=reply_to
+            ),
+            thread_starter=starter,
+            bot_id=bot.user.id if bot.user is not None else None,
+            incognito=incognito,
+        )
