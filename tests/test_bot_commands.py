@@ -54,7 +54,15 @@ async def test_remember_memories_forget_with_confirmation(db: Database) -> None:
         rig.emu.person("alice").click(cancel.response, "cancel")
         await asyncio.sleep(0.3)
         _, listed = await _ask(rig, "alice", "memories")
-        assert "Ines" in listed
+        assert "Ines" in listed and "sensitive" not in listed
+        # A sensitive memory is marked: the bot uses it only in a DM with her.
+        async with rig.db.acquire() as conn:
+            uid = await conn.fetchval(
+                "SELECT id FROM users WHERE discord_id = $1", rig.emu.person("alice").user.id
+            )
+        await rig.memories.add(uid, "Alice misses her grandmother", memory_type="grief_context")
+        _, listed = await _ask(rig, "alice", "memories")
+        assert "(grief_context, sensitive: DMs only," in listed
 
 
 async def test_why_shows_the_memories_and_messages_the_reply_used(db: Database) -> None:

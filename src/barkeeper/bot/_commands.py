@@ -14,6 +14,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from barkeeper.agent import RunRecord
+from barkeeper.companion import SENSITIVE_MEMORY_TYPES
 from barkeeper.errors import BarkeeperError, NotFoundError
 from barkeeper.privacy import Privacy
 
@@ -35,7 +36,8 @@ def _clip(text: str, size: int = 160) -> str:
 
 def _memory_line(memory: Memory) -> str:
     when = memory.created_at.strftime("%Y-%m-%d")
-    return f"`#{memory.id}` ({memory.memory_type}, {when}) {_clip(memory.content)}"
+    sensitive = ", sensitive: DMs only" if memory.memory_type in SENSITIVE_MEMORY_TYPES else ""
+    return f"`#{memory.id}` ({memory.memory_type}{sensitive}, {when}) {_clip(memory.content)}"
 
 
 def _fit(lines: list[str]) -> str:

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from barkeeper._validate import check_bigint
 from barkeeper.companion._mood import MOOD_READ, Mood, MoodStore
 from barkeeper.companion._opinions import (
     OPINIONS_READ,
@@ -40,6 +39,7 @@ from barkeeper.companion._state import BotStateStore
 from barkeeper.companion._styles import STYLE_READ, CommunicationStyle, StyleStore, style_row
 from barkeeper.db import Database
 from barkeeper.errors import InvalidInputError
+from barkeeper.validation import check_bigint
 
 __all__ = ["FEATURES", "Companion", "CompanionContext"]
 

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from barkeeper._validate import check_bigint
 from barkeeper.companion._persona import LEVEL_NAMES, Persona
 from barkeeper.db import Database
 from barkeeper.errors import InvalidInputError, NotFoundError, QueryError
+from barkeeper.validation import check_bigint
 
 __all__ = [
     "LEVEL_TITLES",

@@ -14,10 +14,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from barkeeper._validate import check_bigint
 from barkeeper.companion._persona import Persona
 from barkeeper.db import Database
 from barkeeper.errors import NotFoundError, QueryError
+from barkeeper.validation import check_bigint
 
 __all__ = [
     "STYLE_READ",
