@@ -90,6 +90,7 @@ async def run_bot(settings: Settings) -> None:
     Raises:
         ConfigError: A required setting is missing or invalid.
         DiscordAuthenticationError: Discord refused the token.
+        DiscordUnavailableError: Discord (or ``DISCORD_API_BASE``) cannot be reached.
     """
     missing = missing_for_bot(settings)
     if missing:
@@ -142,6 +143,12 @@ async def _run(settings: Settings, token: str) -> None:
                 raise ConfigError(
                     "Discord refused the Message Content intent: enable it in the developer "
                     "portal (Bot → Privileged Gateway Intents), see docs/operators.md"
+                ) from None
+            except (aiohttp.ClientError, OSError, discord.GatewayNotFound) as exc:
+                # Not chained: an aiohttp error can quote the request. Its type is enough.
+                raise DiscordUnavailableError(
+                    f"cannot reach Discord ({type(exc).__name__}): check the network, or "
+                    "DISCORD_API_BASE / DISCORD_GATEWAY_URL if you point barkeeper elsewhere"
                 ) from None
             finally:
                 for sig in (signal.SIGINT, signal.SIGTERM):
