@@ -46,8 +46,7 @@ from typing import Any
 import numpy as np
 
 from _common import bench_database, environment, parse_args, percentile, write_json
-from barkeeper.db import Database
-from barkeeper.db._schema import v0001_initial
+from barkeeper.db import MIGRATIONS, Database
 from barkeeper.embeddings import HashingEmbedder
 from barkeeper.memory import MEMORY_TYPES, MemoryStore, retrieval
 
@@ -96,7 +95,9 @@ async def create_bytea_schema(db: Database) -> Database:
         await conn.execute(f'CREATE SCHEMA "{schema}"')
         async with conn.transaction():
             await conn.execute(f'SET LOCAL search_path TO "{schema}", public')
-            await v0001_initial.apply(conn, replace(db.capabilities, pgvector=False))
+            caps = replace(db.capabilities, pgvector=False)
+            for migration in MIGRATIONS:  # every migration, as `db upgrade` applies them
+                await migration.apply(conn, caps)
     return other
 
 

@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from barkeeper.config import Settings
-from barkeeper.db import Database
-from barkeeper.db._schema import v0001_initial
+from barkeeper.db import MIGRATIONS, Database
 from barkeeper.embeddings import HashingEmbedder, MiniLMEmbedder, OpenAIEmbedder
 from barkeeper.errors import InvalidInputError
 from barkeeper.memory import MemoryStore
@@ -272,7 +271,9 @@ async def bytea_db(
             await conn.execute(f'CREATE SCHEMA "{schema}"')
             async with conn.transaction():
                 await conn.execute(f'SET LOCAL search_path TO "{schema}", public')
-                await v0001_initial.apply(conn, replace(database.capabilities, pgvector=False))
+                caps = replace(database.capabilities, pgvector=False)
+                for migration in MIGRATIONS:  # every migration, as `db upgrade` applies them
+                    await migration.apply(conn, caps)
         yield database
     finally:
         try:
