@@ -271,9 +271,26 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("BARKEEPER_CRISIS_RESOURCES")
     )
     features: str = Field(
-        "mood,relationships,styles,opinions",
-        pattern=r"^\s*((mood|relationships|styles|opinions)\s*(,\s*|$))*$",
+        "mood,relationships,styles,opinions,followups",
+        pattern=r"^\s*((mood|relationships|styles|opinions|followups)\s*(,\s*|$))*$",
         validation_alias=AliasChoices("BARKEEPER_FEATURES"),
+    )
+    proactive_per_day: Annotated[int, Field(ge=0, le=100)] = Field(
+        3, validation_alias=AliasChoices("BARKEEPER_PROACTIVE_PER_DAY")
+    )
+    quiet_hours: str = Field(
+        "22:00-08:00",
+        pattern=r"(?i)^\s*(|off|none|([01]?\d|2[0-3]):[0-5]\d\s*-\s*([01]?\d|2[0-3]):[0-5]\d)\s*$",
+        validation_alias=AliasChoices("BARKEEPER_QUIET_HOURS"),
+    )
+    followup_hour: Annotated[int, Field(ge=0, le=23)] = Field(
+        10, validation_alias=AliasChoices("BARKEEPER_FOLLOWUP_HOUR")
+    )
+    followup_poll: Annotated[float, Field(ge=0.01, le=3600)] = Field(
+        30.0, validation_alias=AliasChoices("BARKEEPER_FOLLOWUP_POLL")
+    )
+    followup_lease: Annotated[float, Field(ge=1, le=86_400)] = Field(
+        300.0, validation_alias=AliasChoices("BARKEEPER_FOLLOWUP_LEASE")
     )
 
     log_level: str = Field(

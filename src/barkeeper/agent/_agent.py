@@ -727,6 +727,8 @@ class Agent:
                     guild_id=request.place.guild_id,
                     author_name=request.author.display_name,
                     context=tuple(context.history_text[-5:]),
+                    created_at=request.message.created_at,
+                    channel_id=request.place.channel_id,
                 )
                 outcome = self._sink(message)
                 if inspect.isawaitable(outcome):

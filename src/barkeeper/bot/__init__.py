@@ -5,6 +5,8 @@
   ``BARKEEPER_STREAM_INTERVAL`` s, split at 2000 characters, pinging nobody but the
   author), caching every message it sees, with allow/block lists, per-user limits
   and the slash commands of ``docs/users.md``.
+- :class:`FollowupsCog`, :class:`FollowupSink`, :func:`build_followups`: follow-ups,
+  reminders and birthdays delivered exactly once, and ``/followups``.
 - :func:`run_bot`: what ``barkeeper run`` does.
 - :func:`split_message`, :class:`UserLimits`, :class:`LiveCache`, :class:`ReplyWriter`:
   the parts, usable alone.
@@ -17,6 +19,7 @@ Example::
 
 from barkeeper.bot._bot import BROKEN, OUT_OF_TOKENS, RATE_LIMITED, Barkeeper
 from barkeeper.bot._cache import LiveCache
+from barkeeper.bot._followups import RECOVERY_SCAN, FollowupsCog, FollowupSink, build_followups
 from barkeeper.bot._limits import LimitVerdict, UserLimits
 from barkeeper.bot._reply import NO_MENTIONS, REPLY_MENTIONS, ReplyWriter
 from barkeeper.bot._run import missing_for_bot, point_discord, run_bot
@@ -28,12 +31,16 @@ __all__ = [
     "NO_MENTIONS",
     "OUT_OF_TOKENS",
     "RATE_LIMITED",
+    "RECOVERY_SCAN",
     "REPLY_MENTIONS",
     "Barkeeper",
+    "FollowupSink",
+    "FollowupsCog",
     "LimitVerdict",
     "LiveCache",
     "ReplyWriter",
     "UserLimits",
+    "build_followups",
     "missing_for_bot",
     "point_discord",
     "run_bot",

@@ -25,9 +25,10 @@ from barkeeper.agent import (
 from barkeeper.backfill import Backfill, BackfillResult, DiscordHistorySource, ProgressEvent
 from barkeeper.bot._cache import LiveCache
 from barkeeper.bot._commands import AdminCog, MemoryCog
+from barkeeper.bot._followups import FollowupsCog
 from barkeeper.bot._limits import UserLimits
 from barkeeper.bot._reply import NO_MENTIONS, ReplyWriter
-from barkeeper.companion import PreferenceStore, User, UserStore
+from barkeeper.companion import Followups, PreferenceStore, User, UserStore
 from barkeeper.config import Settings
 from barkeeper.db import Database
 from barkeeper.errors import BarkeeperError
@@ -59,6 +60,9 @@ class Barkeeper(commands.Bot):
         worker: The memory worker (its queue depth shows in ``/barkeeper status``).
         manager: The memory manager: ``/remember`` confirms a memory it already has
             instead of adding it twice (``None``: the store's ``remember``).
+        followups: The follow-up scheduler (:func:`~barkeeper.bot.build_followups`):
+            this process delivers due events and answers ``/followups``; ``None``:
+            neither (the ``followups`` feature is off).
         **options: More :class:`commands.Bot` options (``guild_ready_timeout`` in tests).
     """
 
@@ -71,6 +75,7 @@ class Barkeeper(commands.Bot):
         memories: MemoryStore,
         worker: MemoryWorker | None = None,
         manager: MemoryManager | None = None,
+        followups: Followups | None = None,
         **options: Any,
     ) -> None:
         intents = discord.Intents.default()
@@ -88,6 +93,8 @@ class Barkeeper(commands.Bot):
         self.memories = memories
         self.worker = worker
         self.manager = manager
+        self.followups = followups
+        self.followups_cog: FollowupsCog | None = None
         self.messages = MessageStore(db)
         self.cache = LiveCache(self.messages)
         self.people = UserStore(db)
@@ -110,6 +117,11 @@ class Barkeeper(commands.Bot):
         await self.add_cog(ChatCog(self))
         await self.add_cog(MemoryCog(self))
         await self.add_cog(AdminCog(self))
+        if self.followups is not None:
+            self.followups_cog = FollowupsCog(
+                self, self.followups, poll=self.settings.followup_poll
+            )
+            await self.add_cog(self.followups_cog)
         await self.sync_commands()
         if self.settings.backfill_on_start:
             self.backfill_task = asyncio.create_task(self.run_backfill(), name="backfill")
@@ -284,6 +296,8 @@ class Barkeeper(commands.Bot):
 
     async def close(self) -> None:
         """Finish replies in flight (10 s, then cancel them), stop the backfill, close."""
+        if self.followups_cog is not None:
+            await self.followups_cog.stop()
         if self.backfill_task is not None:
             self.backfill_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -15,6 +15,7 @@ import yarl
 
 from barkeeper.agent import build_agent
 from barkeeper.bot._bot import Barkeeper
+from barkeeper.bot._followups import FollowupSink, build_followups
 from barkeeper.config import Settings
 from barkeeper.db import Database
 from barkeeper.errors import ConfigError, DiscordAuthenticationError, DiscordUnavailableError
@@ -107,7 +108,10 @@ async def run_bot(settings: Settings) -> None:
 
 async def _run(settings: Settings, token: str) -> None:
     async with Database.connect(settings, upgrade=True) as db:
-        manager = build_memory_manager(db, settings)
+        followups = build_followups(db, settings)
+        manager = build_memory_manager(
+            db, settings, events=FollowupSink(followups) if followups is not None else None
+        )
         async with manager, MemoryWorker(manager) as worker:
             agent = build_agent(db, settings, memories=manager.store, memory_sink=worker.submit)
             bot = Barkeeper(
@@ -117,6 +121,7 @@ async def _run(settings: Settings, token: str) -> None:
                 memories=manager.store,
                 worker=worker,
                 manager=manager,
+                followups=followups,
             )
             loop = asyncio.get_running_loop()
             stopping = asyncio.Event()

@@ -7,6 +7,8 @@
 - :class:`Persona` (:func:`load_persona`): who the bot is; Bartender by default.
 - :class:`Companion`: mood per guild, relationships, communication styles and opinions,
   read before a reply as prompt fragments and moved after it (``docs/companion.md``).
+- :class:`Followups`: follow-ups, reminders and birthdays (``scheduled_events``), their
+  days resolved in code (:func:`resolve_when`), claimed exactly once for delivery.
 
 Names, keys and JSON settings containing NUL characters are refused with
 :class:`~barkeeper.errors.InvalidInputError`; nothing is written.
@@ -27,6 +29,17 @@ from barkeeper.companion._care import (
     shows_risk,
 )
 from barkeeper.companion._companion import FEATURES, Companion, CompanionContext
+from barkeeper.companion._followups import (
+    EVENT_KINDS,
+    EVENT_STATUSES,
+    ClaimedEvent,
+    EventKind,
+    EventStatus,
+    FollowupRules,
+    Followups,
+    ScheduledEvent,
+    event_text,
+)
 from barkeeper.companion._guilds import Guild, GuildMember, GuildStore
 from barkeeper.companion._mood import Mood, MoodStore, classify_mood
 from barkeeper.companion._opinions import Opinion, OpinionStore, topics_of
@@ -52,21 +65,40 @@ from barkeeper.companion._sentiment import Sentiment, score_sentiment
 from barkeeper.companion._state import BotState, BotStateStore
 from barkeeper.companion._styles import CommunicationStyle, StyleSignals, StyleStore, style_signals
 from barkeeper.companion._users import User, UserStore
+from barkeeper.companion._when import (
+    RECURRENCES,
+    QuietHours,
+    Recurrence,
+    Span,
+    local_moment,
+    next_occurrence,
+    parse_quiet_hours,
+    quiet_until,
+    resolve_when,
+)
 
 __all__ = [
     "CARE_INSTRUCTION",
     "DEFAULT_CRISIS_RESOURCES",
+    "EVENT_KINDS",
+    "EVENT_STATUSES",
     "FEATURES",
     "LEVEL_NAMES",
     "LEVEL_TITLES",
     "MAX_PREFERENCE_KEY",
     "MAX_PREFERENCE_VALUE",
+    "RECURRENCES",
     "SENSITIVE_MEMORY_TYPES",
     "BotState",
     "BotStateStore",
+    "ClaimedEvent",
     "CommunicationStyle",
     "Companion",
     "CompanionContext",
+    "EventKind",
+    "EventStatus",
+    "FollowupRules",
+    "Followups",
     "Guild",
     "GuildMember",
     "GuildStore",
@@ -76,9 +108,13 @@ __all__ = [
     "OpinionStore",
     "Persona",
     "PreferenceStore",
+    "QuietHours",
+    "Recurrence",
     "Relationship",
     "RelationshipStore",
+    "ScheduledEvent",
     "Sentiment",
+    "Span",
     "StyleSignals",
     "StyleStore",
     "Tuning",
@@ -86,9 +122,15 @@ __all__ = [
     "UserStore",
     "classify_mood",
     "default_persona",
+    "event_text",
     "level_of",
     "load_persona",
+    "local_moment",
     "memory_types_for",
+    "next_occurrence",
+    "parse_quiet_hours",
+    "quiet_until",
+    "resolve_when",
     "score_sentiment",
     "shows_risk",
     "style_signals",

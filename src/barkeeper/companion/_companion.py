@@ -46,7 +46,7 @@ __all__ = ["FEATURES", "Companion", "CompanionContext"]
 _MAX_NAME = 80  # a display name is the person's text: quoted, and kept short
 
 #: The companion's parts, each switched by ``BARKEEPER_FEATURES``.
-FEATURES = ("mood", "relationships", "styles", "opinions")
+FEATURES = ("mood", "relationships", "styles", "opinions", "followups")
 
 
 @dataclass(frozen=True, slots=True)

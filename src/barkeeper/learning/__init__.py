@@ -8,6 +8,9 @@
   (:class:`MemoryChange`).
 - :class:`MemoryManager`: both steps, plus explicit commands ("remember that …",
   :func:`parse_memory_command`); :class:`MemoryWorker` runs it in the background.
+- Events for follow-ups (:class:`CandidateEvent`): upcoming things the extraction
+  finds, reminders asked for (:func:`parse_reminder`), birthdays in memories
+  (:func:`birthday_event`), handed to an :class:`EventSink`.
 - :func:`build_memory_manager`: all of it from settings.
 
 Memories themselves are :mod:`barkeeper.memory`'s; this package writes them only
@@ -30,7 +33,9 @@ from barkeeper.learning._consolidation import (
     duplicate_kind,
 )
 from barkeeper.learning._extraction import (
+    CandidateEvent,
     CandidateFact,
+    EventKind,
     FactExtractor,
     SkipReason,
     UserMessage,
@@ -43,14 +48,18 @@ from barkeeper.learning._factory import (
     build_memory_model,
     build_memory_store,
 )
-from barkeeper.learning._manager import MemoryManager, MemoryOutcome, OutcomeStatus
+from barkeeper.learning._manager import EventSink, MemoryManager, MemoryOutcome, OutcomeStatus
+from barkeeper.learning._reminders import birthday_event, parse_reminder
 from barkeeper.learning._worker import MemoryWorker, WorkerStats
 
 __all__ = [
+    "CandidateEvent",
     "CandidateFact",
     "CommandKind",
     "Consolidator",
     "DuplicateKind",
+    "EventKind",
+    "EventSink",
     "FactExtractor",
     "MemoryChange",
     "MemoryCommand",
@@ -61,6 +70,7 @@ __all__ = [
     "SkipReason",
     "UserMessage",
     "WorkerStats",
+    "birthday_event",
     "build_embedder",
     "build_memory_manager",
     "build_memory_model",
@@ -68,5 +78,6 @@ __all__ = [
     "duplicate_kind",
     "is_sampled",
     "parse_memory_command",
+    "parse_reminder",
     "skip_reason",
 ]

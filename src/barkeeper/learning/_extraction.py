@@ -42,7 +42,10 @@ __all__ = [
     "MAX_EXPIRY_DAYS",
     "MAX_FACT_CHARS",
     "MIN_EXTRACTION_CHARS",
+    "CandidateEvent",
     "CandidateFact",
+    "EventKind",
+    "ExtractedEvent",
     "ExtractedFact",
     "ExtractionReply",
     "FactExtractor",
@@ -100,6 +103,10 @@ class UserMessage:
         author_name: How to call the author in the prompt (display name).
         context: Recent lines before it (``"name: text"``, oldest first), shown to
             the model only to resolve references; nothing is learnt from them.
+        created_at: When it was sent: what "Friday" or "tomorrow" in it is resolved
+            against (follow-ups and reminders); ``None``: the time it is processed.
+        channel_id: The channel (or DM channel) it was written in: where a follow-up
+            found in it is sent.
     """
 
     user_id: int
@@ -108,6 +115,8 @@ class UserMessage:
     guild_id: int | None = None
     author_name: str | None = None
     context: tuple[str, ...] = field(default=())
+    created_at: datetime | None = None
+    channel_id: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.user_id, bool) or not isinstance(self.user_id, int):
@@ -123,6 +132,10 @@ class UserMessage:
         if isinstance(self.context, str):
             raise InvalidInputError("context must be a sequence of lines, not one string")
         object.__setattr__(self, "context", tuple(str(line) for line in self.context))
+        if self.created_at is not None and (
+            not isinstance(self.created_at, datetime) or self.created_at.tzinfo is None
+        ):
+            raise InvalidInputError("created_at must be a timezone-aware datetime or None")
 
     @property
     def sampling_key(self) -> str:
@@ -259,12 +272,72 @@ class ExtractedFact(BaseModel):
         return value
 
 
+EventKind = Literal["followup", "reminder", "birthday"]
+"""What a found event is: something coming to ask about afterwards, a reminder the
+author asked for, their birthday."""
+_EVENT_KINDS = ("followup", "reminder", "birthday")
+_MAX_EVENT_CHARS = 200
+
+
+class ExtractedEvent(BaseModel):
+    """An upcoming thing in the author's life, as the memory model writes it.
+
+    The model copies the day as the author wrote it (``when``: "Friday", "next week",
+    "March 14"); code resolves it against the message's time, never the model.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    kind: EventKind = Field("followup", description="followup, reminder or birthday.")
+    what: str = Field("", description="What it is, short, second person ('your job interview').")
+    when: str = Field("", description="The day exactly as the author wrote it.")
+    question: str | None = Field(
+        None, description="For a followup: the question to ask afterwards."
+    )
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _known_kind(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().lower().replace("-", "").replace("_", "").replace(" ", "")
+            return value if value in _EVENT_KINDS else "followup"
+        return value
+
+    @field_validator("what", "when", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        return "" if value is None else str(value) if isinstance(value, int | float) else value
+
+
 class ExtractionReply(BaseModel):
     """The memory model's whole answer to an extraction prompt."""
 
     model_config = ConfigDict(extra="ignore")
 
     facts: list[ExtractedFact] = Field(description="The facts; empty when there are none.")
+    events: list[ExtractedEvent] = Field(
+        default_factory=list, description="Upcoming things to follow up; often empty."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateEvent:
+    """An event found in a message, its day still the author's words.
+
+    Attributes:
+        kind: ``followup``, ``reminder`` or ``birthday``.
+        what: What it is about.
+        when: The day as written ("Friday"), resolved later against the message's
+            time and the author's time zone.
+        question: The follow-up question, if the model wrote one.
+        recurrence: ``none``, ``weekly``, ``monthly`` or ``yearly``.
+    """
+
+    kind: EventKind
+    what: str
+    when: str
+    question: str | None = None
+    recurrence: Literal["none", "weekly", "monthly", "yearly"] = "none"
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,13 +405,20 @@ class FactExtractor:
         self._max_tokens = max_tokens
 
     async def extract(self, message: UserMessage) -> list[CandidateFact]:
+        """The facts ``message`` reveals about its author (see :meth:`extract_all`)."""
+        return (await self.extract_all(message))[0]
+
+    async def extract_all(
+        self, message: UserMessage
+    ) -> tuple[list[CandidateFact], list[CandidateEvent]]:
         """The facts ``message`` reveals about its author, most important first.
 
         Args:
             message: The message (its skips and sampling are the caller's business).
 
         Returns:
-            At most ``max_facts`` cleaned facts; ``[]`` when there are none.
+            At most ``max_facts`` cleaned facts, and the upcoming events the message
+            mentions (at most ``max_facts``, their days as written).
 
         Raises:
             LLMOutputError: The model's answer was not valid, even after one retry.
@@ -353,7 +433,27 @@ class FactExtractor:
             temperature=self._temperature,
             max_tokens=self._max_tokens,
         )
-        return self.clean(reply.facts)
+        return self.clean(reply.facts), self.clean_events(reply.events)
+
+    def clean_events(self, events: Sequence[ExtractedEvent]) -> list[CandidateEvent]:
+        """The model's events trimmed; those without a subject or a day dropped."""
+        kept: list[CandidateEvent] = []
+        for event in events[: self.max_facts]:
+            what = clean_fact_text(event.what)[:_MAX_EVENT_CHARS]
+            when = clean_fact_text(event.when)[:_MAX_EVENT_CHARS]
+            if not what or not when:
+                continue
+            question = clean_fact_text(event.question or "")[:_MAX_EVENT_CHARS] or None
+            kept.append(
+                CandidateEvent(
+                    event.kind,
+                    what,
+                    when,
+                    question,
+                    "yearly" if event.kind == "birthday" else "none",
+                )
+            )
+        return kept
 
     def clean(
         self, facts: Sequence[ExtractedFact], *, now: datetime | None = None

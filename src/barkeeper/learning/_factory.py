@@ -25,7 +25,7 @@ from barkeeper.embeddings import (
     OpenAIEmbedder,
 )
 from barkeeper.errors import ConfigError
-from barkeeper.learning._manager import AsyncCloseable, MemoryManager
+from barkeeper.learning._manager import AsyncCloseable, EventSink, MemoryManager
 from barkeeper.llm import OpenAIChatModel, load_token_tables
 from barkeeper.memory import MemoryStore
 
@@ -89,7 +89,11 @@ def build_memory_store(db: Database, settings: Settings) -> MemoryStore:
 
 
 def build_memory_manager(
-    db: Database, settings: Settings, *, model: OpenAIChatModel | None = None
+    db: Database,
+    settings: Settings,
+    *,
+    model: OpenAIChatModel | None = None,
+    events: EventSink | None = None,
 ) -> MemoryManager:
     """A :class:`MemoryManager` with the configured store, model and extraction rate.
 
@@ -101,6 +105,7 @@ def build_memory_manager(
         db: The database (migrated).
         settings: The settings.
         model: The memory model if already built (else :func:`build_memory_model`).
+        events: Where follow-ups, reminders and birthdays found go (``None``: not looked for).
 
     Raises:
         ConfigError: A setting is invalid, or the tokenizer package is missing.
@@ -117,4 +122,6 @@ def build_memory_manager(
     if model is None:
         model = build_memory_model(settings)
         owned.append(model)
-    return MemoryManager(store, model, extraction_rate=settings.fact_extraction_rate, owns=owned)
+    return MemoryManager(
+        store, model, extraction_rate=settings.fact_extraction_rate, owns=owned, events=events
+    )

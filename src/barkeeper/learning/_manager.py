@@ -44,6 +44,7 @@ from barkeeper.learning._consolidation import (
     duplicate_kind,
 )
 from barkeeper.learning._extraction import (
+    CandidateEvent,
     CandidateFact,
     FactExtractor,
     SkipReason,
@@ -51,10 +52,11 @@ from barkeeper.learning._extraction import (
     is_sampled,
     skip_reason,
 )
+from barkeeper.learning._reminders import birthday_event, parse_reminder
 from barkeeper.llm import ChatModel
 from barkeeper.memory import Memory, MemoryStore, MemoryType
 
-__all__ = ["AsyncCloseable", "MemoryManager", "MemoryOutcome", "OutcomeStatus"]
+__all__ = ["AsyncCloseable", "EventSink", "MemoryManager", "MemoryOutcome", "OutcomeStatus"]
 
 _log = logging.getLogger(__name__)
 
@@ -74,6 +76,14 @@ class AsyncCloseable(Protocol):
         ...
 
 
+class EventSink(Protocol):
+    """Where events found in a message go (the bot's follow-up scheduler)."""
+
+    async def schedule_events(self, message: UserMessage, events: Sequence[CandidateEvent]) -> int:
+        """Schedule ``events`` found in ``message`` for its author; returns how many."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class MemoryOutcome:
     """What processing one message did.
@@ -88,6 +98,8 @@ class MemoryOutcome:
         changes: The changes made to the author's memories.
         error: What went wrong, when ``failed``.
         retryable: The failure was a rate limit or an outage: trying later may work.
+        events: The follow-ups, reminders and birthdays found (handed to the event
+            sink, which resolves their days and may decline some).
     """
 
     status: OutcomeStatus
@@ -97,6 +109,7 @@ class MemoryOutcome:
     changes: tuple[MemoryChange, ...] = ()
     error: str | None = None
     retryable: bool = False
+    events: tuple[CandidateEvent, ...] = ()
 
 
 class MemoryManager:
@@ -138,10 +151,12 @@ class MemoryManager:
         extractor: FactExtractor | None = None,
         consolidator: Consolidator | None = None,
         owns: Sequence[AsyncCloseable] = (),
+        events: EventSink | None = None,
     ) -> None:
         if not 0.0 <= extraction_rate <= 1.0:
             raise InvalidInputError(f"extraction_rate must be within 0..1, not {extraction_rate}")
         self._owned = list(owns)
+        self.events = events
         self.store = store
         self.extraction_rate = extraction_rate
         self.extractor = extractor or FactExtractor(model)
@@ -183,22 +198,34 @@ class MemoryManager:
                 one transaction, so none of them was kept.
         """
         command = parse_memory_command(message.text)
+        reminder = parse_reminder(message.text) if self.events is not None else None
+        found: list[CandidateEvent] = [reminder] if reminder is not None else []
+        if reminder is not None:
+            await self._schedule(message, found)
         if command is not None:
             try:
-                return await self.execute(message, command)
+                outcome = await self.execute(message, command)
+                births = self._birthdays(outcome.changes)
+                await self._schedule(message, births)
+                return outcome
             except InvalidInputError as exc:  # e.g. a fact too long to be one memory
                 _log.info("memory request of message %s refused: %s", message.message_id, exc)
                 return MemoryOutcome("failed", command=command, error=str(exc))
         reason = skip_reason(message.text)
         if reason is not None:
-            return MemoryOutcome("skipped", skip_reason=reason)
+            return MemoryOutcome("skipped", skip_reason=reason, events=tuple(found))
         if not is_sampled(message.sampling_key, self.extraction_rate):
-            return MemoryOutcome("not_sampled")
+            return MemoryOutcome("not_sampled", events=tuple(found))
         facts: list[CandidateFact] = []
         try:
-            facts = await self.extractor.extract(message)
+            facts, events = await self.extractor.extract_all(message)
+            if reminder is not None:  # the request was scheduled already, by the rule
+                events = [e for e in events if e.kind == "birthday"]
+            if self.events is not None:
+                await self._schedule(message, events)
+                found.extend(events)
             if not facts:
-                return MemoryOutcome("extracted")
+                return MemoryOutcome("extracted", events=tuple(found))
             changes = await self.consolidator.consolidate(
                 message.user_id,
                 facts,
@@ -214,7 +241,35 @@ class MemoryManager:
                 "message %s: its author was forgotten since; nothing learnt", message.message_id
             )
             return MemoryOutcome("skipped", skip_reason="forgotten", facts=tuple(facts))
-        return MemoryOutcome("extracted", facts=tuple(facts), changes=tuple(changes))
+        births = self._birthdays(changes)
+        await self._schedule(message, births)
+        return MemoryOutcome(
+            "extracted",
+            facts=tuple(facts),
+            changes=tuple(changes),
+            events=tuple(found + births),
+        )
+
+    def _birthdays(self, changes: Sequence[MemoryChange]) -> list[CandidateEvent]:
+        """Yearly birthday events from memories just added or updated."""
+        if self.events is None:
+            return []
+        found = []
+        for change in changes:
+            if change.memory is not None and change.action in ("add", "update", "confirm"):
+                event = birthday_event(change.memory.content)
+                if event is not None:
+                    found.append(event)
+        return found[:1]
+
+    async def _schedule(self, message: UserMessage, events: Sequence[CandidateEvent]) -> None:
+        """Hand events to the sink; its failure never costs the memory work."""
+        if self.events is None or not events:
+            return
+        try:
+            await self.events.schedule_events(message, events)
+        except Exception:
+            _log.exception("scheduling events of message %s failed", message.message_id)
 
     @staticmethod
     def _failed(

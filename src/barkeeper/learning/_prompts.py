@@ -65,9 +65,17 @@ it ends); null otherwise.
 attachment_pattern (how they bond with or hold on to people), grief_context (a loss \
 they are grieving), coping_mechanism (how they handle pain or stress).
 
+- events: things coming up in the author's own life that a friend would ask about \
+afterwards (an interview, an exam, a surgery, a trip, a match), and their birthday. \
+kind: "followup" or "birthday". what: short, in the second person ("your job \
+interview"). when: the day EXACTLY as the author wrote it ("Friday", "next week", \
+"March 14"); never compute a date. question: for a followup, the short warm question \
+to ask afterwards ("How did the job interview go?"). No day mentioned: no event.
+
 Reply with one JSON object: {"facts": [{"type": ..., "content": ..., "confidence": ..., \
-"importance": ..., "temporal_relevance": ..., "expires_in_days": ...}]}. \
-No facts: {"facts": []}."""
+"importance": ..., "temporal_relevance": ..., "expires_in_days": ...}], "events": \
+[{"kind": ..., "what": ..., "when": ..., "question": ...}]}. \
+No facts: {"facts": [], "events": []}."""
 
 CONSOLIDATION_SYSTEM = """\
 You keep one person's long-term memory consistent. You get new facts just learnt about \
