@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from barkeeper.agent import build_agent
-from barkeeper.bot import Barkeeper
+from barkeeper.bot import Barkeeper, FollowupSink, build_followups
 from barkeeper.config import Settings, load_settings
 from barkeeper.db import Database
 from barkeeper.embeddings import HashingEmbedder
@@ -50,11 +51,17 @@ class Rig:
 
 @contextlib.asynccontextmanager
 async def bot_rig(
-    db: Database, emu_spec: EmulatorSpec | None = None, *, learn: bool = False, **env: Any
+    db: Database,
+    emu_spec: EmulatorSpec | None = None,
+    *,
+    learn: bool = False,
+    clock: Callable[[], datetime] | None = None,
+    **env: Any,
 ) -> AsyncIterator[Rig]:
     """A :class:`Barkeeper` started in-process against an emulator and a scripted model.
 
     ``learn``: answered messages go to a real memory worker (extraction rate 1).
+    ``clock``: the follow-up scheduler's clock (default: the real time).
     """
     async with DiscordEmulator(emu_spec or spec()) as emu, LLMServer() as llm:
         options: dict[str, Any] = {
@@ -76,7 +83,11 @@ async def bot_rig(
             timeout=5,
             retry_policy=FAST_RETRY,
         )
-        manager = MemoryManager(memories, model, extraction_rate=1.0) if learn else None
+        followups = build_followups(db, settings, clock=clock)
+        sink = FollowupSink(followups) if followups is not None else None
+        manager = (
+            MemoryManager(memories, model, extraction_rate=1.0, events=sink) if learn else None
+        )
         worker = MemoryWorker(manager, retry_delay=0.1) if manager is not None else None
         agent = build_agent(
             db,
@@ -92,6 +103,7 @@ async def bot_rig(
             memories=memories,
             worker=worker,
             manager=manager,
+            followups=followups,
             guild_ready_timeout=0.1,
         )
         if worker is not None:

@@ -319,11 +319,11 @@ def local_moment(day: date, at: time, zone: ZoneInfo) -> datetime:
     by the gap; an ambiguous one (repeated by a fall-back change) is the first.
     """
     naive = datetime.combine(day, at)
-    moment = naive.replace(tzinfo=zone, fold=0)
-    utc = moment.astimezone(UTC)
-    if utc.astimezone(zone).replace(tzinfo=None) != naive:  # in a gap: normalise forward
-        utc = naive.replace(tzinfo=zone, fold=1).astimezone(UTC)
-    return utc
+    candidates = [naive.replace(tzinfo=zone, fold=f).astimezone(UTC) for f in (0, 1)]
+    real = [c for c in candidates if c.astimezone(zone).replace(tzinfo=None) == naive]
+    # Ambiguous: both are real, the earlier is the first. In a gap: neither is; the
+    # later one is the time read with the offset before the change (moved forward).
+    return min(real) if real else max(candidates)
 
 
 @dataclass(frozen=True, slots=True)
