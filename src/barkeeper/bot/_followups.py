@@ -128,6 +128,7 @@ class FollowupsCog(commands.GroupCog, group_name="followups"):
         #: Events this process sent (or found sent, after taking a claim over).
         self.sent = 0
         self._task: asyncio.Task[None] | None = None
+        self._round = asyncio.Condition()
         super().__init__()
 
     async def cog_load(self) -> None:
@@ -153,8 +154,16 @@ class FollowupsCog(commands.GroupCog, group_name="followups"):
                 raise
             except Exception:
                 _log.exception("follow-up delivery round failed")
-            self.rounds += 1
+            async with self._round:
+                self.rounds += 1
+                self._round.notify_all()
             await asyncio.sleep(self.poll)
+
+    async def wait_rounds(self, count: int = 1) -> None:
+        """Wait until ``count`` more delivery rounds are complete."""
+        target = self.rounds + count
+        async with self._round:
+            await self._round.wait_for(lambda: self.rounds >= target)
 
     async def deliver_due(self) -> int:
         """Claim what is due and send it; returns how many were delivered."""

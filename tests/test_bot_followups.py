@@ -1,0 +1,181 @@
+"""Follow-ups end to end: a person mentions an interview on Friday in a channel, the
+memory extraction (scripted model) finds it, the clock passes Friday, and with TWO bot
+instances (two gateway sessions, two database pools' worth of claims) running exactly
+one follow-up arrives where it came up; ``/followups off`` stops the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import discord
+
+from barkeeper.agent import build_agent
+from barkeeper.bot import Barkeeper, FollowupsCog, build_followups
+from barkeeper.companion import Followups
+from barkeeper.db import Database
+from barkeeper.embeddings import HashingEmbedder
+from barkeeper.llm import OpenAIChatModel
+from barkeeper.memory import MemoryStore
+from barkeeper.testing.discord import running_client
+from barkeeper.testing.llm import Reply
+from tests._bot import FAST_RETRY, WAIT, Rig, bot_rig
+from tests.test_extraction import fact
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@contextlib.asynccontextmanager
+async def second_bot(rig: Rig, clock: Clock) -> AsyncIterator[Barkeeper]:
+    """Another Barkeeper on the same database and emulator: a second bot process."""
+    model = OpenAIChatModel(
+        base_url=rig.llm.base_url,
+        api_key="test",
+        model="test-model",
+        timeout=5,
+        retry_policy=FAST_RETRY,
+    )
+    memories = MemoryStore(rig.db, HashingEmbedder())
+    agent = build_agent(rig.db, rig.settings, model=model, memories=memories)
+    bot = Barkeeper(
+        db=rig.db,
+        settings=rig.settings,
+        agent=agent,
+        memories=memories,
+        followups=build_followups(rig.db, rig.settings, clock=clock),
+        guild_ready_timeout=0.1,
+    )
+    try:
+        async with running_client(rig.emu, bot, timeout=WAIT):
+            yield bot
+    finally:
+        await agent.aclose()
+        await model.aclose()
+
+
+async def _rounds(cogs: list[FollowupsCog], more: int = 2) -> None:
+    """Wait until every delivery loop has completed ``more`` further rounds."""
+    async with asyncio.timeout(WAIT):
+        await asyncio.gather(*(c.wait_rounds(more) for c in cogs))
+
+
+async def test_an_interview_on_friday_gets_exactly_one_followup_from_two_bots(
+    db: Database,
+) -> None:
+    clock = Clock()
+    async with bot_rig(db, learn=True, clock=clock, followup_poll=0.02) as rig:
+        alice = rig.emu.person("alice")
+        channel = rig.emu.channel_ids()[0]
+        rig.llm.script(
+            "Good luck on Friday!",
+            Reply.json(
+                {
+                    "facts": [fact("Has a job interview on Friday", "work")],
+                    "events": [
+                        {
+                            "kind": "followup",
+                            "what": "your job interview",
+                            "when": "Friday",
+                            "question": "How did the job interview go?",
+                        },
+                        {
+                            "kind": "followup",
+                            "what": "your driving test",
+                            "when": "next month",
+                            "question": "Did you pass the driving test?",
+                        },
+                    ],
+                }
+            ),
+        )
+        said = alice.send(
+            channel,
+            "my job interview is on Friday and my driving test next month, wish me luck",
+            mention_bot=True,
+        )
+        reply = await rig.emu.wait_for_reply(said, timeout=WAIT)
+        await rig.bot.wait_idle()
+        assert rig.bot.worker is not None
+        await rig.bot.worker.drain()
+        followups = rig.bot.followups
+        assert isinstance(followups, Followups)
+        user = await rig.bot.people.get_by_discord_id(alice.id)
+        assert user is not None
+        events = await followups.list_events(user.id)
+        assert [e.title for e in events] == ["your job interview", "your driving test"]
+        interview = events[0]
+        # Friday resolved against the message's own time, the day after at 10:00.
+        sent_at = discord.utils.snowflake_time(said.id)
+        friday = sent_at.date() + timedelta(days=(4 - sent_at.weekday()) % 7 or 7)
+        assert interview.trigger_at == datetime.combine(
+            friday + timedelta(days=1), datetime.min.time(), UTC
+        ) + timedelta(hours=10)
+        assert interview.channel_id == channel
+
+        async with second_bot(rig, clock) as other:
+            cogs = [rig.bot.followups_cog, other.followups_cog]
+            assert all(isinstance(c, FollowupsCog) for c in cogs)
+            running = [c for c in cogs if c is not None]
+            clock.now = interview.trigger_at - timedelta(minutes=1)
+            await _rounds(running)
+            assert rig.emu.bot_messages(channel, after=reply.id) == []  # not before its time
+            clock.now = interview.trigger_at + timedelta(minutes=1)
+            (arrived,) = await rig.emu.wait_for_bot_messages(channel, 1, after=reply, timeout=WAIT)
+            await _rounds(running, 3)  # both loops keep claiming: nothing more comes
+            assert rig.emu.bot_messages(channel, after=reply.id) == [arrived]
+            assert arrived.content == (
+                f"<@{alice.id}> You mentioned your job interview. How did the job interview go?"
+            )
+            assert sum(c.sent for c in running) == 1
+        # The second process is gone; the first answers /followups.
+        listed = alice.invoke("followups list", channel)
+        shown = (await listed.wait_for_response(timeout=WAIT)).content
+        assert "your driving test" in shown and "your job interview" not in shown
+        bob = rig.emu.person("bob").invoke("followups list", channel)
+        assert "Nothing is scheduled" in (await bob.wait_for_response(timeout=WAIT)).content
+        off = alice.invoke("followups off", channel)
+        said_off = (await off.wait_for_response(timeout=WAIT)).content
+        assert "cancelled 1" in said_off and off.ephemeral
+        # The driving test's day passes: nothing more is sent.
+        clock.now = events[1].trigger_at + timedelta(days=1)
+        cog = rig.bot.followups_cog
+        assert cog is not None
+        await _rounds([cog], 3)
+        assert rig.emu.bot_messages(channel, after=arrived.id) == []
+        assert [e.status for e in await followups.list_events(user.id, include_done=True)] == [
+            "sent",
+            "cancelled",
+        ]
+        on = alice.invoke("followups on", channel)
+        assert "on" in (await on.wait_for_response(timeout=WAIT)).content
+
+
+async def test_a_reminder_asked_for_in_a_dm_arrives_in_the_dm(db: Database) -> None:
+    clock = Clock()
+    async with bot_rig(db, learn=True, clock=clock, followup_poll=0.02) as rig:
+        alice = rig.emu.person("alice")
+        dm = alice.dm_channel.id
+        rig.llm.script("I will.", Reply.json({"facts": [], "events": []}))
+        said = alice.send(dm, "remind me tomorrow at 6pm to call mum")
+        reply = await rig.emu.wait_for_reply(said, timeout=WAIT)
+        await rig.bot.wait_idle()
+        assert rig.bot.worker is not None
+        await rig.bot.worker.drain()
+        followups = rig.bot.followups
+        assert followups is not None
+        user = await rig.bot.people.get_by_discord_id(alice.id)
+        assert user is not None
+        (event,) = await followups.list_events(user.id)
+        assert (event.kind, event.title, event.guild_id) == ("reminder", "call mum", None)
+        assert event.trigger_at.astimezone(UTC).hour == 18
+        clock.now = event.trigger_at
+        (arrived,) = await rig.emu.wait_for_bot_messages(dm, 1, after=reply, timeout=WAIT)
+        assert arrived.content == "A reminder, as you asked: call mum."
