@@ -14,7 +14,7 @@ import discord
 
 from barkeeper.agent import build_agent
 from barkeeper.bot import Barkeeper, FollowupsCog, build_followups
-from barkeeper.companion import Followups
+from barkeeper.companion import FollowupRules, Followups
 from barkeeper.db import Database
 from barkeeper.embeddings import HashingEmbedder
 from barkeeper.llm import OpenAIChatModel
@@ -179,3 +179,49 @@ async def test_a_reminder_asked_for_in_a_dm_arrives_in_the_dm(db: Database) -> N
         clock.now = event.trigger_at
         (arrived,) = await rig.emu.wait_for_bot_messages(dm, 1, after=reply, timeout=WAIT)
         assert arrived.content == "A reminder, as you asked: call mum."
+
+
+async def test_claims_left_by_a_dead_process_are_sent_once_after_the_lease(
+    db: Database,
+) -> None:
+    """A process claimed two events and died: after sending one, before sending the
+    other. After the lease the bot takes both over: the one already in the channel is
+    found there and not sent again; the other is sent."""
+    clock = Clock()
+    async with bot_rig(
+        db, clock=clock, followup_poll=0.02, followup_lease=60, quiet_hours="off"
+    ) as rig:
+        alice = rig.emu.person("alice")
+        channel = rig.emu.channel_ids()[0]
+        guild = rig.emu.guild_ids()[0]
+        user = await rig.bot.people.get_or_create_discord_user(alice.id, username="alice")
+        due = clock.now + timedelta(minutes=10)
+        rules = FollowupRules(lease=timedelta(seconds=60), quiet_hours=None)
+        dead = Followups(db, rules, clock=clock)
+        for title in ("water the basil", "feed the cat"):
+            await dead.create(user.id, "reminder", title, due, guild_id=guild, channel_id=channel)
+        claims = await dead.claim_due(now=due)  # the bot's clock is still before `due`
+        assert len(claims) == 2
+        first, second = claims
+        target = rig.bot.get_channel(channel)
+        assert isinstance(target, discord.TextChannel) and first.event.body
+        before = rig.emu.bot_messages(channel)
+        await target.send(first.event.body)  # sent, then the process died
+        cog = rig.bot.followups_cog
+        assert cog is not None
+        clock.now = due + timedelta(seconds=30)
+        await _rounds([cog], 2)
+        assert len(rig.emu.bot_messages(channel)) == len(before) + 1  # the lease holds
+        clock.now = due + timedelta(seconds=61)
+        await rig.emu.wait_until(
+            lambda: len(rig.emu.bot_messages(channel)) == len(before) + 2,
+            timeout=WAIT,
+            what="the second reminder",
+        )
+        await _rounds([cog], 3)
+        bodies = [m.content for m in rig.emu.bot_messages(channel)[len(before) :]]
+        assert bodies == [first.event.body, second.event.body]
+        rows = await dead.list_events(user.id, include_done=True)
+        assert {(e.status, e.attempts, e.claimed_by) for e in rows} == {
+            ("sent", 2, cog.followups.owner)
+        }
