@@ -35,7 +35,6 @@ from barkeeper.learning._consolidation import (
 from barkeeper.learning._extraction import (
     CandidateEvent,
     CandidateFact,
-    EventKind,
     FactExtractor,
     SkipReason,
     UserMessage,
@@ -58,7 +57,6 @@ __all__ = [
     "CommandKind",
     "Consolidator",
     "DuplicateKind",
-    "EventKind",
     "EventSink",
     "FactExtractor",
     "MemoryChange",
