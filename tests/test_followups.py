@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from barkeeper.bot import FollowupSink
 from barkeeper.companion import (
     FollowupRules,
     Followups,
@@ -24,9 +25,20 @@ from barkeeper.companion import (
     resolve_when,
 )
 from barkeeper.db import Database
+from barkeeper.embeddings import HashingEmbedder
 from barkeeper.errors import InvalidInputError
-from barkeeper.learning import birthday_event, parse_reminder
+from barkeeper.learning import (
+    FactExtractor,
+    MemoryManager,
+    UserMessage,
+    birthday_event,
+    parse_reminder,
+)
+from barkeeper.learning._extraction import ExtractionReply
+from barkeeper.llm import OpenAIChatModel
+from barkeeper.memory import MemoryStore
 from barkeeper.privacy import Privacy
+from barkeeper.testing.llm import LLMServer
 
 UTC_ZONE = ZoneInfo("UTC")
 LISBON = ZoneInfo("Europe/Lisbon")
@@ -422,3 +434,62 @@ async def test_events_are_in_the_privacy_export_and_gone_after_forget(db: Databa
     async with db.acquire() as conn:
         left = await conn.fetchval("SELECT count(*) FROM scheduled_events")
     assert left == 0
+
+
+# --- finding them: the memory manager hands events to the scheduler --------------------
+
+
+async def test_reminders_outside_sampling_and_birthdays_from_memories(db: Database) -> None:
+    uid = await _person(db)
+    followups = _followups(db, Clock(TUESDAY))
+    async with LLMServer() as llm:
+        model = OpenAIChatModel(base_url=llm.base_url, api_key="k", model="m", timeout=5)
+        manager = MemoryManager(
+            MemoryStore(db, HashingEmbedder()),
+            model,
+            extraction_rate=0.0,  # no message is sampled: the rules still work
+            events=FollowupSink(followups),
+        )
+        try:
+            asked = UserMessage(
+                uid,
+                "remind me Monday to call mum",
+                message_id=1,
+                guild_id=GUILD,
+                created_at=TUESDAY,
+                channel_id=CHANNEL,
+            )
+            outcome = await manager.process(asked)
+            assert outcome.status == "not_sampled" and len(outcome.events) == 1
+            await manager.process(asked)  # processed again: still one reminder
+            told = UserMessage(
+                uid, "remember that my birthday is March 14", message_id=2, created_at=TUESDAY
+            )
+            assert (await manager.process(told)).status == "remembered"
+        finally:
+            await model.aclose()
+        assert llm.chat_requests == []
+    events = await followups.list_events(uid)
+    assert [(e.kind, e.title, e.trigger_at, e.channel_id) for e in events] == [
+        ("reminder", "call mum", datetime(2026, 12, 7, 10, tzinfo=UTC), CHANNEL),
+        ("birthday", "your birthday", datetime(2027, 3, 14, 10, tzinfo=UTC), None),
+    ]
+
+
+async def test_a_malformed_event_is_dropped_and_the_facts_kept() -> None:
+    reply = ExtractionReply.model_validate(
+        {
+            "facts": [{"type": "work", "content": "Has an interview on Friday"}],
+            "events": [
+                {"kind": "party", "what": None, "when": "friday"},
+                {"kind": "Follow-up", "what": "your interview", "when": "Friday"},
+            ],
+        }
+    )
+    model = OpenAIChatModel(base_url="http://127.0.0.1:9", api_key="k", model="m")
+    extractor = FactExtractor(model)
+    await model.aclose()
+    assert [f.content for f in extractor.clean(reply.facts)] == ["Has an interview on Friday"]
+    events = extractor.clean_events(reply.events)
+    assert [(e.kind, e.what, e.when) for e in events] == [("followup", "your interview", "Friday")]
+    assert ExtractionReply.model_validate({"facts": []}).events == []
