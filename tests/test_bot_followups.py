@@ -179,6 +179,12 @@ async def test_a_reminder_asked_for_in_a_dm_arrives_in_the_dm(db: Database) -> N
         clock.now = event.trigger_at
         (arrived,) = await rig.emu.wait_for_bot_messages(dm, 1, after=reply, timeout=WAIT)
         assert arrived.content == "A reminder, as you asked: call mum."
+        # A birthday told with /remember is wished yearly, in the DM it was told in.
+        told = alice.invoke("remember", dm, options={"text": "My birthday is on 29 February"})
+        await told.wait_for_response(timeout=WAIT)
+        listed = alice.invoke("followups list", dm)
+        shown = (await listed.wait_for_response(timeout=WAIT)).content
+        assert "birthday, yearly: your birthday" in shown and "here in DMs" in shown
 
 
 async def test_claims_left_by_a_dead_process_are_sent_once_after_the_lease(

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from barkeeper.bot import FollowupSink
+from barkeeper.bot import FollowupSink, build_followups
 from barkeeper.companion import (
     FollowupRules,
     Followups,
@@ -24,9 +24,10 @@ from barkeeper.companion import (
     quiet_until,
     resolve_when,
 )
+from barkeeper.config import load_settings
 from barkeeper.db import Database
 from barkeeper.embeddings import HashingEmbedder
-from barkeeper.errors import InvalidInputError
+from barkeeper.errors import ConfigError, InvalidInputError
 from barkeeper.learning import (
     FactExtractor,
     MemoryManager,
@@ -493,3 +494,18 @@ async def test_a_malformed_event_is_dropped_and_the_facts_kept() -> None:
     events = extractor.clean_events(reply.events)
     assert [(e.kind, e.what, e.when) for e in events] == [("followup", "your interview", "Friday")]
     assert ExtractionReply.model_validate({"facts": []}).events == []
+
+
+async def test_the_followups_feature_and_the_settings(db: Database) -> None:
+    on = load_settings(quiet_hours="23:30-07:00", proactive_per_day=1, followup_hour=9)
+    followups = build_followups(db, on)
+    assert followups is not None
+    assert followups.rules.quiet_hours == QuietHours(time(23, 30), time(7))
+    assert (followups.rules.per_day, followups.rules.hour) == (1, time(9))
+    assert build_followups(db, load_settings(features="mood,opinions")) is None
+    assert build_followups(db, load_settings(companion=False)) is None
+    assert build_followups(db, load_settings(quiet_hours="off")).rules.quiet_hours is None  # type: ignore[union-attr]
+    with pytest.raises(ConfigError):
+        load_settings(quiet_hours="10pm-8am")
+    with pytest.raises(ConfigError):
+        load_settings(features="mood,reminders")

@@ -14,8 +14,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from barkeeper.agent import RunRecord
+from barkeeper.bot._followups import FollowupSink
 from barkeeper.companion import SENSITIVE_MEMORY_TYPES
 from barkeeper.errors import BarkeeperError, NotFoundError
+from barkeeper.learning import UserMessage, birthday_event
 from barkeeper.privacy import Privacy
 
 if TYPE_CHECKING:
@@ -152,6 +154,17 @@ class MemoryCog(commands.Cog):
             memory_id = (
                 await self.bot.memories.remember(user.id, text, guild_id=interaction.guild_id)
             ).id
+        followups = self.bot.followups
+        birthday = birthday_event(text) if followups is not None else None
+        if followups is not None and birthday is not None:  # a birthday: wished yearly
+            said = UserMessage(
+                user.id,
+                text,
+                guild_id=interaction.guild_id,
+                channel_id=interaction.channel_id,
+                created_at=interaction.created_at,
+            )
+            await FollowupSink(followups).schedule_events(said, [birthday])
         await self._say(interaction, f"Noted. I'll remember that (`#{memory_id}`).")
 
     @app_commands.command(name="forget", description="Forget one thing barkeeper remembers")
