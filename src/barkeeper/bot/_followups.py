@@ -37,7 +37,7 @@ from barkeeper.companion import (
 )
 from barkeeper.config import Settings
 from barkeeper.db import Database
-from barkeeper.errors import InvalidInputError
+from barkeeper.errors import BarkeeperError, InvalidInputError
 from barkeeper.learning import CandidateEvent, UserMessage
 
 if TYPE_CHECKING:
@@ -152,6 +152,8 @@ class FollowupsCog(commands.GroupCog, group_name="followups"):
                 await self.deliver_due()
             except asyncio.CancelledError:
                 raise
+            except BarkeeperError as exc:  # the database is down: try again next round
+                _log.warning("follow-up delivery round failed: %s", exc)
             except Exception:
                 _log.exception("follow-up delivery round failed")
             async with self._round:
