@@ -15,6 +15,7 @@ import discord
 from barkeeper.agent import build_agent
 from barkeeper.bot import Barkeeper, FollowupsCog, build_followups
 from barkeeper.companion import FollowupRules, Followups
+from barkeeper.config import load_settings
 from barkeeper.db import Database
 from barkeeper.embeddings import HashingEmbedder
 from barkeeper.llm import OpenAIChatModel
@@ -34,8 +35,19 @@ class Clock:
 
 
 @contextlib.asynccontextmanager
-async def second_bot(rig: Rig, clock: Clock) -> AsyncIterator[Barkeeper]:
-    """Another Barkeeper on the same database and emulator: a second bot process."""
+async def second_bot(rig: Rig, clock: Clock, server_url: str) -> AsyncIterator[Barkeeper]:
+    """Another Barkeeper on the same schema (its own pool) and emulator: a second process."""
+    async with (
+        Database.connect(
+            load_settings(), url=server_url, schema=rig.db.schema, min_size=1, max_size=4
+        ) as db,
+        _bot_on(rig, db, clock) as bot,
+    ):
+        yield bot
+
+
+@contextlib.asynccontextmanager
+async def _bot_on(rig: Rig, db: Database, clock: Clock) -> AsyncIterator[Barkeeper]:
     model = OpenAIChatModel(
         base_url=rig.llm.base_url,
         api_key="test",
@@ -43,14 +55,14 @@ async def second_bot(rig: Rig, clock: Clock) -> AsyncIterator[Barkeeper]:
         timeout=5,
         retry_policy=FAST_RETRY,
     )
-    memories = MemoryStore(rig.db, HashingEmbedder())
-    agent = build_agent(rig.db, rig.settings, model=model, memories=memories)
+    memories = MemoryStore(db, HashingEmbedder())
+    agent = build_agent(db, rig.settings, model=model, memories=memories)
     bot = Barkeeper(
-        db=rig.db,
+        db=db,
         settings=rig.settings,
         agent=agent,
         memories=memories,
-        followups=build_followups(rig.db, rig.settings, clock=clock),
+        followups=build_followups(db, rig.settings, clock=clock),
         guild_ready_timeout=0.1,
     )
     try:
@@ -68,7 +80,7 @@ async def _rounds(cogs: list[FollowupsCog], more: int = 2) -> None:
 
 
 async def test_an_interview_on_friday_gets_exactly_one_followup_from_two_bots(
-    db: Database,
+    db: Database, server_url: str
 ) -> None:
     clock = Clock()
     async with bot_rig(db, learn=True, clock=clock, followup_poll=0.02) as rig:
@@ -120,7 +132,7 @@ async def test_an_interview_on_friday_gets_exactly_one_followup_from_two_bots(
         ) + timedelta(hours=10)
         assert interview.channel_id == channel
 
-        async with second_bot(rig, clock) as other:
+        async with second_bot(rig, clock, server_url) as other:
             cogs = [rig.bot.followups_cog, other.followups_cog]
             assert all(isinstance(c, FollowupsCog) for c in cogs)
             running = [c for c in cogs if c is not None]
