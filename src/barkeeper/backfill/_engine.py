@@ -361,12 +361,19 @@ class Backfill:
 
     # --- the run ---------------------------------------------------------------------
 
-    async def run(self, channel_ids: Sequence[int] | None = None) -> BackfillResult:
+    async def run(
+        self,
+        channel_ids: Sequence[int] | None = None,
+        *,
+        include: Callable[[ChannelInfo], bool] | None = None,
+    ) -> BackfillResult:
         """Backfill (and sync) channels.
 
         Args:
             channel_ids: the channels; ``None`` means every text channel of every
                 server the bot is in.
+            include: when listing every channel (``channel_ids`` is ``None``), keep
+                only those it accepts (a sharded bot: the servers of its shards).
 
         Returns:
             One :class:`ChannelResult` per channel. A channel that fails does not
@@ -381,6 +388,8 @@ class Backfill:
         async with ChannelLocks.open(self._db) as locks:
             run_started = await self._db_now()
             channels = await self._select(channel_ids)
+            if channel_ids is None and include is not None:
+                channels = [c for c in channels if include(c)]
             _log.info("Found %d channels to backfill", len(channels))
             self._emit(ProgressEvent("found", total=len(channels), target=self.target))
             semaphore = asyncio.Semaphore(self.concurrency)
