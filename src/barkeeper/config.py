@@ -255,6 +255,9 @@ class Settings(BaseSettings):
     message_sync_limit: Annotated[int, Field(ge=0, le=100_000)] = Field(
         200, validation_alias=AliasChoices("MESSAGE_SYNC_LIMIT")
     )
+    backfill_verify_pages: Annotated[int, Field(ge=0, le=10_000)] = Field(
+        2, validation_alias=AliasChoices("BACKFILL_VERIFY_PAGES")
+    )
 
     # --- conversations and companion (Loyal Companion / VoltAgent) ----------------
     conversation_timeout_minutes: Annotated[float, Field(gt=0, le=525_600)] = Field(
