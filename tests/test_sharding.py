@@ -45,9 +45,13 @@ SHARDS = 4
 HISTORY = 5  # messages per channel before the bots start
 
 
+BASE_MS = 1_700_000_000_000
+CAROL = make_snowflake(BASE_MS - 10**6)  # an admin of both processes
+
+
 def _world() -> ExplicitContent:
-    base_ms = 1_700_000_000_000
-    carol = ExplicitUser(id=make_snowflake(base_ms - 10**6), username="carol")
+    base_ms = BASE_MS
+    carol = ExplicitUser(id=CAROL, username="carol")
     guilds = []
     for n in range(SHARDS * 2):  # ids one millisecond apart: two guilds per shard
         channels = [
@@ -85,6 +89,7 @@ async def _process(
         llm_model="test-model",
         stream_interval=1.0,
         user_rate=0,  # alice asks in every channel at once
+        admin_ids=str(CAROL),
         **env,
     )
     memories = MemoryStore(db, HashingEmbedder())
@@ -196,6 +201,13 @@ async def _two_processes(db: Database, second_pool: Database, emu_spec: Any) -> 
             interaction = alice.invoke("memories", channel)
             answer = await interaction.wait_for_response(timeout=WAIT)
             assert answer.content and interaction.followups == []
+
+        # /barkeeper status names the process's shards.
+        for process, shards in ((one, "0, 1"), (two, "2, 3")):
+            channel = next(c for c in guild_of if owner[shard_of(guild_of[c], SHARDS)] is process)
+            status = emu.person("carol").invoke("barkeeper status", channel)
+            text = (await status.wait_for_response(timeout=WAIT)).content
+            assert f"Shards: {shards} of {SHARDS} (this process)" in text
 
         # Memory work: each process extracts from the messages it answered.
         for process in (one, two):
