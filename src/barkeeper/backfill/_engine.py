@@ -901,8 +901,19 @@ class Backfill:
             before = work.sync_bottom
             if before is None and work.fresh_from_top:
                 before = work.before
+        result = work.result
         after = await self._verify_walk(work, locks, before=before, max_pages=self.verify_pages)
         await self._cursors.set(cid, after)
+        if result.verify_pages:
+            _page_log.info(
+                "⟳ Verified %d older messages of %s: %d corrected, %d deleted, %d requests%s",
+                result.verified,
+                _label(work.info, result),
+                result.verify_updated,
+                result.verify_deleted,
+                result.verify_pages,
+                " (reached the oldest; next run starts over)" if after is None else "",
+            )
 
     async def _verify_walk(
         self, work: _Work, locks: ChannelLocks, *, before: int | None, max_pages: int | None
