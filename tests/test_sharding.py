@@ -34,6 +34,7 @@ from barkeeper.testing.discord import (
     ExplicitGuild,
     ExplicitMessage,
     ExplicitUser,
+    discord_py_pointed_at,
     make_snowflake,
     running_client,
     shard_of,
@@ -229,3 +230,36 @@ def test_shard_settings_are_checked() -> None:
         load_settings(shard_count=2, shard_ids="0,2")
     with pytest.raises(ConfigError, match="not a shard id"):
         load_settings(shard_count=2, shard_ids="one")
+
+
+async def test_a_configured_gateway_wins_over_the_recommended_one(db: Database) -> None:
+    # REST through "localhost", the gateway configured as 127.0.0.1: GET /gateway/bot
+    # answers a localhost URL (the host REST was asked on), which must not be dialled.
+    async with DiscordEmulator(spec()) as emu, LLMServer() as llm:
+        assert emu.host == "127.0.0.1"
+        api_base = emu.base_url.replace("127.0.0.1", "localhost")
+        settings = load_settings(
+            discord_token=emu.token,
+            discord_api_base=api_base,
+            discord_gateway_url=emu.gateway_url,
+            llm_base_url=llm.base_url,
+            llm_api_key="test",
+            backfill_on_start=False,
+        )
+        memories = MemoryStore(db, HashingEmbedder())
+        agent = build_agent(db, settings, memories=memories)
+        bot = Barkeeper(
+            db=db, settings=settings, agent=agent, memories=memories, guild_ready_timeout=0.1
+        )
+        with discord_py_pointed_at(api_base, gateway_url=emu.gateway_url):
+            task = asyncio.create_task(bot.start(emu.token))
+            try:
+                await asyncio.wait_for(bot.wait_until_ready(), WAIT)
+                (session,) = emu.gateway.sessions(connected=True)
+                assert session.connection is not None
+                assert session.connection.request.host.startswith("127.0.0.1:")
+                assert bot.shard_count == 1
+            finally:
+                await bot.close()
+                await asyncio.wait_for(task, WAIT)
+                await agent.aclose()

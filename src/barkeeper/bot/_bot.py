@@ -166,6 +166,16 @@ class Barkeeper(commands.AutoShardedBot):
         if not initial and self._identify_delay > 0:
             await asyncio.sleep(self._identify_delay)
 
+    async def launch_shards(self) -> None:
+        """Start the shards; ``DISCORD_GATEWAY_URL`` is dialled even when Discord picks the count.
+
+        discord.py takes the gateway URL of ``GET /gateway/bot`` along with the
+        recommended shard count; a configured gateway (a proxy) must win over it.
+        """
+        if self.shard_count is None and self.settings.discord_gateway_url is not None:
+            self.shard_count, _, _ = await self.http.get_bot_gateway()
+        await super().launch_shards()
+
     @property
     def own_shards(self) -> frozenset[int] | None:
         """The shard ids this process runs (``None`` until the shard count is known)."""
