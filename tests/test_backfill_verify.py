@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from barkeeper.backfill import Backfill, BackfillResult, DiscordHistorySource
+from barkeeper.backfill import Backfill, BackfillResult, DiscordHistorySource, ProgressEvent
 from barkeeper.db import Database
 from barkeeper.history import MessageStore
 from barkeeper.testing.discord import DiscordEmulator
@@ -105,3 +105,27 @@ async def test_cli_verify_reports_its_cost(db: Database, server_url: str, tmp_pa
         assert "Verify: 1/1 channels successful" in out
         assert "Verification: 149 messages compared, 0 corrected, 1 deleted, 2 requests" in out
         assert (await compare_with_truth(db, emu, emu.channel_ids())).ok
+
+
+async def test_verify_deletes_nothing_when_history_is_hidden_midway(db: Database) -> None:
+    async with DiscordEmulator(spec(channels=1, messages_per_channel=250)) as emu:
+        (channel,) = emu.channel_ids()
+        assert (await _run(emu, db)).ok
+        pages = 0
+
+        def hide_after_first_page(event: ProgressEvent) -> None:
+            nonlocal pages
+            if event.kind == "page":
+                pages += 1
+                if pages == 1:  # the bot loses Read Message History: 200 [] from now on
+                    emu.set_channel_access(channel, "empty")
+
+        async with DiscordHistorySource.connect(emu.token, api_base=emu.base_url) as source:
+            engine = Backfill(db, source, progress=hide_after_first_page, **FAST_RETRY)
+            result = (await engine.verify()).channels[0]
+        assert result.verified == 100 and result.verify_deleted == 0
+        assert result.no_access and not result.verify_done
+        assert result.verify_pages == 3  # a page, the empty page, the probe refused (403)
+        assert await MessageStore(db).count(channel) == 250
+        emu.set_channel_access(channel, "ok")
+        assert (await compare_with_truth(db, emu, [channel])).ok

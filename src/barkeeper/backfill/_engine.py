@@ -949,6 +949,8 @@ class Backfill:
                         "%s: Discord shows no message; nothing verified", _label(work.info, result)
                     )
                     return None
+                if not await self._gone_below(work, locks, before):
+                    return None
                 stored = await self._write(work, page, (1, before - 1))
                 result.verify_deleted += stored.deleted
                 result.verify_done = True
@@ -965,6 +967,39 @@ class Backfill:
                 result.verify_done = True
                 return None
         return before
+
+    async def _gone_below(self, work: _Work, locks: ChannelLocks, before: int) -> bool:
+        """Whether an empty page ``before=`` means the cached messages below were deleted.
+
+        Discord answers ``200 []`` when the bot lost Read Message History too, so the
+        newest cached message below ``before`` is fetched: only a 404 (the bot may
+        read, and it is gone) lets the verification delete the range.
+        """
+        cid = work.info.channel_id
+        below = await self._store.get_ids_between(cid, 1, before - 1)
+        if not below:
+            return True
+        probe = max(below)
+        lookup = await self._retrying(
+            f"{_label(work.info, work.result)} message {probe}",
+            lambda: self._source.fetch_message(cid, probe),
+            work.result,
+            locks,
+        )
+        work.result.verify_pages += 1
+        if lookup.access is Access.MISSING:
+            return True
+        _log.warning(
+            "%s: Discord shows no message before %d but message %d is not gone (%s); "
+            "nothing deleted",
+            _label(work.info, work.result),
+            before,
+            probe,
+            lookup.access.value,
+        )
+        if lookup.access is Access.NO_ACCESS:
+            work.result.no_access = True
+        return False
 
     # --- helpers ---------------------------------------------------------------------
 
