@@ -88,7 +88,7 @@ async def _process(
         llm_base_url=llm.base_url,
         llm_api_key="test",
         llm_model="test-model",
-        stream_interval=1.0,
+        stream_replies=False,  # one message per reply (streaming is tested elsewhere)
         user_rate=0,  # alice asks in every channel at once
         admin_ids=str(CAROL),
         **env,
