@@ -159,6 +159,10 @@ class Settings(BaseSettings):
     backfill_on_start: bool = Field(
         True, validation_alias=AliasChoices("BARKEEPER_BACKFILL_ON_START")
     )
+    shard_count: Annotated[int, Field(ge=1, le=100_000)] | None = Field(
+        None, validation_alias=AliasChoices("BARKEEPER_SHARD_COUNT", "SHARD_COUNT")
+    )
+    shard_ids: str = Field("", validation_alias=AliasChoices("BARKEEPER_SHARD_IDS", "SHARD_IDS"))
 
     # --- language models ----------------------------------------------------------
     groq_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("GROQ_API_KEY"))
@@ -251,6 +255,9 @@ class Settings(BaseSettings):
     message_sync_limit: Annotated[int, Field(ge=0, le=100_000)] = Field(
         200, validation_alias=AliasChoices("MESSAGE_SYNC_LIMIT")
     )
+    backfill_verify_pages: Annotated[int, Field(ge=0, le=10_000)] = Field(
+        2, validation_alias=AliasChoices("BACKFILL_VERIFY_PAGES")
+    )
 
     # --- conversations and companion (Loyal Companion / VoltAgent) ----------------
     conversation_timeout_minutes: Annotated[float, Field(gt=0, le=525_600)] = Field(
@@ -316,6 +323,7 @@ class Settings(BaseSettings):
         "memory_base_url",
         "persona_file",
         "crisis_resources",
+        "shard_count",
         mode="before",
     )
     @classmethod
@@ -338,6 +346,14 @@ class Settings(BaseSettings):
         for item in value.replace(",", " ").split():
             if not (item.isascii() and item.isdigit() and 0 < int(item) < 2**63):
                 raise ValueError(f"{item!r} is not a Discord id; give ids separated by commas")
+        return value
+
+    @field_validator("shard_ids")
+    @classmethod
+    def _shard_list(cls, value: str) -> str:
+        for item in value.replace(",", " ").split():
+            if not (item.isascii() and item.isdigit() and int(item) < 100_000):
+                raise ValueError(f"{item!r} is not a shard id; give ids (0, 1…) and commas")
         return value
 
     def ids(self, name: str) -> frozenset[int]:
@@ -373,6 +389,21 @@ class Settings(BaseSettings):
                 f"BARKEEPER_CONTEXT_HISTORY_SHARE must be at most 1, not {total:g}"
             )
         return self
+
+    @model_validator(mode="after")
+    def _shards_fit(self) -> Self:
+        ids = self.shard_id_list()
+        if ids and self.shard_count is None:
+            raise ValueError("SHARD_IDS needs SHARD_COUNT (the total over every process)")
+        if self.shard_count is not None and any(i >= self.shard_count for i in ids):
+            raise ValueError(
+                f"SHARD_IDS must be below SHARD_COUNT ({self.shard_count}): shard ids count from 0"
+            )
+        return self
+
+    def shard_id_list(self) -> list[int]:
+        """``SHARD_IDS`` as a sorted list of distinct ids (empty: every shard)."""
+        return sorted({int(item) for item in self.shard_ids.replace(",", " ").split()})
 
     def companion_features(self) -> frozenset[str]:
         """``BARKEEPER_FEATURES`` as a set: the companion's parts that are on."""

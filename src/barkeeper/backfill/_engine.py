@@ -14,6 +14,9 @@ Per channel, under a cross-process advisory lock (:class:`ChannelLocks`):
 4. **sync**: the newest ``MESSAGE_SYNC_LIMIT`` messages are fetched again to pick up
    edits and deletes made while the bot was offline (skipped when this run already
    fetched them fresh). Channels sync concurrently, each right after its backfill.
+5. **rolling verification**: ``BACKFILL_VERIFY_PAGES`` pages older than the sync are
+   fetched again and reconciled the same way, from where the previous run stopped
+   (:mod:`._verify`); :meth:`Backfill.verify` re-reads a channel's whole cached range.
 
 Every page is stored together with its cursor in one transaction
 (:meth:`MessageStore.store_batch_and_advance`), so a process killed at any instant
@@ -61,6 +64,7 @@ from barkeeper.backfill._source import (
     MalformedMessage,
     Page,
 )
+from barkeeper.backfill._verify import VerifyCursors
 from barkeeper.config import Settings
 from barkeeper.db import Database
 from barkeeper.errors import (
@@ -126,6 +130,11 @@ class ChannelResult:
         completion: why it stopped (``None``: it did not finish this run).
         no_access: the bot may not read its history.
         synced: the newest messages were reconciled (fetched again or fresh).
+        verify_pages: history requests the verification made (part of ``pages``).
+        verified: cached messages compared with Discord by the verification.
+        verify_updated: cached messages the verification corrected (edits).
+        verify_deleted: cached messages the verification removed (deletes).
+        verify_done: the verification reached the oldest cached message.
         skipped: why nothing was done (``"fresh"``: another process did it since
             this run started), else ``None``.
         error: what went wrong, when the channel failed.
@@ -145,6 +154,11 @@ class ChannelResult:
     completion: Completion | None = None
     no_access: bool = False
     synced: bool = False
+    verify_pages: int = 0
+    verified: int = 0
+    verify_updated: int = 0
+    verify_deleted: int = 0
+    verify_done: bool = False
     skipped: str | None = None
     error: str | None = None
     seconds: float = 0.0
@@ -189,8 +203,21 @@ class BackfillResult:
         return self.failures == 0
 
     def totals(self) -> dict[str, int]:
-        """``fetched``, ``stored``, ``deleted``, ``pages``, ``retries`` and ``malformed`` summed."""
-        keys = ("fetched", "stored", "deleted", "pages", "retries", "malformed")
+        """``fetched``, ``stored``, ``deleted``, ``pages``, ``retries``, ``malformed`` and the
+        verification's ``verify_pages``, ``verified``, ``verify_updated``, ``verify_deleted``
+        summed."""
+        keys = (
+            "fetched",
+            "stored",
+            "deleted",
+            "pages",
+            "retries",
+            "malformed",
+            "verify_pages",
+            "verified",
+            "verify_updated",
+            "verify_deleted",
+        )
         return {k: sum(getattr(c, k) for c in self.channels) for k in keys}
 
     def as_dict(self) -> dict[str, Any]:
@@ -246,9 +273,14 @@ class _Work:
     fresh_top: int = 0
     fresh_from_top: bool = False
     fresh_whole: bool = False
+    # The oldest message the sync fetched this run: the rolling verification starts there.
+    sync_bottom: int | None = None
     pending_status: dict[str, Any] = field(default_factory=dict)
     # Ids of malformed messages already counted this run (sync may see them again).
     malformed_seen: set[int] = field(default_factory=set)
+
+
+_Job = Callable[[ChannelInfo, ChannelResult, ChannelLocks, dt.datetime], Awaitable[None]]
 
 
 class Backfill:
@@ -270,6 +302,8 @@ class Backfill:
         page_size: messages per request, 1 to 100 (``BACKFILL_MAX_FETCH_LIMIT``).
         sync: reconcile edits and deletes of the newest messages after the backfill.
         sync_limit: how many of the newest messages to reconcile (``MESSAGE_SYNC_LIMIT``).
+        verify_pages: older pages per channel per run to fetch again and reconcile
+            (``BACKFILL_VERIFY_PAGES``; 0: none), from where the last run stopped.
         max_attempts: tries per request before the channel fails.
         backoff: first retry delay in seconds (doubles, jittered, up to ``backoff_max``).
         backoff_max: longest retry delay.
@@ -289,6 +323,7 @@ class Backfill:
         page_size: int = 100,
         sync: bool = True,
         sync_limit: int = 200,
+        verify_pages: int = 0,
         max_attempts: int = 8,
         backoff: float = 0.5,
         backoff_max: float = 15.0,
@@ -302,6 +337,7 @@ class Backfill:
             ("max_iterations", max_iterations, 1),
             ("page_size", page_size, 1),
             ("sync_limit", sync_limit, 0),
+            ("verify_pages", verify_pages, 0),
             ("max_attempts", max_attempts, 1),
         ):
             if type(value) is not int or value < low:
@@ -317,6 +353,8 @@ class Backfill:
         self.page_size = page_size
         self.sync = sync
         self.sync_limit = sync_limit
+        self.verify_pages = verify_pages
+        self._cursors = VerifyCursors(db)
         self.max_attempts = max_attempts
         self._backoff = backoff
         self._backoff_max = backoff_max
@@ -350,6 +388,7 @@ class Backfill:
             "max_iterations": settings.backfill_max_iterations,
             "page_size": min(settings.backfill_max_fetch_limit, _MAX_PAGE),
             "sync_limit": settings.message_sync_limit,
+            "verify_pages": settings.backfill_verify_pages,
         }
         options.update({k: v for k, v in overrides.items() if v is not None})
         return cls(db, source, **options)
@@ -361,12 +400,19 @@ class Backfill:
 
     # --- the run ---------------------------------------------------------------------
 
-    async def run(self, channel_ids: Sequence[int] | None = None) -> BackfillResult:
+    async def run(
+        self,
+        channel_ids: Sequence[int] | None = None,
+        *,
+        include: Callable[[ChannelInfo], bool] | None = None,
+    ) -> BackfillResult:
         """Backfill (and sync) channels.
 
         Args:
             channel_ids: the channels; ``None`` means every text channel of every
                 server the bot is in.
+            include: when listing every channel (``channel_ids`` is ``None``), keep
+                only those it accepts (a sharded bot: the servers of its shards).
 
         Returns:
             One :class:`ChannelResult` per channel. A channel that fails does not
@@ -377,15 +423,51 @@ class Backfill:
             DiscordUnavailableError: listing channels kept failing.
             DatabaseError: the lock connection could not be opened.
         """
+        return await self._run(channel_ids, include, self._channel)
+
+    async def verify(
+        self,
+        channel_ids: Sequence[int] | None = None,
+        *,
+        include: Callable[[ChannelInfo], bool] | None = None,
+    ) -> BackfillResult:
+        """Re-read the whole cached range of channels from Discord and reconcile it.
+
+        Every cached message is compared with Discord's copy, newest to oldest, a page
+        at a time: edits are stored, messages Discord no longer has are deleted (each
+        page with its deletes in one transaction, under the channel's lock). Nothing
+        older than the oldest cached message is fetched and no cursor moves.
+        :attr:`ChannelResult.verify_pages` is the number of requests it cost.
+
+        Args:
+            channel_ids: the channels; ``None`` means every text channel of every
+                server the bot is in.
+            include: as for :meth:`run`.
+
+        Raises:
+            DiscordAuthenticationError: listing channels was refused.
+            DiscordUnavailableError: listing channels kept failing.
+            DatabaseError: the lock connection could not be opened.
+        """
+        return await self._run(channel_ids, include, self._verify_channel)
+
+    async def _run(
+        self,
+        channel_ids: Sequence[int] | None,
+        include: Callable[[ChannelInfo], bool] | None,
+        job: _Job,
+    ) -> BackfillResult:
         started = time.monotonic()
         async with ChannelLocks.open(self._db) as locks:
             run_started = await self._db_now()
             channels = await self._select(channel_ids)
+            if channel_ids is None and include is not None:
+                channels = [c for c in channels if include(c)]
             _log.info("Found %d channels to backfill", len(channels))
             self._emit(ProgressEvent("found", total=len(channels), target=self.target))
             semaphore = asyncio.Semaphore(self.concurrency)
             results = await asyncio.gather(
-                *(self._channel_task(c, semaphore, locks, run_started) for c in channels)
+                *(self._channel_task(c, semaphore, locks, run_started, job) for c in channels)
             )
         outcome = BackfillResult(list(results), time.monotonic() - started)
         _log.info(
@@ -420,6 +502,7 @@ class Backfill:
         semaphore: asyncio.Semaphore,
         locks: ChannelLocks,
         run_started: dt.datetime,
+        job: _Job,
     ) -> ChannelResult:
         result = ChannelResult(info.channel_id, info.name)
         delay = 0.1
@@ -434,7 +517,7 @@ class Backfill:
                 if got:
                     began = time.monotonic()
                     try:
-                        await self._channel(info, result, locks, run_started)
+                        await job(info, result, locks, run_started)
                     except asyncio.CancelledError:
                         raise
                     except BarkeeperError as exc:
@@ -525,6 +608,8 @@ class Backfill:
             await self._deepen(work, locks)
         if self.sync and self.sync_limit and not result.no_access:
             await self._sync(work, locks)
+        if self.verify_pages and not result.no_access:
+            await self._rolling_verify(work, locks)
         if result.completion is None and work.complete:
             result.completion = _completion(status.completion_reason if status else None)
         result.count = work.count = await self._store.count(info.channel_id)
@@ -773,10 +858,148 @@ class Backfill:
                     work.complete = True
             await self._write(work, page, (low, high), **advance, **fields)
             remaining -= page.size
-            before = page.oldest_id
+            before = work.sync_bottom = page.oldest_id
             if short:
                 break
         result.synced = True
+
+    # --- verification ----------------------------------------------------------------
+
+    async def _verify_channel(
+        self,
+        info: ChannelInfo,
+        result: ChannelResult,
+        locks: ChannelLocks,
+        run_started: dt.datetime,
+    ) -> None:
+        """The whole cached range of one channel (:meth:`verify`)."""
+        status = await self._store.get_channel_status(info.channel_id)
+        result.name = info.name or (status.name if status is not None else None)
+        work = _Work(info, result, status)
+        if status is not None:
+            work.count = status.message_count
+        self._emit(ProgressEvent("start", info, work.count, self.target))
+        _log.info("⟳ Verifying the cached history of %s", _label(info, result))
+        await self._verify_walk(work, locks, before=None, max_pages=None)
+        result.count = await self._store.count(info.channel_id)
+        _log.info(
+            "✓ Verified %s: %d messages compared, %d corrected, %d deleted, %d requests",
+            _label(info, result),
+            result.verified,
+            result.verify_updated,
+            result.verify_deleted,
+            result.verify_pages,
+        )
+
+    async def _rolling_verify(self, work: _Work, locks: ChannelLocks) -> None:
+        """``verify_pages`` pages from where the last run stopped (below the sync window)."""
+        cid = work.info.channel_id
+        before = await self._cursors.get(cid)
+        if before is None:
+            # Below what this run fetched anyway: the sync's pages, or everything
+            # from the top down when this run fetched the channel's newest pages fresh.
+            before = work.sync_bottom
+            if before is None and work.fresh_from_top:
+                before = work.before
+        result = work.result
+        after = await self._verify_walk(work, locks, before=before, max_pages=self.verify_pages)
+        await self._cursors.set(cid, after)
+        if result.verify_pages:
+            _page_log.info(
+                "⟳ Verified %d older messages of %s: %d corrected, %d deleted, %d requests%s",
+                result.verified,
+                _label(work.info, result),
+                result.verify_updated,
+                result.verify_deleted,
+                result.verify_pages,
+                " (reached the oldest; next run starts over)" if after is None else "",
+            )
+
+    async def _verify_walk(
+        self, work: _Work, locks: ChannelLocks, *, before: int | None, max_pages: int | None
+    ) -> int | None:
+        """Fetch pages ``before=`` down to the oldest cached message and reconcile each.
+
+        Returns:
+            Where to go on next time; ``None`` once the oldest cached message (or the
+            start of the channel) was reached, or nothing is cached.
+        """
+        result = work.result
+        cid = work.info.channel_id
+        oldest = await self._store.oldest_id(cid)
+        if oldest is None or (before is not None and before <= oldest):
+            result.verify_done = True
+            return None
+        fetched = 0
+        while max_pages is None or fetched < max_pages:
+            page = await self._page(work, locks, before=before, limit=self.page_size)
+            fetched += 1
+            result.verify_pages += 1
+            if page.access is Access.NO_ACCESS:
+                _log.warning(
+                    "%s: verification refused (403); kept as is", _label(work.info, result)
+                )
+                result.no_access = True
+                return before
+            short = page.size < self.page_size
+            if not page.size:
+                if before is None:
+                    # An empty newest page may be hidden history: never delete on it.
+                    _log.warning(
+                        "%s: Discord shows no message; nothing verified", _label(work.info, result)
+                    )
+                    return None
+                if not await self._gone_below(work, locks, before):
+                    return None
+                stored = await self._write(work, page, (1, before - 1))
+                result.verify_deleted += stored.deleted
+                result.verify_done = True
+                return None
+            assert page.oldest_id is not None and page.newest_id is not None
+            low = 1 if short else page.oldest_id
+            high = page.newest_id if before is None else before - 1
+            stored = await self._write(work, page, (low, high))
+            result.verified += page.size
+            result.verify_updated += stored.updated
+            result.verify_deleted += stored.deleted
+            before = page.oldest_id
+            if short or before <= oldest:
+                result.verify_done = True
+                return None
+        return before
+
+    async def _gone_below(self, work: _Work, locks: ChannelLocks, before: int) -> bool:
+        """Whether an empty page ``before=`` means the cached messages below were deleted.
+
+        Discord answers ``200 []`` when the bot lost Read Message History too, so the
+        newest cached message below ``before`` is fetched: only a 404 (the bot may
+        read, and it is gone) lets the verification delete the range.
+        """
+        cid = work.info.channel_id
+        below = await self._store.get_ids_between(cid, 1, before - 1)
+        if not below:
+            return True
+        probe = max(below)
+        lookup = await self._retrying(
+            f"{_label(work.info, work.result)} message {probe}",
+            lambda: self._source.fetch_message(cid, probe),
+            work.result,
+            locks,
+        )
+        work.result.verify_pages += 1
+        if lookup.access is Access.MISSING:
+            return True
+        _log.warning(
+            "%s: Discord shows no message before %d but message %d is not gone (%s); "
+            "nothing deleted",
+            _label(work.info, work.result),
+            before,
+            probe,
+            lookup.access.value,
+        )
+        if lookup.access is Access.NO_ACCESS:
+            work.result.no_access = True
+        return False
 
     # --- helpers ---------------------------------------------------------------------
 

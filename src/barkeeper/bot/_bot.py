@@ -49,8 +49,18 @@ BROKEN = "Sorry, something went wrong behind the bar. Try me again in a moment?"
 _INCOGNITO = "incognito"
 
 
-class Barkeeper(commands.Bot):
+def _shard_of(guild_id: int, shard_count: int) -> int:
+    """The shard Discord sends a guild's events to: ``(guild_id >> 22) % shard_count``."""
+    return (guild_id >> 22) % shard_count
+
+
+class Barkeeper(commands.AutoShardedBot):
     """barkeeper on Discord: answers mentions, replies, DMs and the prefix; caches what it sees.
+
+    It is an ``AutoShardedBot``: with ``SHARD_COUNT`` unset it runs every shard Discord
+    recommends in this process; with ``SHARD_COUNT`` and ``SHARD_IDS`` it runs only its
+    share, and its background backfill only covers the servers of its shards, so
+    several processes can split the shards over one database (``docs/scaling.md``).
 
     Args:
         db: The database (migrated).
@@ -63,7 +73,10 @@ class Barkeeper(commands.Bot):
         followups: The follow-up scheduler (:func:`~barkeeper.bot.build_followups`):
             this process delivers due events and answers ``/followups``; ``None``:
             neither (the ``followups`` feature is off).
-        **options: More :class:`commands.Bot` options (``guild_ready_timeout`` in tests).
+        identify_delay: Seconds between two IDENTIFYs of this process's shards (Discord
+            allows one per 5 s per ``max_concurrency`` bucket; tests pass 0).
+        **options: More :class:`commands.AutoShardedBot` options (``guild_ready_timeout``
+            in tests; ``shard_count``/``shard_ids`` win over the settings).
     """
 
     def __init__(
@@ -76,10 +89,14 @@ class Barkeeper(commands.Bot):
         worker: MemoryWorker | None = None,
         manager: MemoryManager | None = None,
         followups: Followups | None = None,
+        identify_delay: float = 5.0,
         **options: Any,
     ) -> None:
         intents = discord.Intents.default()
         intents.message_content = True
+        options.setdefault("shard_count", settings.shard_count)
+        options.setdefault("shard_ids", settings.shard_id_list() or None)
+        self._identify_delay = identify_delay
         super().__init__(
             command_prefix=settings.bot_prefix or "!",
             intents=intents,
@@ -154,6 +171,42 @@ class Barkeeper(commands.Bot):
     async def on_message(self, message: discord.Message, /) -> None:
         """Nothing here: :class:`ChatCog` decides what to answer (no prefix commands)."""
 
+    # --- shards -----------------------------------------------------------------------
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """Space this process's IDENTIFYs by ``identify_delay`` (Discord's identify limit)."""
+        if not initial and self._identify_delay > 0:
+            await asyncio.sleep(self._identify_delay)
+
+    async def launch_shards(self) -> None:
+        """Start the shards; ``DISCORD_GATEWAY_URL`` is dialled even when Discord picks the count.
+
+        discord.py takes the gateway URL of ``GET /gateway/bot`` along with the
+        recommended shard count; a configured gateway (a proxy) must win over it.
+        """
+        if self.shard_count is None and self.settings.discord_gateway_url is not None:
+            self.shard_count, _, _ = await self.http.get_bot_gateway()
+        await super().launch_shards()
+
+    @property
+    def own_shards(self) -> frozenset[int] | None:
+        """The shard ids this process runs (``None`` until the shard count is known)."""
+        if self.shard_count is None:
+            return None
+        return frozenset(self.shard_ids or range(self.shard_count))
+
+    def owns_guild(self, guild_id: int | None) -> bool:
+        """Whether this process gets ``guild_id``'s events (``None``: DMs, which go to shard 0).
+
+        Before the shard count is known every guild counts as this process's own.
+        """
+        shards = self.own_shards
+        if shards is None or self.shard_count is None:
+            return True
+        if guild_id is None:
+            return 0 in shards
+        return _shard_of(guild_id, self.shard_count) in shards
+
     # --- commands sync ----------------------------------------------------------------
 
     async def sync_commands(self) -> str:
@@ -204,7 +257,11 @@ class Barkeeper(commands.Bot):
                 token.get_secret_value(), api_base=self.settings.discord_api_base
             ) as source:
                 engine = Backfill.from_settings(self.db, source, self.settings, progress=progress)
-                result = await engine.run(channels)
+                # Each process backfills the servers of its own shards (the others'
+                # processes do theirs); channels asked for by id are done as asked.
+                result = await engine.run(
+                    channels, include=lambda info: self.owns_guild(info.guild_id)
+                )
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -322,6 +322,10 @@ class AdminCog(commands.GroupCog, group_name="barkeeper"):
             f"Queues: memory {worker.pending if worker is not None else 0}, "
             f"cache {bot.cache.pending}, replies {bot.replies_in_flight}"
         )
+        shards = bot.own_shards
+        if shards is not None and bot.shard_count is not None:
+            mine = ", ".join(str(i) for i in sorted(shards))
+            lines.append(f"Shards: {mine} of {bot.shard_count} (this process)")
         running = bot.backfill_task is not None and not bot.backfill_task.done()
         lines.append(f"Backfill: {'running' if running else 'idle'}")
         for channel_id, state in sorted(bot.backfill_progress.items()):

@@ -102,6 +102,31 @@ def _summary(result: BackfillResult, target: int) -> Table:
     return table
 
 
+def _verify_summary(result: BackfillResult) -> Table:
+    table = Table(title=f"Verify: {result.successes}/{len(result.channels)} channels successful")
+    columns = ("channel", "compared", "corrected", "deleted", "requests", "retries", "whole range")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "channel" else "right")
+    table.add_column("outcome")
+    for c in result.channels:
+        outcome: str | Text = "ok"
+        if c.error is not None:
+            outcome = Text.assemble(styled("failed", "red"), f": {c.error}")
+        elif c.no_access:
+            outcome = "no access"
+        table.add_row(
+            f"#{c.name}" if c.name else str(c.channel_id),
+            str(c.verified),
+            str(c.verify_updated),
+            str(c.verify_deleted),
+            str(c.verify_pages),
+            str(c.retries),
+            "yes" if c.verify_done else "no",
+            outcome,
+        )
+    return table
+
+
 def _malformed_note(result: BackfillResult) -> str | None:
     """One line on the messages skipped because they could not be read, if any."""
     total = result.totals()["malformed"]
@@ -123,6 +148,7 @@ async def _backfill(
     concurrency: int | None,
     sync: bool,
     bars: _Bars | None,
+    verify: bool = False,
 ) -> BackfillResult:
     token = settings.discord_token.get_secret_value() if settings.discord_token else ""
     if not token.strip():
@@ -138,6 +164,8 @@ async def _backfill(
         engine = Backfill.from_settings(
             db, source, settings, target=target, concurrency=concurrency, sync=sync, progress=bars
         )
+        if verify:
+            return await engine.verify(channels)
         return await engine.run(channels)
 
 
@@ -178,6 +206,15 @@ def backfill(
             "pick up edits and deletes made while the bot was offline.",
         ),
     ] = True,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Instead of backfilling, re-read the whole cached range of the channels "
+            "from Discord and reconcile edits and deletes (one request per 100 cached "
+            "messages; the summary shows what it cost).",
+        ),
+    ] = False,
     json_out: Annotated[
         Path | None,
         typer.Option("--json", help="Also write the per-channel results to this JSON file."),
@@ -186,8 +223,10 @@ def backfill(
     """Fetch channel history from Discord into the message cache.
 
     Catches up on new messages, deepens to the target, reconciles offline edits and
-    deletes. Resumable (stop it at any moment, run it again) and safe to run from
-    several processes at once. Uses DISCORD_TOKEN and DISCORD_API_BASE.
+    deletes (the newest MESSAGE_SYNC_LIMIT, and BACKFILL_VERIFY_PAGES older pages per
+    run; --verify re-reads everything cached). Resumable (stop it at any moment, run
+    it again) and safe to run from several processes at once. Uses DISCORD_TOKEN and
+    DISCORD_API_BASE.
     """
     channels = [id_argument(c, "--channel", "Discord id") for c in channel or ()]
     settings = settings_and_logging()
@@ -213,9 +252,21 @@ def backfill(
                 concurrency,
                 sync,
                 _Bars(progress) if show_bars else None,
+                verify,
             )
         )
-    console.print(_summary(result, target or settings.context_agent_max_messages))
+    if verify:
+        console.print(_verify_summary(result))
+        totals = result.totals()
+        console.print(
+            f"Verification: {totals['verified']} messages compared, "
+            f"{totals['verify_updated']} corrected, {totals['verify_deleted']} deleted, "
+            f"{totals['verify_pages']} requests",
+            markup=False,
+            highlight=False,
+        )
+    else:
+        console.print(_summary(result, target or settings.context_agent_max_messages))
     note = _malformed_note(result)
     if note is not None:
         console.print(note, markup=False, highlight=False)

@@ -16,7 +16,12 @@ from datetime import datetime
 import asyncpg
 
 from barkeeper.db._capabilities import Capabilities, ensure_pgvector
-from barkeeper.db._schema import v0001_initial, v0002_tombstones, v0004_followups
+from barkeeper.db._schema import (
+    v0001_initial,
+    v0002_tombstones,
+    v0004_followups,
+    v0006_citus_ready,
+)
 from barkeeper.errors import SchemaTooNewError
 
 __all__ = [
@@ -62,6 +67,12 @@ MIGRATIONS: list[Migration] = [
         "follow-ups and reminders: claims, sent state, recurrence, dedupe",
         v0004_followups.apply,
         v0004_followups.TABLES,
+    ),
+    Migration(
+        6,
+        "primary keys that include the distribution column (Citus-ready)",
+        v0006_citus_ready.apply,
+        v0006_citus_ready.TABLES,
     ),
 ]
 LATEST_VERSION = MIGRATIONS[-1].version
