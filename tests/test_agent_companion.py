@@ -220,14 +220,31 @@ async def test_a_message_at_risk_gets_care_and_resources_and_is_flagged(
     bar.srv.script("I'm so sorry. Call 988 or your local emergency number. I'm here.")
     again = await agent.reply(bar.request("I want to kill myself", 2))
     assert again.text.count("988") == 1
+    await agent.drain()
+
+
+async def test_a_failing_model_still_gives_the_resources_first_and_no_apology(bar: Bar) -> None:
+    companion = Companion(bar.db, clock=lambda: bar.clock[0])
+    agent = bar.agent(companion, crisis_resources="Call 988 or your local emergency number.")
+    pieces: list[str] = []
     bar.srv.script(Fault.server_error(), Fault.server_error(), Fault.server_error())
-    failed = await agent.reply(bar.request("I want to kill myself", 3))
-    assert failed.failed and failed.text.endswith("Call 988 or your local emergency number.")
+    failed = await agent.reply(bar.request("I want to kill myself", 3), on_text=pieces.append)
+    assert failed.failed and failed.record.flags == ("crisis",)
+    # The first words streamed are the resources; the in-character apology never comes.
+    assert pieces and pieces[0].startswith("Call 988 or your local emergency number.")
+    assert failed.text.startswith("Call 988 or your local emergency number.")
+    assert "lost my train of thought" not in failed.text
+    assert "".join(pieces) == failed.text
+    # An ordinary message that fails gets the apology, as before.
+    pieces.clear()
+    bar.srv.script(Fault.server_error(), Fault.server_error(), Fault.server_error())
+    plain = await agent.reply(bar.request("pour me a pint", 4), on_text=pieces.append)
+    assert "lost my train of thought" in plain.text and "988" not in plain.text
     await agent.drain()
 
     # An ordinary message is not flagged.
     bar.srv.script("Evening!")
-    plain = await agent.reply(bar.request("what a day, pour me something", 4))
+    plain = await agent.reply(bar.request("what a day, pour me something", 5))
     assert plain.record.flags == ()
     await agent.drain()
 

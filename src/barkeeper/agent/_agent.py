@@ -368,7 +368,9 @@ class Agent:
         context_ms = _ms(started)
         reads.ms["context.build"] = round(_ms(building), 3)
 
-        answer = await self._answer(request, context, history, chain, tools, now, on_text)
+        answer = await self._answer(
+            request, context, history, chain, tools, now, on_text, at_risk=at_risk
+        )
         text = answer.text
         if at_risk:
             text = await self._with_care(text, answer.failed, on_text)
@@ -422,6 +424,8 @@ class Agent:
         tools: list[dict[str, Any]] | None,
         now: datetime,
         on_text: TextCallback | None,
+        *,
+        at_risk: bool = False,
     ) -> _Answer:
         answer = _Answer()
         transcript: list[ChatMessage] = list(context.messages)
@@ -481,8 +485,11 @@ class Agent:
             _log.warning("reply to user %s failed: %s", request.author.user_id, exc)
             answer.failed = True
             answer.errors.append(f"{type(exc).__name__}: {exc}")
-            sorry = apology("rate" if isinstance(exc, LLMRateLimitError) else "other")
-            await emit(("\n\n" if "".join(parts).strip() else "") + sorry)
+            # At risk, no in-character apology: the care text with the resources follows
+            # (``_with_care``), and nothing may come before it but what was written.
+            if not at_risk:
+                sorry = apology("rate" if isinstance(exc, LLMRateLimitError) else "other")
+                await emit(("\n\n" if "".join(parts).strip() else "") + sorry)
         answer.text = "".join(parts)
         answer.transcript = transcript[len(context.messages) :]
         return answer
@@ -681,12 +688,14 @@ class Agent:
 
     async def _with_care(self, text: str, failed: bool, on_text: TextCallback | None) -> str:
         """The reply to a message at risk: never without the resources, never an
-        in-character apology in place of care."""
+        in-character apology in place of care. When the model failed, the resources
+        come first (before any word about the failure), and nothing in persona is said."""
         resources = self.config.crisis_resources
         if failed:
-            addition = (
-                "\n\nI'm having trouble answering properly right now, but I don't want to "
-                f"leave this unsaid: what you wrote matters, and you deserve support. {resources}"
+            addition = ("\n\n" if text.strip() else "") + (
+                f"{resources}\n\nI'm having trouble answering properly right now, but I "
+                "don't want to leave this unsaid: what you wrote matters, and you deserve "
+                "support now. Please reach out to one of them, or to someone you trust, today."
             )
         elif resources not in text:
             addition = f"\n\n{resources}"
