@@ -270,9 +270,13 @@ class Settings(BaseSettings):
     crisis_resources: str | None = Field(
         None, validation_alias=AliasChoices("BARKEEPER_CRISIS_RESOURCES")
     )
+    personas_dir: str | None = Field(None, validation_alias=AliasChoices("BARKEEPER_PERSONAS_DIR"))
     features: str = Field(
-        "mood,relationships,styles,opinions",
-        pattern=r"^\s*((mood|relationships|styles|opinions)\s*(,\s*|$))*$",
+        "mood,relationships,styles,opinions,followups,associations",
+        pattern=(
+            r"^\s*((mood|relationships|styles|opinions|followups|associations)"
+            r"\s*(,\s*|$))*$"
+        ),
         validation_alias=AliasChoices("BARKEEPER_FEATURES"),
     )
 
@@ -298,6 +302,7 @@ class Settings(BaseSettings):
         "memory_api_key",
         "memory_base_url",
         "persona_file",
+        "personas_dir",
         "crisis_resources",
         mode="before",
     )

@@ -7,6 +7,10 @@
 - :class:`Persona` (:func:`load_persona`): who the bot is; Bartender by default.
 - :class:`Companion`: mood per guild, relationships, communication styles and opinions,
   read before a reply as prompt fragments and moved after it (``docs/companion.md``).
+- :class:`CompanionSettings`: per-guild and per-channel personas (from a
+  :class:`PersonaCatalog`), per-guild feature switches (:meth:`CompanionSettings.feature_on`
+  answers "is feature X on in guild G"), and ``/connect`` opt-ins.
+- :class:`AssociationStore`: fact associations between connected members.
 
 Names, keys and JSON settings containing NUL characters are refused with
 :class:`~barkeeper.errors.InvalidInputError`; nothing is written.
@@ -19,6 +23,7 @@ Example::
     await PreferenceStore(db).set_preference(user.id, "tone", "gentle")
 """
 
+from barkeeper.companion._associations import Association, AssociationStore
 from barkeeper.companion._care import (
     CARE_INSTRUCTION,
     DEFAULT_CRISIS_RESOURCES,
@@ -33,8 +38,10 @@ from barkeeper.companion._opinions import Opinion, OpinionStore, topics_of
 from barkeeper.companion._persona import (
     LEVEL_NAMES,
     Persona,
+    PersonaCatalog,
     Tuning,
     default_persona,
+    load_catalog,
     load_persona,
 )
 from barkeeper.companion._preferences import (
@@ -49,6 +56,12 @@ from barkeeper.companion._relationships import (
     level_of,
 )
 from barkeeper.companion._sentiment import Sentiment, score_sentiment
+from barkeeper.companion._settings import (
+    GUILD_DEFAULTS,
+    CompanionSettings,
+    PlaceSettings,
+    effective_features,
+)
 from barkeeper.companion._state import BotState, BotStateStore
 from barkeeper.companion._styles import CommunicationStyle, StyleSignals, StyleStore, style_signals
 from barkeeper.companion._users import User, UserStore
@@ -57,16 +70,20 @@ __all__ = [
     "CARE_INSTRUCTION",
     "DEFAULT_CRISIS_RESOURCES",
     "FEATURES",
+    "GUILD_DEFAULTS",
     "LEVEL_NAMES",
     "LEVEL_TITLES",
     "MAX_PREFERENCE_KEY",
     "MAX_PREFERENCE_VALUE",
     "SENSITIVE_MEMORY_TYPES",
+    "Association",
+    "AssociationStore",
     "BotState",
     "BotStateStore",
     "CommunicationStyle",
     "Companion",
     "CompanionContext",
+    "CompanionSettings",
     "Guild",
     "GuildMember",
     "GuildStore",
@@ -75,6 +92,8 @@ __all__ = [
     "Opinion",
     "OpinionStore",
     "Persona",
+    "PersonaCatalog",
+    "PlaceSettings",
     "PreferenceStore",
     "Relationship",
     "RelationshipStore",
@@ -86,7 +105,9 @@ __all__ = [
     "UserStore",
     "classify_mood",
     "default_persona",
+    "effective_features",
     "level_of",
+    "load_catalog",
     "load_persona",
     "memory_types_for",
     "score_sentiment",

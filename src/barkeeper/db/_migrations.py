@@ -16,7 +16,7 @@ from datetime import datetime
 import asyncpg
 
 from barkeeper.db._capabilities import Capabilities, ensure_pgvector
-from barkeeper.db._schema import v0001_initial, v0002_tombstones
+from barkeeper.db._schema import v0001_initial, v0002_tombstones, v0005_companion_settings
 from barkeeper.errors import SchemaTooNewError
 
 __all__ = [
@@ -56,6 +56,12 @@ MIGRATIONS: list[Migration] = [
         "tombstones of forgotten people; transcript turns with an owner",
         v0002_tombstones.apply,
         v0002_tombstones.TABLES,
+    ),
+    Migration(
+        5,
+        "companion settings per guild and channel; connection opt-ins",
+        v0005_companion_settings.apply,
+        v0005_companion_settings.TABLES,
     ),
 ]
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -44,7 +44,7 @@ from barkeeper.learning._factory import (
     build_memory_store,
 )
 from barkeeper.learning._manager import MemoryManager, MemoryOutcome, OutcomeStatus
-from barkeeper.learning._worker import MemoryWorker, WorkerStats
+from barkeeper.learning._worker import LearnedHook, MemoryWorker, WorkerStats
 
 __all__ = [
     "CandidateFact",
@@ -52,6 +52,7 @@ __all__ = [
     "Consolidator",
     "DuplicateKind",
     "FactExtractor",
+    "LearnedHook",
     "MemoryChange",
     "MemoryCommand",
     "MemoryManager",
