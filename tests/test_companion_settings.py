@@ -62,7 +62,7 @@ async def test_features_combine_the_global_setting_and_the_guild_switches(db: Da
     # A guild's defaults: everything on but associations, which its admins must turn on.
     assert await settings.features(GUILD) == set(FEATURES) - {"associations"}
     assert not await settings.feature_on(GUILD, "associations")
-    switches = await settings.set_feature(GUILD, "mood", False, by=1)
+    switches = await settings.set_feature(GUILD, "mood", False)
     assert switches["mood"] is False and switches["opinions"] is True
     await settings.set_feature(GUILD, "associations", True)
     assert await settings.features(GUILD) == set(FEATURES) - {"mood"}

@@ -192,12 +192,12 @@ class CompanionCog(commands.Cog):
                     + ".",
                 )
                 return
-            await settings.set_persona(guild, channel, chosen.name, by=interaction.user.id)
+            await settings.set_persona(guild, channel, chosen.name)
             where = "this channel" if channel is not None else "this server"
             await self._say(interaction, f"From now on I'm {chosen.name} in {where}.")
             return
         if action == "reset":
-            await settings.set_persona(guild, channel, None, by=interaction.user.id)
+            await settings.set_persona(guild, channel, None)
             where = (
                 "this channel follows the server's" if channel else "this server uses the default"
             )
@@ -236,9 +236,7 @@ class CompanionCog(commands.Cog):
         assert guild is not None
         settings = companion.settings
         if feature is not None and mode is not None:
-            switches = await settings.set_feature(
-                guild, feature, mode == "on", by=interaction.user.id
-            )
+            switches = await settings.set_feature(guild, feature, mode == "on")
         else:
             place = await settings.get(guild)
             switches = {f: bool(place.switches.get(f, GUILD_DEFAULTS[f])) for f in FEATURES}

@@ -47,16 +47,15 @@ SELECT channel_id, persona, features FROM companion_settings
 WHERE guild_id = $1 AND channel_id IN (0, coalesce($2::bigint, 0))
 """
 _SET_PERSONA = """
-INSERT INTO companion_settings (guild_id, channel_id, persona, updated_by) VALUES ($1, $2, $3, $4)
-ON CONFLICT (guild_id, channel_id) DO UPDATE SET
-    persona = EXCLUDED.persona, updated_by = EXCLUDED.updated_by, updated_at = now()
+INSERT INTO companion_settings (guild_id, channel_id, persona) VALUES ($1, $2, $3)
+ON CONFLICT (guild_id, channel_id) DO UPDATE SET persona = EXCLUDED.persona, updated_at = now()
 """
 _SET_FEATURE = """
-INSERT INTO companion_settings (guild_id, channel_id, features, updated_by)
-VALUES ($1, 0, jsonb_build_object($2::text, $3::boolean), $4)
+INSERT INTO companion_settings (guild_id, channel_id, features)
+VALUES ($1, 0, jsonb_build_object($2::text, $3::boolean))
 ON CONFLICT (guild_id, channel_id) DO UPDATE SET
     features = companion_settings.features || jsonb_build_object($2::text, $3::boolean),
-    updated_by = EXCLUDED.updated_by, updated_at = now()
+    updated_at = now()
 RETURNING features
 """
 _CONNECT = """
@@ -182,14 +181,12 @@ class CompanionSettings:
         """
         return check_feature(feature) in await self.features(guild_id)
 
-    async def set_feature(
-        self, guild_id: int, feature: str, on: bool, *, by: int | None = None
-    ) -> dict[str, bool]:
+    async def set_feature(self, guild_id: int, feature: str, on: bool) -> dict[str, bool]:
         """Switch a feature on or off for a guild; returns the guild's switches, all of them."""
         guild_id = check_bigint(guild_id, "guild_id")
         check_feature(feature)
         async with self._db.acquire() as conn:
-            raw = await conn.fetchval(_SET_FEATURE, guild_id, feature, bool(on), by)
+            raw = await conn.fetchval(_SET_FEATURE, guild_id, feature, bool(on))
         data = json.loads(raw) if isinstance(raw, str) else dict(raw)
         return {f: bool(data.get(f, GUILD_DEFAULTS[f])) for f in FEATURES}
 
@@ -198,8 +195,6 @@ class CompanionSettings:
         guild_id: int,
         channel_id: int | None,
         persona: str | None,
-        *,
-        by: int | None = None,
     ) -> None:
         """Choose the persona of a guild (``channel_id`` None) or of one channel.
 
@@ -211,7 +206,7 @@ class CompanionSettings:
         if persona is not None and (not persona.strip() or len(persona) > 80):
             raise InvalidInputError("a persona's name is 1 to 80 characters")
         async with self._db.acquire() as conn:
-            await conn.execute(_SET_PERSONA, guild_id, channel, persona, by)
+            await conn.execute(_SET_PERSONA, guild_id, channel, persona)
 
     # --- connections (fact associations) ---------------------------------------------
 

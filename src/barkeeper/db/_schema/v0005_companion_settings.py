@@ -4,7 +4,8 @@
   admin configured with ``/persona`` or ``/features``: the chosen persona's name (one of
   the persona catalogue's; ``NULL``: inherit) and the guild's feature switches (a JSON
   object of booleans; a missing key is the feature's default). Keyed by Discord ids, as
-  the companion's other tables (``bot_states``, ``user_relationships``) are.
+  the companion's other tables (``bot_states``, ``user_relationships``) are. Who
+  changed a setting is not kept (it would be a person's data outside ``privacy``'s reach).
 - ``companion_connections``: who turned ``/connect on`` in which guild (fact
   associations are only ever made between two such people of the same guild). The
   foreign key to ``users`` makes ``privacy forget`` delete a person's rows.
@@ -24,7 +25,6 @@ CREATE TABLE IF NOT EXISTS companion_settings (
     channel_id  bigint NOT NULL DEFAULT 0,
     persona     varchar(80),
     features    jsonb NOT NULL DEFAULT '{}'::jsonb CHECK (jsonb_typeof(features) = 'object'),
-    updated_by  bigint,
     updated_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (guild_id, channel_id)
 );
