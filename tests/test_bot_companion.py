@@ -50,7 +50,11 @@ async def test_mood_and_relationship_in_words_and_the_counters(db: Database) -> 
         guild = rig.emu.guild_ids()[0]
         state = await rig.bot.agent.companion.state.get_state(guild)  # type: ignore[union-attr]
         assert (state.messages_sent, state.users_known) == (3, 1)
-        assert state.first_activated_at is not None
+        assert state.first_activated_at is not None and state.facts_learned == 0
+        await _ask(rig, "alice", "remember", text="I keep bees on the roof")
+        companion = rig.bot.agent.companion
+        assert companion is not None
+        assert (await companion.state.get_state(guild)).facts_learned == 1
 
 
 async def test_persona_and_features_are_for_a_servers_admins(db: Database) -> None:

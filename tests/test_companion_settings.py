@@ -5,6 +5,7 @@ facts-learnt counter fed by the memory worker."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,10 @@ def test_the_catalog_refuses_two_personas_of_one_name(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="BARKEEPER_PERSONAS_DIR"):
         load_catalog(default_persona(), tmp_path / "missing")
     assert PersonaCatalog(default_persona()).names() == ["Bartender"]
+    # A tuned Bartender as BARKEEPER_PERSONA_FILE replaces the shipped one, no clash.
+    tuned = replace(default_persona(), voice="Gruffer.")
+    catalog = load_catalog(tuned)
+    assert catalog.names() == ["Bartender", "Night Owl"] and catalog.get("bartender") is tuned
 
 
 async def _memories(store: MemoryStore, user: int, guild: int | None, *items: Any) -> list[int]:

@@ -148,10 +148,15 @@ class MemoryCog(commands.Cog):
         if manager is not None:  # confirms a memory it already has instead of repeating it
             change = await manager.remember(user.id, text, guild_id=interaction.guild_id)
             memory_id = change.memory_id
+            added = change.action == "add"
         else:
             memory_id = (
                 await self.bot.memories.remember(user.id, text, guild_id=interaction.guild_id)
             ).id
+            added = True
+        companion = self.bot.agent.companion
+        if added and companion is not None:  # bot_states' facts learnt
+            await companion.count_learned(interaction.guild_id, 1)
         await self._say(interaction, f"Noted. I'll remember that (`#{memory_id}`).")
 
     @app_commands.command(name="forget", description="Forget one thing barkeeper remembers")

@@ -342,13 +342,16 @@ def _shipped() -> list[Persona]:
 
 def load_catalog(default: Persona, directory: str | Path | None = None) -> PersonaCatalog:
     """The default persona, the shipped ones, and every ``*.toml`` in ``directory``
-    (``BARKEEPER_PERSONAS_DIR``; ``None``: none).
+    (``BARKEEPER_PERSONAS_DIR``; ``None``: none). A shipped persona with the default's
+    name is left out (the default replaces it).
 
     Raises:
         ConfigError: The directory cannot be read, a file is malformed, or two
             personas share a name.
     """
-    others = _shipped()
+    # The default replaces a shipped persona of its name (BARKEEPER_PERSONA_FILE often
+    # is a tuned Bartender); only the directory's files must not clash.
+    others = [p for p in _shipped() if p.name.casefold() != default.name.casefold()]
     if directory is not None and str(directory) != "":
         folder = Path(directory)
         try:
