@@ -222,3 +222,30 @@ async def test_new_facts_learnt_by_the_worker_count_in_bot_states(
     state = await companion.state.get_state(GUILD)
     assert state.facts_learned == 2 and state.first_activated_at == T0
     assert (await companion.state.get_state(None)).facts_learned == 0
+
+
+async def test_discovery_looks_only_at_what_changed_and_keeps_the_strongest(
+    db: Database, store: MemoryStore
+) -> None:
+    tuning = replace(default_persona().tuning, association_max_per_memory=1)
+    companion = Companion(db, replace(default_persona(), tuning=tuning), clock=lambda: T0)
+    settings = companion.settings
+    alice, bob, carol = await _users(db, "alice", "bob", "carol")
+    await _memories(store, alice, GUILD, "Alice plays the cello in an orchestra")
+    [b_cello] = await _memories(store, bob, GUILD, "Bob plays the cello in an orchestra")
+    await _memories(store, carol, GUILD, "Carol plays the cello")
+    await settings.set_feature(GUILD, "associations", True)
+    for who in (alice, bob, carol):
+        await settings.set_connected(who, GUILD, True)
+    async with db.acquire() as conn:  # written long ago: older than the discovery's margin
+        await conn.execute("UPDATE memories SET updated_at = now() - interval '1 hour'")
+    # Two partners qualify; one is kept per memory: the strongest (Bob's, 4 of 4 words).
+    assert await companion.associations.discover(alice, GUILD, T0) == 1
+    [(one, two)] = await _pairs(db)
+    assert b_cello in (one, two)
+    # Nothing changed since: nothing is looked at again.
+    assert await companion.associations.discover(alice, GUILD, T0) == 0
+    # A new memory is.
+    await _memories(store, alice, GUILD, "Alice plays the cello at weddings")
+    assert await companion.associations.discover(alice, GUILD, T0) == 1
+    assert len(await _pairs(db)) == 2

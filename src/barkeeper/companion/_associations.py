@@ -12,8 +12,10 @@ Rules (constants in the persona's ``[tuning]``; why in ``docs/companion.md``):
   (shared / the smaller lexeme count) is at least ``association_min_strength``; that
   coefficient is the association's ``strength``;
 - discovery runs after a reply, in the background, for the author's
-  ``association_recent_memories`` newest memories of the guild against every connected
-  member's memories of the guild (each member's read by ``ix_memories_user_live``);
+  ``association_recent_memories`` newest memories of the guild changed since their last
+  discovery there (all of them after ``/connect on``), against every connected member's
+  memories of the guild (each member's read by ``ix_memories_user_live``), keeping each
+  of the author's memories' ``association_max_per_memory`` strongest partners;
 - the reply's context shows the author's ``association_max_shown`` strongest ones.
 
 Every condition is checked again when associations are read, so ``/connect off``, a
@@ -46,11 +48,14 @@ def _live(alias: str) -> str:
 
 
 # $1 user, $2 guild, $3 sensitive types, $4 how many of the author's newest memories,
-# $5 min shared lexemes, $6 min strength, $7 now.
+# $5 min shared lexemes, $6 min strength, $7 now, $8 most partners per memory.
 _DISCOVER = f"""
-WITH mine AS (
-    SELECT id, search FROM memories m
+WITH me AS (
+    SELECT discovered_at FROM companion_connections WHERE guild_id = $2 AND user_id = $1
+), mine AS (
+    SELECT m.id, m.search FROM memories m, me
     WHERE m.user_id = $1 AND m.guild_id = $2 AND {_live("m")} AND m.memory_type <> ALL($3::text[])
+      AND (me.discovered_at IS NULL OR m.updated_at > me.discovered_at)
     ORDER BY m.updated_at DESC LIMIT $4
 ), q AS (
     SELECT id, search, tsvector_to_array(search) AS words,
@@ -62,7 +67,6 @@ WITH mine AS (
     JOIN memories t ON t.user_id = c.user_id
     WHERE c.guild_id = $2 AND c.user_id <> $1 AND t.guild_id = $2 AND {_live("t")}
       AND t.memory_type <> ALL($3::text[])
-      AND EXISTS (SELECT 1 FROM companion_connections me WHERE me.guild_id = $2 AND me.user_id = $1)
 ), pairs AS (
     SELECT q.id AS a, t.id AS b,
         cardinality(ARRAY(
@@ -70,11 +74,24 @@ WITH mine AS (
         )) AS shared,
         least(length(q.search), length(t.search)) AS smaller
     FROM q JOIN theirs t ON t.search @@ q.query
+), ranked AS (
+    SELECT a, b, shared::real / smaller AS strength,
+        row_number() OVER (PARTITION BY a ORDER BY shared::real / smaller DESC, b) AS rank
+    FROM pairs WHERE shared >= $5 AND shared::real / smaller >= $6
+), written AS (
+    INSERT INTO fact_associations
+        (memory_id_1, memory_id_2, association_type, strength, discovered_at)
+    SELECT least(a, b), greatest(a, b), 'shared_interest', strength, $7
+    FROM ranked WHERE rank <= $8
+    ON CONFLICT (memory_id_1, memory_id_2) DO UPDATE SET strength = EXCLUDED.strength
+    RETURNING 1
+), marked AS (
+    -- a margin: a memory committed by another transaction meanwhile is looked at again
+    UPDATE companion_connections SET discovered_at = now() - interval '1 minute'
+    WHERE guild_id = $2 AND user_id = $1
+    RETURNING 1
 )
-INSERT INTO fact_associations (memory_id_1, memory_id_2, association_type, strength, discovered_at)
-SELECT least(a, b), greatest(a, b), 'shared_interest', shared::real / smaller, $7
-FROM pairs WHERE shared >= $5 AND shared::real / smaller >= $6
-ON CONFLICT (memory_id_1, memory_id_2) DO UPDATE SET strength = EXCLUDED.strength
+SELECT (SELECT count(*) FROM written) + 0 * (SELECT count(*) FROM marked)
 """  # noqa: S608 - constant fragments; values stay parameters
 
 # The author's associations in a guild, strongest first: $1 user, $2 guild, $3 sensitive
@@ -147,7 +164,7 @@ class AssociationStore:
         """
         t = self._persona.tuning
         async with self._db.acquire() as conn:
-            status = await conn.execute(
+            written = await conn.fetchval(
                 _DISCOVER,
                 check_bigint(user_id, "user_id"),
                 check_bigint(guild_id, "guild_id"),
@@ -156,8 +173,9 @@ class AssociationStore:
                 t.association_min_shared_words,
                 t.association_min_strength,
                 now,
+                t.association_max_per_memory,
             )
-        return int(status.rsplit(" ", 1)[-1])
+        return int(written)
 
     async def for_user(self, user_id: int, guild_id: int) -> list[Association]:
         """The author's strongest associations in the guild (at most ``association_max_shown``)."""

@@ -70,6 +70,7 @@ class Tuning:
     association_min_strength: float = 0.5
     association_recent_memories: int = 20
     association_max_shown: int = 3
+    association_max_per_memory: int = 3
 
     def __post_init__(self) -> None:
         unit = (
@@ -120,6 +121,7 @@ class Tuning:
             "association_min_shared_words",
             "association_recent_memories",
             "association_max_shown",
+            "association_max_per_memory",
         ):
             value = getattr(self, name)
             if not 1 <= value <= 10_000:

@@ -33,6 +33,9 @@ CREATE TABLE IF NOT EXISTS companion_connections (
     guild_id    bigint NOT NULL,
     user_id     bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     created_at  timestamptz NOT NULL DEFAULT now(),
+    -- the last association discovery for this person here (minus a margin): the next
+    -- one only looks at their memories changed since
+    discovered_at  timestamptz,
     PRIMARY KEY (guild_id, user_id)
 );
 CREATE INDEX IF NOT EXISTS ix_companion_connections_user_id
