@@ -57,27 +57,28 @@ WITH me AS (
     WHERE m.user_id = $1 AND m.guild_id = $2 AND {_live("m")} AND m.memory_type <> ALL($3::text[])
       AND (me.discovered_at IS NULL OR m.updated_at > me.discovered_at)
     ORDER BY m.updated_at DESC LIMIT $4
-), q AS (
-    SELECT id, search, tsvector_to_array(search) AS words,
-        (SELECT string_agg('''' || replace(replace(w, '\\', '\\\\'), '''', '''''') || '''', ' | ')
-         FROM unnest(tsvector_to_array(search)) w)::tsquery AS query
-    FROM mine WHERE length(search) > 0
 ), theirs AS (
     SELECT t.id, t.search FROM companion_connections c
     JOIN memories t ON t.user_id = c.user_id
     WHERE c.guild_id = $2 AND c.user_id <> $1 AND t.guild_id = $2 AND {_live("t")}
       AND t.memory_type <> ALL($3::text[])
+), mine_words AS (
+    SELECT m.id, w FROM mine m, unnest(tsvector_to_array(m.search)) w
+), theirs_words AS (
+    SELECT t.id, w FROM theirs t, unnest(tsvector_to_array(t.search)) w
+), shared AS (
+    -- one hash join on the lexemes, then a count per pair: no per-pair subquery
+    SELECT mw.id AS a, tw.id AS b, count(*) AS words
+    FROM mine_words mw JOIN theirs_words tw ON tw.w = mw.w
+    GROUP BY mw.id, tw.id
+    HAVING count(*) >= $5
 ), pairs AS (
-    SELECT q.id AS a, t.id AS b,
-        cardinality(ARRAY(
-            SELECT unnest(q.words) INTERSECT SELECT unnest(tsvector_to_array(t.search))
-        )) AS shared,
-        least(length(q.search), length(t.search)) AS smaller
-    FROM q JOIN theirs t ON t.search @@ q.query
+    SELECT s.a, s.b, s.words, least(length(m.search), length(t.search)) AS smaller
+    FROM shared s JOIN mine m ON m.id = s.a JOIN theirs t ON t.id = s.b
 ), ranked AS (
-    SELECT a, b, shared::real / smaller AS strength,
-        row_number() OVER (PARTITION BY a ORDER BY shared::real / smaller DESC, b) AS rank
-    FROM pairs WHERE shared >= $5 AND shared::real / smaller >= $6
+    SELECT a, b, words::real / smaller AS strength,
+        row_number() OVER (PARTITION BY a ORDER BY words::real / smaller DESC, b) AS rank
+    FROM pairs WHERE words::real / smaller >= $6
 ), written AS (
     INSERT INTO fact_associations
         (memory_id_1, memory_id_2, association_type, strength, discovered_at)
