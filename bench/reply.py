@@ -22,6 +22,9 @@ Ours runs with the companion on (``barkeeper.companion.Companion``: mood, relati
 style and opinions read before each reply, in parallel with the other reads, and moved
 after it in the background); ``companion_read_ms`` is its read alone (one round trip),
 ``companion_read_in_pipeline_ms`` its wall time while the other reads run beside it.
+``companion_read_with_associations_ms`` is the same read once fact associations are on
+(the guild's switch, 50 connected members whose memories were learnt in the guild, their
+associations discovered: ``association_discovery_ms``, one background discovery each).
 
 Goal: ours p50 ≤ 10 ms, p99 ≤ 50 ms; the companion's read p50 ≤ 1 ms.
 
@@ -249,6 +252,35 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             started = time.perf_counter()
             await companion.before_reply(user["id"], GUILD, f"how about {TOPICS[n % len(TOPICS)]}?")
             alone.append(time.perf_counter() - started)
+        # With fact associations on: the guild's switch, the 50 users connected, their
+        # memories learnt in the guild, associations discovered. A dense worst case: every
+        # loaded memory shares words ("cares about … note") with every other.
+        async with db.acquire() as conn:
+            await conn.execute(
+                "UPDATE memories SET guild_id = $1 WHERE user_id = ANY($2::bigint[])",
+                GUILD,
+                [u["id"] for u in users],
+            )
+        await companion.settings.set_feature(GUILD, "associations", True)
+        for user in users:
+            await companion.settings.set_connected(user["id"], GUILD, True)
+        discovery: list[float] = []
+        for user in users:
+            started = time.perf_counter()
+            await companion.associations.discover(user["id"], GUILD, datetime.now(UTC))
+            discovery.append(time.perf_counter() - started)
+        with_associations: list[float] = []
+        shown = 0
+        for n in range(200):
+            user = users[n % len(users)]
+            started = time.perf_counter()
+            ctx = await companion.before_reply(
+                user["id"], GUILD, f"how about {TOPICS[n % len(TOPICS)]}?", channel_id=1
+            )
+            with_associations.append(time.perf_counter() - started)
+            shown += len(ctx.associations)
+        async with db.acquire() as conn:
+            associations = await conn.fetchval("SELECT count(*) FROM fact_associations")
         ours_ms = summarize_ms(ours)
         junkie_ms = summarize_ms(junkie)
         companion_ms = summarize_ms(alone)
@@ -262,6 +294,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "ratio_p50_junkie_to_ours": round(junkie_ms["p50"] / ours_ms["p50"], 2),
             "companion_read_ms": companion_ms,
             "companion_read_in_pipeline_ms": summarize_ms(steps["context.companion"]),
+            "companion_read_with_associations_ms": summarize_ms(with_associations),
+            "association_discovery_ms": summarize_ms(discovery),
+            "associations": {"stored": associations, "shown_per_read": shown / 200},
             "goal": {
                 "p50_ms": 10,
                 "p99_ms": 50,

@@ -10,6 +10,7 @@ from typing import Any
 
 from barkeeper.agent import build_agent
 from barkeeper.bot import Barkeeper, FollowupSink, build_followups
+from barkeeper.companion import CompanionSettings
 from barkeeper.config import Settings, load_settings
 from barkeeper.db import Database
 from barkeeper.embeddings import HashingEmbedder
@@ -84,7 +85,11 @@ async def bot_rig(
             retry_policy=FAST_RETRY,
         )
         followups = build_followups(db, settings, clock=clock)
-        sink = FollowupSink(followups) if followups is not None else None
+        sink = (
+            FollowupSink(followups, CompanionSettings(db, settings.companion_features()))
+            if followups is not None
+            else None
+        )
         manager = (
             MemoryManager(memories, model, extraction_rate=1.0, events=sink) if learn else None
         )

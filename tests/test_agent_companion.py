@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -21,7 +22,15 @@ from barkeeper.agent import (
     RunRecord,
     build_agent,
 )
-from barkeeper.companion import Companion, Sentiment, UserStore, shows_risk
+from barkeeper.companion import (
+    FEATURES,
+    Companion,
+    Sentiment,
+    UserStore,
+    default_persona,
+    load_catalog,
+    shows_risk,
+)
 from barkeeper.config import load_settings
 from barkeeper.conversations import SessionStore
 from barkeeper.db import Database
@@ -220,14 +229,31 @@ async def test_a_message_at_risk_gets_care_and_resources_and_is_flagged(
     bar.srv.script("I'm so sorry. Call 988 or your local emergency number. I'm here.")
     again = await agent.reply(bar.request("I want to kill myself", 2))
     assert again.text.count("988") == 1
+    await agent.drain()
+
+
+async def test_a_failing_model_still_gives_the_resources_first_and_no_apology(bar: Bar) -> None:
+    companion = Companion(bar.db, clock=lambda: bar.clock[0])
+    agent = bar.agent(companion, crisis_resources="Call 988 or your local emergency number.")
+    pieces: list[str] = []
     bar.srv.script(Fault.server_error(), Fault.server_error(), Fault.server_error())
-    failed = await agent.reply(bar.request("I want to kill myself", 3))
-    assert failed.failed and failed.text.endswith("Call 988 or your local emergency number.")
+    failed = await agent.reply(bar.request("I want to kill myself", 3), on_text=pieces.append)
+    assert failed.failed and failed.record.flags == ("crisis",)
+    # The first words streamed are the resources; the in-character apology never comes.
+    assert pieces and pieces[0].startswith("Call 988 or your local emergency number.")
+    assert failed.text.startswith("Call 988 or your local emergency number.")
+    assert "lost my train of thought" not in failed.text
+    assert "".join(pieces) == failed.text
+    # An ordinary message that fails gets the apology, as before.
+    pieces.clear()
+    bar.srv.script(Fault.server_error(), Fault.server_error(), Fault.server_error())
+    plain = await agent.reply(bar.request("pour me a pint", 4), on_text=pieces.append)
+    assert "lost my train of thought" in plain.text and "988" not in plain.text
     await agent.drain()
 
     # An ordinary message is not flagged.
     bar.srv.script("Evening!")
-    plain = await agent.reply(bar.request("what a day, pour me something", 4))
+    plain = await agent.reply(bar.request("what a day, pour me something", 5))
     assert plain.record.flags == ()
     await agent.drain()
 
@@ -262,4 +288,69 @@ async def test_a_grief_memory_never_reaches_a_guild_channel(bar: Bar) -> None:
     await agent.reply(dm)
     _, dm_context = bar.system()
     assert "lost her father" in dm_context
+    await agent.drain()
+
+
+async def test_the_place_persona_speaks_and_features_off_still_reply(
+    bar: Bar, tmp_path: Path
+) -> None:
+    (tmp_path / "owl.toml").write_text(
+        'name = "Owl"\ndescription = "a quiet night host."\nvoice = "Soft and brief."\n'
+    )
+    companion = Companion(
+        bar.db, personas=load_catalog(default_persona(), tmp_path), clock=lambda: bar.clock[0]
+    )
+    agent = bar.agent(companion)
+    await companion.settings.set_persona(GUILD, CHANNEL, "Owl")
+    bar.srv.script("Mm. Evening.")
+    await agent.reply(bar.request("evening!", 1))
+    system, _ = bar.system()
+    assert system.startswith("You are Owl, a quiet night host.")
+    await companion.settings.set_persona(GUILD, CHANNEL, None)
+    bar.srv.script("Evening!")
+    await agent.reply(bar.request("evening!", 2))
+    system, _ = bar.system()
+    assert system.startswith("You are Bartender,")
+    await agent.drain()
+
+    # Every feature switched off in the guild: the reply still comes, plainly.
+    for feature in FEATURES:
+        await companion.settings.set_feature(GUILD, feature, False)
+    before = await companion.relationships.get_relationship(bar.alice.user_id, GUILD, NOW)
+    bar.srv.script("Here you go.")
+    answer = await agent.reply(bar.request("I LOVE this place, pour me one!!!", 3))
+    await agent.drain()
+    assert answer.text == "Here you go." and not answer.failed
+    system, _ = bar.system()
+    assert "How you are right now" not in system
+    after = await companion.relationships.get_relationship(bar.alice.user_id, GUILD, NOW)
+    assert after.total_interactions == before.total_interactions  # not updated either
+
+
+async def test_associations_reach_the_context_as_data_never_the_system(bar: Bar) -> None:
+    companion = Companion(bar.db, clock=lambda: bar.clock[0])
+    agent = bar.agent(companion)
+    users = UserStore(bar.db)
+    bob = await users.get_or_create_discord_user(1002, username="bob", global_name="Bob")
+    uid = bar.alice.user_id
+    await bar.memories.add(uid, "Alice plays the cello in a quartet", guild_id=GUILD)
+    await bar.memories.add(bob.id, "Bob plays the cello on Sundays", guild_id=GUILD)
+    await companion.settings.set_feature(GUILD, "associations", True)
+    for who in (uid, bob.id):
+        await companion.settings.set_connected(who, GUILD, True)
+    bar.srv.script("Nice.")
+    await agent.reply(bar.request("any news?", 1))
+    await agent.drain()  # the first reply's after-work discovers the link
+    bar.srv.script("You and Bob should jam.")
+    await agent.reply(bar.request("I practised the cello all day", 2))
+    system, context = bar.system()
+    block = _block(context, "in_common")
+    assert '"Bob"' in block and "Bob plays the cello on Sundays" in block
+    assert "Bob plays the cello" not in system
+    # Not once Bob turns /connect off.
+    await companion.settings.set_connected(bob.id, GUILD, False)
+    bar.srv.script("Nice.")
+    await agent.reply(bar.request("I practised the cello all day", 3))
+    _, context = bar.system()
+    assert "<in_common" not in context
     await agent.drain()

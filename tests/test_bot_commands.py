@@ -202,6 +202,11 @@ async def test_a_fact_said_in_chat_is_in_memories_and_in_a_later_replys_why(
         await rig.bot.worker.drain()
         _, listed = await _ask(rig, "alice", "memories")
         assert "Keeps bees on the roof" in listed and "hobby" in listed
+        # The worker told the companion: the guild's facts-learnt counter moved.
+        companion = rig.bot.agent.companion
+        assert companion is not None
+        guild = rig.emu.guild_ids()[0]
+        assert (await companion.state.get_state(guild)).facts_learned == 1
         rig.llm.script("Your bees, of course.", facts_reply())
         asked = alice.send(channel, "what do I keep on the roof?", mention_bot=True)
         await rig.emu.wait_for_reply(asked, timeout=WAIT)

@@ -243,3 +243,54 @@ async def test_claims_left_by_a_dead_process_are_sent_once_after_the_lease(
         assert {(e.status, e.attempts, e.claimed_by) for e in rows} == {
             ("sent", 2, cog.followups.owner)
         }
+
+
+async def test_a_server_whose_admins_switched_followups_off_gets_none(db: Database) -> None:
+    """``/features followups off`` in a server: an event already scheduled there is
+    cancelled unsent when due, and nothing new is scheduled from that server; a DM
+    reminder of the same person still arrives."""
+    clock = Clock()
+    async with bot_rig(db, learn=True, clock=clock, followup_poll=0.02, quiet_hours="off") as rig:
+        alice = rig.emu.person("alice")
+        rig.bot.admin_ids = frozenset({alice.id})
+        channel = rig.emu.channel_ids()[0]
+        guild = rig.emu.guild_ids()[0]
+        user = await rig.bot.people.get_or_create_discord_user(alice.id, username="alice")
+        followups = rig.bot.followups
+        assert followups is not None
+        due = clock.now + timedelta(minutes=10)
+        early = await followups.create(
+            user.id, "reminder", "water the basil", due, guild_id=guild, channel_id=channel
+        )
+        assert early is not None
+        switched = alice.invoke(
+            "features", channel, options={"feature": "followups", "mode": "off"}
+        )
+        assert "- followups: off" in (await switched.wait_for_response(timeout=WAIT)).content
+
+        rig.llm.script("Noted.", Reply.json({"facts": [], "events": []}))
+        said = alice.send(channel, "remind me tomorrow at 6pm to call mum", mention_bot=True)
+        reply = await rig.emu.wait_for_reply(said, timeout=WAIT)
+        await rig.bot.wait_idle()
+        assert rig.bot.worker is not None
+        await rig.bot.worker.drain()
+        assert [e.title for e in await followups.list_events(user.id)] == ["water the basil"]
+
+        cog = rig.bot.followups_cog
+        assert cog is not None
+        clock.now = due + timedelta(minutes=1)
+        await _rounds([cog], 3)
+        assert rig.emu.bot_messages(channel, after=reply.id) == []
+        (row,) = await followups.list_events(user.id, include_done=True)
+        assert (row.id, row.status) == (early.id, "cancelled")
+
+        dm = alice.dm_channel.id
+        rig.llm.script("I will.", Reply.json({"facts": [], "events": []}))
+        asked = alice.send(dm, "remind me tomorrow at 6pm to call mum")
+        answer = await rig.emu.wait_for_reply(asked, timeout=WAIT)
+        await rig.bot.wait_idle()
+        await rig.bot.worker.drain()
+        (event,) = await followups.list_events(user.id)
+        clock.now = event.trigger_at
+        (arrived,) = await rig.emu.wait_for_bot_messages(dm, 1, after=answer, timeout=WAIT)
+        assert arrived.content == "A reminder, as you asked: call mum."

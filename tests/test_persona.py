@@ -92,7 +92,16 @@ def test_a_missing_persona_file_says_which_setting(tmp_path: Path) -> None:
 
 
 def test_features_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert load_settings().companion_features() == {"mood", "relationships", "styles", "opinions"}
+    assert load_settings().companion_features() == {
+        "mood",
+        "relationships",
+        "styles",
+        "opinions",
+        "followups",
+        "associations",
+    }
+    monkeypatch.setenv("BARKEEPER_FEATURES", " mood , styles,associations")
+    assert load_settings().companion_features() == {"mood", "styles", "associations"}
     monkeypatch.setenv("BARKEEPER_FEATURES", " mood , styles")
     assert load_settings().companion_features() == {"mood", "styles"}
     monkeypatch.setenv("BARKEEPER_FEATURES", "")

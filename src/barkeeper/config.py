@@ -277,9 +277,13 @@ class Settings(BaseSettings):
     crisis_resources: str | None = Field(
         None, validation_alias=AliasChoices("BARKEEPER_CRISIS_RESOURCES")
     )
+    personas_dir: str | None = Field(None, validation_alias=AliasChoices("BARKEEPER_PERSONAS_DIR"))
     features: str = Field(
-        "mood,relationships,styles,opinions,followups",
-        pattern=r"^\s*((mood|relationships|styles|opinions|followups)\s*(,\s*|$))*$",
+        "mood,relationships,styles,opinions,followups,associations",
+        pattern=(
+            r"^\s*((mood|relationships|styles|opinions|followups|associations)"
+            r"\s*(,\s*|$))*$"
+        ),
         validation_alias=AliasChoices("BARKEEPER_FEATURES"),
     )
     proactive_per_day: Annotated[int, Field(ge=0, le=100)] = Field(
@@ -322,6 +326,7 @@ class Settings(BaseSettings):
         "memory_api_key",
         "memory_base_url",
         "persona_file",
+        "personas_dir",
         "crisis_resources",
         "shard_count",
         mode="before",

@@ -239,20 +239,37 @@ class Agent:
             self._zone = ZoneInfo(self.config.timezone)
         except (KeyError, ValueError) as exc:
             raise InvalidInputError(f"unknown time zone {self.config.timezone!r}") from exc
-        self._builder = ContextBuilder(
-            persona=self.config.persona,
-            rules=CONTEXT_RULES,
-            budget=self.config.budget,
-            model=self.config.model,
-            timezone=self._zone,
-            bot_name=self.config.bot_name,
-        )
+        self._builder = self._new_builder(self.config.persona, self.config.bot_name)
+        # The personas admins may choose per guild or channel (``/persona``): built now,
+        # so one that does not fit its share of the budget stops the start-up.
+        self._builders: dict[str, ContextBuilder] = {}
+        if companion is not None:
+            for persona in companion.personas.personas():
+                if persona is not companion.personas.default:
+                    self._builders[persona.name] = self._new_builder(
+                        persona.system_prompt(), persona.name
+                    )
         self._tools_on = self.config.tools
         self._states: OrderedDict[int, _UserState] = OrderedDict()
         self._background: set[asyncio.Task[Any]] = set()
 
     def __repr__(self) -> str:
         return f"<Agent {self.config.agent_id!r} model={self._model!r} cached={len(self._states)}>"
+
+    def _new_builder(self, persona: str, bot_name: str) -> ContextBuilder:
+        return ContextBuilder(
+            persona=persona,
+            rules=CONTEXT_RULES,
+            budget=self.config.budget,
+            model=self.config.model,
+            timezone=self._zone,
+            bot_name=bot_name,
+        )
+
+    @property
+    def companion(self) -> Companion | None:
+        """The companion (mood, relationships, settings…), or ``None`` when off."""
+        return self._companion
 
     @property
     def cached_users(self) -> int:
@@ -349,7 +366,10 @@ class Agent:
         )
         building = time.perf_counter()
         tools = list(TOOL_DEFINITIONS) if self._tools_on else None
-        context = self._builder.build(
+        builder = self._builder
+        if inner is not None and inner.persona is not None:
+            builder = self._builders.get(inner.persona.name, builder)
+        context = builder.build(
             request,
             now=now,
             memories=memories,
@@ -364,11 +384,16 @@ class Agent:
             care=CARE_INSTRUCTION.format(resources=self.config.crisis_resources)
             if at_risk
             else None,
+            associations=[a.describe() for a in inner.associations]
+            if inner is not None and not at_risk
+            else (),
         )
         context_ms = _ms(started)
         reads.ms["context.build"] = round(_ms(building), 3)
 
-        answer = await self._answer(request, context, history, chain, tools, now, on_text)
+        answer = await self._answer(
+            request, context, history, chain, tools, now, on_text, at_risk=at_risk
+        )
         text = answer.text
         if at_risk:
             text = await self._with_care(text, answer.failed, on_text)
@@ -408,6 +433,7 @@ class Agent:
                         request.place.guild_id,
                         request.message.text,
                         text,
+                        features=inner.features if inner is not None else None,
                         now=now,
                     )
                 )
@@ -422,6 +448,8 @@ class Agent:
         tools: list[dict[str, Any]] | None,
         now: datetime,
         on_text: TextCallback | None,
+        *,
+        at_risk: bool = False,
     ) -> _Answer:
         answer = _Answer()
         transcript: list[ChatMessage] = list(context.messages)
@@ -481,8 +509,11 @@ class Agent:
             _log.warning("reply to user %s failed: %s", request.author.user_id, exc)
             answer.failed = True
             answer.errors.append(f"{type(exc).__name__}: {exc}")
-            sorry = apology("rate" if isinstance(exc, LLMRateLimitError) else "other")
-            await emit(("\n\n" if "".join(parts).strip() else "") + sorry)
+            # At risk, no in-character apology: the care text with the resources follows
+            # (``_with_care``), and nothing may come before it but what was written.
+            if not at_risk:
+                sorry = apology("rate" if isinstance(exc, LLMRateLimitError) else "other")
+                await emit(("\n\n" if "".join(parts).strip() else "") + sorry)
         answer.text = "".join(parts)
         answer.transcript = transcript[len(context.messages) :]
         return answer
@@ -681,12 +712,14 @@ class Agent:
 
     async def _with_care(self, text: str, failed: bool, on_text: TextCallback | None) -> str:
         """The reply to a message at risk: never without the resources, never an
-        in-character apology in place of care."""
+        in-character apology in place of care. When the model failed, the resources
+        come first (before any word about the failure), and nothing in persona is said."""
         resources = self.config.crisis_resources
         if failed:
-            addition = (
-                "\n\nI'm having trouble answering properly right now, but I don't want to "
-                f"leave this unsaid: what you wrote matters, and you deserve support. {resources}"
+            addition = ("\n\n" if text.strip() else "") + (
+                f"{resources}\n\nI'm having trouble answering properly right now, but I "
+                "don't want to leave this unsaid: what you wrote matters, and you deserve "
+                "support now. Please reach out to one of them, or to someone you trust, today."
             )
         elif resources not in text:
             addition = f"\n\n{resources}"
@@ -711,6 +744,7 @@ class Agent:
             request.place.guild_id,
             request.message.text,
             name=request.author.display_name,
+            channel_id=request.place.channel_id,
             now=now,
         )
         inner: CompanionContext | None = await reads.guard("companion", "the companion", read, None)

@@ -31,6 +31,10 @@ _NAME_JUNK = re.compile(r"[\x00-\x1f\x7f()\[\]<>:\"`\\]+")
 _SPACES = re.compile(r"\s+")
 _MAX_NAME = 64
 _TRUNCATED = " …[cut to fit]"
+_IN_COMMON = (
+    "<in_common> (the author and other members who both agreed to be connected share "
+    "these; mention one only if it fits naturally: with whom: the author's memory / theirs)"
+)
 
 
 def quote(text: str) -> str:
@@ -249,6 +253,7 @@ class ContextBuilder:
         tools: Sequence[Mapping[str, Any]] | None = None,
         companion: Sequence[str] = (),
         care: str | None = None,
+        associations: Sequence[str] = (),
     ) -> BuiltContext:
         """Lay out the context for ``request`` within the budget.
 
@@ -266,6 +271,9 @@ class ContextBuilder:
                 opinions), most important first; those over the persona's share are cut.
             care: The out-of-persona instruction for a message that shows risk; always
                 shown, whatever the budget.
+            associations: What the author has in common with other connected members,
+                one line each (shown as data after the memories, within the memories'
+                share; those that do not fit are cut).
 
         Returns:
             The messages and what they hold.
@@ -327,6 +335,18 @@ class ContextBuilder:
         room -= sum(self._count(line) for _, line in memory_lines)
         if memory_lines:
             room -= self._count("<memories>") * 2
+        common: list[str] = []
+        if associations:
+            memory_room -= self._count(_IN_COMMON) * 2
+            for line in associations:
+                tokens = self._count(f"- {line}")
+                if tokens > memory_room:
+                    cut["associations"] = len(associations) - len(common)
+                    break
+                common.append(f"- {line}")
+                memory_room -= tokens
+            if common:
+                room -= sum(self._count(line) for line in common) + self._count(_IN_COMMON) * 2
 
         # History: pinned links first (reply chain newest first, thread starter), then
         # channel lines newest first, then earlier exchanges newest first. The first
@@ -398,7 +418,9 @@ class ContextBuilder:
 
         def assemble() -> list[ChatMessage]:
             older = not history_complete or any(i.kind == "history" for i in dropped)
-            return self._assemble(request, system, intro, memory_lines, kept, current_line, older)
+            return self._assemble(
+                request, system, intro, memory_lines, kept, current_line, older, common
+            )
 
         built = assemble()
         # Our line counts are close, not exact (tokens merge across lines): trim the
@@ -474,6 +496,7 @@ class ContextBuilder:
         kept: list[_Item],
         current_line: str,
         older_exist: bool,
+        common: Sequence[str] = (),
     ) -> list[ChatMessage]:
         who = self._who(request.author.display_name, request.author.discord_id, you=False)
         parts = [intro]
@@ -481,6 +504,10 @@ class ContextBuilder:
             parts.append(f"<memories of {who}>")
             parts.extend(line for _, line in memory_lines)
             parts.append("</memories>")
+        if common:
+            parts.append(_IN_COMMON)
+            parts.extend(common)
+            parts.append("</in_common>")
         blocks = (
             ("run", f"<earlier_exchanges with {who}>", "</earlier_exchanges>"),
             ("history", "<channel_history>", "</channel_history>"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from barkeeper.agent._agent import Agent, AgentConfig, MemorySink
-from barkeeper.companion import Companion, GuildStore, UserStore, load_persona
+from barkeeper.companion import Companion, GuildStore, UserStore, load_catalog, load_persona
 from barkeeper.config import Settings
 from barkeeper.conversations import SessionStore
 from barkeeper.db import Database
@@ -74,16 +74,18 @@ def build_agent(
         users=UserStore(db),
         guilds=GuildStore(db),
         memory_sink=memory_sink,
-        companion=(
-            Companion(
-                db,
-                load_persona(settings.persona_file),
-                mood_decay=settings.mood_decay,
-                features=settings.companion_features(),
-            )
-            if settings.companion
-            else None
-        ),
+        companion=_companion(db, settings) if settings.companion else None,
         config=AgentConfig.from_settings(settings, **config),
         close_model=model is None,
+    )
+
+
+def _companion(db: Database, settings: Settings) -> Companion:
+    persona = load_persona(settings.persona_file)
+    return Companion(
+        db,
+        persona,
+        mood_decay=settings.mood_decay,
+        features=settings.companion_features(),
+        personas=load_catalog(persona, settings.personas_dir),
     )

@@ -25,6 +25,7 @@ from barkeeper.agent import (
 from barkeeper.backfill import Backfill, BackfillResult, DiscordHistorySource, ProgressEvent
 from barkeeper.bot._cache import LiveCache
 from barkeeper.bot._commands import AdminCog, MemoryCog
+from barkeeper.bot._companion_commands import CompanionCog
 from barkeeper.bot._followups import FollowupsCog
 from barkeeper.bot._limits import UserLimits
 from barkeeper.bot._reply import NO_MENTIONS, ReplyWriter
@@ -125,6 +126,9 @@ class Barkeeper(commands.AutoShardedBot):
         self._was_ready = False
         #: Discord id → users.id seen by this process (used while the database is down).
         self.known_users: dict[int, int] = {}
+        companion = agent.companion
+        if worker is not None and companion is not None and worker.on_learned is None:
+            worker.on_learned = companion.count_learned  # bot_states' facts learnt
 
     async def setup_hook(self) -> None:
         """Start the cache writer, add the cogs, sync the commands, start the backfill."""
@@ -139,6 +143,7 @@ class Barkeeper(commands.AutoShardedBot):
                 self, self.followups, poll=self.settings.followup_poll
             )
             await self.add_cog(self.followups_cog)
+        await self.add_cog(CompanionCog(self))
         await self.sync_commands()
         if self.settings.backfill_on_start:
             self.backfill_task = asyncio.create_task(self.run_backfill(), name="backfill")

@@ -150,10 +150,12 @@ class MemoryCog(commands.Cog):
         if manager is not None:  # confirms a memory it already has instead of repeating it
             change = await manager.remember(user.id, text, guild_id=interaction.guild_id)
             memory_id = change.memory_id
+            added = change.action == "add"
         else:
             memory_id = (
                 await self.bot.memories.remember(user.id, text, guild_id=interaction.guild_id)
             ).id
+            added = True
         followups = self.bot.followups
         birthday = birthday_event(text) if followups is not None else None
         if followups is not None and birthday is not None:  # a birthday: wished yearly
@@ -165,6 +167,9 @@ class MemoryCog(commands.Cog):
                 created_at=interaction.created_at,
             )
             await FollowupSink(followups).schedule_events(said, [birthday])
+        companion = self.bot.agent.companion
+        if added and companion is not None:  # bot_states' facts learnt
+            await companion.count_learned(interaction.guild_id, 1)
         await self._say(interaction, f"Noted. I'll remember that (`#{memory_id}`).")
 
     @app_commands.command(name="forget", description="Forget one thing barkeeper remembers")

@@ -30,6 +30,7 @@ from discord.ext import commands
 
 from barkeeper.companion import (
     ClaimedEvent,
+    CompanionSettings,
     FollowupRules,
     Followups,
     ScheduledEvent,
@@ -77,14 +78,24 @@ class FollowupSink:
 
     Args:
         followups: The scheduler.
+        places: The per-server switches: nothing is scheduled from a server whose admins
+            turned ``followups`` off (``/features``). ``None``: only the global setting.
     """
 
-    def __init__(self, followups: Followups) -> None:
+    def __init__(self, followups: Followups, places: CompanionSettings | None = None) -> None:
         self._followups = followups
+        self._places = places
 
     async def schedule_events(self, message: UserMessage, events: Sequence[CandidateEvent]) -> int:
         """Schedule each event for the message's author; returns how many were new."""
         made = 0
+        if (
+            events
+            and message.guild_id is not None
+            and self._places is not None
+            and not await self._places.feature_on(message.guild_id, "followups")
+        ):
+            return 0
         for event in events:
             scheduled = await self._followups.schedule(
                 message.user_id,
@@ -203,6 +214,15 @@ class FollowupsCog(commands.GroupCog, group_name="followups"):
         if channel is None or not body:
             await self.followups.mark_failed(claim)
             _log.warning("follow-up %d: its channel is gone; marked failed", event.id)
+            return 0
+        companion = self.bot.agent.companion
+        if (
+            event.guild_id is not None
+            and companion is not None
+            and not await companion.feature_on(event.guild_id, "followups")
+        ):  # the server's admins switched follow-ups off after it was scheduled
+            await self.followups.mark_cancelled(claim)
+            _log.info("follow-up %d: off in its server; cancelled", event.id)
             return 0
         me = self.bot.user
         if claim.reclaimed and me is not None:

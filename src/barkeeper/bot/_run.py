@@ -16,6 +16,7 @@ import yarl
 from barkeeper.agent import build_agent
 from barkeeper.bot._bot import Barkeeper
 from barkeeper.bot._followups import FollowupSink, build_followups
+from barkeeper.companion import CompanionSettings
 from barkeeper.config import Settings
 from barkeeper.db import Database
 from barkeeper.errors import ConfigError, DiscordAuthenticationError, DiscordUnavailableError
@@ -110,7 +111,13 @@ async def _run(settings: Settings, token: str) -> None:
     async with Database.connect(settings, upgrade=True) as db:
         followups = build_followups(db, settings)
         manager = build_memory_manager(
-            db, settings, events=FollowupSink(followups) if followups is not None else None
+            db,
+            settings,
+            events=(
+                FollowupSink(followups, CompanionSettings(db, settings.companion_features()))
+                if followups is not None
+                else None
+            ),
         )
         async with manager, MemoryWorker(manager) as worker:
             agent = build_agent(db, settings, memories=manager.store, memory_sink=worker.submit)

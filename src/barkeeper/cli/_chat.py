@@ -294,6 +294,8 @@ class _Chat:
             self.agent = build_agent(
                 db, self.settings, memories=manager.store, memory_sink=self.worker.submit
             )
+            if self.agent.companion is not None:  # bot_states' facts learnt (DMs' row)
+                self.worker.on_learned = self.agent.companion.count_learned
             try:
                 await self._greet(SessionStore.from_settings(db, self.settings))
                 await self._loop()

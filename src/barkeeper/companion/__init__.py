@@ -9,6 +9,10 @@
   read before a reply as prompt fragments and moved after it (``docs/companion.md``).
 - :class:`Followups`: follow-ups, reminders and birthdays (``scheduled_events``), their
   days resolved in code (:func:`resolve_when`), claimed exactly once for delivery.
+- :class:`CompanionSettings`: per-guild and per-channel personas (from a
+  :class:`PersonaCatalog`), per-guild feature switches (:meth:`CompanionSettings.feature_on`
+  answers "is feature X on in guild G"), and ``/connect`` opt-ins.
+- :class:`AssociationStore`: fact associations between connected members.
 
 Names, keys and JSON settings containing NUL characters are refused with
 :class:`~barkeeper.errors.InvalidInputError`; nothing is written.
@@ -21,6 +25,7 @@ Example::
     await PreferenceStore(db).set_preference(user.id, "tone", "gentle")
 """
 
+from barkeeper.companion._associations import Association, AssociationStore
 from barkeeper.companion._care import (
     CARE_INSTRUCTION,
     DEFAULT_CRISIS_RESOURCES,
@@ -46,8 +51,10 @@ from barkeeper.companion._opinions import Opinion, OpinionStore, topics_of
 from barkeeper.companion._persona import (
     LEVEL_NAMES,
     Persona,
+    PersonaCatalog,
     Tuning,
     default_persona,
+    load_catalog,
     load_persona,
 )
 from barkeeper.companion._preferences import (
@@ -62,6 +69,12 @@ from barkeeper.companion._relationships import (
     level_of,
 )
 from barkeeper.companion._sentiment import Sentiment, score_sentiment
+from barkeeper.companion._settings import (
+    GUILD_DEFAULTS,
+    CompanionSettings,
+    PlaceSettings,
+    effective_features,
+)
 from barkeeper.companion._state import BotState, BotStateStore
 from barkeeper.companion._styles import CommunicationStyle, StyleSignals, StyleStore, style_signals
 from barkeeper.companion._users import User, UserStore
@@ -83,18 +96,22 @@ __all__ = [
     "EVENT_KINDS",
     "EVENT_STATUSES",
     "FEATURES",
+    "GUILD_DEFAULTS",
     "LEVEL_NAMES",
     "LEVEL_TITLES",
     "MAX_PREFERENCE_KEY",
     "MAX_PREFERENCE_VALUE",
     "RECURRENCES",
     "SENSITIVE_MEMORY_TYPES",
+    "Association",
+    "AssociationStore",
     "BotState",
     "BotStateStore",
     "ClaimedEvent",
     "CommunicationStyle",
     "Companion",
     "CompanionContext",
+    "CompanionSettings",
     "EventKind",
     "EventStatus",
     "FollowupRules",
@@ -107,6 +124,8 @@ __all__ = [
     "Opinion",
     "OpinionStore",
     "Persona",
+    "PersonaCatalog",
+    "PlaceSettings",
     "PreferenceStore",
     "QuietHours",
     "Recurrence",
@@ -122,8 +141,10 @@ __all__ = [
     "UserStore",
     "classify_mood",
     "default_persona",
+    "effective_features",
     "event_text",
     "level_of",
+    "load_catalog",
     "load_persona",
     "local_moment",
     "memory_types_for",

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from barkeeper.companion._associations import ASSOCIATIONS_READ, Association, AssociationStore
+from barkeeper.companion._care import SENSITIVE_MEMORY_TYPES
 from barkeeper.companion._mood import MOOD_READ, Mood, MoodStore
 from barkeeper.companion._opinions import (
     OPINIONS_READ,
@@ -25,7 +27,7 @@ from barkeeper.companion._opinions import (
     opinion_row,
     topics_of,
 )
-from barkeeper.companion._persona import Persona, default_persona
+from barkeeper.companion._persona import Persona, PersonaCatalog, default_persona
 from barkeeper.companion._relationships import (
     LEVEL_TITLES,
     RELATIONSHIP_READ,
@@ -35,6 +37,12 @@ from barkeeper.companion._relationships import (
     relationship_row,
 )
 from barkeeper.companion._sentiment import score_sentiment
+from barkeeper.companion._settings import (
+    FEATURES,
+    SETTINGS_READ,
+    CompanionSettings,
+    PlaceSettings,
+)
 from barkeeper.companion._state import BotStateStore
 from barkeeper.companion._styles import STYLE_READ, CommunicationStyle, StyleStore, style_row
 from barkeeper.db import Database
@@ -44,9 +52,6 @@ from barkeeper.validation import check_bigint
 __all__ = ["FEATURES", "Companion", "CompanionContext"]
 
 _MAX_NAME = 80  # a display name is the person's text: quoted, and kept short
-
-#: The companion's parts, each switched by ``BARKEEPER_FEATURES``.
-FEATURES = ("mood", "relationships", "styles", "opinions", "followups")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +65,12 @@ class CompanionContext:
         opinions: The bot's formed opinions on the message's topics.
         fragments: The prompt fragments, most important first (mood, relationship,
             style, opinions); a fragment is left out when it has nothing to say.
+        persona: The persona of the place (``/persona``: the channel's, else the
+            guild's, else the default).
+        features: The features on in this place (``BARKEEPER_FEATURES`` and the
+            guild's switches).
+        associations: What the author has in common with other connected members
+            (user content: it goes to the context as data, never to the system message).
     """
 
     mood: Mood
@@ -67,20 +78,31 @@ class CompanionContext:
     style: CommunicationStyle
     opinions: tuple[Opinion, ...] = ()
     fragments: tuple[str, ...] = field(default=())
+    persona: Persona | None = None
+    features: frozenset[str] = frozenset(FEATURES)
+    associations: tuple[Association, ...] = ()
 
 
-def _shift(query: str, by: int) -> str:
-    """``query`` with its parameters renumbered ($1 → $(1 + by), …)."""
-    return re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + by}", query)
+def _shift(query: str, by: int | dict[int, int]) -> str:
+    """``query`` with its parameters renumbered ($1 → $(1 + by), or by the mapping)."""
+    if isinstance(by, int):
+        return re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + by}", query)
+    table = by
+    return re.sub(r"\$(\d+)", lambda m: f"${table.get(int(m.group(1)), int(m.group(1)))}", query)
 
 
-# The stores' own reads in one round trip: $1 user, $2 guild, $3 topics, $4 min, $5 most.
+# The stores' own reads in one round trip: $1 user, $2 guild, $3 topics, $4 min, $5 most,
+# $6 channel, $7 the sensitive memory types, $8 most associations (0: feature off).
 _SNAPSHOT = f"""
 SELECT
     (SELECT to_jsonb(m) FROM ({_shift(MOOD_READ, 1)}) m) AS mood,
     (SELECT to_jsonb(r) FROM ({RELATIONSHIP_READ}) r) AS rel,
     (SELECT to_jsonb(s) FROM ({STYLE_READ}) s) AS style,
-    (SELECT coalesce(jsonb_agg(o), '[]'::jsonb) FROM ({_shift(OPINIONS_READ, 1)}) o) AS opinions
+    (SELECT coalesce(jsonb_agg(o), '[]'::jsonb) FROM ({_shift(OPINIONS_READ, 1)}) o) AS opinions,
+    (SELECT coalesce(jsonb_agg(c), '[]'::jsonb) FROM ({_shift(SETTINGS_READ, {1: 2, 2: 6})}) c)
+        AS settings,
+    (SELECT coalesce(jsonb_agg(a), '[]'::jsonb) FROM ({_shift(ASSOCIATIONS_READ, {3: 7, 4: 8})}) a)
+        AS associations
 """  # noqa: S608 - constant queries of the stores, parameters stay parameters
 
 
@@ -102,7 +124,10 @@ class Companion:
         persona: Whose baseline, tones and tuning apply (Bartender by default).
         mood_decay: ``BARKEEPER_MOOD_DECAY``, per hour.
         features: The parts that are on (``BARKEEPER_FEATURES``; default all of
-            :data:`FEATURES`). A part that is off adds no fragment and is not updated.
+            :data:`FEATURES`). A part that is off adds no fragment and is not updated;
+            guilds can switch parts off (``/features``, :attr:`settings`).
+        personas: The personas admins may choose per guild or channel (``/persona``;
+            default: only ``persona``).
         clock: The current time (for tests); UTC now by default.
 
     Example::
@@ -121,6 +146,7 @@ class Companion:
         *,
         mood_decay: float = 0.05,
         features: Iterable[str] = FEATURES,
+        personas: PersonaCatalog | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.features = frozenset(features)
@@ -136,11 +162,18 @@ class Companion:
         self.styles = StyleStore(db, self.persona)
         self.opinions = OpinionStore(db, self.persona)
         self.state = BotStateStore(db, self.persona)
+        self.associations = AssociationStore(db, self.persona)
+        self.settings = CompanionSettings(db, self.features)
+        self.personas = personas or PersonaCatalog(self.persona)
         self._db = db
         self._clock = clock or (lambda: datetime.now(UTC))
 
     def __repr__(self) -> str:
         return f"<Companion persona={self.persona.name!r}>"
+
+    def now(self) -> datetime:
+        """The companion's clock (UTC now, or the injected clock in tests)."""
+        return self._clock()
 
     async def before_reply(
         self,
@@ -149,6 +182,7 @@ class Companion:
         text: str,
         *,
         name: str = "this person",
+        channel_id: int | None = None,
         now: datetime | None = None,
     ) -> CompanionContext:
         """The companion's state for a reply to ``text`` and its prompt fragments.
@@ -158,6 +192,7 @@ class Companion:
             guild_id: The Discord guild (``None``: a DM or the terminal).
             text: The message being answered (only its topics are read).
             name: How the author is called in the fragments.
+            channel_id: The Discord channel (its ``/persona`` wins over the guild's).
             now: The current time (default: the clock).
         """
         now = now or self._clock()
@@ -171,8 +206,19 @@ class Companion:
                 topics_of(text),
                 t.opinion_min_discussions,
                 t.opinion_max_shown,
+                channel_id,
+                list(SENSITIVE_MEMORY_TYPES),
+                t.association_max_shown if "associations" in self.features and guild_id else 0,
             )
         assert row is not None  # scalar subqueries: always one row
+        place = PlaceSettings.from_rows(guild_id, channel_id, row["settings"])
+        on = place.features(self.features)
+        persona = self.personas.get(place.persona) or self.persona
+        associations = tuple(
+            Association(a["name"], a["mine"], a["theirs"], float(a["strength"]))
+            for a in row["associations"]
+            if "associations" in on
+        )
         mood = self.moods.from_row(_dated(row["mood"]), now)
         rel = (
             absent(relationship_row(user_id, guild_id, _dated(row["rel"])), self.persona, now)
@@ -186,7 +232,14 @@ class Companion:
         )
         opinions = [opinion_row(_dated(o)) for o in row["opinions"]]
         return CompanionContext(
-            mood, rel, style, tuple(opinions), self.fragments(mood, rel, style, opinions, name)
+            mood,
+            rel,
+            style,
+            tuple(opinions),
+            self.fragments(mood, rel, style, opinions, name, persona=persona, features=on),
+            persona,
+            on,
+            associations,
         )
 
     def fragments(
@@ -196,10 +249,17 @@ class Companion:
         style: CommunicationStyle,
         opinions: list[Opinion] | tuple[Opinion, ...],
         name: str,
+        *,
+        persona: Persona | None = None,
+        features: Iterable[str] | None = None,
     ) -> tuple[str, ...]:
-        """The prompt fragments for this state (see :class:`CompanionContext`)."""
-        persona = self.persona
-        on = self.features
+        """The prompt fragments for this state (see :class:`CompanionContext`).
+
+        ``persona`` gives the tones (default: the companion's); ``features`` the parts
+        on in this place (default: ``BARKEEPER_FEATURES``).
+        """
+        persona = persona or self.persona
+        on = self.features if features is None else frozenset(features)
         who = json.dumps(" ".join(name.split())[:_MAX_NAME], ensure_ascii=False)
         out: list[str] = []
         if "mood" in on and mood.intensity >= persona.tuning.mood_effect_threshold:
@@ -236,18 +296,27 @@ class Companion:
         text: str,
         reply: str = "",
         *,
+        features: Iterable[str] | None = None,
         now: datetime | None = None,
     ) -> None:
-        """Move mood, relationship, style and opinions by one exchange.
+        """Move mood, relationship, style and opinions by one exchange; count the reply;
+        look for the author's fact associations (when on in the guild).
 
         Only the author's message is scored; the reply adds its topics to the opinions
         (what the bot itself talked about). No message text is stored.
+
+        Args:
+            features: The features on in the place (:attr:`CompanionContext.features`);
+                default: read from the guild's switches.
         """
         now = now or self._clock()
+        if features is None:
+            on = await self.settings.features(guild_id)
+        else:
+            on = frozenset(features)
         sentiment = await asyncio.to_thread(score_sentiment, text)
         words = len(text.split())
         topics = list(dict.fromkeys(topics_of(text) + topics_of(reply)))
-        on = self.features
         if "mood" in on:
             await self.moods.record(
                 guild_id,
@@ -265,3 +334,15 @@ class Companion:
         if "opinions" in on:
             await self.opinions.reinforce(guild_id, topics, sentiment.valence, now)
         await self.state.record_reply(guild_id, now)
+        if "associations" in on and guild_id is not None:
+            await self.associations.discover(user_id, guild_id, now)
+
+    async def count_learned(self, guild_id: int | None, count: int) -> None:
+        """Count ``count`` new facts learnt in the guild (``None``: DMs) in ``bot_states``
+        (the memory worker's ``on_learned`` hook)."""
+        await self.state.add_facts_learned(guild_id, count, self._clock())
+
+    async def feature_on(self, guild_id: int | None, feature: str) -> bool:
+        """Whether ``feature`` is on in the guild (``None``: DMs); see
+        :meth:`CompanionSettings.feature_on`."""
+        return await self.settings.feature_on(guild_id, feature)

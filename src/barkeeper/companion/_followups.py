@@ -695,6 +695,17 @@ class Followups:
             )
         return None if nxt is None else ScheduledEvent.from_row(nxt)
 
+    async def mark_cancelled(self, claim: ClaimedEvent) -> bool:
+        """Cancel ``claim`` unsent (the feature was switched off where it would be sent)."""
+        async with self._db.acquire() as conn:
+            status = await conn.execute(
+                "UPDATE scheduled_events SET status = 'cancelled', updated_at = now() "
+                "WHERE id = $1 AND status = 'sending' AND claimed_by = $2",
+                claim.event.id,
+                self.owner,
+            )
+        return bool(status != "UPDATE 0")
+
     async def mark_failed(self, claim: ClaimedEvent) -> bool:
         """Record that ``claim`` cannot be delivered (the channel is gone, no access)."""
         async with self._db.acquire() as conn:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import math
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -20,7 +21,15 @@ from typing import Any
 
 from barkeeper.errors import ConfigError
 
-__all__ = ["LEVEL_NAMES", "Persona", "Tuning", "default_persona", "load_persona"]
+__all__ = [
+    "LEVEL_NAMES",
+    "Persona",
+    "PersonaCatalog",
+    "Tuning",
+    "default_persona",
+    "load_catalog",
+    "load_persona",
+]
 
 #: The relationship levels, lowest first (their keys in a persona's ``[tones]``).
 LEVEL_NAMES = ("new_face", "acquaintance", "friend", "good_friend", "close_friend")
@@ -57,6 +66,11 @@ class Tuning:
     opinion_interest_gain: float = 0.1
     opinion_min_discussions: int = 3
     opinion_max_shown: int = 3
+    association_min_shared_words: int = 2
+    association_min_strength: float = 0.5
+    association_recent_memories: int = 20
+    association_max_shown: int = 3
+    association_max_per_memory: int = 3
 
     def __post_init__(self) -> None:
         unit = (
@@ -69,6 +83,7 @@ class Tuning:
             "style_confidence_threshold",
             "opinion_learning_rate",
             "opinion_interest_gain",
+            "association_min_strength",
         )
         for name in unit:
             value = getattr(self, name)
@@ -103,6 +118,10 @@ class Tuning:
             "opinion_min_discussions",
             "opinion_max_shown",
             "relationship_depth_words",
+            "association_min_shared_words",
+            "association_recent_memories",
+            "association_max_shown",
+            "association_max_per_memory",
         ):
             value = getattr(self, name)
             if not 1 <= value <= 10_000:
@@ -267,3 +286,84 @@ def load_persona(path: str | Path | None = None) -> Persona:
             f"{type(exc).__name__}"
         ) from None
     return _parse(text, repr(str(file)))
+
+
+class PersonaCatalog:
+    """The personas a guild's admins may choose with ``/persona``, by name.
+
+    Names are matched without regard to case. The default persona is always in it.
+
+    Args:
+        default: The default persona (``BARKEEPER_PERSONA_FILE`` or Bartender).
+        others: More personas (:func:`load_catalog` reads them from files).
+
+    Raises:
+        ConfigError: Two personas share a name.
+    """
+
+    def __init__(self, default: Persona, others: Iterable[Persona] = ()) -> None:
+        self.default = default
+        self._by_key: dict[str, Persona] = {default.name.casefold(): default}
+        for persona in others:
+            key = persona.name.casefold()
+            if key in self._by_key:
+                if self._by_key[key] == persona:
+                    continue
+                raise ConfigError(
+                    f"two personas are called {persona.name!r}; persona names must differ"
+                )
+            self._by_key[key] = persona
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def names(self) -> list[str]:
+        """Every persona's name, the default first, then alphabetically."""
+        rest = sorted(p.name for k, p in self._by_key.items() if p is not self.default)
+        return [self.default.name, *rest]
+
+    def get(self, name: str | None) -> Persona | None:
+        """The persona called ``name`` (any case), or ``None``."""
+        if not name:
+            return None
+        return self._by_key.get(name.strip().casefold())
+
+    def personas(self) -> list[Persona]:
+        """Every persona, in :meth:`names` order."""
+        return [self._by_key[n.casefold()] for n in self.names()]
+
+
+def _shipped() -> list[Persona]:
+    folder = resources.files("barkeeper.companion").joinpath("_personas")
+    return [
+        _parse(item.read_text(encoding="utf-8"), f"{item.name} (built in)")
+        for item in sorted(folder.iterdir(), key=lambda i: i.name)
+        if item.name.endswith(".toml")
+    ]
+
+
+def load_catalog(default: Persona, directory: str | Path | None = None) -> PersonaCatalog:
+    """The default persona, the shipped ones, and every ``*.toml`` in ``directory``
+    (``BARKEEPER_PERSONAS_DIR``; ``None``: none). A shipped persona with the default's
+    name is left out (the default replaces it).
+
+    Raises:
+        ConfigError: The directory cannot be read, a file is malformed, or two
+            personas share a name.
+    """
+    # The default replaces a shipped persona of its name (BARKEEPER_PERSONA_FILE often
+    # is a tuned Bartender); only the directory's files must not clash.
+    others = [p for p in _shipped() if p.name.casefold() != default.name.casefold()]
+    if directory is not None and str(directory) != "":
+        folder = Path(directory)
+        try:
+            files = sorted(folder.glob("*.toml"))
+            if not folder.is_dir():
+                raise NotADirectoryError
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read the personas directory {str(folder)!r} (BARKEEPER_PERSONAS_DIR): "
+                f"{type(exc).__name__}"
+            ) from None
+        others += [load_persona(f) for f in files]
+    return PersonaCatalog(default, others)

@@ -20,6 +20,7 @@ from barkeeper.db._schema import (
     v0001_initial,
     v0002_tombstones,
     v0004_followups,
+    v0005_companion_settings,
     v0006_citus_ready,
 )
 from barkeeper.errors import SchemaTooNewError
@@ -67,6 +68,12 @@ MIGRATIONS: list[Migration] = [
         "follow-ups and reminders: claims, sent state, recurrence, dedupe",
         v0004_followups.apply,
         v0004_followups.TABLES,
+    ),
+    Migration(
+        5,
+        "companion settings per guild and channel; connection opt-ins",
+        v0005_companion_settings.apply,
+        v0005_companion_settings.TABLES,
     ),
     Migration(
         6,

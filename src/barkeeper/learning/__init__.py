@@ -49,7 +49,7 @@ from barkeeper.learning._factory import (
 )
 from barkeeper.learning._manager import EventSink, MemoryManager, MemoryOutcome, OutcomeStatus
 from barkeeper.learning._reminders import birthday_event, parse_reminder
-from barkeeper.learning._worker import MemoryWorker, WorkerStats
+from barkeeper.learning._worker import LearnedHook, MemoryWorker, WorkerStats
 
 __all__ = [
     "CandidateEvent",
@@ -59,6 +59,7 @@ __all__ = [
     "DuplicateKind",
     "EventSink",
     "FactExtractor",
+    "LearnedHook",
     "MemoryChange",
     "MemoryCommand",
     "MemoryManager",

@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -35,7 +37,12 @@ from barkeeper.errors import InvalidInputError
 from barkeeper.learning._extraction import UserMessage
 from barkeeper.learning._manager import MemoryManager, MemoryOutcome
 
-__all__ = ["MemoryWorker", "WorkerStats"]
+__all__ = ["LearnedHook", "MemoryWorker", "WorkerStats"]
+
+#: Told of new facts: ``hook(guild_id, count)`` after a message added ``count`` memories
+#: (``guild_id``: where it was said; ``None``: a DM). An awaitable it returns is awaited.
+#: The companion's :meth:`~barkeeper.companion.Companion.count_learned` is one.
+LearnedHook = Callable[[int | None, int], object]
 
 _log = logging.getLogger(__name__)
 
@@ -80,6 +87,9 @@ class MemoryWorker:
             or an outage (after the model client's own retries). Only its author's
             later messages wait meanwhile.
         max_attempts: Attempts per message in all (1: no retry).
+        on_learned: Told how many new facts each message added (see
+            :data:`LearnedHook`); also settable later as :attr:`on_learned`. Its
+            failures are logged, never raised.
 
     Raises:
         InvalidInputError: A limit is out of range.
@@ -100,6 +110,7 @@ class MemoryWorker:
         max_pending: int = 1000,
         retry_delay: float = 10.0,
         max_attempts: int = 2,
+        on_learned: LearnedHook | None = None,
     ) -> None:
         if not 1 <= concurrency <= 64:
             raise InvalidInputError(f"concurrency must be within 1..64, not {concurrency}")
@@ -124,6 +135,7 @@ class MemoryWorker:
         self._closed = False
         self._in_flight = 0
         self.stats = WorkerStats()
+        self.on_learned = on_learned
 
     def __repr__(self) -> str:
         return (
@@ -281,7 +293,19 @@ class MemoryWorker:
             )
             return True
         self._count(outcome)
+        await self._tell_learned(message, outcome)
         return False
+
+    async def _tell_learned(self, message: UserMessage, outcome: MemoryOutcome) -> None:
+        added = sum(1 for change in outcome.changes if change.action == "add")
+        if not added or self.on_learned is None:
+            return
+        try:
+            result = self.on_learned(message.guild_id, added)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            _log.exception("the facts-learnt hook failed for message %s", message.message_id)
 
     def _should_retry(self, outcome: MemoryOutcome, attempt: int) -> bool:
         return outcome.status == "failed" and outcome.retryable and attempt < self._max_attempts
