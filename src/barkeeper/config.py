@@ -156,6 +156,9 @@ class Settings(BaseSettings):
     blocked_roles: str = Field("", validation_alias=AliasChoices("BARKEEPER_BLOCKED_ROLES"))
     allowed_channels: str = Field("", validation_alias=AliasChoices("BARKEEPER_ALLOWED_CHANNELS"))
     blocked_channels: str = Field("", validation_alias=AliasChoices("BARKEEPER_BLOCKED_CHANNELS"))
+    cache_buffer: Annotated[int, Field(ge=100, le=10_000_000)] = Field(
+        10_000, validation_alias=AliasChoices("BARKEEPER_CACHE_BUFFER")
+    )
     backfill_on_start: bool = Field(
         True, validation_alias=AliasChoices("BARKEEPER_BACKFILL_ON_START")
     )

@@ -30,7 +30,7 @@ from barkeeper.bot._reply import NO_MENTIONS, ReplyWriter
 from barkeeper.companion import PreferenceStore, User, UserStore
 from barkeeper.config import Settings
 from barkeeper.db import Database
-from barkeeper.errors import BarkeeperError
+from barkeeper.errors import BarkeeperError, DatabaseError
 from barkeeper.history import MessageStore, message_from_discord
 from barkeeper.learning import MemoryManager, MemoryWorker
 from barkeeper.memory import MemoryStore
@@ -89,7 +89,7 @@ class Barkeeper(commands.Bot):
         self.worker = worker
         self.manager = manager
         self.messages = MessageStore(db)
-        self.cache = LiveCache(self.messages)
+        self.cache = LiveCache(self.messages, limit=settings.cache_buffer)
         self.people = UserStore(db)
         self.preferences = PreferenceStore(db)
         self.limits = UserLimits(settings.user_rate, settings.user_daily_tokens)
@@ -228,6 +228,11 @@ class Barkeeper(commands.Bot):
             await self.preferences.delete_preference(user_id, _INCOGNITO)
         self._incognito[user_id] = on
 
+    @property
+    def incognito_known(self) -> dict[int, bool]:
+        """users.id → incognito, for the users this process has read or set it for."""
+        return self._incognito
+
     def forget_local(self, user_id: int) -> None:
         """Drop what this process holds about a user (after ``/forget-me``)."""
         self._incognito.pop(user_id, None)
@@ -308,8 +313,17 @@ class CacheCog(commands.Cog):
         if message.guild is not None or message.author.bot:
             return False
         # In DMs an incognito person's messages are not cached.
-        known = await self.bot.people.get_by_discord_id(message.author.id)
-        return known is not None and await self.bot.is_incognito(known.id)
+        bot = self.bot
+        try:
+            known = await bot.people.get_by_discord_id(message.author.id)
+            return known is not None and await bot.is_incognito(known.id)
+        except DatabaseError:
+            # The database is down: decide from what this process knows; a person it
+            # has not seen yet is not cached (the warning below counts it).
+            user_id = bot.known_users.get(message.author.id)
+            if user_id is None or user_id not in bot.incognito_known:
+                raise
+            return bot.incognito_known[user_id]
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -317,6 +331,8 @@ class CacheCog(commands.Cog):
             if await self._skip(message):
                 return
             self.bot.cache.put(message_from_discord(message))
+        except DatabaseError:  # a DM of someone whose incognito state is unknown
+            self.bot.cache.count_dropped(message.id, "incognito state unknown, database down")
         except (BarkeeperError, ValueError) as exc:
             _log.warning("message %s not cached: %s", message.id, exc)
 
@@ -398,7 +414,8 @@ class ChatCog(commands.Cog):
                         allowed_mentions=NO_MENTIONS,
                     )
                 return
-            await bot.cache.flush()  # the history and reply chain read the cache
+            if not bot.cache.database_down:  # else the reply goes on without history
+                await bot.cache.flush()  # the history and reply chain read the cache
             request = await self._request(message, text)
             writer = ReplyWriter(
                 message,

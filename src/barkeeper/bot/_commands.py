@@ -309,6 +309,14 @@ class AdminCog(commands.GroupCog, group_name="barkeeper"):
             f"Queues: memory {worker.pending if worker is not None else 0}, "
             f"cache {bot.cache.pending}, replies {bot.replies_in_flight}"
         )
+        cache = bot.cache
+        if cache.database_down or cache.dropped:
+            down = cache.down_for
+            lines.append(
+                f"Message cache: {cache.pending}/{cache.limit} buffered"
+                + (f", database down for {down:.0f} s" if down is not None else "")
+                + f", {cache.dropped} dropped since start, {cache.outages} outage(s)"
+            )
         running = bot.backfill_task is not None and not bot.backfill_task.done()
         lines.append(f"Backfill: {'running' if running else 'idle'}")
         for channel_id, state in sorted(bot.backfill_progress.items()):
