@@ -156,6 +156,12 @@ class Settings(BaseSettings):
     blocked_roles: str = Field("", validation_alias=AliasChoices("BARKEEPER_BLOCKED_ROLES"))
     allowed_channels: str = Field("", validation_alias=AliasChoices("BARKEEPER_ALLOWED_CHANNELS"))
     blocked_channels: str = Field("", validation_alias=AliasChoices("BARKEEPER_BLOCKED_CHANNELS"))
+    allowed_categories: str = Field(
+        "", validation_alias=AliasChoices("BARKEEPER_ALLOWED_CATEGORIES")
+    )
+    blocked_categories: str = Field(
+        "", validation_alias=AliasChoices("BARKEEPER_BLOCKED_CATEGORIES")
+    )
     cache_buffer: Annotated[int, Field(ge=100, le=10_000_000)] = Field(
         10_000, validation_alias=AliasChoices("BARKEEPER_CACHE_BUFFER")
     )
@@ -318,6 +324,8 @@ class Settings(BaseSettings):
         "blocked_roles",
         "allowed_channels",
         "blocked_channels",
+        "allowed_categories",
+        "blocked_categories",
     )
     @classmethod
     def _id_list(cls, value: str) -> str:

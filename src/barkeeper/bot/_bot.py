@@ -238,35 +238,46 @@ class Barkeeper(commands.Bot):
         self._incognito.pop(user_id, None)
 
     def allowed(self, message: discord.Message) -> bool:
-        """The allow and block lists (users, roles, channels with their parents and categories)."""
+        """The allow and block lists: users, roles, channels and categories.
+
+        Admins always pass; then any block list that matches refuses. The allow lists
+        of users and of roles admit a person on either; the allow lists of channels
+        (a channel, its parent or its category) and of categories must each be met too.
+        A DM has no roles and no category.
+        """
         s = self.settings
         author = message.author
         if author.id in self.admin_ids:
             return True
         if author.id in s.ids("blocked_users"):
             return False
-        allowed_users = s.ids("allowed_users")
         roles = {r.id for r in getattr(author, "roles", ())}
         if roles & s.ids("blocked_roles"):
             return False
         channel = message.channel
-        places = {channel.id}
-        for attr in ("parent_id", "category_id"):
-            value = getattr(channel, attr, None)
-            if value is not None:
-                places.add(value)
+        categories = set()
+        category = getattr(channel, "category_id", None)  # a thread's is its parent's
+        if category is not None:
+            categories.add(category)
         parent = getattr(channel, "parent", None)
         if parent is not None and getattr(parent, "category_id", None) is not None:
-            places.add(parent.category_id)
-        if places & s.ids("blocked_channels"):
+            categories.add(parent.category_id)
+        places = {channel.id} | categories
+        parent_id = getattr(channel, "parent_id", None)
+        if parent_id is not None:
+            places.add(parent_id)
+        if places & s.ids("blocked_channels") or categories & s.ids("blocked_categories"):
             return False
-        allowed_roles = s.ids("allowed_roles")
+        allowed_users, allowed_roles = s.ids("allowed_users"), s.ids("allowed_roles")
         if (allowed_users or allowed_roles) and not (
             author.id in allowed_users or roles & allowed_roles
         ):
             return False
         allowed_channels = s.ids("allowed_channels")
-        return not (allowed_channels and not places & allowed_channels)
+        if allowed_channels and not places & allowed_channels:
+            return False
+        allowed_categories = s.ids("allowed_categories")
+        return not (allowed_categories and not categories & allowed_categories)
 
     # --- shutdown ---------------------------------------------------------------------
 
