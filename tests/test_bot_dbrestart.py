@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 
+import asyncpg
 import pytest_asyncio
 
 from barkeeper.bot import LiveCache
@@ -18,6 +19,7 @@ from barkeeper.config import Settings
 from barkeeper.db import Database, EmbeddedServer, start_embedded_server
 from barkeeper.history import MessageStore, StoredMessage
 from barkeeper.testing.discord import EmulatedMessage as Message
+from barkeeper.testing.discord import Person
 from tests._bot import WAIT, bot_rig
 
 
@@ -26,6 +28,15 @@ async def own_server() -> AsyncIterator[EmbeddedServer]:
     """A PostgreSQL of this test's own, that it may kill."""
     server = await start_embedded_server(None, ephemeral=True)
     try:
+        # The WAL writer waits its longest (10 s), so a crash loses every commit that
+        # was acknowledged but not flushed (synchronous_commit = off): the window in
+        # which a write that is not durable is lost is wide, not a matter of luck.
+        conn = await asyncpg.connect(server.uri)
+        try:
+            await conn.execute("ALTER SYSTEM SET wal_writer_delay = '10s'")
+            await conn.execute("SELECT pg_reload_conf()")
+        finally:
+            await conn.close()
         yield server
     finally:
         await server.restart()  # running again (a no-op if it is), so it stops cleanly
@@ -78,13 +89,20 @@ async def test_a_database_restart_loses_no_message_and_replies_go_on(
                 assert reply.content == answer
                 return reply
 
+            async def status_of(person: Person) -> str:
+                interaction = person.invoke("barkeeper status", channel)
+                return (await interaction.wait_for_response(timeout=WAIT)).content
+
             # Up: messages are cached as they come.
             await talk("before", 10)
             await ask("evening, first round please", "one ale coming up")
             await rig.bot.wait_idle()
-            await until(lambda: cache.pending == 0, within=WAIT, what="flush")
+            await until(  # the 10 messages, the question and its reply: written, acknowledged
+                lambda: cache.pending == 0 and cache.flushed == 12, within=WAIT, what="flush"
+            )
 
-            # Down: the bot keeps ingesting and answering, without memory or history.
+            # Down, at once (a crash right after a commit: the write must survive it). The
+            # bot keeps ingesting and answering, without memory or history.
             await own_server.kill()
             await talk("during", 15)
             await ask("still pouring?", "always, friend")
@@ -102,6 +120,10 @@ async def test_a_database_restart_loses_no_message_and_replies_go_on(
                 what="the outage's messages in the buffer",
             )
             assert cache.database_down and cache.dropped == 0
+            rig.bot.admin_ids = frozenset({alice.id})
+            status = await status_of(alice)
+            assert "Database: unreachable" in status
+            assert "buffered, database down for" in status and "0 dropped since start" in status
 
             # Back: the buffer is written, oldest first; replies see the history again.
             await own_server.restart()
@@ -110,6 +132,7 @@ async def test_a_database_restart_loses_no_message_and_replies_go_on(
                 within=WAIT * 2,
                 what="the buffer flushed",
             )
+            assert "0 dropped since start, 1 outage(s)" in await status_of(alice)
             await talk("after", 5)
             await ask("what did I miss?", "nothing much")
             assert "during chatter 0" in str(rig.llm.chat_requests[-1].messages)

@@ -89,7 +89,9 @@ class Barkeeper(commands.Bot):
         self.worker = worker
         self.manager = manager
         self.messages = MessageStore(db)
-        self.cache = LiveCache(self.messages, limit=settings.cache_buffer)
+        # Durable commits: unlike the backfill, the live cache has no cursor to refetch
+        # from, so a write a server crash could undo would be a message lost for good.
+        self.cache = LiveCache(MessageStore(db, durable=True), limit=settings.cache_buffer)
         self.people = UserStore(db)
         self.preferences = PreferenceStore(db)
         self.limits = UserLimits(settings.user_rate, settings.user_daily_tokens)

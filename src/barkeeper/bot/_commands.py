@@ -298,10 +298,13 @@ class AdminCog(commands.GroupCog, group_name="barkeeper"):
         lines = []
         try:
             health = await bot.db.health()
-            lines.append(
-                f"Database: PostgreSQL {health.server_version}, {health.latency_ms:.1f} ms, "
-                f"schema v{health.schema_version}"
-            )
+            if health.error is not None:
+                lines.append(f"Database: unreachable ({health.error})")
+            else:
+                lines.append(
+                    f"Database: PostgreSQL {health.server_version}, {health.latency_ms:.1f} ms, "
+                    f"schema v{health.schema_version}"
+                )
         except BarkeeperError as exc:
             lines.append(f"Database: unreachable ({exc})")
         worker = bot.worker
@@ -310,7 +313,7 @@ class AdminCog(commands.GroupCog, group_name="barkeeper"):
             f"cache {bot.cache.pending}, replies {bot.replies_in_flight}"
         )
         cache = bot.cache
-        if cache.database_down or cache.dropped:
+        if cache.database_down or cache.dropped or cache.outages:
             down = cache.down_for
             lines.append(
                 f"Message cache: {cache.pending}/{cache.limit} buffered"
@@ -321,7 +324,11 @@ class AdminCog(commands.GroupCog, group_name="barkeeper"):
         lines.append(f"Backfill: {'running' if running else 'idle'}")
         for channel_id, state in sorted(bot.backfill_progress.items()):
             lines.append(f"  <#{channel_id}>: {state}")
-        for status in (await bot.messages.list_channels())[:20]:
+        try:
+            channels = (await bot.messages.list_channels())[:20]
+        except BarkeeperError:
+            channels = []  # the database is down: said above
+        for status in channels:
             lines.append(f"  {status.channel_id}: {status.message_count} cached")
         tools = "tools on" if bot.agent.tools_enabled else "tools off"
         lines.append(f"Model {bot.settings.llm_model}: {await _model_reachable(bot)}, {tools}")
