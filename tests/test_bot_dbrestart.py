@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import asyncpg
 import pytest_asyncio
 
-from barkeeper.bot import LiveCache
+from barkeeper.bot import CACHE_JOURNAL, LiveCache, read_cache_journal
 from barkeeper.config import Settings
 from barkeeper.db import Database, EmbeddedServer, start_embedded_server
 from barkeeper.history import MessageStore, StoredMessage
 from barkeeper.testing.discord import EmulatedMessage as Message
 from barkeeper.testing.discord import Person
 from tests._bot import WAIT, bot_rig
+from tests.test_cli import barkeeper
 
 
 @pytest_asyncio.fixture
@@ -155,6 +158,9 @@ async def test_a_database_restart_loses_no_message_and_replies_go_on(
         txs = [r[2] for r in rows]
         assert txs == sorted(txs)
         assert cache.dropped == 0 and cache.outages == 1
+        noted = read_cache_journal(rig.settings.data_dir / CACHE_JOURNAL)
+        assert noted is not None and noted["closed"]
+        assert (noted["dropped"], noted["outages"]) == (0, 1)
     finally:
         await db.close()
 
@@ -164,12 +170,13 @@ def _message(message_id: int, text: str) -> StoredMessage:
 
 
 async def test_the_buffer_is_bounded_counts_what_it_drops_and_flushes_in_order(
-    own_server: EmbeddedServer, settings: Settings
+    own_server: EmbeddedServer, settings: Settings, tmp_path: Path
 ) -> None:
     db = await Database.open(settings, url=own_server.uri, min_size=1, max_size=2, upgrade=True)
     try:
-        store = MessageStore(db)
-        cache = LiveCache(store, limit=5, batch=2)
+        store = MessageStore(db, durable=True)
+        journal = settings.data_dir / CACHE_JOURNAL
+        cache = LiveCache(store, limit=5, batch=2, journal=journal)
         cache.put(_message(1_000, "kept before"))
         assert await cache.flush()
         await own_server.kill()
@@ -194,5 +201,14 @@ async def test_the_buffer_is_bounded_counts_what_it_drops_and_flushes_in_order(
         txs = [r[2] for r in rows]
         assert txs == sorted(txs) and len(set(txs)) == 3  # in order, two per statement
         assert cache.dropped == 3 and cache.outages == 1
+        await cache.aclose()
+        noted = read_cache_journal(journal)
+        assert noted is not None and noted["closed"] and noted["pid"] == os.getpid()
+        assert (noted["dropped"], noted["outages"], noted["pending"]) == (3, 1, 0)
+        # barkeeper doctor, another process, says so.
+        doctor = await asyncio.to_thread(barkeeper, tmp_path, "doctor", POSTGRES_URL=own_server.uri)
+        assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+        assert "message cache" in doctor.stdout and "3 dropped" in doctor.stdout
+        assert "1 database outage(s)" in doctor.stdout
     finally:
         await db.close()

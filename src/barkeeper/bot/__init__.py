@@ -7,7 +7,8 @@
   and the slash commands of ``docs/users.md``.
 - :func:`run_bot`: what ``barkeeper run`` does.
 - :func:`split_message`, :class:`UserLimits`, :class:`LiveCache`, :class:`ReplyWriter`:
-  the parts, usable alone.
+  the parts, usable alone; :func:`read_cache_journal` reads what the live cache of the
+  last bot run went through (``BARKEEPER_DATA_DIR/``:data:`CACHE_JOURNAL`).
 
 Example::
 
@@ -16,7 +17,7 @@ Example::
 """
 
 from barkeeper.bot._bot import BROKEN, OUT_OF_TOKENS, RATE_LIMITED, Barkeeper
-from barkeeper.bot._cache import LiveCache
+from barkeeper.bot._cache import CACHE_JOURNAL, LiveCache, read_cache_journal
 from barkeeper.bot._limits import LimitVerdict, UserLimits
 from barkeeper.bot._reply import NO_MENTIONS, REPLY_MENTIONS, ReplyWriter
 from barkeeper.bot._run import missing_for_bot, point_discord, run_bot
@@ -24,6 +25,7 @@ from barkeeper.bot._split import DISCORD_LIMIT, split_message
 
 __all__ = [
     "BROKEN",
+    "CACHE_JOURNAL",
     "DISCORD_LIMIT",
     "NO_MENTIONS",
     "OUT_OF_TOKENS",
@@ -36,6 +38,7 @@ __all__ = [
     "UserLimits",
     "missing_for_bot",
     "point_discord",
+    "read_cache_journal",
     "run_bot",
     "split_message",
 ]

@@ -23,7 +23,7 @@ from barkeeper.agent import (
     ReplyRequest,
 )
 from barkeeper.backfill import Backfill, BackfillResult, DiscordHistorySource, ProgressEvent
-from barkeeper.bot._cache import LiveCache
+from barkeeper.bot._cache import CACHE_JOURNAL, LiveCache
 from barkeeper.bot._commands import AdminCog, MemoryCog
 from barkeeper.bot._limits import UserLimits
 from barkeeper.bot._reply import NO_MENTIONS, ReplyWriter
@@ -91,7 +91,11 @@ class Barkeeper(commands.Bot):
         self.messages = MessageStore(db)
         # Durable commits: unlike the backfill, the live cache has no cursor to refetch
         # from, so a write a server crash could undo would be a message lost for good.
-        self.cache = LiveCache(MessageStore(db, durable=True), limit=settings.cache_buffer)
+        self.cache = LiveCache(
+            MessageStore(db, durable=True),
+            limit=settings.cache_buffer,
+            journal=settings.data_dir / CACHE_JOURNAL,
+        )
         self.people = UserStore(db)
         self.preferences = PreferenceStore(db)
         self.limits = UserLimits(settings.user_rate, settings.user_daily_tokens)

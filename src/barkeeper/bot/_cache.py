@@ -14,22 +14,34 @@ messages still apply, they take no room; deletes are always kept), each drop cou
 :attr:`LiveCache.dropped` and logged, never silently. The newest are dropped, not the
 oldest, so what is cached stays gap-free up to a point and the backfill's catch-up
 (which reads forward from the newest cached message) fetches the rest.
+
+With a ``journal`` path, the counters are also written there (JSON, replaced
+atomically) when an outage begins or ends, when drops begin, and at close, so
+``barkeeper doctor`` (another process) can tell what the last bot run went through.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import itertools
+import json
 import logging
+import os
 import time
 from collections import OrderedDict
+from pathlib import Path
+from typing import Any
 
 from barkeeper.history import MessageStore, StoredMessage
 
-__all__ = ["LiveCache"]
+__all__ = ["CACHE_JOURNAL", "LiveCache", "read_cache_journal"]
 
 _log = logging.getLogger(__name__)
+
+#: The journal's file name in ``BARKEEPER_DATA_DIR`` (written by ``barkeeper run``).
+CACHE_JOURNAL = "message-cache.json"
 
 #: A waiting change: the message to upsert, or ``None`` to delete it.
 _Change = StoredMessage | None
@@ -45,6 +57,7 @@ class LiveCache:
         limit: The most changes kept waiting (``BARKEEPER_CACHE_BUFFER``); beyond it new
             messages are dropped and counted.
         max_retry_delay: The longest wait between two attempts while the database is down.
+        journal: A JSON file to keep the counters in for other processes (``None``: none).
     """
 
     def __init__(
@@ -55,6 +68,7 @@ class LiveCache:
         batch: int = 200,
         limit: int = 10_000,
         max_retry_delay: float = 5.0,
+        journal: Path | None = None,
     ) -> None:
         if limit < 1 or batch < 1:
             raise ValueError("the cache's limit and batch must be positive")
@@ -70,6 +84,10 @@ class LiveCache:
         self._retry_delay = interval
         self._down_since: float | None = None
         self._dropped_in_outage = 0
+        self._journal = journal
+        self._journal_task: asyncio.Task[None] | None = None
+        self._journal_again = False
+        self._last_outage: float | None = None
         #: Changes written since start.
         self.flushed = 0
         #: New messages dropped because the buffer was full (never reset).
@@ -145,6 +163,7 @@ class LiveCache:
         self.dropped += 1
         self._dropped_in_outage += 1
         if self._dropped_in_outage == 1 or self._dropped_in_outage % 1000 == 0:
+            self._note()
             _log.error(
                 "message cache: dropped message %d (%s; %d changes waiting); %d dropped "
                 "since start (the backfill's catch-up can fetch them once the database "
@@ -188,6 +207,7 @@ class LiveCache:
             if self._down_since is None:
                 self._down_since = time.monotonic()
                 self.outages += 1
+                self._note()
                 _log.warning(
                     "message cache: the database is unreachable (%s); buffering changes "
                     "(%d waiting, up to %d) and retrying",
@@ -207,8 +227,10 @@ class LiveCache:
                 time.monotonic() - self._down_since,
                 self._dropped_in_outage,
             )
+            self._last_outage = time.monotonic() - self._down_since
             self._down_since = None
             self._dropped_in_outage = 0
+            self._note()
             self._retry_delay = self._interval
         return True
 
@@ -225,6 +247,54 @@ class LiveCache:
                 "unreachable); the backfill's catch-up fetches them at the next start",
                 len(self._waiting),
             )
+        if self._journal is not None:
+            if self._journal_task is not None:
+                await asyncio.gather(self._journal_task, return_exceptions=True)
+            await asyncio.to_thread(self._write_journal, self._snapshot(closed=True))
+
+    # --- the journal, for other processes ---------------------------------------------
+
+    def _snapshot(self, *, closed: bool = False) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "updated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "closed": closed,
+            "pending": len(self._waiting),
+            "dropped": self.dropped,
+            "outages": self.outages,
+            "database_down_for": None if self.down_for is None else round(self.down_for, 1),
+            "last_outage_seconds": (
+                None if self._last_outage is None else round(self._last_outage, 1)
+            ),
+        }
+
+    def _note(self) -> None:
+        """Write the journal soon (one write at a time, the newest counters win)."""
+        if self._journal is None:
+            return
+        if self._journal_task is not None and not self._journal_task.done():
+            self._journal_again = True
+            return
+        self._journal_task = asyncio.get_running_loop().create_task(self._keep_journal())
+
+    async def _keep_journal(self) -> None:
+        while True:
+            self._journal_again = False
+            try:
+                await asyncio.to_thread(self._write_journal, self._snapshot())
+            except OSError as exc:
+                _log.warning("could not write the message cache journal: %s", exc)
+                return
+            if not self._journal_again:
+                return
+
+    def _write_journal(self, snapshot: dict[str, Any]) -> None:
+        path = self._journal
+        assert path is not None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(snapshot))
+        tmp.replace(path)
 
     async def _run(self) -> None:
         while True:
@@ -238,3 +308,20 @@ class LiveCache:
                 self._retry_delay = self._interval
             else:
                 self._retry_delay = min(self._retry_delay * 2, self._max_retry_delay)
+
+
+def read_cache_journal(path: Path) -> dict[str, Any] | None:
+    """What a bot's live cache wrote in its journal (see :class:`LiveCache`).
+
+    Args:
+        path: The journal (``BARKEEPER_DATA_DIR/message-cache.json`` for ``barkeeper run``).
+
+    Returns:
+        Its counters (``dropped``, ``outages``, ``pending``, ``updated_at``, ``closed``…),
+        or ``None`` when there is no readable journal.
+    """
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
