@@ -12,6 +12,7 @@ import discord
 import pytest_asyncio
 
 from barkeeper.testing.discord import DiscordEmulator, EmulatorSpec, running_client
+from barkeeper.testing.discord.__main__ import build_parser
 
 WAIT = 5.0
 
@@ -173,8 +174,18 @@ async def test_helper_routes_make_roles_give_them_and_make_categories(
         assert message.channel.category_id == int(category["id"])  # type: ignore[union-attr]
         assert [r.id for r in message.author.roles[1:]] == [int(role["id"])]  # type: ignore[union-attr]
         assert emu.world.channels[first].parent_id == int(category["id"])
+        async with http.get("/_emulator/info") as response:
+            info = await response.json()
+        assert [c["id"] for c in info["categories"]] == [category["id"]]
+        assert [(r["id"], r["members"]) for r in info["roles"]] == [(role["id"], [dana])]
         # Mistakes are answered, not crashed on.
         assert (await call("POST", "roles", {}))[0] == 400
         assert (await call("PUT", "members/dana/roles", {"role_ids": ["123"]}))[0] == 404
         assert (await call("PATCH", f"channels/{second}", {"parent_id": "123"}))[0] == 404
         assert (await call("PATCH", f"channels/{second}", {}))[0] == 400
+
+
+def test_cli_help_lists_the_structure_routes() -> None:
+    text = build_parser().format_help()
+    for route in ("/_emulator/roles", "/_emulator/members/USER/roles", "/_emulator/categories"):
+        assert route in text

@@ -17,6 +17,8 @@ answers 408 with what was seen):
   ``author`` is a username (created on first use) or a user id.
 - ``PATCH /_emulator/messages/{channel_id}/{message_id}`` ``{"content"}``;
   ``DELETE`` the same path.
+- ``GET /_emulator/info`` also lists the ``categories`` and the ``roles`` (with the ids
+  of their ``members``).
 - ``POST /_emulator/roles`` ``{"name", "guild_id"?}`` → the role (GUILD_ROLE_CREATE).
 - ``PUT /_emulator/members/{user}/roles`` ``{"role_ids": [...], "guild_id"?}`` → the
   member with exactly those roles (GUILD_MEMBER_UPDATE; later messages carry them).

@@ -946,6 +946,21 @@ class DiscordEmulator(InteractionRoutes):
                     }
                     for c in self.world.channels.values()
                 ],
+                "categories": [
+                    {"id": str(c.id), "guild_id": str(c.guild_id), "name": c.name}
+                    for c in self.world.categories.values()
+                ],
+                "roles": [
+                    {
+                        **role.payload(),
+                        "guild_id": str(guild.id),
+                        "members": [
+                            str(user) for user, ids in guild.member_roles.items() if role.id in ids
+                        ],
+                    }
+                    for guild in self.world.guilds.values()
+                    for role in guild.roles.values()
+                ],
                 "messages": self.world.message_count(),
             }
         elif request.method == "POST" and path == "offline-changes":
