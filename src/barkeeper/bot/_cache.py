@@ -250,7 +250,10 @@ class LiveCache:
         if self._journal is not None:
             if self._journal_task is not None:
                 await asyncio.gather(self._journal_task, return_exceptions=True)
-            await asyncio.to_thread(self._write_journal, self._snapshot(closed=True))
+            try:
+                await asyncio.to_thread(self._write_journal, self._snapshot(closed=True))
+            except OSError as exc:
+                _log.warning("could not write the message cache journal: %s", exc)
 
     # --- the journal, for other processes ---------------------------------------------
 
