@@ -156,6 +156,15 @@ class Settings(BaseSettings):
     blocked_roles: str = Field("", validation_alias=AliasChoices("BARKEEPER_BLOCKED_ROLES"))
     allowed_channels: str = Field("", validation_alias=AliasChoices("BARKEEPER_ALLOWED_CHANNELS"))
     blocked_channels: str = Field("", validation_alias=AliasChoices("BARKEEPER_BLOCKED_CHANNELS"))
+    allowed_categories: str = Field(
+        "", validation_alias=AliasChoices("BARKEEPER_ALLOWED_CATEGORIES")
+    )
+    blocked_categories: str = Field(
+        "", validation_alias=AliasChoices("BARKEEPER_BLOCKED_CATEGORIES")
+    )
+    cache_buffer: Annotated[int, Field(ge=100, le=10_000_000)] = Field(
+        10_000, validation_alias=AliasChoices("BARKEEPER_CACHE_BUFFER")
+    )
     backfill_on_start: bool = Field(
         True, validation_alias=AliasChoices("BARKEEPER_BACKFILL_ON_START")
     )
@@ -345,6 +354,8 @@ class Settings(BaseSettings):
         "blocked_roles",
         "allowed_channels",
         "blocked_channels",
+        "allowed_categories",
+        "blocked_categories",
     )
     @classmethod
     def _id_list(cls, value: str) -> str:

@@ -9,7 +9,8 @@
   reminders and birthdays delivered exactly once, and ``/followups``.
 - :func:`run_bot`: what ``barkeeper run`` does.
 - :func:`split_message`, :class:`UserLimits`, :class:`LiveCache`, :class:`ReplyWriter`:
-  the parts, usable alone.
+  the parts, usable alone; :func:`read_cache_journal` reads what the live cache of the
+  last bot run went through (``BARKEEPER_DATA_DIR/``:data:`CACHE_JOURNAL`).
 
 Example::
 
@@ -18,7 +19,7 @@ Example::
 """
 
 from barkeeper.bot._bot import BROKEN, OUT_OF_TOKENS, RATE_LIMITED, Barkeeper
-from barkeeper.bot._cache import LiveCache
+from barkeeper.bot._cache import CACHE_JOURNAL, LiveCache, read_cache_journal
 from barkeeper.bot._followups import RECOVERY_SCAN, FollowupsCog, FollowupSink, build_followups
 from barkeeper.bot._limits import LimitVerdict, UserLimits
 from barkeeper.bot._reply import NO_MENTIONS, REPLY_MENTIONS, ReplyWriter
@@ -27,6 +28,7 @@ from barkeeper.bot._split import DISCORD_LIMIT, split_message
 
 __all__ = [
     "BROKEN",
+    "CACHE_JOURNAL",
     "DISCORD_LIMIT",
     "NO_MENTIONS",
     "OUT_OF_TOKENS",
@@ -43,6 +45,7 @@ __all__ = [
     "build_followups",
     "missing_for_bot",
     "point_discord",
+    "read_cache_journal",
     "run_bot",
     "split_message",
 ]

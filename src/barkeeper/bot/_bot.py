@@ -23,7 +23,7 @@ from barkeeper.agent import (
     ReplyRequest,
 )
 from barkeeper.backfill import Backfill, BackfillResult, DiscordHistorySource, ProgressEvent
-from barkeeper.bot._cache import LiveCache
+from barkeeper.bot._cache import CACHE_JOURNAL, LiveCache
 from barkeeper.bot._commands import AdminCog, MemoryCog
 from barkeeper.bot._companion_commands import CompanionCog
 from barkeeper.bot._followups import FollowupsCog
@@ -32,7 +32,7 @@ from barkeeper.bot._reply import NO_MENTIONS, ReplyWriter
 from barkeeper.companion import Followups, PreferenceStore, User, UserStore
 from barkeeper.config import Settings
 from barkeeper.db import Database
-from barkeeper.errors import BarkeeperError
+from barkeeper.errors import BarkeeperError, DatabaseError
 from barkeeper.history import MessageStore, message_from_discord
 from barkeeper.learning import MemoryManager, MemoryWorker
 from barkeeper.memory import MemoryStore
@@ -114,7 +114,13 @@ class Barkeeper(commands.AutoShardedBot):
         self.followups = followups
         self.followups_cog: FollowupsCog | None = None
         self.messages = MessageStore(db)
-        self.cache = LiveCache(self.messages)
+        # Durable commits: unlike the backfill, the live cache has no cursor to refetch
+        # from, so a write a server crash could undo would be a message lost for good.
+        self.cache = LiveCache(
+            MessageStore(db, durable=True),
+            limit=settings.cache_buffer,
+            journal=settings.data_dir / CACHE_JOURNAL,
+        )
         self.people = UserStore(db)
         self.preferences = PreferenceStore(db)
         self.limits = UserLimits(settings.user_rate, settings.user_daily_tokens)
@@ -302,40 +308,56 @@ class Barkeeper(commands.AutoShardedBot):
             await self.preferences.delete_preference(user_id, _INCOGNITO)
         self._incognito[user_id] = on
 
+    @property
+    def incognito_known(self) -> dict[int, bool]:
+        """users.id → incognito, for the users this process has read or set it for."""
+        return self._incognito
+
     def forget_local(self, user_id: int) -> None:
         """Drop what this process holds about a user (after ``/forget-me``)."""
         self._incognito.pop(user_id, None)
 
     def allowed(self, message: discord.Message) -> bool:
-        """The allow and block lists (users, roles, channels with their parents and categories)."""
+        """The allow and block lists: users, roles, channels and categories.
+
+        Admins always pass; then any block list that matches refuses. The allow lists
+        of users and of roles admit a person on either; the allow lists of channels
+        (a channel, its parent or its category) and of categories must each be met too.
+        A DM has no roles and no category.
+        """
         s = self.settings
         author = message.author
         if author.id in self.admin_ids:
             return True
         if author.id in s.ids("blocked_users"):
             return False
-        allowed_users = s.ids("allowed_users")
         roles = {r.id for r in getattr(author, "roles", ())}
         if roles & s.ids("blocked_roles"):
             return False
         channel = message.channel
-        places = {channel.id}
-        for attr in ("parent_id", "category_id"):
-            value = getattr(channel, attr, None)
-            if value is not None:
-                places.add(value)
+        categories = set()
+        category = getattr(channel, "category_id", None)  # a thread's is its parent's
+        if category is not None:
+            categories.add(category)
         parent = getattr(channel, "parent", None)
         if parent is not None and getattr(parent, "category_id", None) is not None:
-            places.add(parent.category_id)
-        if places & s.ids("blocked_channels"):
+            categories.add(parent.category_id)
+        places = {channel.id} | categories
+        parent_id = getattr(channel, "parent_id", None)
+        if parent_id is not None:
+            places.add(parent_id)
+        if places & s.ids("blocked_channels") or categories & s.ids("blocked_categories"):
             return False
-        allowed_roles = s.ids("allowed_roles")
+        allowed_users, allowed_roles = s.ids("allowed_users"), s.ids("allowed_roles")
         if (allowed_users or allowed_roles) and not (
             author.id in allowed_users or roles & allowed_roles
         ):
             return False
         allowed_channels = s.ids("allowed_channels")
-        return not (allowed_channels and not places & allowed_channels)
+        if allowed_channels and not places & allowed_channels:
+            return False
+        allowed_categories = s.ids("allowed_categories")
+        return not (allowed_categories and not categories & allowed_categories)
 
     # --- shutdown ---------------------------------------------------------------------
 
@@ -384,8 +406,17 @@ class CacheCog(commands.Cog):
         if message.guild is not None or message.author.bot:
             return False
         # In DMs an incognito person's messages are not cached.
-        known = await self.bot.people.get_by_discord_id(message.author.id)
-        return known is not None and await self.bot.is_incognito(known.id)
+        bot = self.bot
+        try:
+            known = await bot.people.get_by_discord_id(message.author.id)
+            return known is not None and await bot.is_incognito(known.id)
+        except DatabaseError:
+            # The database is down: decide from what this process knows; a person it
+            # has not seen yet is not cached (the warning below counts it).
+            user_id = bot.known_users.get(message.author.id)
+            if user_id is None or user_id not in bot.incognito_known:
+                raise
+            return bot.incognito_known[user_id]
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -393,6 +424,8 @@ class CacheCog(commands.Cog):
             if await self._skip(message):
                 return
             self.bot.cache.put(message_from_discord(message))
+        except DatabaseError:  # a DM of someone whose incognito state is unknown
+            self.bot.cache.count_dropped(message.id, "incognito state unknown, database down")
         except (BarkeeperError, ValueError) as exc:
             _log.warning("message %s not cached: %s", message.id, exc)
 
@@ -474,7 +507,8 @@ class ChatCog(commands.Cog):
                         allowed_mentions=NO_MENTIONS,
                     )
                 return
-            await bot.cache.flush()  # the history and reply chain read the cache
+            if not bot.cache.database_down:  # else the reply goes on without history
+                await bot.cache.flush()  # the history and reply chain read the cache
             request = await self._request(message, text)
             writer = ReplyWriter(
                 message,

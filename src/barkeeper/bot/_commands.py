@@ -316,10 +316,13 @@ class AdminCog(commands.GroupCog, group_name="barkeeper"):
         lines = []
         try:
             health = await bot.db.health()
-            lines.append(
-                f"Database: PostgreSQL {health.server_version}, {health.latency_ms:.1f} ms, "
-                f"schema v{health.schema_version}"
-            )
+            if health.error is not None:
+                lines.append(f"Database: unreachable ({health.error})")
+            else:
+                lines.append(
+                    f"Database: PostgreSQL {health.server_version}, {health.latency_ms:.1f} ms, "
+                    f"schema v{health.schema_version}"
+                )
         except BarkeeperError as exc:
             lines.append(f"Database: unreachable ({exc})")
         worker = bot.worker
@@ -331,11 +334,23 @@ class AdminCog(commands.GroupCog, group_name="barkeeper"):
         if shards is not None and bot.shard_count is not None:
             mine = ", ".join(str(i) for i in sorted(shards))
             lines.append(f"Shards: {mine} of {bot.shard_count} (this process)")
+        cache = bot.cache
+        if cache.database_down or cache.dropped or cache.outages:
+            down = cache.down_for
+            lines.append(
+                f"Message cache: {cache.pending}/{cache.limit} buffered"
+                + (f", database down for {down:.0f} s" if down is not None else "")
+                + f", {cache.dropped} dropped since start, {cache.outages} outage(s)"
+            )
         running = bot.backfill_task is not None and not bot.backfill_task.done()
         lines.append(f"Backfill: {'running' if running else 'idle'}")
         for channel_id, state in sorted(bot.backfill_progress.items()):
             lines.append(f"  <#{channel_id}>: {state}")
-        for status in (await bot.messages.list_channels())[:20]:
+        try:
+            channels = (await bot.messages.list_channels())[:20]
+        except BarkeeperError:
+            channels = []  # the database is down: said above
+        for status in channels:
             lines.append(f"  {status.channel_id}: {status.message_count} cached")
         tools = "tools on" if bot.agent.tools_enabled else "tools off"
         lines.append(f"Model {bot.settings.llm_model}: {await _model_reachable(bot)}, {tools}")

@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from barkeeper.bot import missing_for_bot
+from barkeeper.bot import CACHE_JOURNAL, missing_for_bot, read_cache_journal
 from barkeeper.cli._common import console, run, settings_and_logging, styled
 from barkeeper.db import Database, mask_url
 from barkeeper.errors import BarkeeperError
@@ -50,6 +50,20 @@ def doctor() -> None:
     error = run(probe())
     if error:
         table.add_row("database", Text.assemble(styled("FAILED", "red"), f": {error}"))
+    journal = read_cache_journal(settings.data_dir / CACHE_JOURNAL)
+    if journal is not None:
+        dropped, outages = journal.get("dropped", 0), journal.get("outages", 0)
+        state = "stopped" if journal.get("closed") else f"running as pid {journal.get('pid')}"
+        summary = (
+            f"{outages} database outage(s) ridden out, {journal.get('pending', 0)} change(s) "
+            f"waiting ({state}, {journal.get('updated_at')})"
+        )
+        table.add_row(
+            "message cache",
+            Text.assemble(styled(f"{dropped} dropped", "red"), ", " + summary)
+            if dropped
+            else "nothing dropped, " + summary,
+        )
     missing = missing_for_bot(settings)
     table.add_row(
         "bot settings",

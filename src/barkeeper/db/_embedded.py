@@ -410,10 +410,14 @@ def _initdb(home: Path, pgdata: Path, owner: _Owner) -> None:
     _log.info("initialised embedded PostgreSQL in %s (password authentication)", pgdata)
 
 
-def _start_postgres(pgdata: Path, owner: _Owner) -> _Postmaster:
-    socket_dir = pgdata
+def _start_postgres(pgdata: Path, owner: _Owner, socket_dir: Path | None = None) -> _Postmaster:
+    """Start the server; on ``socket_dir`` when given (a restart), else a fitting one."""
     made_socket_dir = False
-    if len(str(pgdata / ".s.PGSQL.5432").encode()) > _SOCKET_NAME_MAX:
+    if socket_dir is not None:
+        pass
+    elif len(str(pgdata / ".s.PGSQL.5432").encode()) <= _SOCKET_NAME_MAX:
+        socket_dir = pgdata
+    else:
         socket_dir = Path(tempfile.mkdtemp(prefix="barkeeper-pg-"))  # 0700, a fresh name
         made_socket_dir = True
         if owner.switch:
@@ -650,6 +654,56 @@ class EmbeddedServer:
     def uri(self) -> str:
         """:attr:`url` as a DSN for the driver. Hand it to the driver only."""
         return self.url.dsn()
+
+    async def kill(self) -> None:
+        """Stop the server the way a crash does, for fault drills and tests.
+
+        ``pg_ctl stop -m immediate``: every connection is cut at once, nothing is
+        checkpointed (the next start runs crash recovery). Every handle on this data
+        directory loses the server until :meth:`restart`.
+
+        Raises:
+            EmbeddedServerError: ``pg_ctl`` failed (its output says why).
+        """
+        await asyncio.to_thread(self._kill)
+
+    async def restart(self) -> None:
+        """Start the server again after :meth:`kill`, on the same data directory and socket.
+
+        The :attr:`url` stays valid: clients reconnect to the same address.
+
+        Raises:
+            EmbeddedServerError: the server did not start (with the end of its log).
+        """
+        await asyncio.to_thread(self._restart)
+
+    def _kill(self) -> None:
+        cluster = self._cluster
+        code, output = _run(
+            [
+                cluster.owner.tool("pg_ctl"),
+                "-D",
+                str(cluster.pgdata),
+                "-m",
+                "immediate",
+                "-w",
+                "-t",
+                "60",
+                "stop",
+            ],
+            cluster.owner,
+        )
+        if code != 0:
+            raise EmbeddedServerError(
+                f"could not stop the embedded PostgreSQL in {cluster.pgdata}: {output}"
+            )
+
+    def _restart(self) -> None:
+        cluster = self._cluster
+        with _interprocess_lock(cluster.home / _LOCK_FILE):
+            if _postmaster(cluster.pgdata) is None:
+                running = _start_postgres(cluster.pgdata, cluster.owner, cluster.socket_dir)
+                cluster.port = running.port
 
     def release(self) -> None:
         """Release this handle (blocking: may stop the server). Idempotent."""

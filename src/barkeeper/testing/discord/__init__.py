@@ -18,7 +18,10 @@ RESUME with replay, and fault hooks (:meth:`Gateway.drop`, :meth:`Gateway.reconn
 client against it and waits for ``on_ready``.
 
 Tests drive it as people (:meth:`DiscordEmulator.person` → :class:`Person`: send,
-reply, DM, edit, delete, open threads, invoke slash commands) and read what the bot
+reply, DM, edit, delete, open threads, invoke slash commands, have roles) and shape
+the guild (:meth:`DiscordEmulator.add_role`, :meth:`DiscordEmulator.add_category`,
+:meth:`DiscordEmulator.move_channel`: roles ride in every ``member`` payload, a text
+channel's category is its ``parent_id``) and read what the bot
 did (:meth:`DiscordEmulator.bot_messages`, :attr:`DiscordEmulator.activity`,
 :class:`EmulatedInteraction`, :attr:`DiscordEmulator.command_syncs`), waiting with
 bounded ``wait_for_*`` helpers.
@@ -58,6 +61,7 @@ from barkeeper.testing.discord._content import (
     EmulatedChannel,
     EmulatedGuild,
     EmulatedMessage,
+    EmulatedRole,
     EmulatedUser,
     MessageRef,
     OfflineChanges,
@@ -110,6 +114,7 @@ __all__ = [
     "EmulatedGuild",
     "EmulatedInteraction",
     "EmulatedMessage",
+    "EmulatedRole",
     "EmulatedUser",
     "EmulatorSpec",
     "EmulatorStats",

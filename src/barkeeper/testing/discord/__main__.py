@@ -66,6 +66,10 @@ helper routes (no auth; JSON; snowflakes as strings; wait=S long-polls, 408 when
   PATCH|DELETE /_emulator/messages/CHANNEL_ID/MESSAGE_ID   {"content"}
   POST /_emulator/threads       {"author", "channel_id", "name", "message_id"?}
   POST /_emulator/typing        {"user", "channel_id"}
+  POST /_emulator/roles         {"name", "guild_id"?}
+  PUT  /_emulator/members/USER/roles        {"role_ids": [...], "guild_id"?}
+  POST /_emulator/categories    {"name", "guild_id"?, "channel_ids"?}
+  PATCH /_emulator/channels/CHANNEL_ID      {"parent_id"}  (its category; null: none)
   POST /_emulator/interactions  {"user", "command", "channel_id"?, "options"?}
   GET  /_emulator/interactions/ID?wait=S&followups=N
   POST /_emulator/clicks        {"user", "message_id", "custom_id", "values"?}

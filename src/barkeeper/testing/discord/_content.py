@@ -30,6 +30,7 @@ __all__ = [
     "EmulatedChannel",
     "EmulatedGuild",
     "EmulatedMessage",
+    "EmulatedRole",
     "EmulatedUser",
     "MessageRef",
     "OfflineChanges",
@@ -40,8 +41,8 @@ __all__ = [
 REPLY_TYPE = 19
 #: Discord's message type of a slash command's response.
 CHAT_INPUT_COMMAND_TYPE = 20
-#: Channel types: guild text, DM, public thread.
-GUILD_TEXT, DM, PUBLIC_THREAD = 0, 1, 11
+#: Channel types: guild text, DM, category, public thread.
+GUILD_TEXT, DM, GUILD_CATEGORY, PUBLIC_THREAD = 0, 1, 4, 11
 #: Message flag of an ephemeral message.
 EPHEMERAL_FLAG = 64
 #: The longest ``content`` Discord allows (Nitro); bots may only send 2000.
@@ -148,6 +149,43 @@ class EmulatedUser:
 
 
 @dataclass(slots=True)
+class EmulatedRole:
+    """A guild role (``@everyone`` is implied: it has the guild's id).
+
+    Attributes:
+        id: Snowflake.
+        guild_id: Its guild.
+        name: Role name.
+        position: Sort position (``@everyone`` is 0).
+    """
+
+    id: int
+    guild_id: int
+    name: str
+    position: int
+
+    def payload(self) -> dict[str, Any]:
+        """The role as Discord's JSON object."""
+        return _role_payload(self.id, self.name, self.position, permissions="0")
+
+
+def _role_payload(role_id: int, name: str, position: int, *, permissions: str) -> dict[str, Any]:
+    return {
+        "id": str(role_id),
+        "name": name,
+        "permissions": permissions,
+        "position": position,
+        "color": 0,
+        "hoist": False,
+        "managed": False,
+        "mentionable": False,
+        "icon": None,
+        "unicode_emoji": None,
+        "flags": 0,
+    }
+
+
+@dataclass(slots=True)
 class EmulatedMessage:
     """A message as the emulator keeps it (rendered to Discord JSON on demand).
 
@@ -198,7 +236,7 @@ class EmulatedMessage:
 
 @dataclass(slots=True)
 class EmulatedChannel:
-    """A channel (guild text, DM or public thread) and its messages.
+    """A channel (guild text, DM, category or public thread) and its messages.
 
     Attributes:
         id: Snowflake.
@@ -208,8 +246,8 @@ class EmulatedChannel:
         access: How the bot may read it.
         ids: Message ids, ascending.
         messages: Messages by id.
-        type: Discord channel type (0 guild text, 1 DM, 11 public thread).
-        parent_id: A thread's parent channel.
+        type: Discord channel type (0 guild text, 1 DM, 4 category, 11 public thread).
+        parent_id: A thread's parent channel; a text channel's category.
         owner_id: A thread's creator.
         recipient_id: A DM's other user (the bot is the implied second one).
     """
@@ -263,6 +301,18 @@ class EmulatedChannel:
                     "create_timestamp": iso_timestamp(snowflake_ms(self.id)),
                 },
             }
+        if self.type == GUILD_CATEGORY:
+            return {
+                "id": str(self.id),
+                "type": GUILD_CATEGORY,
+                "guild_id": str(self.guild_id),
+                "name": self.name,
+                "position": self.position,
+                "permission_overwrites": [],
+                "parent_id": None,
+                "nsfw": False,
+                "flags": 0,
+            }
         return {
             "id": str(self.id),
             "type": 0,
@@ -270,7 +320,7 @@ class EmulatedChannel:
             "name": self.name,
             "position": self.position,
             "permission_overwrites": [],
-            "parent_id": None,
+            "parent_id": None if self.parent_id is None else str(self.parent_id),
             "topic": None,
             "nsfw": False,
             "rate_limit_per_user": 0,
@@ -327,6 +377,9 @@ class EmulatedGuild:
         owner_id: The owner's snowflake.
         channel_ids: Its text channels, by position.
         thread_ids: Its threads, oldest first.
+        category_ids: Its categories (kept in :attr:`World.categories`), oldest first.
+        roles: Its roles besides ``@everyone``, by id.
+        member_roles: The role ids each member has (``@everyone`` not listed), by user id.
     """
 
     id: int
@@ -334,6 +387,9 @@ class EmulatedGuild:
     owner_id: int
     channel_ids: list[int] = field(default_factory=list)
     thread_ids: list[int] = field(default_factory=list)
+    category_ids: list[int] = field(default_factory=list)
+    roles: dict[int, EmulatedRole] = field(default_factory=dict)
+    member_roles: dict[int, list[int]] = field(default_factory=dict)
 
     def payload(self, *, member_count: int | None = None) -> dict[str, Any]:
         """The guild as Discord's JSON object, with the ``@everyone`` role."""
@@ -350,19 +406,8 @@ class EmulatedGuild:
             "default_message_notifications": 1,
             "explicit_content_filter": 0,
             "roles": [
-                {
-                    "id": str(self.id),
-                    "name": "@everyone",
-                    "permissions": "1071698660929",
-                    "position": 0,
-                    "color": 0,
-                    "hoist": False,
-                    "managed": False,
-                    "mentionable": False,
-                    "icon": None,
-                    "unicode_emoji": None,
-                    "flags": 0,
-                }
+                _role_payload(self.id, "@everyone", 0, permissions="1071698660929"),
+                *(role.payload() for role in self.roles.values()),
             ],
             "emojis": [],
             "stickers": [],
@@ -447,7 +492,9 @@ class World:
         bot: The bot user the token belongs to.
         users: Every user by id, the bot included.
         guilds: Guilds by id, in creation order.
-        channels: Channels by id, in creation order.
+        channels: Channels by id, in creation order (categories are not channels here:
+            no message is posted in one).
+        categories: Guild categories by id, in creation order.
     """
 
     def __init__(self, bot: EmulatedUser) -> None:
@@ -456,6 +503,7 @@ class World:
         self.users: dict[int, EmulatedUser] = {bot.id: bot}
         self.guilds: dict[int, EmulatedGuild] = {}
         self.channels: dict[int, EmulatedChannel] = {}
+        self.categories: dict[int, EmulatedChannel] = {}
         self._ids = _Ids()
         self._ids.claim(bot.id)
         self._clock_ms = snowflake_ms(bot.id)
@@ -1085,6 +1133,83 @@ class World:
         user = EmulatedUser(self._ids.entity(_now_ms()), username, global_name, bot)
         self.users[user.id] = user
         return user
+
+    def add_category(
+        self, guild_id: int, name: str, *, channel_ids: Iterable[int] = ()
+    ) -> EmulatedChannel:
+        """Create a category (channel type 4) in a guild, and move channels into it.
+
+        Args:
+            guild_id: The guild.
+            name: Category name.
+            channel_ids: Text channels of that guild to put in it.
+
+        Returns:
+            The category (kept in :attr:`categories`).
+
+        Raises:
+            KeyError: Unknown guild or channel.
+            ValueError: A channel is not a text channel of that guild.
+        """
+        guild = self.guilds[guild_id]
+        category = EmulatedChannel(
+            id=self._ids.entity(_now_ms()),
+            guild_id=guild_id,
+            name=name,
+            position=len(guild.category_ids),
+            type=GUILD_CATEGORY,
+        )
+        self.categories[category.id] = category
+        guild.category_ids.append(category.id)
+        for channel_id in channel_ids:
+            self.move_channel(channel_id, category.id)
+        return category
+
+    def move_channel(self, channel_id: int, category_id: int | None) -> EmulatedChannel:
+        """Put a text channel in a category (``None``: in none).
+
+        Raises:
+            KeyError: Unknown channel or category.
+            ValueError: Not a guild text channel, or the category is another guild's.
+        """
+        channel = self.channels[channel_id]
+        if channel.type != GUILD_TEXT or channel.guild_id is None:
+            raise ValueError(f"channel {channel_id} is not a guild text channel")
+        if category_id is not None and self.categories[category_id].guild_id != channel.guild_id:
+            raise ValueError(f"category {category_id} is in another guild")
+        channel.parent_id = category_id
+        return channel
+
+    def add_role(self, guild_id: int, name: str) -> EmulatedRole:
+        """Create a role in a guild (above the existing ones).
+
+        Raises:
+            KeyError: Unknown guild.
+        """
+        guild = self.guilds[guild_id]
+        role = EmulatedRole(self._ids.entity(_now_ms()), guild_id, name, len(guild.roles) + 1)
+        guild.roles[role.id] = role
+        return role
+
+    def set_roles(self, guild_id: int, user_id: int, role_ids: Iterable[int]) -> list[int]:
+        """Give a member exactly these roles in a guild; returns them.
+
+        Raises:
+            KeyError: Unknown guild, user or role (of that guild).
+        """
+        guild = self.guilds[guild_id]
+        if user_id not in self.users:
+            raise KeyError(f"unknown user {user_id}")
+        roles = list(dict.fromkeys(role_ids))
+        for role_id in roles:
+            if role_id not in guild.roles:
+                raise KeyError(f"unknown role {role_id} in guild {guild_id}")
+        guild.member_roles[user_id] = roles
+        return roles
+
+    def roles_of(self, guild_id: int, user_id: int) -> list[int]:
+        """The role ids of a member (``@everyone`` not listed)."""
+        return list(self.guilds[guild_id].member_roles.get(user_id, ()))
 
     def new_id(self) -> int:
         """A fresh snowflake for now (for interactions, commands and the like)."""

@@ -385,7 +385,9 @@ class Gateway:
                 self.blank(referenced, target, has_intent=has_intent)
         if message.guild_id is not None:
             data["guild_id"] = str(message.guild_id)
-            data["member"] = self.member_payload(message.author_id, with_user=False)
+            data["member"] = self.member_payload(
+                message.author_id, with_user=False, guild_id=message.guild_id
+            )
         return data
 
     def blank(self, data: dict[str, Any], message: EmulatedMessage, *, has_intent: bool) -> None:
@@ -414,11 +416,20 @@ class Gateway:
 
     # -- payloads ----------------------------------------------------------------------
 
-    def member_payload(self, user_id: int, *, with_user: bool = True) -> dict[str, Any]:
-        """A guild member object for ``user_id`` (every user is in every guild)."""
+    def member_payload(
+        self, user_id: int, *, with_user: bool = True, guild_id: int | None = None
+    ) -> dict[str, Any]:
+        """A guild member object for ``user_id`` (every user is in every guild).
+
+        Args:
+            user_id: The member.
+            with_user: Include the ``user`` object.
+            guild_id: The guild, for the member's ``roles`` (``None``: no roles).
+        """
         user = self._world.users[user_id]
+        roles = [] if guild_id is None else self._world.roles_of(guild_id, user_id)
         data: dict[str, Any] = {
-            "roles": [],
+            "roles": [str(role_id) for role_id in roles],
             "joined_at": iso_timestamp(snowflake_ms(user.id)),
             "deaf": False,
             "mute": False,
@@ -439,10 +450,14 @@ class Gateway:
         data = guild.payload()
         users = list(world.users.values())
         if session.has("members"):
-            members = [self.member_payload(u.id) for u in users]
+            members = [self.member_payload(u.id, guild_id=guild_id) for u in users]
         else:
-            members = [self.member_payload(world.bot.id)]
+            members = [self.member_payload(world.bot.id, guild_id=guild_id)]
         channels = []
+        for category_id in guild.category_ids:
+            payload = world.categories[category_id].payload()
+            payload.pop("guild_id", None)
+            channels.append(payload)
         for channel_id in guild.channel_ids:
             payload = world.channel_payload(world.channels[channel_id])
             payload.pop("guild_id", None)
@@ -639,7 +654,7 @@ class Gateway:
         guild_id = int(data.get("guild_id", 0))
         if guild_id not in self._world.guilds:
             return
-        members = [self.member_payload(u) for u in self._world.users]
+        members = [self.member_payload(u, guild_id=guild_id) for u in self._world.users]
         chunk: dict[str, Any] = {
             "guild_id": str(guild_id),
             "members": members,

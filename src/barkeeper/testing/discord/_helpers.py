@@ -17,6 +17,16 @@ answers 408 with what was seen):
   ``author`` is a username (created on first use) or a user id.
 - ``PATCH /_emulator/messages/{channel_id}/{message_id}`` ``{"content"}``;
   ``DELETE`` the same path.
+- ``GET /_emulator/info`` also lists the ``categories`` and the ``roles`` (with the ids
+  of their ``members``).
+- ``POST /_emulator/roles`` ``{"name", "guild_id"?}`` → the role (GUILD_ROLE_CREATE).
+- ``PUT /_emulator/members/{user}/roles`` ``{"role_ids": [...], "guild_id"?}`` → the
+  member with exactly those roles (GUILD_MEMBER_UPDATE; later messages carry them).
+  ``user`` is a username or a user id.
+- ``POST /_emulator/categories`` ``{"name", "guild_id"?, "channel_ids"?}`` → the
+  category (channel type 4, CHANNEL_CREATE), the channels moved into it (CHANNEL_UPDATE).
+- ``PATCH /_emulator/channels/{channel_id}`` ``{"parent_id"}`` → the text channel, moved
+  into that category (``null``: none).
 - ``POST /_emulator/typing`` ``{"user", "channel_id"}`` → 204 (TYPING_START).
 - ``POST /_emulator/threads`` ``{"author", "channel_id", "name", "message_id"?}`` → the thread.
 - ``POST /_emulator/interactions`` ``{"user", "command", "channel_id"?, "options"?}``
@@ -169,6 +179,9 @@ async def _route(
         )
     if head == "messages":
         return await _messages(emu, request, method, parts)
+    structure = await _structure(emu, request, method, parts)
+    if structure is not None:
+        return structure
     if (method, parts) == ("POST", ["typing"]):
         body = await _body(request)
         user = _user_id(emu, body.get("user"), "user")
@@ -240,6 +253,55 @@ async def _route(
         )
     if head == "gateway":
         return await _gateway(emu, request, method, parts)
+    return None
+
+
+def _guild_id(body: dict[str, Any]) -> int | None:
+    raw = body.get("guild_id")
+    return None if raw is None else _int(raw, "guild_id")
+
+
+async def _structure(
+    emu: DiscordEmulator, request: web.Request, method: str, parts: list[str]
+) -> web.Response | None:
+    """Roles, members' roles, categories and channel moves."""
+    if (method, parts) == ("POST", ["roles"]):
+        body = await _body(request)
+        name = body.get("name")
+        if not isinstance(name, str) or not name:
+            raise _HelperError(400, "name is required")
+        return _answer(emu.add_role(name, guild_id=_guild_id(body)).payload())
+    if method == "PUT" and len(parts) == 3 and parts[0] == "members" and parts[2] == "roles":
+        body = await _body(request)
+        user = _user_id(emu, parts[1], "user")
+        raw = body.get("role_ids", [])
+        if not isinstance(raw, list):
+            raise _HelperError(400, "role_ids must be a list of snowflakes")
+        guild_id = _guild_id(body)
+        emu.set_roles(user, [_int(r, "role_ids") for r in raw], guild_id=guild_id)
+        guild = guild_id if guild_id is not None else emu.guild_ids()[0]
+        return _answer({**emu.gateway.member_payload(user, guild_id=guild), "guild_id": str(guild)})
+    if (method, parts) == ("POST", ["categories"]):
+        body = await _body(request)
+        name = body.get("name")
+        if not isinstance(name, str) or not name:
+            raise _HelperError(400, "name is required")
+        raw = body.get("channel_ids", [])
+        if not isinstance(raw, list):
+            raise _HelperError(400, "channel_ids must be a list of snowflakes")
+        category = emu.add_category(
+            name, guild_id=_guild_id(body), channel_ids=[_int(c, "channel_ids") for c in raw]
+        )
+        return _answer(category.payload())
+    if method == "PATCH" and len(parts) == 2 and parts[0] == "channels":
+        body = await _body(request)
+        if "parent_id" not in body:
+            raise _HelperError(400, "parent_id is required (null: no category)")
+        raw = body["parent_id"]
+        channel = emu.move_channel(
+            _int(parts[1], "channel_id"), None if raw is None else _int(raw, "parent_id")
+        )
+        return _answer(channel.payload())
     return None
 
 

@@ -219,7 +219,7 @@ class InteractionRoutes:
             payload["guild_id"] = str(channel.guild_id)
             payload["guild_locale"] = "en-US"
             payload["member"] = {
-                **self.gateway.member_payload(user_id),
+                **self.gateway.member_payload(user_id, guild_id=channel.guild_id),
                 "permissions": _PERMISSIONS,
             }
             payload["context"] = 0

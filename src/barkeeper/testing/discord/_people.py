@@ -17,7 +17,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
 
-from barkeeper.testing.discord._content import EmulatedChannel, EmulatedMessage, EmulatedUser
+from barkeeper.testing.discord._content import (
+    EmulatedChannel,
+    EmulatedMessage,
+    EmulatedRole,
+    EmulatedUser,
+)
 from barkeeper.testing.discord._spec import ExplicitAttachment
 
 if TYPE_CHECKING:
@@ -244,6 +249,19 @@ class Person:
 
     def __repr__(self) -> str:
         return f"Person({self.user.username!r}, id={self.user.id})"
+
+    def set_roles(self, *roles: EmulatedRole | int, guild_id: int | None = None) -> list[int]:
+        """Have exactly these roles in a guild (GUILD_MEMBER_UPDATE; later messages carry them).
+
+        Args:
+            *roles: Roles (or role ids) from :meth:`DiscordEmulator.add_role`; none: no role.
+            guild_id: The guild (``None``: the first one).
+
+        Raises:
+            KeyError: Unknown guild or role.
+        """
+        ids = [r if isinstance(r, int) else r.id for r in roles]
+        return self._emulator.set_roles(self.id, ids, guild_id=guild_id)
 
     def send(
         self,

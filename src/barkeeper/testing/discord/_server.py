@@ -44,6 +44,7 @@ from barkeeper.testing.discord._content import (
     LONG_CONTENT,
     EmulatedChannel,
     EmulatedMessage,
+    EmulatedRole,
     OfflineChanges,
     World,
 )
@@ -365,8 +366,8 @@ class DiscordEmulator(InteractionRoutes):
         known = len(self.world.users)
         user = self.world.add_user(username, global_name=global_name)
         if len(self.world.users) > known:  # joined: GUILD_MEMBER_ADD where members are on
-            member = self.gateway.member_payload(user.id)
             for guild_id in self.world.guilds:
+                member = self.gateway.member_payload(user.id, guild_id=guild_id)
                 data: dict[str, Any] = {**member, "guild_id": str(guild_id)}
                 self.gateway.dispatch(
                     "GUILD_MEMBER_ADD", _constant(data), guild_id=guild_id, intent="members"
@@ -435,7 +436,7 @@ class DiscordEmulator(InteractionRoutes):
         }
         if channel.guild_id is not None:
             data["guild_id"] = str(channel.guild_id)
-            data["member"] = self.gateway.member_payload(user_id)
+            data["member"] = self.gateway.member_payload(user_id, guild_id=channel.guild_id)
         intent = "direct_message_typing" if channel.guild_id is None else "guild_message_typing"
         self.gateway.dispatch(
             "TYPING_START", _constant(data), guild_id=channel.guild_id, intent=intent
@@ -477,6 +478,92 @@ class DiscordEmulator(InteractionRoutes):
         self.gateway.dispatch("THREAD_CREATE", lambda _: data, guild_id=thread.guild_id)
         self._changes.notify()
         return thread
+
+    # -- guild structure: categories and roles --------------------------------------------
+
+    def _guild(self, guild_id: int | None) -> int:
+        if guild_id is None:
+            return next(iter(self.world.guilds))
+        if guild_id not in self.world.guilds:
+            raise KeyError(f"unknown guild {guild_id}")
+        return guild_id
+
+    def add_category(
+        self, name: str, *, guild_id: int | None = None, channel_ids: Iterable[int] = ()
+    ) -> EmulatedChannel:
+        """Create a category (channel type 4), moving text channels into it.
+
+        Dispatches CHANNEL_CREATE for it and CHANNEL_UPDATE for each channel moved.
+
+        Args:
+            name: Category name.
+            guild_id: The guild (``None``: the first one).
+            channel_ids: Text channels of that guild to put in it.
+
+        Raises:
+            KeyError: Unknown guild or channel.
+            ValueError: A channel is not a text channel of that guild.
+        """
+        guild = self._guild(guild_id)
+        category = self.world.add_category(guild, name)
+        data = category.payload()
+        self.gateway.dispatch("CHANNEL_CREATE", _constant(data), guild_id=guild, intent="guilds")
+        for channel_id in channel_ids:
+            self.move_channel(channel_id, category.id)
+        self._changes.notify()
+        return category
+
+    def move_channel(self, channel_id: int, category_id: int | None) -> EmulatedChannel:
+        """Put a text channel in a category (``None``: in none); dispatches CHANNEL_UPDATE.
+
+        Raises:
+            KeyError: Unknown channel or category.
+            ValueError: Not a guild text channel, or a category of another guild.
+        """
+        channel = self.world.move_channel(channel_id, category_id)
+        data = channel.payload()
+        self.gateway.dispatch(
+            "CHANNEL_UPDATE", _constant(data), guild_id=channel.guild_id, intent="guilds"
+        )
+        self._changes.notify()
+        return channel
+
+    def add_role(self, name: str, *, guild_id: int | None = None) -> EmulatedRole:
+        """Create a role; dispatches GUILD_ROLE_CREATE.
+
+        Args:
+            name: Role name.
+            guild_id: The guild (``None``: the first one).
+
+        Raises:
+            KeyError: Unknown guild.
+        """
+        guild = self._guild(guild_id)
+        role = self.world.add_role(guild, name)
+        data = {"guild_id": str(guild), "role": role.payload()}
+        self.gateway.dispatch("GUILD_ROLE_CREATE", _constant(data), guild_id=guild, intent="guilds")
+        self._changes.notify()
+        return role
+
+    def set_roles(
+        self, user_id: int, role_ids: Iterable[int], *, guild_id: int | None = None
+    ) -> list[int]:
+        """Give a member exactly these roles; dispatches GUILD_MEMBER_UPDATE (members intent).
+
+        Later MESSAGE_CREATE, TYPING_START and interaction payloads carry the roles in
+        their ``member``, as on Discord, so a bot without the members intent sees them too.
+
+        Raises:
+            KeyError: Unknown guild, user or role.
+        """
+        guild = self._guild(guild_id)
+        roles = self.world.set_roles(guild, user_id, role_ids)
+        data = {**self.gateway.member_payload(user_id, guild_id=guild), "guild_id": str(guild)}
+        self.gateway.dispatch(
+            "GUILD_MEMBER_UPDATE", _constant(data), guild_id=guild, intent="members"
+        )
+        self._changes.notify()
+        return roles
 
     # -- what the bot did --------------------------------------------------------------
 
@@ -859,6 +946,21 @@ class DiscordEmulator(InteractionRoutes):
                     }
                     for c in self.world.channels.values()
                 ],
+                "categories": [
+                    {"id": str(c.id), "guild_id": str(c.guild_id), "name": c.name}
+                    for c in self.world.categories.values()
+                ],
+                "roles": [
+                    {
+                        **role.payload(),
+                        "guild_id": str(guild.id),
+                        "members": [
+                            str(user) for user, ids in guild.member_roles.items() if role.id in ids
+                        ],
+                    }
+                    for guild in self.world.guilds.values()
+                    for role in guild.roles.values()
+                ],
                 "messages": self.world.message_count(),
             }
         elif request.method == "POST" and path == "offline-changes":
@@ -970,6 +1072,9 @@ class DiscordEmulator(InteractionRoutes):
         }
 
     async def _get_channel(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
+        category = self.world.categories.get(_snowflake(params["channel_id"], "channel_id"))
+        if category is not None:
+            return 200, category.payload()
         return 200, self.world.channel_payload(self._channel(params))
 
     async def _get_messages(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
@@ -1147,7 +1252,7 @@ class DiscordEmulator(InteractionRoutes):
         user_id = _snowflake(params["user_id"], "user_id")
         if user_id not in self.world.users:
             raise _error(404, "Unknown Member", 10007)
-        return 200, self.gateway.member_payload(user_id)
+        return 200, self.gateway.member_payload(user_id, guild_id=guild_id)
 
     async def _open_dm(self, request: web.Request, params: dict[str, str]) -> tuple[int, Any]:
         payload, _ = await _read_message_body(request)
@@ -1199,7 +1304,8 @@ class DiscordEmulator(InteractionRoutes):
         guild = self.world.guilds.get(_snowflake(params["guild_id"], "guild_id"))
         if guild is None:
             raise _error(404, "Unknown Guild", 10004)
-        return 200, [self.world.channels[i].payload() for i in guild.channel_ids]
+        categories = [self.world.categories[i].payload() for i in guild.category_ids]
+        return 200, categories + [self.world.channels[i].payload() for i in guild.channel_ids]
 
 
 _ROUTES: tuple[_Route, ...] = (
