@@ -16,7 +16,7 @@ from datetime import datetime
 import asyncpg
 
 from barkeeper.db._capabilities import Capabilities, ensure_pgvector
-from barkeeper.db._schema import v0001_initial, v0002_tombstones
+from barkeeper.db._schema import v0001_initial, v0002_tombstones, v0003_outbox
 from barkeeper.errors import SchemaTooNewError
 
 __all__ = [
@@ -56,6 +56,12 @@ MIGRATIONS: list[Migration] = [
         "tombstones of forgotten people; transcript turns with an owner",
         v0002_tombstones.apply,
         v0002_tombstones.TABLES,
+    ),
+    Migration(
+        3,
+        "memory outbox: durable memory work, claimed with SKIP LOCKED",
+        v0003_outbox.apply,
+        v0003_outbox.TABLES,
     ),
 ]
 LATEST_VERSION = MIGRATIONS[-1].version
