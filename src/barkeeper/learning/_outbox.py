@@ -105,7 +105,11 @@ WHERE id = $1 AND claim_token = $2
 """
 
 _READY_COUNT = """
-SELECT count(*) FROM memory_outbox WHERE state <> 'dead' AND available_at <= $1
+SELECT count(*) FROM memory_outbox o
+WHERE o.state <> 'dead' AND o.available_at <= $1
+  AND NOT EXISTS (
+      SELECT 1 FROM memory_outbox e
+      WHERE e.user_id = o.user_id AND e.id < o.id AND e.state <> 'dead')
 """
 
 # The outbox holds only unfinished work, so counting it reads few rows.
@@ -448,7 +452,7 @@ class OutboxStore:
     # --- looking -----------------------------------------------------------------------
 
     async def ready_count(self) -> int:
-        """Items that could be claimed now (or are waiting behind a user's earlier one)."""
+        """Items that could be claimed now (their user's oldest, available, not leased)."""
         async with self._db.acquire() as conn:
             n: int = await conn.fetchval(_READY_COUNT, self.clock())
         return n

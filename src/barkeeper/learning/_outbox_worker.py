@@ -246,6 +246,10 @@ class OutboxWorker:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.outbox.give_back(item))
             raise
+        except InvalidInputError as exc:  # the same input fails the same way: no retry
+            self.stats.errors += 1
+            _log.warning("memory outbox: item %d cannot be processed: %s", item.id, exc)
+            await self._record_failure(item, exc, final=True)
         except Exception as exc:
             self.stats.errors += 1
             _log.exception("memory outbox: item %d (message %s) failed", item.id, item.message_id)
