@@ -104,15 +104,18 @@ SET state = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'pending' END,
 WHERE id = $1 AND claim_token = $2
 """
 
-_READY_COUNT = """
-SELECT count(*) FROM memory_outbox o
-WHERE o.state <> 'dead' AND o.available_at <= $1
-  AND NOT EXISTS (
-      SELECT 1 FROM memory_outbox e
-      WHERE e.user_id = o.user_id AND e.id < o.id AND e.state <> 'dead')
+# The claim's predicate without the locks; stops at the first row (the claim's indexes).
+_HAS_READY = """
+SELECT EXISTS (
+    SELECT 1 FROM memory_outbox o
+    WHERE o.state <> 'dead' AND o.available_at <= $1
+      AND NOT EXISTS (
+          SELECT 1 FROM memory_outbox e
+          WHERE e.user_id = o.user_id AND e.id < o.id AND e.state <> 'dead'))
 """
 
-# The outbox holds only unfinished work, so counting it reads few rows.
+# The outbox holds only unfinished work (and dead letters), so counting reads all of
+# it: fine for status and doctor, not for a hot path.
 _COUNTS = """
 SELECT count(*) FILTER (WHERE state = 'pending') AS pending,
        count(*) FILTER (WHERE state = 'retrying') AS retrying,
@@ -451,11 +454,11 @@ class OutboxStore:
 
     # --- looking -----------------------------------------------------------------------
 
-    async def ready_count(self) -> int:
-        """Items that could be claimed now (their user's oldest, available, not leased)."""
+    async def has_ready(self) -> bool:
+        """Whether an item could be claimed now (its user's oldest, available, not leased)."""
         async with self._db.acquire() as conn:
-            n: int = await conn.fetchval(_READY_COUNT, self.clock())
-        return n
+            found = await conn.fetchval(_HAS_READY, self.clock())
+        return bool(found)
 
     async def counts(self, *, reasons: int = 5) -> OutboxCounts:
         """Pending, retrying, in progress and dead items, with the commonest dead reasons."""

@@ -181,7 +181,7 @@ class OutboxWorker:
         while True:
             handled = await self.run_once(self._concurrency)
             if not handled:
-                if self._in_flight == 0 and await self.outbox.ready_count() == 0:
+                if self._in_flight == 0 and not await self.outbox.has_ready():
                     return
                 await asyncio.sleep(0.05)  # another task's item, or a user's next one
 
