@@ -171,7 +171,12 @@ class OutboxWorker:
 
     async def run_once(self, limit: int = 1) -> int:
         """Claim up to ``limit`` ready items and process them; how many were claimed."""
-        items = await self.outbox.claim(limit, worker=self.name)
+        self._in_flight += 1  # claiming: what it gets is in flight before the claim returns
+        try:
+            items = await self.outbox.claim(limit, worker=self.name)
+            self._in_flight += len(items)
+        finally:
+            self._in_flight -= 1
         if items:
             await asyncio.gather(*(self._handle(item) for item in items))
         return len(items)
@@ -239,7 +244,6 @@ class OutboxWorker:
 
     async def _handle(self, item: OutboxItem) -> None:
         self.stats.claimed += 1
-        self._in_flight += 1
         try:
             await self._attempt(item)
         except asyncio.CancelledError:
