@@ -347,3 +347,38 @@ async def test_ready_items_group_per_user_in_claims(db: Database, alice: int, bo
     for i in claimed:
         by_user[i.user_id].append(i.attempts)
     assert by_user == {alice: [1], bob: [1]}
+
+
+async def test_a_forget_during_extraction_waits_for_it_and_leaves_nothing(
+    db: Database, manager: MemoryManager, store: MemoryStore, llm_server: LLMServer, alice: int
+) -> None:
+    gate, arrived = asyncio.Event(), asyncio.Event()
+
+    async def slow(body: dict[str, Any]) -> ReplyLike:
+        arrived.set()
+        await gate.wait()
+        return facts_reply(fact("Keeps bees on the roof"))
+
+    llm_server.responder = slow
+    outbox = OutboxStore(db)
+    await outbox.enqueue([_entry(alice, 1)])
+    worker = OutboxWorker(manager, outbox)
+    working = asyncio.create_task(worker.run_once())
+    await arrived.wait()  # the item is locked, the model is thinking
+    forgetting = asyncio.create_task(Privacy(db).forget(UserRef(user_id=alice)))
+    async with db.acquire() as conn:  # until the forget waits on a lock the worker holds
+        for _ in range(600):
+            if await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            ):
+                break
+            await asyncio.sleep(0.05)
+    gate.set()
+    assert await working == 1
+    report = await forgetting  # no deadlock on either side
+    assert worker.stats.done == 1 and worker.stats.errors == 0
+    assert report.rows.get("memories") == 1  # what the extraction wrote went with her
+    assert await _states(db) == {}
+    async with db.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM memories") == 0

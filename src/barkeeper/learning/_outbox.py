@@ -83,6 +83,11 @@ RETURNING m.id, m.user_id, m.message_id, m.channel_id, m.guild_id, m.author_name
           m.content, m.attempts, m.claim_token, m.last_error
 """
 
+# The author's row first, then the item's: the order ``privacy forget`` takes them in
+# (it locks the user, then deletes their rows), so the two wait for each other instead
+# of deadlocking when a forget comes while the author's message is being processed.
+_LOCK_AUTHOR = "SELECT 1 FROM users WHERE id = $1 FOR KEY SHARE"
+
 _LOCK = """
 SELECT id FROM memory_outbox WHERE id = $1 AND claim_token = $2 FOR UPDATE SKIP LOCKED
 """
@@ -405,8 +410,12 @@ class OutboxStore:
 
         ``False``: the lease expired and another worker took the item over (or it
         was deleted, e.g. its author was forgotten): leave it alone. While the lock
-        is held, nobody else can claim, finish or fail the item.
+        is held, nobody else can claim, finish or fail the item, and the author's
+        ``users`` row is share-locked: a ``privacy forget`` of them waits for the
+        transaction (then deletes what it wrote) rather than deadlocking with it.
         """
+        if await conn.fetchval(_LOCK_AUTHOR, item.user_id) is None:
+            return False  # forgotten meanwhile: the item went with them
         found = await conn.fetchval(_LOCK, item.id, item.claim_token)
         return found is not None
 
