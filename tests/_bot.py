@@ -15,7 +15,7 @@ from barkeeper.config import Settings, load_settings
 from barkeeper.db import Database
 from barkeeper.embeddings import HashingEmbedder
 from barkeeper.history import MessageStore
-from barkeeper.learning import MemoryManager, MemoryWorker
+from barkeeper.learning import MemoryManager, OutboxStore, OutboxWorker
 from barkeeper.llm import OpenAIChatModel, RetryPolicy
 from barkeeper.memory import MemoryStore
 from barkeeper.testing.discord import DiscordEmulator, EmulatorSpec, running_client
@@ -61,7 +61,8 @@ async def bot_rig(
 ) -> AsyncIterator[Rig]:
     """A :class:`Barkeeper` started in-process against an emulator and a scripted model.
 
-    ``learn``: answered messages go to a real memory worker (extraction rate 1).
+    ``learn``: answered messages go to the memory outbox and a real outbox worker
+    (extraction rate 1).
     ``clock``: the follow-up scheduler's clock (default: the real time).
     """
     async with DiscordEmulator(emu_spec or spec()) as emu, LLMServer() as llm:
@@ -93,14 +94,14 @@ async def bot_rig(
         manager = (
             MemoryManager(memories, model, extraction_rate=1.0, events=sink) if learn else None
         )
-        worker = MemoryWorker(manager, retry_delay=0.1) if manager is not None else None
-        agent = build_agent(
-            db,
-            settings,
-            model=model,
-            memories=memories,
-            memory_sink=worker.submit if worker is not None else None,
+        worker = (
+            OutboxWorker(
+                manager, OutboxStore(db, backoff=0.1), history=MessageStore(db), poll_interval=0.1
+            )
+            if manager is not None
+            else None
         )
+        agent = build_agent(db, settings, model=model, memories=memories)
         bot = Barkeeper(
             db=db,
             settings=settings,

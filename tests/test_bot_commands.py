@@ -211,6 +211,7 @@ async def test_a_fact_said_in_chat_is_in_memories_and_in_a_later_replys_why(
         asked = alice.send(channel, "what do I keep on the roof?", mention_bot=True)
         await rig.emu.wait_for_reply(asked, timeout=WAIT)
         await rig.bot.wait_idle()
+        await rig.bot.worker.drain()  # the second message's extraction comes last
         assert "Keeps bees on the roof" in str(rig.llm.chat_requests[-2].messages)
         _, why = await _ask(rig, "alice", "why")
         assert "Keeps bees on the roof" in why

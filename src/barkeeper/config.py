@@ -281,6 +281,28 @@ class Settings(BaseSettings):
     mood_decay: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
         0.05, validation_alias=AliasChoices("BARKEEPER_MOOD_DECAY")
     )
+    # --- the memory outbox (durable memory work, see docs/operators.md) ------------
+    memory_workers: Annotated[int, Field(ge=1, le=64)] = Field(
+        2, validation_alias=AliasChoices("BARKEEPER_MEMORY_WORKERS")
+    )
+    memory_max_attempts: Annotated[int, Field(ge=1, le=100)] = Field(
+        5, validation_alias=AliasChoices("BARKEEPER_MEMORY_MAX_ATTEMPTS")
+    )
+    memory_lease_seconds: Annotated[float, Field(ge=1, le=86_400)] = Field(
+        300.0, validation_alias=AliasChoices("BARKEEPER_MEMORY_LEASE_SECONDS")
+    )
+    memory_backoff_seconds: Annotated[float, Field(ge=0, le=86_400)] = Field(
+        10.0, validation_alias=AliasChoices("BARKEEPER_MEMORY_BACKOFF_SECONDS")
+    )
+    memory_backoff_max_seconds: Annotated[float, Field(ge=0, le=604_800)] = Field(
+        3600.0, validation_alias=AliasChoices("BARKEEPER_MEMORY_BACKOFF_MAX_SECONDS")
+    )
+    memory_poll_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
+        1.0, validation_alias=AliasChoices("BARKEEPER_MEMORY_POLL_SECONDS")
+    )
+    memory_hold_seconds: Annotated[float, Field(ge=0, le=86_400)] = Field(
+        120.0, validation_alias=AliasChoices("BARKEEPER_MEMORY_HOLD_SECONDS")
+    )
     persona_file: str | None = Field(None, validation_alias=AliasChoices("BARKEEPER_PERSONA_FILE"))
     companion: bool = Field(True, validation_alias=AliasChoices("BARKEEPER_COMPANION"))
     crisis_resources: str | None = Field(

@@ -34,7 +34,7 @@ from barkeeper.config import Settings
 from barkeeper.db import Database
 from barkeeper.errors import BarkeeperError, DatabaseError
 from barkeeper.history import MessageStore, message_from_discord
-from barkeeper.learning import MemoryManager, MemoryWorker
+from barkeeper.learning import MemoryManager, OutboxEntry, OutboxWorker
 from barkeeper.memory import MemoryStore
 
 __all__ = ["Barkeeper"]
@@ -68,7 +68,9 @@ class Barkeeper(commands.AutoShardedBot):
         settings: The settings (the bot's ``BARKEEPER_*`` ones among them).
         agent: The reply pipeline.
         memories: The memory store the slash commands read and change.
-        worker: The memory worker (its queue depth shows in ``/barkeeper status``).
+        worker: The memory outbox's worker: an answered message is queued in its
+            outbox with the cache write, released once the reply is sent, and the
+            outbox's counts show in ``/barkeeper status`` (``None``: no memory work).
         manager: The memory manager: ``/remember`` confirms a memory it already has
             instead of adding it twice (``None``: the store's ``remember``).
         followups: The follow-up scheduler (:func:`~barkeeper.bot.build_followups`):
@@ -87,7 +89,7 @@ class Barkeeper(commands.AutoShardedBot):
         settings: Settings,
         agent: Agent,
         memories: MemoryStore,
-        worker: MemoryWorker | None = None,
+        worker: OutboxWorker | None = None,
         manager: MemoryManager | None = None,
         followups: Followups | None = None,
         identify_delay: float = 5.0,
@@ -110,6 +112,7 @@ class Barkeeper(commands.AutoShardedBot):
         self.agent = agent
         self.memories = memories
         self.worker = worker
+        self.outbox = worker.outbox if worker is not None else None
         self.manager = manager
         self.followups = followups
         self.followups_cog: FollowupsCog | None = None
@@ -120,6 +123,7 @@ class Barkeeper(commands.AutoShardedBot):
             MessageStore(db, durable=True),
             limit=settings.cache_buffer,
             journal=settings.data_dir / CACHE_JOURNAL,
+            outbox=self.outbox,
         )
         self.people = UserStore(db)
         self.preferences = PreferenceStore(db)
@@ -313,6 +317,22 @@ class Barkeeper(commands.AutoShardedBot):
         """users.id → incognito, for the users this process has read or set it for."""
         return self._incognito
 
+    async def release_memory_work(self, work: OutboxEntry) -> None:
+        """The reply to a queued message is done: its memory work may start now.
+
+        If this fails (or never runs: the process died), the item becomes ready by
+        itself after ``BARKEEPER_MEMORY_HOLD_SECONDS``.
+        """
+        if self.outbox is None or work.message_id is None:
+            return
+        try:
+            await self.outbox.release(work.user_id, work.message_id)
+        except BarkeeperError as exc:
+            _log.warning("memory work of message %s not released: %s", work.message_id, exc)
+            return
+        if self.worker is not None:
+            self.worker.wake()
+
     def forget_local(self, user_id: int) -> None:
         """Drop what this process holds about a user (after ``/forget-me``)."""
         self._incognito.pop(user_id, None)
@@ -498,6 +518,7 @@ class ChatCog(commands.Cog):
     async def _answer(self, message: discord.Message, text: str) -> None:
         bot = self.bot
         verdict, tell = bot.limits.check(message.author.id)
+        work: OutboxEntry | None = None
         try:
             if verdict != "ok":
                 if tell:
@@ -507,9 +528,13 @@ class ChatCog(commands.Cog):
                         allowed_mentions=NO_MENTIONS,
                     )
                 return
+            user_id, incognito = await self._who(message)
+            work = self._memory_work(message, text, user_id, incognito)
+            if work is not None:  # cached with its memory work, in one transaction
+                bot.cache.put(message_from_discord(message), work=work)
             if not bot.cache.database_down:  # else the reply goes on without history
                 await bot.cache.flush()  # the history and reply chain read the cache
-            request = await self._request(message, text)
+            request = await self._request(message, text, user_id, incognito)
             writer = ReplyWriter(
                 message,
                 interval=bot.settings.stream_interval,
@@ -527,8 +552,12 @@ class ChatCog(commands.Cog):
             _log.exception("reply to message %s failed", message.id)
             with contextlib.suppress(discord.HTTPException):
                 await message.reply(BROKEN, mention_author=False, allowed_mentions=NO_MENTIONS)
+        finally:
+            if work is not None:
+                await bot.release_memory_work(work)
 
-    async def _request(self, message: discord.Message, text: str) -> ReplyRequest:
+    async def _who(self, message: discord.Message) -> tuple[int, bool]:
+        """The author's ``users.id`` and whether they are incognito."""
         bot = self.bot
         try:
             user_id = (await bot.user_for(message.author)).id
@@ -538,6 +567,27 @@ class ChatCog(commands.Cog):
             _log.warning("answering %s without memory: %s", message.id, exc)
             user_id = bot.known_users.get(message.author.id, message.author.id)
             incognito = True
+        return user_id, incognito
+
+    def _memory_work(
+        self, message: discord.Message, text: str, user_id: int, incognito: bool
+    ) -> OutboxEntry | None:
+        """The memory outbox entry of an answered message (``None``: nothing to learn)."""
+        if self.bot.outbox is None or incognito or not text.strip():
+            return None
+        return OutboxEntry(
+            user_id=user_id,
+            content=text,
+            message_id=message.id,
+            channel_id=message.channel.id,
+            guild_id=message.guild.id if message.guild is not None else None,
+            author_name=message.author.display_name,
+        )
+
+    async def _request(
+        self, message: discord.Message, text: str, user_id: int, incognito: bool
+    ) -> ReplyRequest:
+        bot = self.bot
         channel = message.channel
         if message.guild is not None:
             place = Place.guild(

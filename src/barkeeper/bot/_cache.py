@@ -18,6 +18,11 @@ oldest, so what is cached stays gap-free up to a point and the backfill's catch-
 With a ``journal`` path, the counters are also written there (JSON, replaced
 atomically) when an outage begins or ends, when drops begin, and at close, so
 ``barkeeper doctor`` (another process) can tell what the last bot run went through.
+
+A message put with ``work`` (the bot answers it) also gets its memory outbox row,
+written in the same transaction as the batch that caches it: the message is cached
+with its memory work or not at all. A message dropped because the buffer is full
+drops its work with it (counted with the message).
 """
 
 from __future__ import annotations
@@ -34,7 +39,10 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
 from barkeeper.history import MessageStore, StoredMessage
+from barkeeper.learning import OutboxEntry, OutboxStore
 
 __all__ = ["CACHE_JOURNAL", "LiveCache", "read_cache_journal"]
 
@@ -58,6 +66,8 @@ class LiveCache:
             messages are dropped and counted.
         max_retry_delay: The longest wait between two attempts while the database is down.
         journal: A JSON file to keep the counters in for other processes (``None``: none).
+        outbox: Where memory work goes (``None``: ``work`` is refused). It is queued
+            held: :meth:`OutboxStore.release` once the reply is sent.
     """
 
     def __init__(
@@ -69,6 +79,7 @@ class LiveCache:
         limit: int = 10_000,
         max_retry_delay: float = 5.0,
         journal: Path | None = None,
+        outbox: OutboxStore | None = None,
     ) -> None:
         if limit < 1 or batch < 1:
             raise ValueError("the cache's limit and batch must be positive")
@@ -78,6 +89,8 @@ class LiveCache:
         self._limit = limit
         self._max_retry_delay = max(interval, max_retry_delay)
         self._waiting: OrderedDict[int, _Change] = OrderedDict()
+        self._outbox = outbox
+        self._work: dict[int, OutboxEntry] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -122,20 +135,29 @@ class LiveCache:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="barkeeper-live-cache")
 
-    def put(self, message: StoredMessage) -> None:
-        """Store (or update) a message soon.
+    def put(self, message: StoredMessage, *, work: OutboxEntry | None = None) -> None:
+        """Store (or update) a message soon; with ``work``, queue its memory work with it.
 
         A message already waiting is replaced in place (unless it waits to be deleted).
         A new one is dropped, counted and logged when the buffer is full.
+
+        Raises:
+            ValueError: ``work`` without an outbox.
         """
+        if work is not None and self._outbox is None:
+            raise ValueError("this cache has no memory outbox")
         key = message.message_id
         if key in self._waiting:
             if self._waiting[key] is not None:
                 self._waiting[key] = message
+                if work is not None:
+                    self._work[key] = work
             return
         if not self._room(key):
             return
         self._waiting[key] = message
+        if work is not None:
+            self._work[key] = work
         self._nudge()
 
     def delete(self, message_id: int) -> None:
@@ -145,6 +167,7 @@ class LiveCache:
         cached.
         """
         self._waiting[message_id] = None
+        self._work.pop(message_id, None)
         self._nudge()
 
     def _room(self, message_id: int) -> bool:
@@ -194,13 +217,24 @@ class LiveCache:
     async def _write_head(self) -> bool:
         """Write the oldest run of upserts or deletes (at most ``batch``); ``False`` on failure."""
         head = list(itertools.islice(self._waiting.items(), self._batch))
+        queued: dict[int, OutboxEntry] = {}
         deleting = head[0][1] is None
         run = list(itertools.takewhile(lambda kv: (kv[1] is None) == deleting, head))
         try:
             if deleting:
                 await self._store.delete_many(k for k, _ in run)
             else:
-                await self._store.store_many(v for _, v in run if v is not None)
+                queued = {k: self._work[k] for k, _ in run if k in self._work}
+                entries = list(queued.values())
+                outbox = self._outbox
+
+                async def queue(conn: asyncpg.Connection) -> None:
+                    assert outbox is not None
+                    await outbox.enqueue(entries, connection=conn, held=True)
+
+                await self._store.store_many(
+                    (v for _, v in run if v is not None), also=queue if entries else None
+                )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # kept, in order, for the next attempt, whatever the failure
@@ -219,6 +253,8 @@ class LiveCache:
         for key, value in run:
             if self._waiting.get(key, value) is value:  # not changed while being written
                 self._waiting.pop(key, None)
+            if key in queued and self._work.get(key) is queued[key]:
+                del self._work[key]  # queued with this write (work put since waits)
         self.flushed += len(run)
         if self._down_since is not None and not self._waiting:
             _log.warning(

@@ -325,10 +325,16 @@ class AdminCog(commands.GroupCog, group_name="barkeeper"):
                 )
         except BarkeeperError as exc:
             lines.append(f"Database: unreachable ({exc})")
-        worker = bot.worker
+        memory = "off"
+        if bot.outbox is not None:
+            try:
+                counts = await bot.outbox.counts()
+                memory = str(counts.unfinished)
+                outbox_line = f"Memory outbox: {counts.summary()}"
+            except BarkeeperError as exc:
+                memory, outbox_line = "?", f"Memory outbox: unreadable ({exc})"
         lines.append(
-            f"Queues: memory {worker.pending if worker is not None else 0}, "
-            f"cache {bot.cache.pending}, replies {bot.replies_in_flight}"
+            f"Queues: memory {memory}, cache {bot.cache.pending}, replies {bot.replies_in_flight}"
         )
         shards = bot.own_shards
         if shards is not None and bot.shard_count is not None:
@@ -342,6 +348,8 @@ class AdminCog(commands.GroupCog, group_name="barkeeper"):
                 + (f", database down for {down:.0f} s" if down is not None else "")
                 + f", {cache.dropped} dropped since start, {cache.outages} outage(s)"
             )
+        if bot.outbox is not None:
+            lines.append(outbox_line)
         running = bot.backfill_task is not None and not bot.backfill_task.done()
         lines.append(f"Backfill: {'running' if running else 'idle'}")
         for channel_id, state in sorted(bot.backfill_progress.items()):

@@ -20,7 +20,7 @@ from barkeeper.companion import CompanionSettings
 from barkeeper.config import Settings
 from barkeeper.db import Database
 from barkeeper.errors import ConfigError, DiscordAuthenticationError, DiscordUnavailableError
-from barkeeper.learning import MemoryWorker, build_memory_manager
+from barkeeper.learning import build_memory_manager, build_outbox, build_outbox_worker
 
 __all__ = ["missing_for_bot", "point_discord", "run_bot"]
 
@@ -87,7 +87,8 @@ async def run_bot(settings: Settings) -> None:
 
     Start-up: migrate, connect, log in, sync commands, backfill in the background.
     Shutdown: replies in flight finish (or are cancelled after 10 s), the message
-    cache and the memory queue are drained, the pool is closed.
+    cache is flushed, memory items in progress finish (what is still queued stays in
+    the outbox for the next start), the pool is closed.
 
     Raises:
         ConfigError: A required setting is missing or invalid.
@@ -119,8 +120,10 @@ async def _run(settings: Settings, token: str) -> None:
                 else None
             ),
         )
-        async with manager, MemoryWorker(manager) as worker:
-            agent = build_agent(db, settings, memories=manager.store, memory_sink=worker.submit)
+        outbox = build_outbox(db, settings)
+        async with manager, build_outbox_worker(manager, outbox, db, settings) as worker:
+            # No memory sink: the bot queues memory work in the outbox with the cache.
+            agent = build_agent(db, settings, memories=manager.store)
             bot = Barkeeper(
                 db=db,
                 settings=settings,
@@ -167,4 +170,4 @@ async def _run(settings: Settings, token: str) -> None:
                     with contextlib.suppress(NotImplementedError):
                         loop.remove_signal_handler(sig)
                 await agent.aclose()
-            _log.info("memory queue: %d waiting, draining", worker.pending)
+            _log.info("memory outbox: %d item(s) in progress, finishing", worker.in_flight)

@@ -10,6 +10,7 @@ from barkeeper.bot import CACHE_JOURNAL, missing_for_bot, read_cache_journal
 from barkeeper.cli._common import console, run, settings_and_logging, styled
 from barkeeper.db import Database, mask_url
 from barkeeper.errors import BarkeeperError
+from barkeeper.learning import build_outbox
 
 
 def doctor() -> None:
@@ -29,6 +30,9 @@ def doctor() -> None:
         try:
             async with Database.connect(settings, min_size=1, max_size=1) as db:
                 health = await db.health()
+                outbox = None
+                if health.ok and health.schema_version >= 3:
+                    outbox = await build_outbox(db, settings).counts()
         except BarkeeperError as exc:
             return str(exc)
         table.add_row("server", f"PostgreSQL {health.server_version} ({health.latency_ms:.1f} ms)")
@@ -45,6 +49,12 @@ def doctor() -> None:
             f"{health.schema} at version {health.schema_version}/{health.latest_version} "
             f"({schema_note})",
         )
+        if outbox is not None:
+            line = outbox.summary()
+            table.add_row(
+                "memory outbox",
+                Text.assemble(styled(line, "yellow")) if outbox.dead else line,
+            )
         return None
 
     error = run(probe())

@@ -19,6 +19,7 @@ from barkeeper.db._capabilities import Capabilities, ensure_pgvector
 from barkeeper.db._schema import (
     v0001_initial,
     v0002_tombstones,
+    v0003_outbox,
     v0004_followups,
     v0005_companion_settings,
     v0006_citus_ready,
@@ -62,6 +63,12 @@ MIGRATIONS: list[Migration] = [
         "tombstones of forgotten people; transcript turns with an owner",
         v0002_tombstones.apply,
         v0002_tombstones.TABLES,
+    ),
+    Migration(
+        3,
+        "memory outbox: durable memory work, claimed with SKIP LOCKED",
+        v0003_outbox.apply,
+        v0003_outbox.TABLES,
     ),
     Migration(
         4,

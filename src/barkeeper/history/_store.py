@@ -32,9 +32,10 @@ delete.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from functools import lru_cache
 from operator import attrgetter
 from typing import Any, Unpack
@@ -558,7 +559,12 @@ class MessageStore:
         """Insert or update one message (see :meth:`store_many`)."""
         return await self.store_many((message,))
 
-    async def store_many(self, messages: Iterable[StoredMessage]) -> StoreResult:
+    async def store_many(
+        self,
+        messages: Iterable[StoredMessage],
+        *,
+        also: Callable[[asyncpg.Connection], Awaitable[object]] | None = None,
+    ) -> StoreResult:
         """Insert or update messages, all or none, idempotently.
 
         A message not cached yet is inserted. A cached one is replaced when the new
@@ -573,15 +579,20 @@ class MessageStore:
 
         Args:
             messages: the messages, in any order.
+            also: more writes of the caller, run on the batch's connection inside its
+                transaction: they commit with the messages or not at all (the bot's
+                memory outbox rows). It may run more than once (a rolled-back fast
+                path), so it must only write.
 
         Returns:
             What was written; ``inserted + updated + skipped`` is the number given.
 
         Raises:
             InvalidInputError: something other than a :class:`StoredMessage` was given.
-            DatabaseError: the database failed; nothing of the batch was written.
+            DatabaseError: the database failed; nothing of the batch was written (nor
+                ``also``'s writes).
         """
-        return await self._write(_Batch(messages))
+        return await self._write(_Batch(messages), also=also)
 
     async def store_batch_and_advance(
         self,
@@ -662,6 +673,7 @@ class MessageStore:
         delete_ids: Sequence[int] = (),
         exact: dict[str, Any] | None = None,
         advance: dict[str, int] | None = None,
+        also: Callable[[asyncpg.Connection], Awaitable[object]] | None = None,
     ) -> StoreResult:
         if batch.sanitized_ids:
             _log.warning(
@@ -676,11 +688,15 @@ class MessageStore:
         advance = advance or {}
         status = channel_id is not None
         if not status and not batch.ids:
+            if also is not None:
+                async with self._db.transaction() as conn:
+                    await also(conn)
             return StoreResult(skipped=batch.count)
         sql = _write_sql(tuple(exact), tuple(advance), status)
         sql_after_copy = _write_sql(tuple(exact), tuple(advance), status, new_rows=True)
-        # A write that deletes content commits durably, like every delete.
-        sync = None if delete_ids else self._sync
+        # A write that deletes content commits durably, like every delete; so does one
+        # carrying the caller's writes (the memory outbox must survive a server crash).
+        sync = None if delete_ids or also is not None else self._sync
         head = (sync, channel_id, list(delete_ids))
         status_values = (*exact.values(), *advance.values())
         nothing_copied: tuple[list[int], list[int | None], list[int]] = ([], [], [])
@@ -707,13 +723,20 @@ class MessageStore:
                         batch.ids[-1],
                         *status_values,
                     )
+                    if also is not None:
+                        await also(conn)
                 self._remember(batch)
                 return self._result(batch, row, copied=len(batch.plain) - int(row["purged"]))
             except QueryError as exc:
                 if exc.sqlstate != _UNIQUE_VIOLATION:
                     raise
-        # One statement is one transaction: atomic without BEGIN/COMMIT round trips.
-        async with self._db.acquire() as conn:
+        # One statement is one transaction: atomic without BEGIN/COMMIT round trips
+        # (a real transaction only when the caller's writes must join it).
+        async with contextlib.AsyncExitStack() as stack:
+            if also is None:
+                conn = await stack.enter_async_context(self._db.acquire())
+            else:
+                conn = await stack.enter_async_context(self._db.transaction())
             row = await conn.fetchrow(
                 sql,
                 *_columns(batch.upsert_rows(include_plain=True)),
@@ -724,6 +747,8 @@ class MessageStore:
                 batch.ids[-1] if batch.ids else 0,
                 *status_values,
             )
+            if also is not None:
+                await also(conn)
         self._remember(batch)
         return self._result(batch, row)
 

@@ -7,7 +7,14 @@
   memories and becomes an add, an update, an invalidation or nothing
   (:class:`MemoryChange`).
 - :class:`MemoryManager`: both steps, plus explicit commands ("remember that …",
-  :func:`parse_memory_command`); :class:`MemoryWorker` runs it in the background.
+  :func:`parse_memory_command`).
+- :class:`OutboxStore` and :class:`OutboxWorker`: the durable queue of messages
+  waiting for the manager (PostgreSQL's ``memory_outbox``, written with the message
+  cache; claimed with ``SKIP LOCKED`` by any number of processes, in order per user,
+  retried with backoff, dead-lettered with the reason; each item's memories and its
+  removal commit together). The bot uses them.
+- :class:`MemoryWorker`: the in-memory queue (lost with the process), for the
+  terminal chat.
 - Events for follow-ups (:class:`CandidateEvent`): upcoming things the extraction
   finds, reminders asked for (:func:`parse_reminder`), birthdays in memories
   (:func:`birthday_event`), handed to an :class:`EventSink`.
@@ -46,8 +53,12 @@ from barkeeper.learning._factory import (
     build_memory_manager,
     build_memory_model,
     build_memory_store,
+    build_outbox,
+    build_outbox_worker,
 )
 from barkeeper.learning._manager import EventSink, MemoryManager, MemoryOutcome, OutcomeStatus
+from barkeeper.learning._outbox import OutboxCounts, OutboxEntry, OutboxItem, OutboxStore
+from barkeeper.learning._outbox_worker import OutboxStats, OutboxWorker
 from barkeeper.learning._reminders import birthday_event, parse_reminder
 from barkeeper.learning._worker import LearnedHook, MemoryWorker, WorkerStats
 
@@ -65,6 +76,12 @@ __all__ = [
     "MemoryManager",
     "MemoryOutcome",
     "MemoryWorker",
+    "OutboxCounts",
+    "OutboxEntry",
+    "OutboxItem",
+    "OutboxStats",
+    "OutboxStore",
+    "OutboxWorker",
     "OutcomeStatus",
     "SkipReason",
     "UserMessage",
@@ -74,6 +91,8 @@ __all__ = [
     "build_memory_manager",
     "build_memory_model",
     "build_memory_store",
+    "build_outbox",
+    "build_outbox_worker",
     "duplicate_kind",
     "is_sampled",
     "parse_memory_command",

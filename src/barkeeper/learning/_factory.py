@@ -7,6 +7,8 @@
   to the chat model's endpoint and key).
 - :func:`build_memory_manager`: a :class:`MemoryManager` on a database with both,
   at ``BARKEEPER_FACT_EXTRACTION_RATE``.
+- :func:`build_outbox`: the memory outbox with ``BARKEEPER_MEMORY_*`` attempts,
+  lease, backoff and hold; :func:`build_outbox_worker` its worker.
 
 The caller owns what :func:`build_embedder`, :func:`build_memory_model` and
 :func:`build_memory_store` build: close the model (and an OpenAI embedder) when done.
@@ -25,11 +27,21 @@ from barkeeper.embeddings import (
     OpenAIEmbedder,
 )
 from barkeeper.errors import ConfigError
+from barkeeper.history import MessageStore
 from barkeeper.learning._manager import AsyncCloseable, EventSink, MemoryManager
+from barkeeper.learning._outbox import OutboxStore
+from barkeeper.learning._outbox_worker import OutboxWorker
 from barkeeper.llm import OpenAIChatModel, load_token_tables
 from barkeeper.memory import MemoryStore
 
-__all__ = ["build_embedder", "build_memory_manager", "build_memory_model", "build_memory_store"]
+__all__ = [
+    "build_embedder",
+    "build_memory_manager",
+    "build_memory_model",
+    "build_memory_store",
+    "build_outbox",
+    "build_outbox_worker",
+]
 
 # Vector sizes of the OpenAI embedding models people configure most.
 _OPENAI_DIMENSIONS = {
@@ -124,4 +136,29 @@ def build_memory_manager(
         owned.append(model)
     return MemoryManager(
         store, model, extraction_rate=settings.fact_extraction_rate, owns=owned, events=events
+    )
+
+
+def build_outbox(db: Database, settings: Settings) -> OutboxStore:
+    """The memory outbox with the configured attempts, lease, backoff and hold."""
+    return OutboxStore(
+        db,
+        max_attempts=settings.memory_max_attempts,
+        lease=settings.memory_lease_seconds,
+        backoff=settings.memory_backoff_seconds,
+        backoff_max=max(settings.memory_backoff_max_seconds, settings.memory_backoff_seconds),
+        hold=settings.memory_hold_seconds,
+    )
+
+
+def build_outbox_worker(
+    manager: MemoryManager, outbox: OutboxStore, db: Database, settings: Settings
+) -> OutboxWorker:
+    """An :class:`OutboxWorker` with ``BARKEEPER_MEMORY_WORKERS`` tasks (not started)."""
+    return OutboxWorker(
+        manager,
+        outbox,
+        history=MessageStore(db),
+        concurrency=settings.memory_workers,
+        poll_interval=settings.memory_poll_seconds,
     )

@@ -307,7 +307,7 @@ class MemoryStore:
     # --- transactions ---------------------------------------------------------------------
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[None]:
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
         """Make every change of this store inside the block one transaction: all or nothing.
 
         Inside the block, every method of a store on the same database, called from
@@ -322,6 +322,11 @@ class MemoryStore:
         its row locks until it ends. Tasks started inside inherit the connection:
         don't use the store from several of them at once.
 
+        Yields:
+            The connection the block runs on, for the caller's own statements in the
+            same transaction (e.g. marking a queued item done with the memories it
+            produced).
+
         Raises:
             DatabaseError: The database failed (nothing of the block was written).
 
@@ -334,12 +339,12 @@ class MemoryStore:
         bound = _BOUND.get()
         if bound is not None and bound[0] is self._db:
             async with bound[1].transaction():
-                yield
+                yield bound[1]
             return
         async with self._db.transaction() as conn:
             token = _BOUND.set((self._db, conn))
             try:
-                yield
+                yield conn
             finally:
                 _BOUND.reset(token)
 
