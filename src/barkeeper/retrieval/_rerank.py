@@ -13,7 +13,6 @@ in time. No model, no extra query: it works on the candidates already fetched.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -84,6 +83,18 @@ def rerank(
             scores = [e[1] for e in near if e is not None and e[0] == session]
             if scores:
                 bonus += weights.neighbour * max(scores)
-        result.append((row, replace(parts, score=parts.score + bonus, session=bonus)))
+        lifted = ScoreParts(
+            score=parts.score + bonus,
+            text=parts.text,
+            text_rank=parts.text_rank,
+            vector=parts.vector,
+            vector_rank=parts.vector_rank,
+            recency=parts.recency,
+            importance=parts.importance,
+            speaker=parts.speaker,
+            date=parts.date,
+            session=bonus,
+        )  # not dataclasses.replace: a third of the cost of the whole stage
+        result.append((row, lifted))
     result.sort(key=lambda item: (-item[1].score, -int(item[0]["id"])))
     return result

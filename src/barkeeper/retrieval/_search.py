@@ -143,8 +143,9 @@ class Weights:
         check_int_range(self.candidates, "Weights.candidates", 1, 10_000)
 
 
-DEFAULT_MEMORY_WEIGHTS = Weights(date=0.3)
-"""For memories: relevance first, importance and recency as tie-breakers; named dates."""
+DEFAULT_MEMORY_WEIGHTS = Weights(date=0.3, session=0.2)
+"""For memories: relevance first, importance and recency as tie-breakers; named dates;
+memories that hold since about the same time lift each other a little."""
 DEFAULT_TURN_WEIGHTS = Weights(
     importance=0.0, recency=0.05, speaker=0.3, date=0.3, session=0.5, neighbour=0.1
 )
