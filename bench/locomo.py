@@ -1,4 +1,4 @@
-"""LoCoMo retrieval: evidence recall of barkeeper's hybrid search over raw turns vs its halves.
+"""LoCoMo retrieval: evidence recall of barkeeper's search over raw turns and over memories.
 
 Run: ``python bench/locomo.py PATH_TO_LOCOMO_JSON --out bench/results/locomo.json
 [--database-url URL] [--embedder minilm|hashing] [--tuned-on conv-26,conv-30]``
@@ -6,28 +6,39 @@ Run: ``python bench/locomo.py PATH_TO_LOCOMO_JSON --out bench/results/locomo.jso
 Each conversation of the file is indexed through :class:`barkeeper.turns.MessageIndex`
 under its own scope (one scope per conversation, like one user each): a
 turn is ``"speaker: text"`` (plus ``[shares a photo: caption]`` when it carries an
-image caption), its context is the previous turn of the same session (searched at
-half weight), and its vector is all-MiniLM-L6-v2's. Every question of categories 1-4
-with evidence is then asked of three systems, in the same run, on the same index:
+image caption), its time is its session's date, its context is the previous turn of
+the same session (searched at half weight), and its vector is all-MiniLM-L6-v2's.
+Every question of categories 1-4 with evidence is then asked of each system, in the
+same run, on the same index:
 
 - ``fulltext``: BM25 alone (the full-text half of ours);
 - ``vector``: cosine similarity alone (the vector half);
-- ``hybrid``: ours, both fused, plus the bonus for turns by a speaker the question
-  names (:data:`barkeeper.retrieval.DEFAULT_TURN_WEIGHTS` without recency: the
-  conversations are years old);
+- ``hybrid``: ours, :data:`barkeeper.retrieval.DEFAULT_TURN_WEIGHTS` without recency
+  (the conversations are years old): both signals fused, the bonuses for a speaker
+  and a month or year the question names, then the session and neighbour terms;
+- ``hybrid_before``: the same before issue 12 (speaker bonus 0.1, no date, session or
+  neighbour terms): the baseline, in the same run;
 - ``fulltext_plain`` (reference, not part of the interface): BM25 over bare turns,
-  without the previous turn as context: the usual "BM25 over turns" baseline.
+  without the previous turn as context: the usual "BM25 over turns" baseline;
+- ``memories`` / ``memories_before``: LoCoMo's ``observation`` facts (gold memories,
+  each naming the turn it came from) added through :class:`barkeeper.memory.MemoryStore`
+  for one user per conversation (``valid_from`` = the session's date) and searched
+  with ``MemoryStore.search``, with :data:`barkeeper.retrieval.DEFAULT_MEMORY_WEIGHTS`
+  (now / before) without recency and importance. A memory found counts as its turn.
 
 Recall@k is the share of a question's evidence turns (``dia_id``) among the top k,
-averaged over questions; ``tokens@10`` is what the top 10 turns cost in prompt tokens
-(offline count, gpt-oss tokenizer). Evidence such as ``"D8:6; D9:17"`` is split;
+averaged over questions; ``recall@500tok`` / ``recall@1000tok`` the share among the
+hits that fit 500 / 1,000 prompt tokens (in rank order, a hit that no longer fits
+skipped, as ``token_budget`` does); ``tokens@10`` is what the top 10 cost in prompt
+tokens (offline count, gpt-oss tokenizer). Evidence such as ``"D8:6; D9:17"`` is split;
 ids that are malformed or absent from the conversation are dropped (counted in
 ``meta``); questions left without evidence are skipped.
 
-Tuning: design choices (context weight, fusion, BM25 parameters) were made looking
+Tuning: design choices (weights, context, fusion, BM25 parameters) were made looking
 at ``--tuned-on`` conversations only (conv-26 and conv-30 of the dev file); the
-others are reported separately as ``held_out``. Query embedding is done once per
-question and excluded from the per-search latency, which is reported in ``meta``.
+others are reported separately as ``held_out``. Each question is embedded once, alone
+(timed: ``meta.query_embedding_ms``); ``meta.search_latency_ms`` is per search, and
+``meta.query_latency_ms_with_embedding`` the two added up.
 """
 
 from __future__ import annotations
