@@ -1,4 +1,4 @@
-"""LoCoMo retrieval: evidence recall of barkeeper's hybrid search over raw turns vs its halves.
+"""LoCoMo retrieval: evidence recall of barkeeper's search over raw turns and over memories.
 
 Run: ``python bench/locomo.py PATH_TO_LOCOMO_JSON --out bench/results/locomo.json
 [--database-url URL] [--embedder minilm|hashing] [--tuned-on conv-26,conv-30]``
@@ -6,28 +6,39 @@ Run: ``python bench/locomo.py PATH_TO_LOCOMO_JSON --out bench/results/locomo.jso
 Each conversation of the file is indexed through :class:`barkeeper.turns.MessageIndex`
 under its own scope (one scope per conversation, like one user each): a
 turn is ``"speaker: text"`` (plus ``[shares a photo: caption]`` when it carries an
-image caption), its context is the previous turn of the same session (searched at
-half weight), and its vector is all-MiniLM-L6-v2's. Every question of categories 1-4
-with evidence is then asked of three systems, in the same run, on the same index:
+image caption), its time is its session's date, its context is the previous turn of
+the same session (searched at half weight), and its vector is all-MiniLM-L6-v2's.
+Every question of categories 1-4 with evidence is then asked of each system, in the
+same run, on the same index:
 
 - ``fulltext``: BM25 alone (the full-text half of ours);
 - ``vector``: cosine similarity alone (the vector half);
-- ``hybrid``: ours, both fused, plus the bonus for turns by a speaker the question
-  names (:data:`barkeeper.retrieval.DEFAULT_TURN_WEIGHTS` without recency: the
-  conversations are years old);
+- ``hybrid``: ours, :data:`barkeeper.retrieval.DEFAULT_TURN_WEIGHTS` without recency
+  (the conversations are years old): both signals fused, the bonuses for a speaker
+  and a month or year the question names, then the session and neighbour terms;
+- ``hybrid_before``: the same before issue 12 (speaker bonus 0.1, no date, session or
+  neighbour terms): the baseline, in the same run;
 - ``fulltext_plain`` (reference, not part of the interface): BM25 over bare turns,
-  without the previous turn as context: the usual "BM25 over turns" baseline.
+  without the previous turn as context: the usual "BM25 over turns" baseline;
+- ``memories`` / ``memories_before``: LoCoMo's ``observation`` facts (gold memories,
+  each naming the turn it came from) added through :class:`barkeeper.memory.MemoryStore`
+  for one user per conversation (``valid_from`` = the session's date) and searched
+  with ``MemoryStore.search``, with :data:`barkeeper.retrieval.DEFAULT_MEMORY_WEIGHTS`
+  (now / before) without recency and importance. A memory found counts as its turn.
 
 Recall@k is the share of a question's evidence turns (``dia_id``) among the top k,
-averaged over questions; ``tokens@10`` is what the top 10 turns cost in prompt tokens
-(offline count, gpt-oss tokenizer). Evidence such as ``"D8:6; D9:17"`` is split;
+averaged over questions; ``recall@500tok`` / ``recall@1000tok`` the share among the
+hits that fit 500 / 1,000 prompt tokens (in rank order, a hit that no longer fits
+skipped, as ``token_budget`` does); ``tokens@10`` is what the top 10 cost in prompt
+tokens (offline count, gpt-oss tokenizer). Evidence such as ``"D8:6; D9:17"`` is split;
 ids that are malformed or absent from the conversation are dropped (counted in
 ``meta``); questions left without evidence are skipped.
 
-Tuning: design choices (context weight, fusion, BM25 parameters) were made looking
+Tuning: design choices (weights, context, fusion, BM25 parameters) were made looking
 at ``--tuned-on`` conversations only (conv-26 and conv-30 of the dev file); the
-others are reported separately as ``held_out``. Query embedding is done once per
-question and excluded from the per-search latency, which is reported in ``meta``.
+others are reported separately as ``held_out``. Each question is embedded once, alone
+(timed: ``meta.query_embedding_ms``); ``meta.search_latency_ms`` is per search, and
+``meta.query_latency_ms_with_embedding`` the two added up.
 """
 
 from __future__ import annotations
@@ -47,12 +58,25 @@ from typing import Any
 
 from _common import bench_database, environment, percentile, write_json
 from barkeeper.embeddings import Embedder, HashingEmbedder, MiniLMEmbedder
-from barkeeper.retrieval import DEFAULT_TURN_WEIGHTS, SearchMode, Weights
+from barkeeper.llm import load_token_tables
+from barkeeper.memory import MemoryStore
+from barkeeper.retrieval import (
+    DEFAULT_MEMORY_WEIGHTS,
+    DEFAULT_TURN_WEIGHTS,
+    SearchMode,
+    Weights,
+)
 from barkeeper.turns import MessageIndex, Turn
 
-SYSTEMS = ("fulltext", "vector", "hybrid", "fulltext_plain")
-"""The three systems of the interface, and BM25 over bare turns (no context), for reference."""
 KS = (5, 10, 20)
+BUDGETS = (500, 1000)
+METRICS = tuple(f"recall@{k}" for k in KS) + tuple(f"recall@{b}tok" for b in BUDGETS)
+SEARCH_K = 50
+"""Hits asked of each search: enough to fill the 1,000-token budget."""
+PREVIOUS_TURN_WEIGHTS = Weights(importance=0.0, recency=0.05, speaker=0.1)
+"""Turn weights before issue 12 (no date, session or neighbour terms): the baseline."""
+PREVIOUS_MEMORY_WEIGHTS = Weights()
+"""Memory weights before issue 12."""
 CATEGORIES = (1, 2, 3, 4)
 CATEGORY_NAMES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
 DEFAULT_TUNED_ON = ("conv-26", "conv-30")
@@ -71,10 +95,20 @@ class Question:
 
 
 @dataclass
+class Observation:
+    """One of LoCoMo's gold memories: a fact, the turn it came from, its session's date."""
+
+    text: str
+    dia_id: str
+    when: datetime | None
+
+
+@dataclass
 class Conversation:
     sample_id: str
     sessions: list[list[Turn]]
     questions: list[Question]
+    observations: list[Observation] = field(default_factory=list)
     dropped_evidence: int = 0
     skipped_questions: int = 0
     split_evidence: int = 0
@@ -126,6 +160,22 @@ def load_conversations(path: Path) -> list[Conversation]:
             if turns:
                 sessions.append(turns)
         conversation = Conversation(str(sample["sample_id"]), sessions, [], turn_ids=ids)
+        for key, speakers in sorted((sample.get("observation") or {}).items()):
+            number = re.fullmatch(r"session_(\d+)_observation", key)
+            if number is None or not isinstance(speakers, dict):
+                continue
+            when = parse_session_time(conv.get(f"session_{number[1]}_date_time"))
+            for facts in speakers.values():
+                for fact in facts or []:
+                    if not (isinstance(fact, list) and len(fact) >= 2):
+                        continue
+                    for part in re.split(r"[;,\s]+", str(fact[1])):
+                        match = _EVIDENCE.fullmatch(part)
+                        if match and f"D{match[1]}:{match[2]}" in ids and str(fact[0]).strip():
+                            dia = f"D{match[1]}:{match[2]}"
+                            conversation.observations.append(
+                                Observation(str(fact[0]).strip(), dia, when)
+                            )
         for qa in sample.get("qa", []):
             if qa.get("category") not in CATEGORIES:
                 continue
@@ -156,18 +206,38 @@ def load_conversations(path: Path) -> list[Conversation]:
 class Outcome:
     conversation: str
     category: int
-    recall: dict[int, float]
+    recall: dict[str, float]
     tokens10: int
     latency_ms: float
 
 
+def evidence_recall(ranked: Sequence[tuple[str, int]], evidence: set[str]) -> dict[str, float]:
+    """Recall@k and recall within token budgets of a ranking of (dia_id, tokens).
+
+    A budget keeps hits in order and skips one that no longer fits, as
+    :func:`barkeeper.retrieval.apply_token_budget` does. The same turn may come
+    more than once (memories from one turn): it counts once.
+    """
+    ids = [dia for dia, _ in ranked]
+    recall = {f"recall@{k}": len(evidence & set(ids[:k])) / len(evidence) for k in KS}
+    for budget in BUDGETS:
+        used, kept = 0, set()
+        for dia, tokens in ranked:
+            if used + tokens > budget:
+                continue
+            used += tokens
+            kept.add(dia)
+        recall[f"recall@{budget}tok"] = len(evidence & kept) / len(evidence)
+    return recall
+
+
 def summarise(outcomes: Sequence[Outcome]) -> dict[str, Any]:
-    """Recall@k, tokens@10 and per-category figures over some outcomes."""
+    """Recall@k, recall within token budgets, tokens@10 and per-category figures."""
 
     def block(items: Sequence[Outcome]) -> dict[str, Any]:
         n = len(items)
         result: dict[str, Any] = {
-            f"recall@{k}": round(sum(o.recall[k] for o in items) / n, 4) if n else None for k in KS
+            key: round(sum(o.recall[key] for o in items) / n, 4) if n else None for key in METRICS
         }
         result["tokens@10"] = round(sum(o.tokens10 for o in items) / n, 1) if n else None
         result["questions"] = n
@@ -181,39 +251,53 @@ def summarise(outcomes: Sequence[Outcome]) -> dict[str, Any]:
     return summary
 
 
+def bench_weights(base: Weights) -> Weights:
+    """``base`` without recency or importance (the conversations are years old)."""
+    return replace(base, importance=0.0, recency=0.0, candidates=max(base.candidates, 20))
+
+
+async def _new_user(db: Any, discord_id: int) -> int:
+    async with db.acquire() as conn:
+        return int(
+            await conn.fetchval(
+                "INSERT INTO users (discord_id) VALUES ($1) RETURNING id", discord_id
+            )
+        )
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     conversations = load_conversations(Path(args.path))
     tuned_on = [c.strip() for c in args.tuned_on.split(",") if c.strip()]
     embedder: Embedder = MiniLMEmbedder() if args.embedder == "minilm" else HashingEmbedder()
-    weights = Weights(
-        text=DEFAULT_TURN_WEIGHTS.text,
-        vector=DEFAULT_TURN_WEIGHTS.vector,
-        importance=0.0,
-        recency=0.0,
-        speaker=DEFAULT_TURN_WEIGHTS.speaker,
-        context_weight=DEFAULT_TURN_WEIGHTS.context_weight,
-        k1=DEFAULT_TURN_WEIGHTS.k1,
-        b=DEFAULT_TURN_WEIGHTS.b,
-        candidates=max(DEFAULT_TURN_WEIGHTS.candidates, max(KS)),
-    )
-    plain_weights = replace(weights, speaker=0.0)
+    load_token_tables()
+    weights = bench_weights(DEFAULT_TURN_WEIGHTS)
+    previous = bench_weights(PREVIOUS_TURN_WEIGHTS)
+    plain_weights = replace(previous, speaker=0.0)
+    memory_weights = bench_weights(DEFAULT_MEMORY_WEIGHTS)
+    memory_previous = bench_weights(PREVIOUS_MEMORY_WEIGHTS)
     # system -> (mode, weights, plain index?)
     systems: dict[str, tuple[SearchMode, Weights, bool]] = {
         "fulltext": ("fulltext", plain_weights, False),
         "vector": ("vector", plain_weights, False),
         "hybrid": ("hybrid", weights, False),
+        "hybrid_before": ("hybrid", previous, False),
         "fulltext_plain": ("fulltext", plain_weights, True),
     }
-    outcomes: dict[str, list[Outcome]] = {s: [] for s in SYSTEMS}
-    index_seconds = question_embed_seconds = 0.0
-    turns_total = 0
+    memory_systems = {"memories": memory_weights, "memories_before": memory_previous}
+    names = [*systems, *memory_systems]
+    outcomes: dict[str, list[Outcome]] = {s: [] for s in names}
+    latencies: dict[str, list[float]] = {s: [] for s in names}
+    embed_ms: list[float] = []
+    index_seconds = memory_seconds = 0.0
+    turns_total = memories_total = 0
     async with bench_database(args.database_url, prefix="locomo") as db:
         where = await environment(db)
         index = MessageIndex(db, embedder, weights=weights)
         # bare turns for the plain BM25 reference: full text only, so no real vectors
         plain = MessageIndex(db, HashingEmbedder(8), weights=plain_weights)
-        for conversation in conversations:
+        store = MemoryStore(db, embedder, weights=memory_weights)
+        for number, conversation in enumerate(conversations, 1):
             scope = f"locomo:{conversation.sample_id}"
             turns = [t for session in conversation.sessions for t in session]
             turns_total += len(turns)
@@ -224,48 +308,84 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             bare = [replace(t, context="") for t in turns]
             for start in range(0, len(bare), 5000):
                 await plain.add_turns(f"{scope}:plain", bare[start : start + 5000])
+            # the gold memories, through MemoryStore (one user per conversation)
+            user = await _new_user(db, 9_000_000 + number)
             t0 = time.perf_counter()
-            vectors = await embedder.embed([q.text for q in conversation.questions])
-            question_embed_seconds += time.perf_counter() - t0
-            for question, vector in zip(conversation.questions, vectors, strict=True):
+            texts = [o.text for o in conversation.observations]
+            vectors = await embedder.embed(texts) if texts else []
+            source_of: dict[int, str] = {}
+            for observation, vector in zip(conversation.observations, vectors, strict=True):
+                memory = await store.add(
+                    user,
+                    observation.text,
+                    valid_from=observation.when,
+                    embedding=vector,
+                    source="locomo",
+                )
+                source_of[memory.id] = observation.dia_id
+            memory_seconds += time.perf_counter() - t0
+            memories_total += len(texts)
+            for question in conversation.questions:
+                t0 = time.perf_counter()
+                vector = await embedder.embed_query(question.text)
+                embed_ms.append((time.perf_counter() - t0) * 1000)
                 for system, (mode, use, bare_index) in systems.items():
                     t0 = time.perf_counter()
                     hits = await (plain if bare_index else index).search(
                         f"{scope}:plain" if bare_index else scope,
                         question.text,
-                        k=max(KS),
+                        k=SEARCH_K,
                         mode=mode,
                         query_embedding=vector if mode != "fulltext" else None,
                         weights=use,
                     )
-                    latency = (time.perf_counter() - t0) * 1000
-                    ranked = [h.item.source_id for h in hits]
-                    recall = {
-                        k: len(question.evidence & set(ranked[:k])) / len(question.evidence)
-                        for k in KS
-                    }
+                    latencies[system].append((time.perf_counter() - t0) * 1000)
+                    ranked = [(h.item.source_id, h.tokens) for h in hits]
                     outcomes[system].append(
                         Outcome(
                             conversation.sample_id,
                             question.category,
-                            recall,
+                            evidence_recall(ranked, question.evidence),
                             sum(h.tokens for h in hits[:10]),
-                            latency,
+                            latencies[system][-1],
+                        )
+                    )
+                for system, use in memory_systems.items():
+                    t0 = time.perf_counter()
+                    found = await store.search(
+                        user, question.text, k=SEARCH_K, query_embedding=vector, weights=use
+                    )
+                    latencies[system].append((time.perf_counter() - t0) * 1000)
+                    ranked = [(source_of[h.item.id], h.tokens) for h in found]
+                    outcomes[system].append(
+                        Outcome(
+                            conversation.sample_id,
+                            question.category,
+                            evidence_recall(ranked, question.evidence),
+                            sum(h.tokens for h in found[:10]),
+                            latencies[system][-1],
                         )
                     )
             print(
-                f"{conversation.sample_id}: {len(turns)} turns, "
+                f"{conversation.sample_id}: {len(turns)} turns, {len(texts)} memories, "
                 f"{len(conversation.questions)} questions",
                 file=sys.stderr,
             )
 
-    def subset(names: Sequence[str] | None) -> dict[str, Any]:
+    def subset(chosen: Sequence[str] | None) -> dict[str, Any]:
         return {
             system: summarise(
-                [o for o in outcomes[system] if names is None or o.conversation in names]
+                [o for o in outcomes[system] if chosen is None or o.conversation in chosen]
             )
-            for system in SYSTEMS
+            for system in names
         }
+
+    def weights_of(w: Weights) -> dict[str, float]:
+        keys = ("text", "vector", "speaker", "date", "session", "neighbour", "context_weight")
+        return {key: getattr(w, key) for key in keys} | {"candidates": w.candidates}
+
+    def with_embedding(system: str) -> list[float]:
+        return [a + b for a, b in zip(latencies[system], embed_ms, strict=True)]
 
     present = [c.sample_id for c in conversations]
     tuned = [c for c in present if c in tuned_on]
@@ -277,28 +397,36 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "file": os.path.basename(args.path),
         "conversations": present,
         "turns": turns_total,
+        "memories": memories_total,
         "questions": sum(len(c.questions) for c in conversations),
         "questions_skipped_no_evidence": sum(c.skipped_questions for c in conversations),
         "evidence_entries_split": sum(c.split_evidence for c in conversations),
         "evidence_ids_dropped": sum(c.dropped_evidence for c in conversations),
         "embedder": embedder.name,
+        "search_k": SEARCH_K,
         "weights": {
-            "text": weights.text,
-            "vector": weights.vector,
-            "speaker": weights.speaker,
-            "context_weight": weights.context_weight,
-            "k1": weights.k1,
-            "b": weights.b,
+            "hybrid": weights_of(weights),
+            "hybrid_before": weights_of(previous),
+            "memories": weights_of(memory_weights),
+            "memories_before": weights_of(memory_previous),
         },
         "index_seconds": round(index_seconds, 1),
         "index_turns_per_second": round(turns_total / index_seconds, 1) if index_seconds else None,
-        "question_embedding_seconds": round(question_embed_seconds, 1),
+        "memory_add_seconds": round(memory_seconds, 1),
+        "query_embedding_ms": {
+            "p50": round(percentile(embed_ms, 50), 2),
+            "p95": round(percentile(embed_ms, 95), 2),
+        },
         "search_latency_ms": {
             system: {
-                "p50": round(percentile([o.latency_ms for o in outcomes[system]], 50), 2),
-                "p95": round(percentile([o.latency_ms for o in outcomes[system]], 95), 2),
+                "p50": round(percentile(latencies[system], 50), 2),
+                "p95": round(percentile(latencies[system], 95), 2),
             }
-            for system in SYSTEMS
+            for system in names
+        },
+        "query_latency_ms_with_embedding": {
+            system: {f"p{p}": round(percentile(with_embedding(system), p), 2) for p in (50, 95)}
+            for system in ("hybrid", "hybrid_before", "memories", "memories_before")
         },
         "total_seconds": round(time.perf_counter() - started, 1),
         "environment": where,
@@ -331,19 +459,18 @@ def main() -> None:
     args = parser.parse_args()
     result = asyncio.run(run(args))
     write_json(Path(args.out), result)
-    for name in ("tuned_on", "held_out"):
-        part = result[name]
-        print(f"{name} {','.join(part['conversations'])}:")
-        for system in SYSTEMS:
+    systems = [k for k in result if k not in ("held_out", "tuned_on", "meta")]
+    for name in ("tuned_on", "held_out", None):
+        part = result[name] if name else result
+        print(f"{name or 'all'} {','.join(part['conversations']) if name else ''}:")
+        for system in systems:
             s = part[system]
+            cats = " ".join(f"{c['name']} {c['recall@10']}" for c in s["by_category"].values())
             print(
-                f"  {system:8s} r@5 {s['recall@5']} r@10 {s['recall@10']} r@20 {s['recall@20']} "
-                f"tokens@10 {s['tokens@10']}"
+                f"  {system:15s} r@5 {s['recall@5']} r@10 {s['recall@10']} r@20 {s['recall@20']}"
+                f" r@500tok {s['recall@500tok']} r@1000tok {s['recall@1000tok']}"
+                f" tokens@10 {s['tokens@10']} | r@10 {cats}"
             )
-    print("all:")
-    for system in SYSTEMS:
-        s = result[system]
-        print(f"  {system:8s} r@5 {s['recall@5']} r@10 {s['recall@10']} r@20 {s['recall@20']}")
     print(f"total {result['meta']['total_seconds']} s", file=sys.stderr)
 
 

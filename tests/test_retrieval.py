@@ -16,7 +16,7 @@ from barkeeper.db import MIGRATIONS, Database
 from barkeeper.embeddings import HashingEmbedder, MiniLMEmbedder, OpenAIEmbedder
 from barkeeper.errors import InvalidInputError
 from barkeeper.memory import MemoryStore
-from barkeeper.retrieval import Weights, fuse
+from barkeeper.retrieval import DEFAULT_TURN_WEIGHTS, Weights, fuse, named_dates, rerank
 from barkeeper.turns import MessageIndex, Turn, discord_channel_scope
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -73,6 +73,71 @@ def test_fuse_recency_halves_per_half_life_and_ties_go_to_the_newer() -> None:
 def test_weights_are_checked(kwargs: dict[str, Any]) -> None:
     with pytest.raises(InvalidInputError):
         Weights(**kwargs)
+
+
+# --- dates, sessions and neighbours (pure) -----------------------------------------------
+
+
+def test_named_dates_finds_months_years_and_relative_periods() -> None:
+    june = named_dates("When did Ana go camping in June?", NOW)
+    assert june.months == {6} and not june.years
+    assert june.matches(datetime(2023, 6, 27, tzinfo=UTC))
+    assert not june.matches(datetime(2023, 7, 1, tzinfo=UTC)) and not june.matches(None)
+    both = named_dates("what did we do in August 2022?", NOW)
+    assert both.matches(datetime(2022, 8, 3, tzinfo=UTC))
+    assert not both.matches(datetime(2023, 8, 3, tzinfo=UTC))
+    # "may" and "march" are mostly verbs: only a capitalised word, not the first one
+    assert not named_dates("May I ask what you did? you may say no", NOW)
+    assert named_dates("What did she paint in May?", NOW).months == {5}
+    assert named_dates("did they march in 2019", NOW).years == {2019}
+    assert not named_dates("Bo has 20155 points and 3.2019 of something", NOW)
+    # relative to the query's time (NOW is 1 January 2026)
+    assert named_dates("what did I say last month?", NOW).periods == {(2025, 12)}
+    assert named_dates("where was I two years ago", NOW).years == {2024}
+    assert named_dates("the gig yesterday", NOW).matches(datetime(2025, 12, 31, tzinfo=UTC))
+
+
+def test_fuse_gives_the_date_bonus_to_items_in_a_named_month() -> None:
+    rows = [
+        _row(1, 1.0, 1, None, when=datetime(2023, 7, 2, tzinfo=UTC)),
+        _row(2, 1.0, 2, None, when=datetime(2023, 6, 27, tzinfo=UTC)),
+        _row(3, 1.0, 3, None, when=None),
+    ]
+    weights = Weights(importance=0, recency=0, date=0.3)
+    fused = fuse(
+        rows, mode="hybrid", weights=weights, query="camping in June", now=NOW, time_column="when"
+    )
+    assert fused[0][0]["id"] == 2 and fused[0][1].date == pytest.approx(0.3)
+    assert [p.date for _, p in fused[1:]] == [0.0, 0.0]
+    # without a time column (or a weight) there is no bonus
+    plain = fuse(rows, mode="hybrid", weights=weights, query="camping in June", now=NOW,
+                 time_column=None)  # fmt: skip
+    assert [r["id"] for r, _ in plain] == [3, 2, 1]
+
+
+def test_rerank_lifts_the_session_and_the_neighbours_of_strong_hits() -> None:
+    day1, day9 = datetime(2023, 6, 1, tzinfo=UTC), datetime(2023, 6, 9, tzinfo=UTC)
+    rows = [
+        _row(1, 1.0, 1, None, when=day1, position=1),  # the best match
+        _row(2, 0.1, 3, None, when=day1 + timedelta(minutes=2), position=2),  # its answer
+        _row(3, 0.3, 2, None, when=day9, position=7),  # another day
+        _row(4, 0.1, 4, None, when=day1 + timedelta(minutes=9), position=5),  # same session
+    ]
+    first = fuse(rows, mode="fulltext", weights=Weights(importance=0, recency=0), now=NOW)
+    assert [r["id"] for r, _ in first] == [1, 3, 4, 2]
+    weights = Weights(importance=0, recency=0, session=0.5, neighbour=0.25)
+    second = rerank(first, weights=weights, time_column="when", position_column="position")
+    assert [r["id"] for r, _ in second] == [1, 2, 4, 3]
+    parts = {r["id"]: p for r, p in second}
+    assert parts[2].session == pytest.approx(0.5 * 1.0 + 0.25 * 1.0)  # session + neighbour
+    assert parts[4].session == pytest.approx(0.5 * 1.0)  # not next to anything scored
+    assert parts[3].session == pytest.approx(0.5 * 0.3)  # alone in its session
+    assert parts[2].score == pytest.approx(0.1 + 0.75)
+    # a longer gap splits the morning in two sessions; no weights, no change
+    split = rerank(first, weights=replace(weights, session_gap_minutes=1), time_column="when",
+                   position_column="position")  # fmt: skip
+    assert {r["id"]: p.session for r, p in split}[4] == pytest.approx(0.5 * 0.1)
+    assert rerank(first, weights=Weights(), time_column="when") == first
 
 
 # --- the message index ----------------------------------------------------------------------
@@ -335,7 +400,8 @@ async def test_the_named_speaker_gets_the_bonus(index: MessageIndex) -> None:
     )
     hits = await index.search("s", "When did Bo start pottery?", k=2)
     assert [h.item.speaker for h in hits] == ["Bo", "Ana"]
-    assert hits[0].parts.speaker == pytest.approx(0.1) and hits[1].parts.speaker == 0.0
+    assert hits[0].parts.speaker == pytest.approx(DEFAULT_TURN_WEIGHTS.speaker)
+    assert hits[1].parts.speaker == 0.0
 
 
 def _minilm_installed() -> bool:
@@ -359,3 +425,42 @@ async def test_meaning_without_shared_words_is_found_with_the_local_model(db: Da
         hits = await store.search(uid, query, k=3)
         assert hits[0].item.content == expected  # no word in common: found by meaning
         assert hits[0].parts.text_rank is None and hits[0].parts.vector_rank == 1
+
+
+async def test_turn_search_uses_dates_sessions_and_neighbours(index: MessageIndex) -> None:
+    june, september = datetime(2025, 6, 5, tzinfo=UTC), datetime(2025, 9, 1, tzinfo=UTC)
+    await index.add_turns(
+        "s",
+        [
+            Turn("1", "Bo", "What did you do for your birthday?", occurred_at=june, context=""),
+            Turn("2", "Ana", "We went sailing on the bay.", occurred_at=june, context=""),
+            Turn("3", "Ana", "My birthday cake recipe is a secret.", occurred_at=september),
+        ],
+    )
+    query = "What did Ana do for her birthday?"
+    flat = Weights(importance=0, recency=0, speaker=0.3)
+    before = [h.item.source_id for h in await index.search("s", query, k=3, weights=flat)]
+    assert before.index("3") < before.index("2")  # the answer shares only the name
+    lifted = await index.search("s", query, k=3, weights=replace(flat, session=0.5, neighbour=0.5))
+    order = [h.item.source_id for h in lifted]
+    assert order.index("2") < order.index("3")  # next to the question, the same day
+    assert {h.item.source_id: h.parts.session > 0 for h in lifted} == {
+        "1": True,
+        "2": True,
+        "3": True,  # alone in its session: a share of its own score
+    }
+    dated = await index.search("s", "Ana in June", k=3, weights=replace(flat, date=0.3))
+    assert {h.item.source_id: h.parts.date for h in dated} == {"1": 0.3, "2": 0.3, "3": 0.0}
+
+
+async def test_memory_search_gives_the_date_bonus_by_valid_from(db: Database) -> None:
+    async with db.acquire() as conn:
+        user = int(await conn.fetchval("INSERT INTO users (discord_id) VALUES (4242) RETURNING id"))
+    store = MemoryStore(db, HashingEmbedder())
+    june = await store.add(user, "Ana went camping", valid_from=datetime(2023, 6, 9, tzinfo=UTC))
+    july = await store.add(user, "Ana went camping", valid_from=datetime(2023, 7, 2, tzinfo=UTC))
+    hits = await store.search(user, "Where did Ana go camping in June 2023?", k=2)
+    assert [h.item.id for h in hits] == [june.id, july.id]
+    assert hits[0].parts.date == pytest.approx(0.3) and hits[1].parts.date == 0.0
+    undated = await store.search(user, "Where did Ana go camping?", k=2)
+    assert [h.item.id for h in undated] == [july.id, june.id]  # a tie: the newer row first

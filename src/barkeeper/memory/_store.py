@@ -68,6 +68,7 @@ from barkeeper.retrieval import (
     get_vector_storage,
     query_vector,
     real,
+    rerank,
     search_rows,
     vector_to_bytes,
     vector_to_literal,
@@ -1002,7 +1003,11 @@ class MemoryStore:
                 k=top,
                 memory_types=types,
             )
-        scored = fuse(rows, mode=chosen, weights=use)
+        scored = rerank(
+            fuse(rows, mode=chosen, weights=use, query=text, time_column="valid_from"),
+            weights=use,
+            time_column="valid_from",
+        )
         return apply_token_budget(
             scored,
             k=top,

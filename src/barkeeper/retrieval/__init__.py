@@ -3,7 +3,8 @@
 The search engine under :class:`barkeeper.memory.MemoryStore` and
 :class:`barkeeper.turns.MessageIndex`: each declares its table
 (:class:`SearchTable`), runs :func:`search_rows` on its owner's rows, scores them
-with :func:`fuse` by :class:`Weights`, and keeps what fits a token budget with
+with :func:`fuse` by :class:`Weights`, lifts them by their session and
+neighbouring turns with :func:`rerank`, and keeps what fits a token budget with
 :func:`apply_token_budget`. A search returns :class:`Hit` values whose
 :class:`ScoreParts` say how each was scored. Vectors are stored as pgvector's
 ``vector`` when the database has it, else as ``bytea`` (:data:`VectorStorage`).
@@ -18,7 +19,9 @@ Example::
         print(hit.score, hit.parts.text, hit.parts.vector, hit.item)
 """
 
+from barkeeper.retrieval._dates import NamedDates, named_dates
 from barkeeper.retrieval._models import SEARCH_MODES, Hit, ScoreParts, SearchMode
+from barkeeper.retrieval._rerank import rerank
 from barkeeper.retrieval._search import (
     DEFAULT_MEMORY_WEIGHTS,
     DEFAULT_TURN_WEIGHTS,
@@ -48,6 +51,7 @@ __all__ = [
     "MAX_QUERY_CHARS",
     "SEARCH_MODES",
     "Hit",
+    "NamedDates",
     "ScoreParts",
     "SearchMode",
     "SearchTable",
@@ -59,9 +63,11 @@ __all__ = [
     "embed_query",
     "fuse",
     "get_vector_storage",
+    "named_dates",
     "normalise_vector",
     "query_vector",
     "real",
+    "rerank",
     "search_rows",
     "vector_to_bytes",
     "vector_to_literal",

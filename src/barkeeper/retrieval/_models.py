@@ -29,6 +29,8 @@ class ScoreParts:
         recency: 1 for brand new, halving every half-life.
         importance: The item's importance (memories) or 0 (turns).
         speaker: The bonus for a turn whose speaker the query names (else 0).
+        date: The bonus for an item in a month or year the query names (else 0).
+        session: What the item's session and neighbouring turns added (else 0).
     """
 
     score: float
@@ -39,6 +41,8 @@ class ScoreParts:
     recency: float
     importance: float
     speaker: float = 0.0
+    date: float = 0.0
+    session: float = 0.0
 
 
 T = TypeVar("T")

@@ -38,6 +38,7 @@ from barkeeper.embeddings import Embedder
 from barkeeper.errors import BarkeeperError, InvalidInputError
 from barkeeper.llm import count_tokens
 from barkeeper.retrieval import _vectors
+from barkeeper.retrieval._dates import named_dates
 from barkeeper.retrieval._models import SEARCH_MODES, Hit, ScoreParts, SearchMode
 from barkeeper.validation import check_choice, check_int_range, clean_text
 
@@ -73,7 +74,12 @@ class Weights:
 
     score = ``text`` x BM25 / best BM25 + ``vector`` x cosine + ``importance`` x
     importance + ``recency`` x 0.5 ** (age / ``half_life_days``) + ``speaker`` if the
-    query names the turn's speaker.
+    query names the turn's speaker + ``date`` if the query names the month or year
+    the item is about. A second stage (:func:`rerank`) then adds ``session`` x the
+    best score among candidates of the same session (items at most
+    ``session_gap_minutes`` apart) and ``neighbour`` x the best score of the turns
+    just before and after (same session): a question is often answered across a
+    few turns, and about one occasion.
 
     Attributes:
         text: Weight of the normalised BM25 score.
@@ -89,6 +95,13 @@ class Weights:
         b: BM25 length normalisation.
         candidates: Rows taken from the top of each signal before fusing (at least
             twice the hits asked for).
+        date: Bonus of an item whose time (a turn's, a memory's ``valid_from``) is
+            in a month or year the query names ("in June", "in 2022", "last month").
+        session: Share of the best score among the candidates of an item's session
+            added to its score.
+        neighbour: Share of the best score of the turns next to a turn (same
+            session) added to its score.
+        session_gap_minutes: Items at most this far apart in time are one session.
     """
 
     text: float = 1.0
@@ -101,9 +114,26 @@ class Weights:
     k1: float = 1.2
     b: float = 0.75
     candidates: int = 20
+    date: float = 0.0
+    session: float = 0.0
+    neighbour: float = 0.0
+    session_gap_minutes: float = 60.0
 
     def __post_init__(self) -> None:
-        names = ("text", "vector", "importance", "recency", "speaker", "context_weight", "k1", "b")
+        names = (
+            "text",
+            "vector",
+            "importance",
+            "recency",
+            "speaker",
+            "context_weight",
+            "k1",
+            "b",
+            "date",
+            "session",
+            "neighbour",
+            "session_gap_minutes",
+        )
         for name in names:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
@@ -113,10 +143,14 @@ class Weights:
         check_int_range(self.candidates, "Weights.candidates", 1, 10_000)
 
 
-DEFAULT_MEMORY_WEIGHTS = Weights()
-"""For memories: relevance first, importance and recency as tie-breakers."""
-DEFAULT_TURN_WEIGHTS = Weights(importance=0.0, recency=0.05, speaker=0.1)
-"""For indexed turns: no importance; a little recency; a bonus for the named speaker."""
+DEFAULT_MEMORY_WEIGHTS = Weights(date=0.3, session=0.2)
+"""For memories: relevance first, importance and recency as tie-breakers; named dates;
+memories that hold since about the same time lift each other a little."""
+DEFAULT_TURN_WEIGHTS = Weights(
+    importance=0.0, recency=0.05, speaker=0.3, date=0.3, session=0.5, neighbour=0.1
+)
+"""For indexed turns: no importance; a little recency; bonuses for the named speaker and
+dates; the session and neighbour terms (chosen on LoCoMo's tuning conversations)."""
 
 
 # --- SQL ---------------------------------------------------------------------------------
@@ -414,17 +448,20 @@ def fuse(
     weights: Weights,
     query: str = "",
     now: datetime | None = None,
+    time_column: str | None = None,
 ) -> list[tuple[Mapping[str, Any], ScoreParts]]:
     """Score candidate rows and order them best first.
 
     ``fulltext`` keeps only rows matching a word of the query and ranks by BM25;
     ``vector`` keeps only rows with a vector and ranks by cosine; ``hybrid`` uses
-    both. Importance, recency and the speaker bonus (rows with a ``speaker`` whose
-    every word is in ``query``) are added in every mode, by their weights. Ties go
-    to the newer row.
+    both. Importance, recency, the speaker bonus (rows with a ``speaker`` whose
+    every word is in ``query``) and the date bonus (rows whose ``time_column`` is
+    in a month or year ``query`` names, see :func:`named_dates`) are added in
+    every mode, by their weights. Ties go to the newer row.
     """
     now = now or datetime.now(UTC)
     query_words = set(_WORDS.findall(query.lower())) if weights.speaker else set()
+    dates = named_dates(query, now) if weights.date and time_column else None
     best_text = max((float(r["text"]) for r in rows), default=0.0)
     scored: list[tuple[Mapping[str, Any], ScoreParts]] = []
     for row in rows:
@@ -445,7 +482,10 @@ def fuse(
         speaker = 0.0
         if query_words and _names_speaker(query_words, str(row.get("speaker", ""))):
             speaker = weights.speaker
-        score = weights.importance * importance + weights.recency * recency + speaker
+        date = 0.0
+        if dates and time_column is not None and dates.matches(row.get(time_column)):
+            date = weights.date
+        score = weights.importance * importance + weights.recency * recency + speaker + date
         if mode != "vector":
             score += weights.text * text_norm
         if mode != "fulltext" and vector is not None:
@@ -459,6 +499,7 @@ def fuse(
             recency=recency,
             importance=importance,
             speaker=speaker,
+            date=date,
         )
         scored.append((row, parts))
     scored.sort(key=lambda item: (-item[1].score, -int(item[0]["id"])))

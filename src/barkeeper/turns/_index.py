@@ -44,6 +44,7 @@ from barkeeper.retrieval import (
     get_vector_storage,
     normalise_vector,
     query_vector,
+    rerank,
     search_rows,
     vector_to_bytes,
     vector_to_literal,
@@ -499,7 +500,12 @@ class MessageIndex:
                 weights=use,
                 k=top,
             )
-        scored = fuse(rows, mode=chosen, weights=use, query=text)
+        scored = rerank(
+            fuse(rows, mode=chosen, weights=use, query=text, time_column="occurred_at"),
+            weights=use,
+            time_column="occurred_at",
+            position_column="position",
+        )
         return apply_token_budget(
             scored,
             k=top,
