@@ -200,7 +200,7 @@ async def test_a_reply_is_a_run_with_its_memories_messages_and_latencies(world: 
     assert record.prompt_tokens == world.srv.chat_requests[-1].prompt_tokens > 0
     assert record.completion_tokens > 0
     assert set(record.latency_ms) == {"context", "model", "tools", "total"} | {
-        f"context.{step}" for step in ("session", "memories", "history", "chain", "runs", "build")
+        f"context.{step}" for step in ("embedding", "memories", "history", "chain", "runs", "build")
     }
     assert record.latency_ms["total"] >= record.latency_ms["model"] > 0
     assert record.errors == () and record.cut == {}
@@ -615,7 +615,7 @@ async def test_a_database_gone_mid_run_still_gets_an_answer(
     assert answer.text == "Evening — what'll it be?" and not answer.failed
     assert answer.run is None
     assert {e.split(":")[0] for e in answer.record.errors} == {
-        "the session",
+        "earlier exchanges",
         "memories",
         "channel history",
     }

@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 import discord
@@ -340,6 +341,34 @@ class CacheCog(commands.Cog):
             self.bot.cache.delete(message_id)
 
 
+@contextlib.asynccontextmanager
+async def _typing(channel: discord.abc.Messageable) -> AsyncIterator[asyncio.Event]:
+    """The typing indicator, without waiting for Discord to acknowledge it first.
+
+    Yields an event set once the indicator is shown (or failed to be): a reply sent
+    before it would have the indicator linger after the reply.
+    """
+    shown = asyncio.Event()
+
+    async def show() -> None:
+        try:
+            async with channel.typing():
+                shown.set()
+                await asyncio.Event().wait()  # until cancelled
+        except discord.HTTPException:
+            pass
+        finally:
+            shown.set()
+
+    task = asyncio.create_task(show())
+    try:
+        yield shown
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 class ChatCog(commands.Cog):
     """Answers mentions, replies to the bot, DMs and the prefix."""
 
@@ -398,6 +427,7 @@ class ChatCog(commands.Cog):
                         allowed_mentions=NO_MENTIONS,
                     )
                 return
+            bot.agent.prefetch(text)  # the message's embedding, while we do the rest
             await bot.cache.flush()  # the history and reply chain read the cache
             request = await self._request(message, text)
             writer = ReplyWriter(
@@ -405,9 +435,15 @@ class ChatCog(commands.Cog):
                 interval=bot.settings.stream_interval,
                 stream=bot.settings.stream_replies,
             )
-            async with message.channel.typing():
-                reply = await bot.agent.reply(request, on_text=writer.feed)
-            await writer.finish(reply.text)
+            async with _typing(message.channel) as typing_shown:
+
+                async def deliver(final: str) -> None:
+                    with contextlib.suppress(TimeoutError):  # a slow indicator: go on
+                        await asyncio.wait_for(typing_shown.wait(), 1.0)
+                    await writer.finish(final)
+
+                # Sent as soon as it is written; the run is recorded after.
+                reply = await bot.agent.reply(request, on_text=writer.feed, deliver=deliver)
             bot.limits.spend(
                 message.author.id, reply.record.prompt_tokens + reply.record.completion_tokens
             )
