@@ -428,14 +428,17 @@ class ChatCog(commands.Cog):
                     )
                 return
             bot.agent.prefetch(text)  # the message's embedding, while we do the rest
-            await bot.cache.flush()  # the history and reply chain read the cache
-            request = await self._request(message, text)
             writer = ReplyWriter(
                 message,
                 interval=bot.settings.stream_interval,
                 stream=bot.settings.stream_replies,
             )
             async with _typing(message.channel) as typing_shown:
+                # The history and reply chain read the cache (and the message is kept
+                # before the model is asked): written while the author is looked up.
+                (request, seen), _ = await asyncio.gather(
+                    self._request(message, text), bot.cache.flush()
+                )
 
                 async def deliver(final: str) -> None:
                     with contextlib.suppress(TimeoutError):  # a slow indicator: go on
@@ -447,6 +450,13 @@ class ChatCog(commands.Cog):
             bot.limits.spend(
                 message.author.id, reply.record.prompt_tokens + reply.record.completion_tokens
             )
+            if not seen:  # names and last seen, once the reply is out
+                try:
+                    await bot.user_for(message.author)
+                except BarkeeperError as exc:
+                    _log.warning(
+                        "could not record that user %s was seen: %s", request.author.user_id, exc
+                    )
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -454,16 +464,25 @@ class ChatCog(commands.Cog):
             with contextlib.suppress(discord.HTTPException):
                 await message.reply(BROKEN, mention_author=False, allowed_mentions=NO_MENTIONS)
 
-    async def _request(self, message: discord.Message, text: str) -> ReplyRequest:
+    async def _request(self, message: discord.Message, text: str) -> tuple[ReplyRequest, bool]:
+        """The request, and whether the author's names and last-seen time are recorded
+        (a known person's are recorded after the reply: a read is quicker than a write)."""
         bot = self.bot
+        seen = True
         try:
-            user_id = (await bot.user_for(message.author)).id
+            known = await bot.people.get_by_discord_id(message.author.id)
+            if known is None:
+                known = await bot.user_for(message.author)
+            else:
+                seen = False
+            user_id = known.id
             incognito = await bot.is_incognito(user_id)
             bot.known_users[message.author.id] = user_id
         except Exception as exc:  # the database is down: answer without memory, keep nothing
             _log.warning("answering %s without memory: %s", message.id, exc)
             user_id = bot.known_users.get(message.author.id, message.author.id)
             incognito = True
+            seen = True
         channel = message.channel
         if message.guild is not None:
             place = Place.guild(
@@ -490,7 +509,7 @@ class ChatCog(commands.Cog):
                     author_is_bot=first.author_is_bot,
                 )
         reply_to = message.reference.message_id if message.reference is not None else None
-        return ReplyRequest(
+        request = ReplyRequest(
             author=Author(user_id, message.author.display_name, discord_id=message.author.id),
             place=place,
             message=IncomingMessage(
@@ -500,3 +519,4 @@ class ChatCog(commands.Cog):
             bot_id=bot.user.id if bot.user is not None else None,
             incognito=incognito,
         )
+        return request, seen
