@@ -440,7 +440,9 @@ class MiniLMEmbedder:
             return []
         # Loaded already (the usual case): no extra hop through a worker thread, which
         # a query on a reply's path would wait for.
-        runtime = self._loaded or await asyncio.to_thread(self._load_sync)
+        runtime = self._loaded
+        if runtime is None:
+            runtime = await asyncio.to_thread(self._load_sync)
         # Similar lengths together: less padding per batch (sentence-transformers
         # does the same); results go back to their original positions.
         order = sorted(range(len(items)), key=lambda i: len(items[i]), reverse=True)
