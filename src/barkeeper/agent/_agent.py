@@ -684,9 +684,15 @@ class Agent:
         rows = await self._messages.get_context(
             channel, before=request.message.id, limit=self.config.history_lines
         )
+        # By key rather than property: a hundred rows per reply, on its path.
         return [
             HistoryLine(
-                r.message_id, r.author_id, r.author_name, r.content, r.created_at, r.author_is_bot
+                r["message_id"],
+                r["author_id"],
+                r["author_name"],
+                r["content"],
+                snowflake_time(r["message_id"]),
+                r["author_is_bot"],
             )
             for r in rows
         ]
