@@ -187,6 +187,12 @@ class _QueryVectors:
             self._tasks.popitem(last=False)
         return task
 
+    def cancel(self) -> None:
+        """Cancel the embeddings still running (nobody will wait for them)."""
+        for task in self._tasks.values():
+            task.cancel()
+        self._tasks.clear()
+
     @staticmethod
     async def _embed(embedder: Embedder, query: str) -> list[float] | None:
         try:
@@ -381,6 +387,7 @@ class Agent:
     async def aclose(self) -> None:
         """Finish background work; close the model if the agent owns it."""
         await self.drain()
+        self._vectors.cancel()
         if self._close_model:
             close = getattr(self._model, "aclose", None)
             if close is not None:
