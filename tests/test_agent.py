@@ -200,7 +200,7 @@ async def test_a_reply_is_a_run_with_its_memories_messages_and_latencies(world: 
     assert record.prompt_tokens == world.srv.chat_requests[-1].prompt_tokens > 0
     assert record.completion_tokens > 0
     assert set(record.latency_ms) == {"context", "model", "tools", "total"} | {
-        f"context.{step}" for step in ("session", "memories", "history", "chain", "runs", "build")
+        f"context.{step}" for step in ("embedding", "memories", "history", "chain", "runs", "build")
     }
     assert record.latency_ms["total"] >= record.latency_ms["model"] > 0
     assert record.errors == () and record.cut == {}
@@ -615,7 +615,72 @@ async def test_a_database_gone_mid_run_still_gets_an_answer(
     assert answer.text == "Evening — what'll it be?" and not answer.failed
     assert answer.run is None
     assert {e.split(":")[0] for e in answer.record.errors} == {
-        "the session",
+        "earlier exchanges",
         "memories",
         "channel history",
     }
+
+
+async def test_the_reply_is_delivered_before_its_run_is_recorded(world: World) -> None:
+    agent = world.agent()
+    world.srv.script("Sencha it is.")
+    seen: list[tuple[str, object]] = []
+
+    async def deliver(text: str) -> None:  # the bot sends the reply here
+        seen.append((text, await agent.last_run(world.alice.user_id)))
+
+    answer = await agent.reply(world.request(world.alice, "tea?"), deliver=deliver)
+    assert seen == [("Sencha it is.", None)]  # sent, and no run written yet
+    assert answer.run is not None and answer.run.output == "Sencha it is."
+    assert await agent.last_run(world.alice.user_id) == answer.run
+    assert "context.session" not in answer.record.latency_ms  # not read before the reply
+
+
+async def test_a_failed_delivery_is_recorded_then_raised(world: World) -> None:
+    agent = world.agent()
+    world.srv.script("You won't see this.")
+
+    def deliver(text: str) -> None:
+        raise RuntimeError("Discord said no")
+
+    with pytest.raises(RuntimeError, match="Discord said no"):
+        await agent.reply(world.request(world.alice, "hello?"), deliver=deliver)
+    run = await agent.last_run(world.alice.user_id)
+    assert run is not None and run.output == "You won't see this."
+    assert "delivery failed: RuntimeError" in RunRecord.from_metrics(run.metrics).errors
+
+
+class CountingEmbedder(HashingEmbedder):
+    """The hashing embedder, counting the queries it is asked to embed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queries: list[str] = []
+
+    async def embed_query(self, text: str) -> list[float]:
+        self.queries.append(text)
+        return await super().embed_query(text)
+
+
+async def test_a_prefetched_message_is_embedded_once_and_finds_its_memory(world: World) -> None:
+    embedder = CountingEmbedder()
+    memories = MemoryStore(world.db, embedder)
+    tea = await memories.add(world.alice.user_id, "Loves green tea", memory_type="preference")
+    agent = Agent(
+        world.model,
+        sessions=world.sessions,
+        memories=memories,
+        config=AgentConfig(model=MODEL),
+        clock=lambda: NOW,
+    )
+    text = "which green tea tonight?"
+    agent.prefetch(text)
+    agent.prefetch(text)  # a second arrival of the same text: the same embedding
+    world.srv.script("Gyokuro.")
+    answer = await agent.reply(world.request(world.alice, text))
+    assert embedder.queries == [text]
+    assert answer.record.memory_ids == (tea.id,)
+    # A new message is embedded anew, by the reply itself when nobody prefetched it.
+    world.srv.script("Sencha.")
+    await agent.reply(world.request(world.alice, "and tomorrow, green tea again?"))
+    assert embedder.queries == [text, "and tomorrow, green tea again?"]

@@ -260,3 +260,26 @@ async def test_add_run_never_deadlocks_with_forget(db: Database, alice: int) -> 
     [outcome] = await asyncio.gather(task, return_exceptions=True)
     assert isinstance(outcome, NotFoundError), outcome
     assert await store.count_user_runs(alice) == 0
+
+
+async def test_recent_runs_by_the_sessions_key_without_creating_it(
+    db: Database, alice: int, bob: int
+) -> None:
+    store = SessionStore(db)
+    assert await store.get_recent_runs_for("hero-team", alice, 42, 5) == []
+    async with db.acquire() as conn:  # reading by key made no session
+        assert await conn.fetchval("SELECT count(*) FROM agent_sessions") == 0
+    here = await store.get_or_create_session("hero-team", alice, channel_id=42)
+    elsewhere = await store.get_or_create_session("hero-team", alice)
+    bobs = await store.get_or_create_session("hero-team", bob, channel_id=42)
+    for i in range(4):
+        await store.add_run(here.id, input=f"here {i}", output="ok")
+        await store.add_run(elsewhere.id, input=f"elsewhere {i}", output="ok")
+        await store.add_run(bobs.id, input=f"bob {i}", output="ok")
+    runs = await store.get_recent_runs_for("hero-team", alice, 42, 3)
+    assert runs == await store.get_recent_runs(here.id, 3)
+    assert [r.input for r in runs] == ["here 1", "here 2", "here 3"]
+    no_channel = await store.get_recent_runs_for("hero-team", alice, None, 10)
+    assert [r.input for r in no_channel] == [f"elsewhere {i}" for i in range(4)]
+    assert await store.get_recent_runs_for("other-agent", alice, 42, 3) == []
+    assert await store.get_recent_runs_for("hero-team", alice, 42, 0) == []

@@ -39,6 +39,7 @@ from barkeeper.companion import (
 )
 from barkeeper.config import Settings
 from barkeeper.conversations import AgentRun, SessionStore
+from barkeeper.embeddings import Embedder
 from barkeeper.errors import (
     BarkeeperError,
     InvalidInputError,
@@ -56,7 +57,9 @@ from barkeeper.llm import (
     TextCallback,
 )
 from barkeeper.memory import MEMORY_TYPES, Memory, MemoryStore
+from barkeeper.retrieval import MAX_QUERY_CHARS, embed_query
 from barkeeper.turns import MessageIndex
+from barkeeper.validation import clean_text
 
 __all__ = ["Agent", "AgentConfig", "MemorySink", "ReplyStream"]
 
@@ -152,6 +155,53 @@ class _UserState:
 
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     sessions: dict[int | None, str] = field(default_factory=dict)
+
+
+def _memory_query(text: str) -> str:
+    """What a memory search looks for: the message, as long as a Discord message."""
+    return text[:4000]
+
+
+class _QueryVectors:
+    """The query vectors of the latest messages: each embedded once, off the event loop.
+
+    :meth:`Agent.prefetch` starts a message's embedding as it arrives; the reply's
+    memory search then awaits the same task. A cache of tasks, never the truth: a
+    miss embeds again, and a failed embedding is not kept (the search then ranks by
+    full text, as without a vector).
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._tasks: OrderedDict[tuple[str, str], asyncio.Task[list[float] | None]] = OrderedDict()
+
+    def get(self, embedder: Embedder, query: str) -> asyncio.Task[list[float] | None]:
+        key = (embedder.name, query)
+        task = self._tasks.get(key)
+        if task is not None and not (task.done() and (task.cancelled() or task.result() is None)):
+            self._tasks.move_to_end(key)
+            return task
+        task = asyncio.create_task(self._embed(embedder, query))
+        self._tasks[key] = task
+        while len(self._tasks) > self._size:
+            self._tasks.popitem(last=False)
+        return task
+
+    def cancel(self) -> None:
+        """Cancel the embeddings still running (nobody will wait for them)."""
+        for task in self._tasks.values():
+            task.cancel()
+        self._tasks.clear()
+
+    @staticmethod
+    async def _embed(embedder: Embedder, query: str) -> list[float] | None:
+        try:
+            # Cleaned as the search cleans it, so the vector is the one it would make.
+            text = clean_text(query, "query", max_chars=MAX_QUERY_CHARS)
+            return await embed_query(embedder, text)
+        except Exception as exc:  # the search embeds it again, or ranks by full text
+            _log.warning("query embedding failed early (%s)", type(exc).__name__)
+            return None
 
 
 class _Reads:
@@ -251,6 +301,7 @@ class Agent:
                     )
         self._tools_on = self.config.tools
         self._states: OrderedDict[int, _UserState] = OrderedDict()
+        self._vectors = _QueryVectors()
         self._background: set[asyncio.Task[Any]] = set()
 
     def __repr__(self) -> str:
@@ -284,7 +335,11 @@ class Agent:
     # --- the public calls ----------------------------------------------------------------
 
     async def reply(
-        self, request: ReplyRequest, *, on_text: TextCallback | None = None
+        self,
+        request: ReplyRequest,
+        *,
+        on_text: TextCallback | None = None,
+        deliver: Callable[[str], object] | None = None,
     ) -> AgentReply:
         """Answer one message.
 
@@ -292,6 +347,10 @@ class Agent:
             request: The message and what the transport knows about it.
             on_text: Receives the reply's text piece by piece as the model writes it
                 (then the apology, if the model fails). ``None``: no streaming.
+            deliver: Receives the reply's whole, final text before the run is
+                recorded (the bot sends it there), so the person does not wait for
+                the bookkeeping. If it raises, the run is still recorded (with the
+                error), then the exception propagates.
 
         Returns:
             The reply's text, its record, and the stored run.
@@ -303,7 +362,19 @@ class Agent:
             raise InvalidInputError("reply() takes a ReplyRequest")
         state = self._state(request.author.user_id)
         async with state.lock:  # one user's replies in order (within this process)
-            return await self._reply(request, state, on_text)
+            return await self._reply(request, state, on_text, deliver)
+
+    def prefetch(self, text: str) -> None:
+        """Start the work a reply to ``text`` can begin before anything else is known.
+
+        Embeds the message for the memory search now, off the event loop, while the
+        transport does its own work (caching the message, finding the author); the
+        reply to the same text then uses that vector instead of embedding again.
+        Optional: a reply without it embeds the message itself. Must be called with
+        an event loop running.
+        """
+        if self._memories is not None and self._wants_memories(text):
+            self._vectors.get(self._memories.embedder, _memory_query(text))
 
     def stream(self, request: ReplyRequest) -> ReplyStream:
         """Answer one message as an async iterator of text pieces.
@@ -333,6 +404,7 @@ class Agent:
     async def aclose(self) -> None:
         """Finish background work; close the model if the agent owns it."""
         await self.drain()
+        self._vectors.cancel()
         if self._close_model:
             close = getattr(self._model, "aclose", None)
             if close is not None:
@@ -341,7 +413,11 @@ class Agent:
     # --- one reply -----------------------------------------------------------------------
 
     async def _reply(
-        self, request: ReplyRequest, state: _UserState, on_text: TextCallback | None
+        self,
+        request: ReplyRequest,
+        state: _UserState,
+        on_text: TextCallback | None,
+        deliver: Callable[[str], object] | None,
     ) -> AgentReply:
         started = time.perf_counter()
         now = self._clock()
@@ -350,16 +426,12 @@ class Agent:
         if at_risk:  # flagged without the message's text
             _log.warning("run flagged: crisis (user %s)", request.author.user_id)
 
-        async def session_and_runs() -> tuple[str | None, list[AgentRun]]:
-            session_id = await reads.guard(
-                "session", "the session", self._session(state, request), None
-            )
-            runs = await reads.guard("runs", "earlier exchanges", self._read_runs(session_id), [])
-            return session_id, runs
-
-        (session_id, runs), memories, history, chain, inner = await asyncio.gather(
-            session_and_runs(),
-            reads.guard("memories", "memories", self._read_memories(request), []),
+        # The session's id is needed only to record the run, after the reply: the
+        # earlier exchanges are read by the session's key, in the same round trip.
+        session_id = state.sessions.get(request.place.channel_id)
+        runs, memories, history, chain, inner = await asyncio.gather(
+            reads.guard("runs", "earlier exchanges", self._read_runs(request), []),
+            reads.guard("memories", "memories", self._read_memories(request, reads), []),
             reads.guard("history", "channel history", self._read_history(request), []),
             reads.guard("chain", "the reply chain", self._read_chain(request), []),
             self._read_companion(request, now, reads),
@@ -422,6 +494,17 @@ class Agent:
             streamed=on_text is not None,
             flags=("crisis",) if at_risk else (),
         )
+        undelivered: Exception | None = None
+        if deliver is not None:
+            try:
+                outcome = deliver(text)
+                if inspect.isawaitable(outcome):
+                    await outcome
+            except Exception as exc:  # recorded below, then raised to the transport
+                undelivered = exc
+                record = replace(
+                    record, errors=(*record.errors, f"delivery failed: {type(exc).__name__}")
+                )
         run = None
         if not request.incognito:
             run = await self._record(state, request, session_id, text, answer, record)
@@ -437,6 +520,8 @@ class Agent:
                         now=now,
                     )
                 )
+        if undelivered is not None:
+            raise undelivered
         return AgentReply(text=text, record=record, run=run, failed=answer.failed)
 
     async def _answer(
@@ -608,16 +693,25 @@ class Agent:
         state.sessions[key] = session.id
         return session.id
 
-    async def _read_memories(self, request: ReplyRequest) -> list[Memory]:
-        if self._memories is None or self.config.memories == 0 or not request.message.text.strip():
+    def _wants_memories(self, text: str) -> bool:
+        return self._memories is not None and self.config.memories > 0 and bool(text.strip())
+
+    async def _read_memories(self, request: ReplyRequest, reads: _Reads) -> list[Memory]:
+        text = request.message.text
+        if self._memories is None or not self._wants_memories(text):
             return []
         budget = self.config.budget
+        query = _memory_query(text)
+        began = time.perf_counter()
+        vector = await self._vectors.get(self._memories.embedder, query)
+        reads.ms["context.embedding"] = round(_ms(began), 3)
         hits = await self._memories.search(
             request.author.user_id,
-            request.message.text[:4000],
+            query,
             k=min(self.config.memories, 200),
             token_budget=max(1, int(budget.total * budget.memory_share)),
             memory_types=memory_types_for(request.place.kind, MEMORY_TYPES),  # type: ignore[arg-type]
+            query_embedding=vector,
         )
         return [hit.item for hit in hits]
 
@@ -628,9 +722,15 @@ class Agent:
         rows = await self._messages.get_context(
             channel, before=request.message.id, limit=self.config.history_lines
         )
+        # By key rather than property: a hundred rows per reply, on its path.
         return [
             HistoryLine(
-                r.message_id, r.author_id, r.author_name, r.content, r.created_at, r.author_is_bot
+                r["message_id"],
+                r["author_id"],
+                r["author_name"],
+                r["content"],
+                snowflake_time(r["message_id"]),
+                r["author_is_bot"],
             )
             for r in rows
         ]
@@ -665,10 +765,15 @@ class Agent:
         chain.reverse()
         return chain
 
-    async def _read_runs(self, session_id: str | None) -> list[AgentRun]:
-        if session_id is None or self.config.history_runs == 0:
+    async def _read_runs(self, request: ReplyRequest) -> list[AgentRun]:
+        if self.config.history_runs == 0:
             return []
-        return await self._sessions.get_recent_runs(session_id, self.config.history_runs)
+        return await self._sessions.get_recent_runs_for(
+            self.config.agent_id,
+            request.author.user_id,
+            request.place.channel_id,
+            self.config.history_runs,
+        )
 
     # --- after the reply -----------------------------------------------------------------
 

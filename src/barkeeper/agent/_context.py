@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,7 +39,11 @@ _IN_COMMON = (
 
 def quote(text: str) -> str:
     """``text`` as a JSON string: one line, quotes and backslashes escaped."""
-    return json.dumps(text, ensure_ascii=False)
+    # What json.dumps(text, ensure_ascii=False) returns, without building an encoder.
+    return _encode_string(text)
+
+
+_encode_string: Callable[[str], str] = json.encoder.encode_basestring
 
 
 @functools.lru_cache(maxsize=4096)
@@ -56,16 +60,27 @@ def when(moment: datetime, now: datetime, zone: ZoneInfo) -> str:
     ``2026-10-01 14:02`` beyond a week (times in ``zone``).
     """
     delta = now - moment
-    if delta < timedelta(seconds=45):
+    if delta < _JUST_NOW:
         return "just now"
-    if delta < timedelta(hours=1):
+    if delta < _HOUR:
         return f"{max(1, round(delta.total_seconds() / 60))} min ago"
-    local = moment.astimezone(zone)
-    if delta < timedelta(days=1):
-        return f"{int(delta.total_seconds() // 3600)} h ago, {local:%H:%M}"
-    if delta < timedelta(days=7):
-        return f"{delta.days} d ago, {local:%a %H:%M}"
-    return f"{local:%Y-%m-%d %H:%M}"
+    if delta < _DAY:
+        return f"{int(delta.total_seconds() // 3600)} h ago, {_local(moment, zone, '%H:%M')}"
+    if delta < _WEEK:
+        return f"{delta.days} d ago, {_local(moment, zone, '%a %H:%M')}"
+    return _local(moment, zone, "%Y-%m-%d %H:%M")
+
+
+_JUST_NOW = timedelta(seconds=45)
+_HOUR = timedelta(hours=1)
+_DAY = timedelta(days=1)
+_WEEK = timedelta(days=7)
+
+
+@functools.lru_cache(maxsize=8192)
+def _local(moment: datetime, zone: ZoneInfo, fmt: str) -> str:
+    """``moment``'s local time in ``zone``: the same messages are shown reply after reply."""
+    return moment.astimezone(zone).strftime(fmt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,10 +237,9 @@ class ContextBuilder:
 
     def _who(self, name: str, ident: int | None, *, you: bool) -> str:
         label = self.bot_name if you and not name else clean_name(name)
-        inside = ", ".join(
-            part for part in (str(ident) if ident else "", "you" if you else "") if part
-        )
-        return f"{label}({inside})" if inside else label
+        if ident:
+            return f"{label}({ident}, you)" if you else f"{label}({ident})"
+        return f"{label}(you)" if you else label
 
     def _line(
         self, moment: datetime, name: str, ident: int | None, text: str, now: datetime, *, you: bool

@@ -230,9 +230,12 @@ class RunRecord:
         completion_tokens: Completion tokens, likewise.
         context_tokens: Our count of the context's tokens before any tool call.
         latency_ms: Milliseconds per step: ``context``, ``model``, ``tools``, ``total``,
-            and the context's parts: ``context.session``, ``context.memories``,
-            ``context.history``, ``context.chain``, ``context.runs`` (read in
-            parallel) and ``context.build`` (the layout and token counts).
+            and the context's parts: ``context.memories`` (of which
+            ``context.embedding`` waited for the message's vector),
+            ``context.history``, ``context.chain``, ``context.runs``,
+            ``context.companion`` (read in parallel, so they overlap) and
+            ``context.build`` (the layout and token counts). The run is recorded
+            after these, once the reply is delivered.
         memory_ids: The author's memories the context showed.
         message_ids: The cached messages the context showed (history, reply chain,
             thread starter), oldest first.

@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 import discord
@@ -469,6 +470,34 @@ class CacheCog(commands.Cog):
             self.bot.cache.delete(message_id)
 
 
+@contextlib.asynccontextmanager
+async def _typing(channel: discord.abc.Messageable) -> AsyncIterator[asyncio.Event]:
+    """The typing indicator, without waiting for Discord to acknowledge it first.
+
+    Yields an event set once the indicator is shown (or failed to be): a reply sent
+    before it would have the indicator linger after the reply.
+    """
+    shown = asyncio.Event()
+
+    async def show() -> None:
+        try:
+            async with channel.typing():
+                shown.set()
+                await asyncio.Event().wait()  # until cancelled
+        except discord.HTTPException:
+            pass
+        finally:
+            shown.set()
+
+    task = asyncio.create_task(show())
+    try:
+        yield shown
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 class ChatCog(commands.Cog):
     """Answers mentions, replies to the bot, DMs and the prefix."""
 
@@ -528,24 +557,38 @@ class ChatCog(commands.Cog):
                         allowed_mentions=NO_MENTIONS,
                     )
                 return
-            user_id, incognito = await self._who(message)
-            work = self._memory_work(message, text, user_id, incognito)
-            if work is not None:  # cached with its memory work, in one transaction
-                bot.cache.put(message_from_discord(message), work=work)
-            if not bot.cache.database_down:  # else the reply goes on without history
-                await bot.cache.flush()  # the history and reply chain read the cache
-            request = await self._request(message, text, user_id, incognito)
+            bot.agent.prefetch(text)  # the message's embedding, while we do the rest
             writer = ReplyWriter(
                 message,
                 interval=bot.settings.stream_interval,
                 stream=bot.settings.stream_replies,
             )
-            async with message.channel.typing():
-                reply = await bot.agent.reply(request, on_text=writer.feed)
-            await writer.finish(reply.text)
+            async with _typing(message.channel) as typing_shown:
+                user_id, incognito, seen = await self._who(message)
+                work = self._memory_work(message, text, user_id, incognito)
+                if work is not None:  # cached with its memory work, in one transaction
+                    bot.cache.put(message_from_discord(message), work=work)
+                if not bot.cache.database_down:  # else the reply goes on without history
+                    # The history and reply chain read the cache (and the message is
+                    # kept, with its memory work, before the model is asked).
+                    await bot.cache.flush()
+                request = await self._request(message, text, user_id, incognito)
+
+                async def deliver(final: str) -> None:
+                    with contextlib.suppress(TimeoutError):  # a slow indicator: go on
+                        await asyncio.wait_for(typing_shown.wait(), 1.0)
+                    await writer.finish(final)
+
+                # Sent as soon as it is written; the run is recorded after.
+                reply = await bot.agent.reply(request, on_text=writer.feed, deliver=deliver)
             bot.limits.spend(
                 message.author.id, reply.record.prompt_tokens + reply.record.completion_tokens
             )
+            if not seen:  # names and last seen, once the reply is out
+                try:
+                    await bot.user_for(message.author)
+                except BarkeeperError as exc:
+                    _log.warning("could not record that user %s was seen: %s", user_id, exc)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -556,18 +599,27 @@ class ChatCog(commands.Cog):
             if work is not None:
                 await bot.release_memory_work(work)
 
-    async def _who(self, message: discord.Message) -> tuple[int, bool]:
-        """The author's ``users.id`` and whether they are incognito."""
+    async def _who(self, message: discord.Message) -> tuple[int, bool, bool]:
+        """The author's ``users.id``, whether they are incognito, and whether their names
+        and last-seen time are recorded (a known person's are recorded after the reply:
+        a read is quicker than a write)."""
         bot = self.bot
+        seen = True
         try:
-            user_id = (await bot.user_for(message.author)).id
+            known = await bot.people.get_by_discord_id(message.author.id)
+            if known is None:
+                known = await bot.user_for(message.author)
+            else:
+                seen = False
+            user_id = known.id
             incognito = await bot.is_incognito(user_id)
             bot.known_users[message.author.id] = user_id
         except Exception as exc:  # the database is down: answer without memory, keep nothing
             _log.warning("answering %s without memory: %s", message.id, exc)
             user_id = bot.known_users.get(message.author.id, message.author.id)
             incognito = True
-        return user_id, incognito
+            seen = True
+        return user_id, incognito, seen
 
     def _memory_work(
         self, message: discord.Message, text: str, user_id: int, incognito: bool

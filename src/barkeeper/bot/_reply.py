@@ -73,7 +73,9 @@ class ReplyWriter:
             if wait > 0:
                 await asyncio.sleep(wait)
             if not self._done:
-                await self._show(self._text)
+                # Shielded: a finish() meanwhile cancels the wait, never a message
+                # half sent (it would be sent again); finish() waits for it instead.
+                await asyncio.shield(self._show(self._text))
         except discord.HTTPException as exc:  # a failed interim edit: the final one retries
             _log.warning("could not update a streamed reply: %s", exc)
         finally:
@@ -96,6 +98,8 @@ class ReplyWriter:
 
     async def _show(self, text: str, *, final: bool = False) -> None:
         async with self._lock:
+            if self._done and not final:
+                return  # an interim update that lost the race to the final one
             chunks = split_message(text)
             if not chunks and final:
                 chunks = ["…"]

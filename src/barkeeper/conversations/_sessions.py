@@ -62,6 +62,19 @@ SELECT * FROM (
 ORDER BY id
 """
 
+# The same, found by the session's key: one round trip where the session's id is not
+# known yet (ux_agent_sessions_agent_user_channel, then ix_agent_runs_session).
+_RECENT_RUNS_BY_KEY = """
+SELECT * FROM (
+    SELECT r.* FROM agent_sessions s
+    CROSS JOIN LATERAL (
+        SELECT * FROM agent_runs WHERE session_id = s.id ORDER BY id DESC LIMIT $4
+    ) r
+    WHERE s.agent_id = $1 AND s.user_id = $2
+      AND coalesce(s.channel_id, 0) = coalesce($3::bigint, 0)
+) newest
+ORDER BY id
+"""
 
 # Per session, its newest run by ix_agent_runs_session; the user's sessions are few.
 _LAST_USER_RUN = """
@@ -228,6 +241,26 @@ class SessionStore:
             return []
         async with self._db.acquire() as conn:
             rows = await conn.fetch(_RECENT_RUNS, sid, n)
+        return [AgentRun.from_row(r) for r in rows]
+
+    async def get_recent_runs_for(
+        self, agent_id: str, user_id: int, channel_id: int | None = None, n: int | None = None
+    ) -> list[AgentRun]:
+        """The newest ``n`` runs of the session of this agent, user and channel, oldest
+        first, in one query, without creating the session (``[]`` when there is none).
+
+        Raises:
+            InvalidInputError: a malformed argument.
+        """
+        agent_id = check_name(agent_id, "agent_id")
+        user_id = check_bigint(user_id, "user_id")
+        if channel_id is not None:
+            channel_id = check_bigint(channel_id, "channel_id")
+        n = self.history_runs if n is None else check_count(n, "n")
+        if n == 0:
+            return []
+        async with self._db.acquire() as conn:
+            rows = await conn.fetch(_RECENT_RUNS_BY_KEY, agent_id, user_id, channel_id, n)
         return [AgentRun.from_row(r) for r in rows]
 
     async def get_last_user_run(

@@ -9,6 +9,7 @@ and :meth:`Database.transaction`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -93,6 +94,7 @@ class Database:
         self.schema = schema
         self.capabilities = capabilities
         self._server = server
+        self._releasing: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         return f"<Database mode={self.mode.value} url={self.url.masked()} schema={self.schema}>"
@@ -213,6 +215,8 @@ class Database:
         the others on the same data directory working. Stopping runs in a worker thread.
         """
         try:
+            if self._releasing:
+                await asyncio.gather(*list(self._releasing), return_exceptions=True)
             await self._pool.close()
         finally:
             if self._server is not None:
@@ -229,14 +233,32 @@ class Database:
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection; driver errors come out as :class:`DatabaseError` subclasses
-        (a write refused by a tombstone as :class:`ForgottenContentError`)."""
+        (a write refused by a tombstone as :class:`ForgottenContentError`).
+
+        The connection goes back to the pool in the background: the pool resets it
+        (one round trip) before anyone else gets it, but the caller, whose work on it
+        is done, does not wait for that.
+        """
         try:
-            async with self._pool.acquire() as conn:
-                yield conn
+            conn = await self._pool.acquire()
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise translate_error(exc, self.url) from exc
+        try:
+            yield conn
         except BarkeeperError:
             raise
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise translate_error(exc, self.url) from exc
+        finally:
+            task = asyncio.create_task(self._pool.release(conn))
+            self._releasing.add(task)
+            task.add_done_callback(self._released)
+
+    def _released(self, task: asyncio.Task[None]) -> None:
+        self._releasing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # asyncpg has already terminated a connection it could not reset.
+            _log.debug("a connection could not be reset: %r", task.exception())
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:

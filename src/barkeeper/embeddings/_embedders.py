@@ -386,6 +386,7 @@ class MiniLMEmbedder:
         self._batch_size = batch_size
         self._threads = threads
         self._verify = not custom
+        self._loaded: _Runtime | None = None
 
     def __repr__(self) -> str:
         return f"MiniLMEmbedder(name={self._name!r}, max_length={self._max_length})"
@@ -410,7 +411,8 @@ class MiniLMEmbedder:
         )
 
     def _load_sync(self) -> _Runtime:
-        return _runtime(self._key(), self._dimension)
+        self._loaded = _runtime(self._key(), self._dimension)
+        return self._loaded
 
     async def load(self) -> None:
         """Load the model now rather than on the first :meth:`embed` (about 0.5 s).
@@ -436,7 +438,11 @@ class MiniLMEmbedder:
         items = _check_texts(texts)
         if not items:
             return []
-        runtime = await asyncio.to_thread(self._load_sync)
+        # Loaded already (the usual case): no extra hop through a worker thread, which
+        # a query on a reply's path would wait for.
+        runtime = self._loaded
+        if runtime is None:
+            runtime = await asyncio.to_thread(self._load_sync)
         # Similar lengths together: less padding per batch (sentence-transformers
         # does the same); results go back to their original positions.
         order = sorted(range(len(items)), key=lambda i: len(items[i]), reverse=True)
