@@ -34,7 +34,9 @@ The three run on the same channel and point, in a shuffled order, after a warm-u
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import os
 import random
 import time
 from collections.abc import Iterator
@@ -269,19 +271,56 @@ async def run_layout(
     return result
 
 
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--layouts",
+        default="backfill,interleaved",
+        help="comma-separated physical orders to measure (default: both)",
+    )
+    parser.add_argument(
+        "--compare-shared-buffers-mb",
+        type=int,
+        default=None,
+        help="also measure the backfill layout on an embedded server with this "
+        "shared_buffers (e.g. 128, PostgreSQL's default), in the same run",
+    )
+
+
 async def main() -> None:
-    args = parse_args("context windows: ours vs Junkie's query")
+    args = parse_args("context windows: ours vs Junkie's query", extra=_options)
     total = 100_000 if args.quick else 1_000_000
     queries = 300 if args.quick else 2000
     warmup = 50 if args.quick else 300
     wall = time.perf_counter()
     layouts = {
         layout: await run_layout(args.database_url, total, layout, queries, warmup)
-        for layout in ("backfill", "interleaved")
+        for layout in args.layouts.split(",")
     }
     head = layouts["backfill"]
     env = head.pop("env")
-    layouts["interleaved"].pop("env")
+    for other in layouts.values():
+        other.pop("env", None)
+    compared: dict[str, Any] = {}
+    if args.compare_shared_buffers_mb is not None and args.database_url is None:
+        # The same layout, data and queries on a server with other shared_buffers.
+        mb = args.compare_shared_buffers_mb
+        os.environ["BARKEEPER_EMBEDDED_SHARED_BUFFERS_MB"] = str(mb)
+        try:
+            other = await run_layout(None, total, "backfill", queries, warmup)
+        finally:
+            del os.environ["BARKEEPER_EMBEDDED_SHARED_BUFFERS_MB"]
+        other_env = other.pop("env")
+        compared = {
+            "shared_buffers": other_env["server_settings"]["shared_buffers"],
+            "figures": other,
+            "headline_shared_buffers": env["server_settings"]["shared_buffers"],
+            "ratio_p50_2000_headline_to_compared": round(
+                head["ours_p50_ms_2000"] / other["ours_p50_ms_2000"], 3
+            ),
+            "ratio_server_p50_2000_headline_to_compared": round(
+                head["ours_server_p50_ms_2000"] / other["ours_server_p50_ms_2000"], 3
+            ),
+        }
     keys = [
         f"{who}_{stat}_ms_{n}"
         for who in ("ours", "junkie", "junkie_before")
@@ -300,6 +339,7 @@ async def main() -> None:
         ),
         "goal_p50_ms_2000": 1.0,
         "layouts": layouts,
+        "compared_shared_buffers": compared,
         "sizes": {
             "messages": total,
             "channels": total // PER_CHANNEL,

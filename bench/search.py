@@ -48,7 +48,10 @@ import numpy as np
 from _common import bench_database, environment, parse_args, percentile, write_json
 from barkeeper.db import MIGRATIONS, Database
 from barkeeper.embeddings import HashingEmbedder
-from barkeeper.memory import MEMORY_TYPES, MemoryStore, retrieval
+from barkeeper.memory import MEMORY_TYPES, MemoryStore
+from barkeeper.memory._store import _SEARCH_TABLE
+from barkeeper.retrieval import DEFAULT_MEMORY_WEIGHTS
+from barkeeper.retrieval._search import _build_sql
 
 DIM = 384
 EMBEDDER = HashingEmbedder(DIM)  # names the vector space; never asked to embed here
@@ -223,8 +226,8 @@ async def main() -> None:
                     ]
             ours = MemoryStore(db, EMBEDDER)
             ours_bytea = MemoryStore(bytea, EMBEDDER)
-            sql = retrieval._SQL[("memories", "vector")]
-            weights = retrieval.DEFAULT_MEMORY_WEIGHTS
+            sql = _build_sql(_SEARCH_TABLE, "vector")
+            weights = DEFAULT_MEMORY_WEIGHTS
             total = 0
             for per_user in plan["per_user"]:
                 stores = [(db, True), (bytea, False)]
