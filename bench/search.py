@@ -31,6 +31,7 @@ given). Latency is wall time in this process, one query at a time.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import random
 import struct
@@ -198,9 +199,19 @@ def stats(ms: Sequence[float]) -> dict[str, float]:
     }
 
 
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--only-largest",
+        action="store_true",
+        help="measure only the largest size (the smaller ones are still loaded), no HNSW",
+    )
+
+
 async def main() -> None:
-    args = parse_args(__doc__.split("\n\n")[0])
-    plan = QUICK if args.quick else FULL
+    args = parse_args(__doc__.split("\n\n")[0], extra=_options)
+    plan = dict(QUICK if args.quick else FULL)
+    if args.only_largest:
+        plan["hnsw_up_to"] = 0
     rng = np.random.default_rng(42)
     random.seed(42)
     words = vocabulary()
@@ -235,6 +246,8 @@ async def main() -> None:
                 seconds = await load_stage(stores, rng, words, users, added)
                 total = per_user * len(users)
                 print(f"{total} memories ({seconds:.0f} s to load)", file=sys.stderr)
+                if args.only_largest and per_user != plan["per_user"][-1]:
+                    continue
                 queries = [
                     (
                         random.choice(users),
