@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import math
 import os
 import random
@@ -285,6 +286,11 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
                     ids,
                 )
                 memory_rows = await conn.fetchval(f'SELECT count(*) FROM "{schema}".memories')  # noqa: S608
+                # The agent's own step timings (its run records): what of the overhead
+                # is the reply pipeline, and what is waiting around it.
+                runs = await conn.fetch(
+                    f"SELECT metrics->'latency_ms' AS steps FROM \"{schema}\".agent_runs"  # noqa: S608
+                )
             finally:
                 await conn.close()
         finally:
@@ -315,6 +321,10 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
     before_model = [
         model.first_asked[k] - at for _, (k, at) in expected.items() if k in model.first_asked
     ]
+    steps: dict[str, list[float]] = {}
+    for run_row in runs:
+        for step, ms in json.loads(run_row["steps"] or "{}").items():
+            steps.setdefault(step, []).append(float(ms) / 1000)
     warm = [s for s in samples if s["t"] >= sending_s / 2 and s["t"] <= sending_s]
     rss = [s["rss_mb"] for s in samples]
     return {
@@ -326,6 +336,7 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
         "reply_overhead_ms": summarize_ms(overhead),
         "reply_latency_ms_with_model": summarize_ms(latency),
         "reply_overhead_before_model_ms": summarize_ms(before_model),
+        "agent_steps_ms": {step: summarize_ms(v) for step, v in sorted(steps.items())},
         "model_requests": model.requests,
         "memories_stored": int(memory_rows),
         "queues_at_end": dict(zip(("memory", "cache", "replies"), queues or (), strict=False)),
