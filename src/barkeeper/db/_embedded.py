@@ -606,6 +606,8 @@ class _Cluster:
     port: int
     socket_dir: Path
     users: int = 0
+    # the memory settings it was started with (see embedded_memory_settings)
+    memory: dict[str, str] = field(default_factory=dict)
 
 
 _registry: dict[Path, _Cluster] = {}
@@ -637,7 +639,16 @@ def _attach(home: Path, pgdata: Path, ephemeral: bool, memory: dict[str, str]) -
             if started and not _update_users(home):
                 _stop_postgres(pgdata, owner)  # started for nobody: do not leave it running
             raise
-    return _Cluster(home, pgdata, owner, ephemeral, password, running.port, running.socket_dir)
+    return _Cluster(
+        home,
+        pgdata,
+        owner,
+        ephemeral,
+        password,
+        running.port,
+        running.socket_dir,
+        memory=memory,
+    )
 
 
 def _detach(key: Path, cluster: _Cluster) -> None:
