@@ -15,7 +15,7 @@ import os
 import platform
 import sys
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,10 +52,17 @@ CREATE INDEX idx_junkie_messages_message_id ON junkie_messages (message_id);
 
 
 def parse_args(
-    description: str, argv: Sequence[str] | None = None, *, default_out: str | None = None
+    description: str,
+    argv: Sequence[str] | None = None,
+    *,
+    default_out: str | None = None,
+    extra: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> argparse.Namespace:
-    """The options every benchmark takes: ``--out``, ``--quick``, ``--database-url``."""
+    """The options every benchmark takes: ``--out``, ``--quick``, ``--database-url``
+    (and those ``extra`` adds to the parser)."""
     parser = argparse.ArgumentParser(description=description)
+    if extra is not None:
+        extra(parser)
     parser.add_argument(
         "--out", type=Path, required=default_out is None, default=default_out,
         help="where to write the JSON results",

@@ -34,7 +34,10 @@ The three run on the same channel and point, in a shuffled order, after a warm-u
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
+import os
 import random
 import time
 from collections.abc import Iterator
@@ -269,19 +272,148 @@ async def run_layout(
     return result
 
 
+async def compare_servers(total: int, queries: int, warmup: int, mb: int) -> dict[str, Any]:
+    """Two embedded servers at once, the default memory sizing and ``shared_buffers = mb``,
+    the same data (backfill layout) in each, the same queries interleaved across both,
+    so that the machine's load falls on both alike."""
+    async with contextlib.AsyncExitStack() as stack:
+        auto = await stack.enter_async_context(
+            bench_database(None, prefix="bench_context", max_size=4)
+        )
+        os.environ["BARKEEPER_EMBEDDED_SHARED_BUFFERS_MB"] = str(mb)
+        try:
+            fixed = await stack.enter_async_context(
+                bench_database(None, prefix="bench_context", max_size=4)
+            )
+        finally:
+            del os.environ["BARKEEPER_EMBEDDED_SHARED_BUFFERS_MB"]
+        servers = {"auto": auto, f"{mb}mb": fixed}
+        buffers = {}
+        for name, db in servers.items():
+            await load(db, total, "backfill")
+            async with db.acquire() as conn:
+                buffers[name] = await conn.fetchval("SHOW shared_buffers")
+        stores = {name: MessageStore(db) for name, db in servers.items()}
+        channels = total // PER_CHANNEL
+        rng = random.Random(7)
+        samples: dict[str, list[float]] = {}
+        server_ms: dict[str, list[float]] = {name: [] for name in servers}
+        for q in range(warmup + queries):
+            c = rng.randrange(channels)
+            point = message_id(rng.randrange(MIN_BEFORE, PER_CHANNEL) * channels + c)
+            runs: list[tuple[str, Any]] = []
+            for name, db in servers.items():
+                runs.append((f"ours_{name}", stores[name]))
+                runs.append((f"junkie_before_{name}", db))
+            rng.shuffle(runs)
+            for label, target in runs:
+                started = time.perf_counter()
+                if isinstance(target, MessageStore):
+                    got = len(await target.get_context(1000 + c, before=point, limit=2000))
+                else:
+                    async with target.acquire() as conn:
+                        rows = await conn.fetch(
+                            JUNKIE_BEFORE, 1000 + c, 2000, snowflake_time(point)
+                        )
+                    got = len(list(reversed(rows)))
+                elapsed = time.perf_counter() - started
+                assert got == 2000, (label, got)
+                if q >= warmup:
+                    samples.setdefault(label, []).append(elapsed)
+            if q >= warmup and q % 10 == 0:  # the server's execution alone, now and then
+                from barkeeper.history import _store
+
+                for name, db in servers.items():
+                    async with db.acquire() as conn:
+                        plan = await conn.fetchval(
+                            "EXPLAIN (ANALYZE, FORMAT JSON) " + _store._CONTEXT,
+                            1000 + c,
+                            point - 1,
+                            2000,
+                        )
+                    server_ms[name].append(plan[0]["Execution Time"] / 1000)
+        figures = {label: summarize_ms(v) for label, v in sorted(samples.items())}
+        server = {name: summarize_ms(v) for name, v in server_ms.items()}
+        other = f"{mb}mb"
+        return {
+            "shared_buffers": buffers,
+            "p50_ms_2000": {label: f["p50"] for label, f in figures.items()},
+            "p99_ms_2000": {label: f["p99"] for label, f in figures.items()},
+            "server_p50_ms_2000": {name: f["p50"] for name, f in server.items()},
+            "ratio_ours_p50_auto_to_fixed": round(
+                figures["ours_auto"]["p50"] / figures[f"ours_{other}"]["p50"], 3
+            ),
+            "ratio_server_p50_auto_to_fixed": round(
+                server["auto"]["p50"] / server[other]["p50"], 3
+            ),
+            "ratio_ours_to_junkie_before_p50": {
+                name: round(
+                    figures[f"ours_{name}"]["p50"] / figures[f"junkie_before_{name}"]["p50"], 3
+                )
+                for name in servers
+            },
+            "queries": queries,
+            "load_average_1_5_15_after": [round(x, 2) for x in os.getloadavg()],
+        }
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--compare-only",
+        action="store_true",
+        help="only the comparison of --compare-shared-buffers-mb (default 128)",
+    )
+    parser.add_argument(
+        "--layouts",
+        default="backfill,interleaved",
+        help="comma-separated physical orders to measure (default: both)",
+    )
+    parser.add_argument(
+        "--compare-shared-buffers-mb",
+        type=int,
+        default=None,
+        help="also compare, on two embedded servers at once with queries interleaved, "
+        "the automatic memory sizing with this shared_buffers (e.g. 128, PostgreSQL's "
+        "default)",
+    )
+
+
 async def main() -> None:
-    args = parse_args("context windows: ours vs Junkie's query")
+    args = parse_args("context windows: ours vs Junkie's query", extra=_options)
     total = 100_000 if args.quick else 1_000_000
     queries = 300 if args.quick else 2000
     warmup = 50 if args.quick else 300
     wall = time.perf_counter()
+    if args.compare_only:
+        load_before = [round(x, 2) for x in os.getloadavg()]
+        compared = await compare_servers(
+            total, queries, warmup, args.compare_shared_buffers_mb or 128
+        )
+        write_json(
+            args.out,
+            {
+                "benchmark": "context: the embedded server's memory sizing, same data and "
+                "queries on two servers at once",
+                "compared_shared_buffers": compared,
+                "sizes": {"messages": total, "channels": total // PER_CHANNEL},
+                "load_average_1_5_15_before": load_before,
+                "quick": args.quick,
+                "wall_s": round(time.perf_counter() - wall, 1),
+            },
+        )
+        print(compared)
+        return
     layouts = {
         layout: await run_layout(args.database_url, total, layout, queries, warmup)
-        for layout in ("backfill", "interleaved")
+        for layout in args.layouts.split(",")
     }
     head = layouts["backfill"]
     env = head.pop("env")
-    layouts["interleaved"].pop("env")
+    for other in layouts.values():
+        other.pop("env", None)
+    compared: dict[str, Any] = {}
+    if args.compare_shared_buffers_mb is not None and args.database_url is None:
+        compared = await compare_servers(total, queries, warmup, args.compare_shared_buffers_mb)
     keys = [
         f"{who}_{stat}_ms_{n}"
         for who in ("ours", "junkie", "junkie_before")
@@ -300,6 +432,7 @@ async def main() -> None:
         ),
         "goal_p50_ms_2000": 1.0,
         "layouts": layouts,
+        "compared_shared_buffers": compared,
         "sizes": {
             "messages": total,
             "channels": total // PER_CHANNEL,

@@ -31,6 +31,7 @@ given). Latency is wall time in this process, one query at a time.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import random
 import struct
@@ -48,7 +49,10 @@ import numpy as np
 from _common import bench_database, environment, parse_args, percentile, write_json
 from barkeeper.db import MIGRATIONS, Database
 from barkeeper.embeddings import HashingEmbedder
-from barkeeper.memory import MEMORY_TYPES, MemoryStore, retrieval
+from barkeeper.memory import MEMORY_TYPES, MemoryStore
+from barkeeper.memory._store import _SEARCH_TABLE
+from barkeeper.retrieval import DEFAULT_MEMORY_WEIGHTS
+from barkeeper.retrieval._search import _build_sql
 
 DIM = 384
 EMBEDDER = HashingEmbedder(DIM)  # names the vector space; never asked to embed here
@@ -195,9 +199,19 @@ def stats(ms: Sequence[float]) -> dict[str, float]:
     }
 
 
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--only-largest",
+        action="store_true",
+        help="measure only the largest size (the smaller ones are still loaded), no HNSW",
+    )
+
+
 async def main() -> None:
-    args = parse_args(__doc__.split("\n\n")[0])
-    plan = QUICK if args.quick else FULL
+    args = parse_args(__doc__.split("\n\n")[0], extra=_options)
+    plan = dict(QUICK if args.quick else FULL)
+    if args.only_largest:
+        plan["hnsw_up_to"] = 0
     rng = np.random.default_rng(42)
     random.seed(42)
     words = vocabulary()
@@ -223,8 +237,8 @@ async def main() -> None:
                     ]
             ours = MemoryStore(db, EMBEDDER)
             ours_bytea = MemoryStore(bytea, EMBEDDER)
-            sql = retrieval._SQL[("memories", "vector")]
-            weights = retrieval.DEFAULT_MEMORY_WEIGHTS
+            sql = _build_sql(_SEARCH_TABLE, "vector")
+            weights = DEFAULT_MEMORY_WEIGHTS
             total = 0
             for per_user in plan["per_user"]:
                 stores = [(db, True), (bytea, False)]
@@ -232,6 +246,8 @@ async def main() -> None:
                 seconds = await load_stage(stores, rng, words, users, added)
                 total = per_user * len(users)
                 print(f"{total} memories ({seconds:.0f} s to load)", file=sys.stderr)
+                if args.only_largest and per_user != plan["per_user"][-1]:
+                    continue
                 queries = [
                     (
                         random.choice(users),

@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     database_connect_timeout: Annotated[float, Field(gt=0, le=600)] = Field(
         10.0, validation_alias=AliasChoices("BARKEEPER_DB_CONNECT_TIMEOUT")
     )
+    embedded_shared_buffers_mb: Annotated[int, Field(ge=0, le=1_048_576)] = Field(
+        0, validation_alias=AliasChoices("BARKEEPER_EMBEDDED_SHARED_BUFFERS_MB")
+    )
     data_dir: Path = Field(
         default_factory=lambda: _default_data_dir(),
         validation_alias=AliasChoices("BARKEEPER_DATA_DIR"),

@@ -9,7 +9,7 @@ Example::
 """
 
 from barkeeper.db._capabilities import Capabilities
-from barkeeper.db._embedded import EmbeddedServer, start_embedded_server
+from barkeeper.db._embedded import EmbeddedServer, embedded_memory_settings, start_embedded_server
 from barkeeper.db._engine import Database, Health
 from barkeeper.db._migrations import (
     LATEST_VERSION,
@@ -31,6 +31,7 @@ __all__ = [
     "Health",
     "Migration",
     "MigrationStatus",
+    "embedded_memory_settings",
     "expected_tables",
     "mask_url",
     "parse_database_url",

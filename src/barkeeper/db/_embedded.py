@@ -57,9 +57,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from barkeeper.db._url import DatabaseURL
-from barkeeper.errors import EmbeddedServerError
+from barkeeper.errors import EmbeddedServerError, InvalidInputError
 
-__all__ = ["PASSWORD_FILE", "EmbeddedServer", "start_embedded_server"]
+__all__ = ["PASSWORD_FILE", "EmbeddedServer", "embedded_memory_settings", "start_embedded_server"]
 
 _log = logging.getLogger(__name__)
 
@@ -88,6 +88,66 @@ local   replication  all                  scram-sha-256
 host    replication  all   127.0.0.1/32   scram-sha-256
 host    replication  all   ::1/128        scram-sha-256
 """
+
+
+# shared_buffers when sized automatically: this fraction of the memory, within bounds.
+# PostgreSQL's own default (128 MB) holds only ~300,000 cached messages with their
+# indexes, so a context window deep in a larger history is read from the OS cache.
+_SHARED_BUFFERS_FRACTION = 8
+_SHARED_BUFFERS_MIN_MB = 128
+_SHARED_BUFFERS_MAX_MB = 2048
+_CGROUP_LIMITS = (
+    Path("/sys/fs/cgroup/memory.max"),  # cgroup v2
+    Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),  # cgroup v1
+)
+
+
+def _memory_mb() -> int | None:
+    """The memory this process may use, in MB: the machine's, or a container's lower limit."""
+    found: list[int] = []
+    try:
+        found.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        pass
+    for path in _CGROUP_LIMITS:
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) > 0:
+            found.append(int(text))  # "max" (v2) or a huge number (v1) is no limit
+    return min(found) // (1024 * 1024) if found else None
+
+
+def embedded_memory_settings(
+    shared_buffers_mb: int | None = None, *, memory_mb: int | None = None
+) -> dict[str, str]:
+    """The memory settings barkeeper starts its embedded PostgreSQL with.
+
+    Args:
+        shared_buffers_mb: ``shared_buffers`` in MB (``BARKEEPER_EMBEDDED_SHARED_BUFFERS_MB``);
+            ``None`` sizes it: 1/8 of ``memory_mb``, at least 128 MB, at most 2 GB.
+        memory_mb: The memory to size from; ``None`` reads the machine's (or the
+            container's limit, when lower).
+
+    Returns:
+        ``shared_buffers`` and ``effective_cache_size`` (half the memory, a planner
+        hint; never below ``shared_buffers``), as PostgreSQL values (``"2048MB"``).
+
+    Raises:
+        InvalidInputError: ``shared_buffers_mb`` is not positive.
+    """
+    if shared_buffers_mb is not None and shared_buffers_mb < 1:
+        raise InvalidInputError(f"shared_buffers_mb must be positive, got {shared_buffers_mb}")
+    memory = memory_mb if memory_mb is not None else _memory_mb()
+    if shared_buffers_mb is None:
+        share = (memory or 0) // _SHARED_BUFFERS_FRACTION
+        shared_buffers_mb = max(_SHARED_BUFFERS_MIN_MB, min(_SHARED_BUFFERS_MAX_MB, share))
+    cache_mb = max(shared_buffers_mb, (memory or 0) // 2)
+    return {
+        "shared_buffers": f"{shared_buffers_mb}MB",
+        "effective_cache_size": f"{cache_mb}MB",
+    }
 
 
 def _pginstall() -> Path:
@@ -410,8 +470,11 @@ def _initdb(home: Path, pgdata: Path, owner: _Owner) -> None:
     _log.info("initialised embedded PostgreSQL in %s (password authentication)", pgdata)
 
 
-def _start_postgres(pgdata: Path, owner: _Owner, socket_dir: Path | None = None) -> _Postmaster:
-    """Start the server; on ``socket_dir`` when given (a restart), else a fitting one."""
+def _start_postgres(
+    pgdata: Path, owner: _Owner, memory: dict[str, str], socket_dir: Path | None = None
+) -> _Postmaster:
+    """Start the server with ``memory``'s settings; on ``socket_dir`` when given (a
+    restart), else a fitting one."""
     made_socket_dir = False
     if socket_dir is not None:
         pass
@@ -427,6 +490,7 @@ def _start_postgres(pgdata: Path, owner: _Owner, socket_dir: Path | None = None)
             "-c listen_addresses=''",
             f"-c unix_socket_directories={shlex.quote(str(socket_dir))}",
             "-c unix_socket_permissions=0700",
+            *(f"-c {name}={value}" for name, value in memory.items()),
         ]
     )
     code, output = _run(
@@ -549,13 +613,15 @@ class _Cluster:
     port: int
     socket_dir: Path
     users: int = 0
+    # the memory settings it was started with (see embedded_memory_settings)
+    memory: dict[str, str] = field(default_factory=dict)
 
 
 _registry: dict[Path, _Cluster] = {}
 _registry_lock = threading.Lock()
 
 
-def _attach(home: Path, pgdata: Path, ephemeral: bool) -> _Cluster:
+def _attach(home: Path, pgdata: Path, ephemeral: bool, memory: dict[str, str]) -> _Cluster:
     owner = _prepare(home, pgdata, _server_owner())
     with _interprocess_lock(home / _LOCK_FILE):
         if not (pgdata / "PG_VERSION").exists():
@@ -563,7 +629,7 @@ def _attach(home: Path, pgdata: Path, ephemeral: bool) -> _Cluster:
         running = _postmaster(pgdata)
         started = running is None
         if running is None:
-            running = _start_postgres(pgdata, owner)
+            running = _start_postgres(pgdata, owner, memory)
         try:
             if _trusting(pgdata) or _read_password(pgdata) is None:
                 if not _trusting(pgdata):
@@ -580,7 +646,16 @@ def _attach(home: Path, pgdata: Path, ephemeral: bool) -> _Cluster:
             if started and not _update_users(home):
                 _stop_postgres(pgdata, owner)  # started for nobody: do not leave it running
             raise
-    return _Cluster(home, pgdata, owner, ephemeral, password, running.port, running.socket_dir)
+    return _Cluster(
+        home,
+        pgdata,
+        owner,
+        ephemeral,
+        password,
+        running.port,
+        running.socket_dir,
+        memory=memory,
+    )
 
 
 def _detach(key: Path, cluster: _Cluster) -> None:
@@ -702,7 +777,9 @@ class EmbeddedServer:
         cluster = self._cluster
         with _interprocess_lock(cluster.home / _LOCK_FILE):
             if _postmaster(cluster.pgdata) is None:
-                running = _start_postgres(cluster.pgdata, cluster.owner, cluster.socket_dir)
+                running = _start_postgres(
+                    cluster.pgdata, cluster.owner, cluster.memory, cluster.socket_dir
+                )
                 cluster.port = running.port
 
     def release(self) -> None:
@@ -727,7 +804,9 @@ class EmbeddedServer:
     __str__ = __repr__
 
 
-def _acquire(data_dir: Path | None, ephemeral: bool) -> EmbeddedServer:
+def _acquire(
+    data_dir: Path | None, ephemeral: bool, shared_buffers_mb: int | None
+) -> EmbeddedServer:
     if ephemeral:
         home = Path(tempfile.mkdtemp(prefix="barkeeper-"))
     elif data_dir is None:
@@ -740,7 +819,8 @@ def _acquire(data_dir: Path | None, ephemeral: bool) -> EmbeddedServer:
         cluster = _registry.get(key)
         if cluster is None:
             try:
-                cluster = _attach(home, pgdata, ephemeral)
+                memory = embedded_memory_settings(shared_buffers_mb)
+                cluster = _attach(home, pgdata, ephemeral, memory)
             except BaseException:
                 if ephemeral:
                     shutil.rmtree(home, ignore_errors=True)
@@ -751,7 +831,7 @@ def _acquire(data_dir: Path | None, ephemeral: bool) -> EmbeddedServer:
 
 
 async def start_embedded_server(
-    data_dir: Path | None, *, ephemeral: bool = False
+    data_dir: Path | None, *, ephemeral: bool = False, shared_buffers_mb: int | None = None
 ) -> EmbeddedServer:
     """Start the embedded PostgreSQL, or attach to the one already running there.
 
@@ -759,6 +839,9 @@ async def start_embedded_server(
         data_dir: barkeeper's data directory; the cluster lives in ``data_dir/postgres``.
             Ignored when ``ephemeral``.
         ephemeral: use a fresh temporary directory, deleted (whole) when the server stops.
+        shared_buffers_mb: the server's ``shared_buffers`` in MB; ``None`` sizes it from
+            the memory (see :func:`embedded_memory_settings`). Applied when this call
+            starts the server: one already running keeps what it was started with.
 
     Returns:
         A new handle; release it with :meth:`EmbeddedServer.aclose`.
@@ -767,4 +850,4 @@ async def start_embedded_server(
         EmbeddedServerError: the server could not be initialised or started; the
             message says why (with the last lines of the server's log when it ran).
     """
-    return await asyncio.to_thread(_acquire, data_dir, ephemeral)
+    return await asyncio.to_thread(_acquire, data_dir, ephemeral, shared_buffers_mb)

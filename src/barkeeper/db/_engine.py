@@ -141,7 +141,9 @@ class Database:
             parsed = parse_database_url(raw)
         else:
             server = await start_embedded_server(
-                settings.data_dir, ephemeral=mode is DatabaseMode.EPHEMERAL
+                settings.data_dir,
+                ephemeral=mode is DatabaseMode.EPHEMERAL,
+                shared_buffers_mb=settings.embedded_shared_buffers_mb or None,
             )
             try:
                 parsed = await _ensure_embedded_database(server.url)

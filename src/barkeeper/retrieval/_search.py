@@ -411,26 +411,36 @@ async def search_rows(
     args = [owner, query, embedder_name, ctx, k1, b]
     if table.filters_types:
         args.append(types)
-    rows = [dict(r) for r in await conn.fetch(sql, *args)]
-    scores = (
-        _vectors.cosine_scores(vector, [r.pop("vector_bytes") for r in rows])
-        if vector is not None
-        else [None] * len(rows)
-    )
-    for row, score in zip(rows, scores, strict=True):
-        row.pop("vector_bytes", None)
+    return _bytea_candidates(await conn.fetch(sql, *args), vector, keep)
+
+
+def _bytea_candidates(
+    records: Sequence[asyncpg.Record], vector: Sequence[float] | None, keep: int
+) -> list[Mapping[str, Any]]:
+    """Without pgvector: every owner's row came back with its vector bytes; score them
+    by cosine, rank them, and keep the top ``keep`` of either signal.
+
+    Only the kept rows (about ``2 * keep`` of the owner's, often far fewer than all) are
+    turned into dicts: building one per row cost more than the cosine itself.
+    """
+    if vector is None or not records:
+        scores: list[float | None] = [None] * len(records)
+        ranks: list[int | None] = [None] * len(records)
+    else:
+        scores, ranks = _vectors.cosine_ranks(
+            vector, [r["vector_bytes"] for r in records], [r["id"] for r in records]
+        )
+    kept: list[Mapping[str, Any]] = []
+    for record, score, rank in zip(records, scores, ranks, strict=True):
+        text_rank = record["text_rank"]
+        if (rank is None or rank > keep) and (text_rank is None or text_rank > keep):
+            continue
+        row = dict(record)
+        del row["vector_bytes"]
         row["vector"] = score
-    ranked = sorted(
-        (r for r in rows if r["vector"] is not None), key=lambda r: (-r["vector"], -r["id"])
-    )
-    for rank, row in enumerate(ranked, 1):
         row["vector_rank"] = rank
-    return [
-        r
-        for r in rows
-        if (r["text_rank"] is not None and r["text_rank"] <= keep)
-        or (r.get("vector_rank") is not None and r["vector_rank"] <= keep)
-    ]
+        kept.append(row)
+    return kept
 
 
 _WORDS = re.compile(r"\w+")

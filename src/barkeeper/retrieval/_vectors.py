@@ -29,6 +29,7 @@ except ImportError:  # pragma: no cover - numpy comes with the local embedder
 
 __all__ = [
     "Storage",
+    "cosine_ranks",
     "cosine_scores",
     "from_bytes",
     "get_storage",
@@ -122,3 +123,30 @@ def cosine_scores(query: Sequence[float], stored: Sequence[bytes | None]) -> lis
         assert data is not None
         scores[i] = math.fsum(a * b for a, b in zip(from_bytes(data), query, strict=True))
     return scores
+
+
+def cosine_ranks(
+    query: Sequence[float], stored: Sequence[bytes | None], ids: Sequence[int]
+) -> tuple[list[float | None], list[int | None]]:
+    """:func:`cosine_scores`, and each row's rank by it (1 = most similar; ties: the
+    larger id first); ``None`` for both where there is no comparable vector."""
+    scores = cosine_scores(query, stored)
+    if _np is not None:
+        valid = [i for i, score in enumerate(scores) if score is not None]
+        ranks: list[int | None] = [None] * len(scores)
+        if valid:
+            values = _np.fromiter((scores[i] for i in valid), dtype=_np.float64, count=len(valid))
+            keys = _np.fromiter((ids[i] for i in valid), dtype=_np.int64, count=len(valid))
+            # lexsort: the last key is the primary one (descending score, then id)
+            order = _np.lexsort((-keys, -values)).tolist()
+            for rank, position in enumerate(order, 1):
+                ranks[valid[position]] = rank
+        return scores, ranks
+    ranked = sorted(  # pragma: no cover - exercised only without numpy
+        (i for i, score in enumerate(scores) if score is not None),
+        key=lambda i: (-(scores[i] or 0.0), -ids[i]),
+    )
+    fallback: list[int | None] = [None] * len(scores)  # pragma: no cover
+    for rank, i in enumerate(ranked, 1):  # pragma: no cover
+        fallback[i] = rank
+    return scores, fallback  # pragma: no cover
