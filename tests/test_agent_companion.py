@@ -24,6 +24,7 @@ from barkeeper.agent import (
 )
 from barkeeper.companion import (
     FEATURES,
+    SENSITIVE_MEMORY_TYPES,
     Companion,
     Sentiment,
     UserStore,
@@ -258,9 +259,24 @@ async def test_a_failing_model_still_gives_the_resources_first_and_no_apology(ba
     await agent.drain()
 
 
-async def test_a_grief_memory_never_reaches_a_guild_channel(bar: Bar) -> None:
+#: One memory of each sensitive type, all about her father (so a search for him finds it).
+SENSITIVE_ABOUT_FATHER = {
+    "grief_context": "Alice lost her father in March",
+    "attachment_pattern": "Alice clings to people since she lost her father",
+    "coping_mechanism": "Alice walks by the sea when she misses her father since she lost him",
+    "health": "Alice takes heart medication since she lost her father",
+}
+
+
+def test_every_sensitive_type_is_exercised() -> None:
+    assert set(SENSITIVE_ABOUT_FATHER) == set(SENSITIVE_MEMORY_TYPES)
+
+
+@pytest.mark.parametrize("kind", sorted(SENSITIVE_ABOUT_FATHER))
+async def test_a_sensitive_memory_never_reaches_a_guild_channel(bar: Bar, kind: str) -> None:
     uid = bar.alice.user_id
-    await bar.memories.add(uid, "Alice lost her father in March", memory_type="grief_context")
+    secret = SENSITIVE_ABOUT_FATHER[kind]
+    await bar.memories.add(uid, secret, memory_type=kind)  # type: ignore[arg-type]
     await bar.memories.add(uid, "Alice's father taught her chess", memory_type="family")
     agent = bar.agent(None, tools=True)
     question = "do you remember my father?"
@@ -268,14 +284,14 @@ async def test_a_grief_memory_never_reaches_a_guild_channel(bar: Bar) -> None:
     bar.srv.script("I do.")
     await agent.reply(bar.request(question, 1))
     _, guild_context = bar.system()
-    assert "taught her chess" in guild_context and "lost her father" not in guild_context
+    assert "taught her chess" in guild_context and secret not in guild_context
 
     # Nor through the recall tool in a guild channel.
     bar.srv.script(Reply.call("recall_memories", {"query": "father"}), "I remember.")
     await agent.reply(bar.request(question, 2))
     tool_messages = [m for m in bar.srv.chat_requests[-1].messages if m["role"] == "tool"]
     assert tool_messages and "taught her chess" in tool_messages[0]["content"]
-    assert "lost her father" not in tool_messages[0]["content"]
+    assert secret not in tool_messages[0]["content"]
 
     # In a DM with her, it is used.
     bar.srv.script("I do.")
@@ -287,7 +303,7 @@ async def test_a_grief_memory_never_reaches_a_guild_channel(bar: Bar) -> None:
     )
     await agent.reply(dm)
     _, dm_context = bar.system()
-    assert "lost her father" in dm_context
+    assert secret in dm_context
     await agent.drain()
 
 

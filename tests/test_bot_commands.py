@@ -61,8 +61,10 @@ async def test_remember_memories_forget_with_confirmation(db: Database) -> None:
                 "SELECT id FROM users WHERE discord_id = $1", rig.emu.person("alice").user.id
             )
         await rig.memories.add(uid, "Alice misses her grandmother", memory_type="grief_context")
+        await rig.memories.add(uid, "Alice has asthma", memory_type="health")
         _, listed = await _ask(rig, "alice", "memories")
         assert "(grief_context, sensitive: DMs only," in listed
+        assert "(health, sensitive: DMs only," in listed
 
 
 async def test_why_shows_the_memories_and_messages_the_reply_used(db: Database) -> None:

@@ -11,6 +11,9 @@ from barkeeper.testing.discord import EmulatedInteraction
 from barkeeper.testing.llm import Fault
 from tests._bot import WAIT, Rig, bot_rig
 
+#: Discord's *Manage Server* and *Manage Messages* permission bits.
+MANAGE_GUILD, MANAGE_MESSAGES = 1 << 5, 1 << 13
+
 
 async def _ask(
     rig: Rig, person: str, command: str, channel: int | None = None, **options: object
@@ -99,6 +102,34 @@ async def test_persona_and_features_are_for_a_servers_admins(db: Database) -> No
         system = await _chat(rig, "bob", "I LOVE it here!!!", "Glad to hear.", first)
         assert "How you are right now" not in system
         assert rig.emu.bot_messages(first)[-1].content == "Glad to hear."
+
+
+async def test_a_member_with_manage_server_is_an_admin_of_that_server(db: Database) -> None:
+    async with bot_rig(db) as rig:
+        assert rig.bot.admin_ids == frozenset()  # only Discord's permission counts here
+        managers = rig.emu.add_role("managers", permissions=MANAGE_GUILD)
+        moderators = rig.emu.add_role("moderators", permissions=MANAGE_MESSAGES)
+        carol, dave = rig.emu.person("carol"), rig.emu.person("dave")
+        carol.set_roles(managers)
+        dave.set_roles(moderators)  # may moderate messages, not manage the server
+        for person in ("bob", "dave"):
+            _, refused = await _ask(rig, person, "persona", action="set", name="Night Owl")
+            assert "Only this server's admins" in refused
+            _, refused = await _ask(rig, person, "features", feature="mood", mode="off")
+            assert "Only this server's admins" in refused
+        _, done = await _ask(rig, "carol", "persona", action="set", name="Night Owl")
+        assert done == "From now on I'm Night Owl in this server."
+        assert (await _chat(rig, "bob", "evening", "Evening.")).startswith("You are Night Owl,")
+        _, switched = await _ask(rig, "carol", "features", feature="mood", mode="off")
+        assert "- mood: off" in switched
+        _, mood = await _ask(rig, "bob", "mood")
+        assert "the mood is switched off" in mood
+        # Without the role, she is a member like any other.
+        carol.set_roles()
+        _, refused = await _ask(rig, "carol", "persona", action="reset")
+        assert "Only this server's admins" in refused
+        _, shown = await _ask(rig, "dave", "mood")
+        assert "the mood is switched off" in shown  # her change stands
 
 
 async def test_connect_on_and_off(db: Database) -> None:

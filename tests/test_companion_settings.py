@@ -147,12 +147,13 @@ async def test_associations_only_between_connected_members_never_sensitive(
     companion = Companion(db, clock=lambda: T0)
     settings = companion.settings
     alice, bob, carol = await _users(db, "alice", "bob", "carol")
-    [a_cello, a_grief, a_elsewhere] = await _memories(
+    [a_cello, a_grief, a_health, a_elsewhere] = await _memories(
         store,
         alice,
         GUILD,
         "Alice plays the cello in an orchestra",
         ("Alice plays the cello at her late father's grave", "grief_context"),
+        ("Alice plays the cello less since her arthritis diagnosis", "health"),
         "Alice likes hiking",
     )
     [b_cello, b_grief] = await _memories(
@@ -178,7 +179,8 @@ async def test_associations_only_between_connected_members_never_sensitive(
     await settings.set_connected(bob, GUILD, True)
     await companion.after_reply(alice, GUILD, "hello")
     assert await _pairs(db) == {(min(a_cello, b_cello), max(a_cello, b_cello))}
-    assert a_grief and b_grief and c_cello and a_elsewhere and b_other_guild  # never linked
+    never_linked = (a_grief, a_health, b_grief, c_cello, a_elsewhere, b_other_guild)
+    assert all(never_linked)
     assert await shown(alice) == [
         ("Bob", "Alice plays the cello in an orchestra", "Bob plays the cello every Sunday")
     ]

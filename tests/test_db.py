@@ -373,3 +373,48 @@ async def test_unwritable_data_dir(tmp_path: Path) -> None:
     settings = load_settings(data_dir=blocker / "data")
     with pytest.raises(EmbeddedServerError, match="BARKEEPER_DATA_DIR"):
         await Database.open(settings, min_size=1)
+
+
+async def test_v7_admits_health_memories_on_an_upgraded_database(db: Database) -> None:
+    from barkeeper.db._schema import v0007_health_memories as v7
+    from barkeeper.db._schema.v0001_initial import MEMORY_TYPES as V1_TYPES
+
+    v1_check = ", ".join(f"'{t}'" for t in V1_TYPES)
+    async with db.acquire() as conn:
+        # Put the database back at version 6: version 1's CHECK, one memory of each kind.
+        await conn.execute(
+            "ALTER TABLE memories DROP CONSTRAINT memories_memory_type_check, "
+            f"ADD CONSTRAINT memories_memory_type_check CHECK (memory_type IN ({v1_check}))"
+        )
+        await conn.execute("DELETE FROM schema_migrations WHERE version = 7")
+        uid = await conn.fetchval("INSERT INTO users (discord_id) VALUES (7007) RETURNING id")
+        await conn.execute(
+            "INSERT INTO memories (user_id, memory_type, content) VALUES ($1, 'family', 'x')", uid
+        )
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute(
+                "INSERT INTO memories (user_id, memory_type, content) VALUES ($1, 'health', 'y')",
+                uid,
+            )
+    assert await db.upgrade() == [7]
+    async with db.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO memories (user_id, memory_type, content) VALUES ($1, 'health', 'y')", uid
+        )
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute(
+                "INSERT INTO memories (user_id, memory_type, content) VALUES ($1, 'nope', 'z')",
+                uid,
+            )
+        # Applying it again changes nothing: still one CHECK on memory_type, same name.
+        async with conn.transaction():
+            await v7.apply(conn, db.capabilities)
+        checks = await conn.fetch(
+            "SELECT conname, pg_get_constraintdef(oid) AS def FROM pg_constraint "
+            "WHERE conrelid = 'memories'::regclass AND contype = 'c' "
+            "AND pg_get_constraintdef(oid) LIKE '%memory_type%'"
+        )
+        kinds = await conn.fetch("SELECT memory_type FROM memories WHERE user_id = $1", uid)
+    assert [c["conname"] for c in checks] == [v7.CONSTRAINT]
+    assert "'health'" in checks[0]["def"]
+    assert sorted(k["memory_type"] for k in kinds) == ["family", "health"]

@@ -9,9 +9,19 @@ from typing import Any
 
 import aiohttp
 import discord
+import pytest
 import pytest_asyncio
+from discord import app_commands
+from discord.ext import commands
 
-from barkeeper.testing.discord import DiscordEmulator, EmulatorSpec, running_client
+from barkeeper.testing.discord import (
+    ADMINISTRATOR,
+    ALL_PERMISSIONS,
+    EVERYONE_PERMISSIONS,
+    DiscordEmulator,
+    EmulatorSpec,
+    running_client,
+)
 from barkeeper.testing.discord.__main__ import build_parser
 
 WAIT = 5.0
@@ -189,3 +199,72 @@ def test_cli_help_lists_the_structure_routes() -> None:
     text = build_parser().format_help()
     for route in ("/_emulator/roles", "/_emulator/members/USER/roles", "/_emulator/categories"):
         assert route in text
+
+
+class PermissionsBot(commands.Bot):
+    """Answers ``/perms`` with what discord.py says the invoker may do."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            command_prefix="!", intents=discord.Intents.default(), guild_ready_timeout=0.1
+        )
+        self.seen: dict[int, tuple[int, bool, bool | None]] = {}
+
+        @app_commands.command(description="your permissions here")
+        async def perms(interaction: discord.Interaction) -> None:
+            user = interaction.user
+            in_guild = (
+                user.guild_permissions.manage_guild if isinstance(user, discord.Member) else None
+            )
+            self.seen[user.id] = (
+                interaction.permissions.value,
+                interaction.permissions.manage_guild,
+                in_guild,
+            )
+            await interaction.response.send_message("ok", ephemeral=True)
+
+        self.tree.add_command(perms)
+
+    async def setup_hook(self) -> None:
+        await self.tree.sync()
+
+
+async def test_member_permissions_come_from_everyone_and_their_roles(
+    emu: DiscordEmulator,
+) -> None:
+    guild_id, channel_id = emu.guild_ids()[0], emu.channel_ids()[0]
+    owner_id = emu.world.guilds[guild_id].owner_id
+    owner = emu.person(emu.world.users[owner_id].username)
+    alice, bob, carol = emu.person("alice"), emu.person("bob"), emu.person("carol")
+    assert not EVERYONE_PERMISSIONS & discord.Permissions(manage_guild=True).value
+    with pytest.raises(ValueError, match="non-negative"):
+        emu.add_role("broken", permissions=-1)
+    bot = PermissionsBot()
+    async with running_client(emu, bot):
+        await emu.wait_for_command_syncs(1, timeout=WAIT)
+        manage_guild = discord.Permissions(manage_guild=True).value
+        manage_messages = discord.Permissions(manage_messages=True).value
+        assert not EVERYONE_PERMISSIONS & manage_messages
+        managers = emu.add_role("managers", permissions=manage_guild)
+        regulars = emu.add_role("regulars", permissions=manage_messages)
+        admins = emu.add_role("admins", permissions=ADMINISTRATOR)
+        alice.set_roles(managers, regulars)
+        bob.set_roles(regulars)
+        carol.set_roles(admins)
+
+        async def perms(person: Any, channel: int | None = channel_id) -> tuple[Any, ...]:
+            await person.invoke("perms", channel).wait_for_response(timeout=WAIT)
+            return bot.seen.pop(person.id)
+
+        assert await perms(alice) == (
+            EVERYONE_PERMISSIONS | manage_guild | manage_messages,
+            True,
+            True,
+        )
+        assert await perms(bob) == (EVERYONE_PERMISSIONS | manage_messages, False, False)
+        assert await perms(carol) == (ALL_PERMISSIONS, True, True)
+        assert (await perms(owner))[:2] == (ALL_PERMISSIONS, True)
+        # A role taken away takes its permissions with it; a DM has none.
+        alice.set_roles(regulars)
+        assert await perms(alice) == (EVERYONE_PERMISSIONS | manage_messages, False, False)
+        assert await perms(alice, None) == (0, False, None)

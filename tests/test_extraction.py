@@ -196,6 +196,7 @@ async def test_typed_facts_are_stored_for_the_author_with_history(
             ),
             fact("Works night shifts as a nurse", "work", importance=0.7),
             fact("Tends to withdraw when people get close", "attachment_pattern", importance=0.8),
+            fact("Takes medication for depression", "health", importance=0.8),
         )
     )
     message = UserMessage(
@@ -208,13 +209,14 @@ async def test_typed_facts_are_stored_for_the_author_with_history(
     )
     outcome = await manager.process(message)
     assert outcome.status == "extracted"
-    assert [c.action for c in outcome.changes] == ["add", "add", "add"]
+    assert [c.action for c in outcome.changes] == ["add", "add", "add", "add"]
 
     memories = {m.content: m for m in await store.list_memories(alice)}
     assert set(memories) == {
         "Lost her father in March",
         "Works night shifts as a nurse",
         "Tends to withdraw when people get close",
+        "Takes medication for depression",
     }
     grief = memories["Lost her father in March"]
     assert grief.memory_type == "grief_context"
@@ -228,16 +230,20 @@ async def test_typed_facts_are_stored_for_the_author_with_history(
     (version,) = await store.history(alice, grief.id)
     assert (version.change, version.changed_by) == ("add", "extraction")
     assert memories["Tends to withdraw when people get close"].memory_type == "attachment_pattern"
+    assert memories["Takes medication for depression"].memory_type == "health"
     assert await store.count(bob) == 0
 
     # one request: a user with no memories needs no consolidation call
     (request,) = llm_server.chat_requests
     assert request.messages[0]["content"] == EXTRACTION_SYSTEM
+    assert "health (a physical or mental health condition" in EXTRACTION_SYSTEM
     user_part = request.messages[-1]["content"]
     assert "<message>\n" + message.text in user_part
     assert "Author: Alice" in user_part
     assert "Bob: how have you been?" in user_part
     assert request.body["response_format"]["type"] == "json_schema"
+    # the schema the model answers in lists every type, health included
+    assert '"health"' in json.dumps(request.body["response_format"])
 
 
 async def test_model_values_are_cleaned_not_trusted(
@@ -279,6 +285,7 @@ def test_extracted_fact_schema_is_lenient_with_values() -> None:
         }
     )
     assert parsed.type == "grief_context"
+    assert ExtractedFact.model_validate({"type": "Health", "content": "c"}).type == "health"
     assert parsed.temporal_relevance == "present"
     assert parsed.confidence == 0.8
     assert parsed.expires_in_days == 3

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from barkeeper.db import Database
-from barkeeper.db._schema.v0001_initial import MEMORY_TYPES as SCHEMA_MEMORY_TYPES
+from barkeeper.db._schema.v0007_health_memories import MEMORY_TYPES as SCHEMA_MEMORY_TYPES
 from barkeeper.embeddings import HashingEmbedder, OpenAIEmbedder
 from barkeeper.errors import InvalidInputError, NotFoundError
 from barkeeper.llm import count_tokens
@@ -44,6 +44,18 @@ async def _raw(db: Database, sql: str, *args: Any) -> list[Any]:
 
 def test_memory_types_match_the_schema() -> None:
     assert MEMORY_TYPES == SCHEMA_MEMORY_TYPES
+    assert "health" in MEMORY_TYPES
+
+
+async def test_a_health_memory_is_stored_and_versioned(
+    store: MemoryStore, users: tuple[int, int]
+) -> None:
+    a, _ = users
+    memory = await store.add(a, "Takes insulin for type 1 diabetes", memory_type="health")
+    assert (await store.get(a, memory.id)).memory_type == "health"
+    assert [m.id for m in await store.list_memories(a, memory_types=["health"])] == [memory.id]
+    (version,) = await store.history(a, memory.id)
+    assert version.memory_type == "health"
 
 
 # --- add / get / history ---------------------------------------------------------------

@@ -21,7 +21,7 @@ __all__ = [
 
 #: Memory types about someone's inner life: used only in a DM with that person, never in
 #: a guild channel, where others read the replies.
-SENSITIVE_MEMORY_TYPES = ("grief_context", "attachment_pattern", "coping_mechanism")
+SENSITIVE_MEMORY_TYPES = ("grief_context", "attachment_pattern", "coping_mechanism", "health")
 
 #: ``BARKEEPER_CRISIS_RESOURCES``'s default: international, with the one number people
 #: most need to know (their local emergency number) first.

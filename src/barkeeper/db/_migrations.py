@@ -23,6 +23,7 @@ from barkeeper.db._schema import (
     v0004_followups,
     v0005_companion_settings,
     v0006_citus_ready,
+    v0007_health_memories,
 )
 from barkeeper.errors import SchemaTooNewError
 
@@ -87,6 +88,12 @@ MIGRATIONS: list[Migration] = [
         "primary keys that include the distribution column (Citus-ready)",
         v0006_citus_ready.apply,
         v0006_citus_ready.TABLES,
+    ),
+    Migration(
+        7,
+        "the health memory type (a sensitive type, DMs only)",
+        v0007_health_memories.apply,
+        v0007_health_memories.TABLES,
     ),
 ]
 LATEST_VERSION = MIGRATIONS[-1].version

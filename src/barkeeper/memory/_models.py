@@ -33,8 +33,9 @@ MemoryType = Literal[
     "attachment_pattern",
     "grief_context",
     "coping_mechanism",
+    "health",
 ]
-"""What a memory is about (seed 003's fact types plus the Bartender's three)."""
+"""What a memory is about (seed 003's fact types, the Bartender's three, and ``health``)."""
 
 TemporalRelevance = Literal["past", "present", "future", "timeless"]
 """When a memory holds: it happened, it holds now, it is planned, or always."""

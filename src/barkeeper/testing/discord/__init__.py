@@ -20,11 +20,13 @@ client against it and waits for ``on_ready``.
 Tests drive it as people (:meth:`DiscordEmulator.person` → :class:`Person`: send,
 reply, DM, edit, delete, open threads, invoke slash commands, have roles) and shape
 the guild (:meth:`DiscordEmulator.add_role`, :meth:`DiscordEmulator.add_category`,
-:meth:`DiscordEmulator.move_channel`: roles ride in every ``member`` payload, a text
-channel's category is its ``parent_id``) and read what the bot
-did (:meth:`DiscordEmulator.bot_messages`, :attr:`DiscordEmulator.activity`,
-:class:`EmulatedInteraction`, :attr:`DiscordEmulator.command_syncs`), waiting with
-bounded ``wait_for_*`` helpers.
+:meth:`DiscordEmulator.move_channel`: roles ride in every ``member`` payload, a role's
+``permissions`` count in an interaction's ``member.permissions`` as on Discord —
+``@everyone``'s :data:`EVERYONE_PERMISSIONS` OR the member's roles', every permission
+for the owner or an administrator —, a text channel's category is its ``parent_id``)
+and read what the bot did (:meth:`DiscordEmulator.bot_messages`,
+:attr:`DiscordEmulator.activity`, :class:`EmulatedInteraction`,
+:attr:`DiscordEmulator.command_syncs`), waiting with bounded ``wait_for_*`` helpers.
 
 Example:
     >>> async def demo() -> None:
@@ -58,6 +60,9 @@ from barkeeper.testing.discord._client import (
     running_client,
 )
 from barkeeper.testing.discord._content import (
+    ADMINISTRATOR,
+    ALL_PERMISSIONS,
+    EVERYONE_PERMISSIONS,
     EmulatedChannel,
     EmulatedGuild,
     EmulatedMessage,
@@ -99,8 +104,11 @@ from barkeeper.testing.discord._spec import (
 )
 
 __all__ = [
+    "ADMINISTRATOR",
+    "ALL_PERMISSIONS",
     "API_PREFIX",
     "DISCORD_EPOCH_MS",
+    "EVERYONE_PERMISSIONS",
     "FAULT_KINDS",
     "INTENT_BITS",
     "LOGIN_ROUTES",

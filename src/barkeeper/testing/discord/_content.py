@@ -27,6 +27,9 @@ from barkeeper.testing.discord._spec import (
 )
 
 __all__ = [
+    "ADMINISTRATOR",
+    "ALL_PERMISSIONS",
+    "EVERYONE_PERMISSIONS",
     "EmulatedChannel",
     "EmulatedGuild",
     "EmulatedMessage",
@@ -49,6 +52,15 @@ EPHEMERAL_FLAG = 64
 LONG_CONTENT = 4000
 #: The longest ``content`` a bot may send.
 BOT_CONTENT_MAX = 2000
+#: ``@everyone``'s permissions in every emulated guild: Discord's default set for a new
+#: server (view channels, send messages, read history, use commands, …), without
+#: *Administrator* (``0x8``) or *Manage Server* (``0x20``).
+EVERYONE_PERMISSIONS = 1071698660929
+#: The *Administrator* permission bit: a member with it has every permission.
+ADMINISTRATOR = 1 << 3
+#: Every permission bit Discord defines (up to *Use External Apps*, ``1 << 50``): what the
+#: guild's owner and an administrator have.
+ALL_PERMISSIONS = (1 << 51) - 1
 
 _WORDS = tuple(
     """the a to and of you it is that in what lol yes no ok maybe tonight bar drink beer
@@ -157,16 +169,18 @@ class EmulatedRole:
         guild_id: Its guild.
         name: Role name.
         position: Sort position (``@everyone`` is 0).
+        permissions: Discord permission bits the role grants (``0``: none).
     """
 
     id: int
     guild_id: int
     name: str
     position: int
+    permissions: int = 0
 
     def payload(self) -> dict[str, Any]:
         """The role as Discord's JSON object."""
-        return _role_payload(self.id, self.name, self.position, permissions="0")
+        return _role_payload(self.id, self.name, self.position, permissions=str(self.permissions))
 
 
 def _role_payload(role_id: int, name: str, position: int, *, permissions: str) -> dict[str, Any]:
@@ -406,7 +420,7 @@ class EmulatedGuild:
             "default_message_notifications": 1,
             "explicit_content_filter": 0,
             "roles": [
-                _role_payload(self.id, "@everyone", 0, permissions="1071698660929"),
+                _role_payload(self.id, "@everyone", 0, permissions=str(EVERYONE_PERMISSIONS)),
                 *(role.payload() for role in self.roles.values()),
             ],
             "emojis": [],
@@ -1180,14 +1194,24 @@ class World:
         channel.parent_id = category_id
         return channel
 
-    def add_role(self, guild_id: int, name: str) -> EmulatedRole:
+    def add_role(self, guild_id: int, name: str, *, permissions: int = 0) -> EmulatedRole:
         """Create a role in a guild (above the existing ones).
+
+        Args:
+            guild_id: The guild.
+            name: Role name.
+            permissions: Discord permission bits it grants (``0``: none).
 
         Raises:
             KeyError: Unknown guild.
+            ValueError: ``permissions`` is negative.
         """
         guild = self.guilds[guild_id]
-        role = EmulatedRole(self._ids.entity(_now_ms()), guild_id, name, len(guild.roles) + 1)
+        if permissions < 0:
+            raise ValueError(f"permissions must be a non-negative bit set, not {permissions}")
+        role = EmulatedRole(
+            self._ids.entity(_now_ms()), guild_id, name, len(guild.roles) + 1, permissions
+        )
         guild.roles[role.id] = role
         return role
 
@@ -1210,6 +1234,24 @@ class World:
     def roles_of(self, guild_id: int, user_id: int) -> list[int]:
         """The role ids of a member (``@everyone`` not listed)."""
         return list(self.guilds[guild_id].member_roles.get(user_id, ()))
+
+    def member_permissions(self, guild_id: int, user_id: int) -> int:
+        """A member's permission bits in a guild, computed as Discord does.
+
+        The owner has every permission; otherwise ``@everyone``'s permissions OR those of
+        each of their roles, and every permission if that includes *Administrator*.
+        Channel overwrites are not emulated: a channel's permissions are the guild's.
+
+        Raises:
+            KeyError: Unknown guild.
+        """
+        guild = self.guilds[guild_id]
+        if user_id == guild.owner_id:
+            return ALL_PERMISSIONS
+        bits = EVERYONE_PERMISSIONS
+        for role_id in guild.member_roles.get(user_id, ()):
+            bits |= guild.roles[role_id].permissions
+        return ALL_PERMISSIONS if bits & ADMINISTRATOR else bits
 
     def new_id(self) -> int:
         """A fresh snowflake for now (for interactions, commands and the like)."""

@@ -21,6 +21,7 @@ from barkeeper.testing.discord._content import (
     BOT_CONTENT_MAX,
     CHAT_INPUT_COMMAND_TYPE,
     EPHEMERAL_FLAG,
+    EVERYONE_PERMISSIONS,
     EmulatedChannel,
     EmulatedMessage,
     World,
@@ -48,8 +49,8 @@ __all__ = ["InteractionRoutes"]
 _LOADING_FLAG = 128
 # Option types of application commands: subcommand, subcommand group, user, channel.
 _SUBCOMMAND, _GROUP, _USER_OPTION, _CHANNEL_OPTION = 1, 2, 6, 7
-#: Permissions every emulated member and the app have (Discord's default set).
-_PERMISSIONS = "1071698660929"
+#: The app's permissions in every channel (Discord's default set).
+_APP_PERMISSIONS = str(EVERYONE_PERMISSIONS)
 
 
 class InteractionRoutes:
@@ -107,7 +108,7 @@ class InteractionRoutes:
             "id": command["id"],
             "name": words[0],
             "type": 1,
-            "options": self._command_options(command, words, options, resolved),
+            "options": self._command_options(command, words, options, resolved, channel.guild_id),
         }
         if resolved:
             data["resolved"] = resolved
@@ -209,7 +210,7 @@ class InteractionRoutes:
             "channel": world.channel_payload(channel),
             "channel_id": str(channel.id),
             "locale": "en-US",
-            "app_permissions": _PERMISSIONS,
+            "app_permissions": _APP_PERMISSIONS,
             "entitlements": [],
             "attachment_size_limit": 8 * 1024 * 1024,
         }
@@ -220,7 +221,7 @@ class InteractionRoutes:
             payload["guild_locale"] = "en-US"
             payload["member"] = {
                 **self.gateway.member_payload(user_id, guild_id=channel.guild_id),
-                "permissions": _PERMISSIONS,
+                "permissions": str(world.member_permissions(channel.guild_id, user_id)),
             }
             payload["context"] = 0
             payload["authorizing_integration_owners"] = {"0": str(channel.guild_id)}
@@ -264,6 +265,7 @@ class InteractionRoutes:
         words: list[str],
         values: dict[str, Any],
         resolved: dict[str, dict[str, Any]],
+        guild_id: int | None,
     ) -> list[dict[str, Any]]:
         level = command
         path: list[dict[str, Any]] = []
@@ -292,25 +294,36 @@ class InteractionRoutes:
             kind = option["type"]
             if kind in (_USER_OPTION, _CHANNEL_OPTION):
                 value = str(int(value))
-                self._resolve(kind, int(value), resolved)
+                self._resolve(kind, int(value), resolved, guild_id)
             leaf.append({"name": option_name, "type": kind, "value": value})
         for option in reversed(path):
             leaf = [{"name": option["name"], "type": option["type"], "options": leaf}]
         return leaf
 
-    def _resolve(self, kind: int, snowflake: int, resolved: dict[str, dict[str, Any]]) -> None:
+    def _resolve(
+        self,
+        kind: int,
+        snowflake: int,
+        resolved: dict[str, dict[str, Any]],
+        guild_id: int | None,
+    ) -> None:
         if kind == _USER_OPTION:
             resolved.setdefault("users", {})[str(snowflake)] = self.world.users[snowflake].payload()
-            member = self.gateway.member_payload(snowflake, with_user=False)
+            member = self.gateway.member_payload(snowflake, with_user=False, guild_id=guild_id)
+            permissions = (
+                EVERYONE_PERMISSIONS
+                if guild_id is None
+                else self.world.member_permissions(guild_id, snowflake)
+            )
             resolved.setdefault("members", {})[str(snowflake)] = {
                 **member,
-                "permissions": _PERMISSIONS,
+                "permissions": str(permissions),
             }
         else:
             channel = self.world.channels[snowflake]
             resolved.setdefault("channels", {})[str(snowflake)] = {
                 **self.world.channel_payload(channel),
-                "permissions": _PERMISSIONS,
+                "permissions": _APP_PERMISSIONS,
             }
 
     def interactions(self) -> list[EmulatedInteraction]:

@@ -40,6 +40,7 @@ from aiohttp import web
 from barkeeper.testing.discord._content import (
     BOT_CONTENT_MAX,
     DM,
+    EVERYONE_PERMISSIONS,
     GUILD_TEXT,
     LONG_CONTENT,
     EmulatedChannel,
@@ -528,18 +529,27 @@ class DiscordEmulator(InteractionRoutes):
         self._changes.notify()
         return channel
 
-    def add_role(self, name: str, *, guild_id: int | None = None) -> EmulatedRole:
+    def add_role(
+        self, name: str, *, guild_id: int | None = None, permissions: int = 0
+    ) -> EmulatedRole:
         """Create a role; dispatches GUILD_ROLE_CREATE.
+
+        Members given it (:meth:`set_roles`) have its permissions: interactions carry
+        ``@everyone``'s permissions OR their roles' (every permission with
+        *Administrator*, and for the guild's owner), as on Discord.
 
         Args:
             name: Role name.
             guild_id: The guild (``None``: the first one).
+            permissions: Discord permission bits it grants, e.g. ``0x20`` (*Manage
+                Server*) or ``discord.Permissions(manage_guild=True).value``.
 
         Raises:
             KeyError: Unknown guild.
+            ValueError: ``permissions`` is negative.
         """
         guild = self._guild(guild_id)
-        role = self.world.add_role(guild, name)
+        role = self.world.add_role(guild, name, permissions=permissions)
         data = {"guild_id": str(guild), "role": role.payload()}
         self.gateway.dispatch("GUILD_ROLE_CREATE", _constant(data), guild_id=guild, intent="guilds")
         self._changes.notify()
@@ -1008,7 +1018,7 @@ class DiscordEmulator(InteractionRoutes):
             "icon": None,
             "banner": None,
             "owner": False,
-            "permissions": "1071698660929",
+            "permissions": str(EVERYONE_PERMISSIONS),
             "features": [],
         }
 
