@@ -32,6 +32,7 @@ Example::
         worker.submit(UserMessage(user_id=7, text="I moved to Porto in May"))
 """
 
+from barkeeper.learning._background import LearnedHook
 from barkeeper.learning._commands import CommandKind, MemoryCommand, parse_memory_command
 from barkeeper.learning._consolidation import (
     Consolidator,
@@ -60,7 +61,7 @@ from barkeeper.learning._manager import EventSink, MemoryManager, MemoryOutcome,
 from barkeeper.learning._outbox import OutboxCounts, OutboxEntry, OutboxItem, OutboxStore
 from barkeeper.learning._outbox_worker import OutboxStats, OutboxWorker
 from barkeeper.learning._reminders import birthday_event, parse_reminder
-from barkeeper.learning._worker import LearnedHook, MemoryWorker, WorkerStats
+from barkeeper.learning._worker import MemoryWorker, WorkerStats
 
 __all__ = [
     "CandidateEvent",

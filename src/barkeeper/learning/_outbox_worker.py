@@ -34,21 +34,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import os
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
-from typing import Self
 
 from barkeeper.errors import InvalidInputError
 from barkeeper.history import MessageStore
+from barkeeper.learning._background import BackgroundTasks, LearnedHook
 from barkeeper.learning._extraction import UserMessage
 from barkeeper.learning._manager import MemoryManager
 from barkeeper.learning._outbox import OutboxItem, OutboxStore
-from barkeeper.learning._worker import LearnedHook
 
 __all__ = ["OutboxStats", "OutboxWorker"]
 
@@ -76,7 +73,7 @@ class OutboxStats:
     errors: int = 0
 
 
-class OutboxWorker:
+class OutboxWorker(BackgroundTasks):
     """Processes the memory outbox with a :class:`MemoryManager`, in background tasks.
 
     Args:
@@ -103,6 +100,8 @@ class OutboxWorker:
             ...  # the bot queues messages; the worker learns from them
     """
 
+    _task_name = "memory-outbox"
+
     def __init__(
         self,
         manager: MemoryManager,
@@ -119,19 +118,16 @@ class OutboxWorker:
             raise InvalidInputError(f"concurrency must be within 1..64, not {concurrency}")
         if poll_interval <= 0:
             raise InvalidInputError("poll_interval must be positive")
+        super().__init__(concurrency, on_learned)
         self._manager = manager
         self.outbox = outbox
         self._history = history
-        self._concurrency = concurrency
         self._poll = poll_interval
         self._context_lines = max(0, context_lines)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self) & 0xFFFF:x}"
-        self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
-        self._closed = False
         self._in_flight = 0
         self.stats = OutboxStats()
-        self.on_learned = on_learned
 
     def __repr__(self) -> str:
         return f"<OutboxWorker {self.name} tasks={len(self._tasks)} closed={self._closed}>"
@@ -140,38 +136,6 @@ class OutboxWorker:
     def in_flight(self) -> int:
         """Items this worker is processing now."""
         return self._in_flight
-
-    @property
-    def running(self) -> bool:
-        """Started and not closed."""
-        return bool(self._tasks) and not self._closed
-
-    def start(self) -> None:
-        """Start the tasks (on the running event loop). Does nothing if started.
-
-        Raises:
-            RuntimeError: The worker was closed.
-        """
-        if self._closed:
-            raise RuntimeError("this OutboxWorker is closed; make a new one")
-        if self._tasks:
-            return
-        self._tasks = [
-            asyncio.create_task(self._run(), name=f"memory-outbox-{n}")
-            for n in range(self._concurrency)
-        ]
-
-    async def __aenter__(self) -> Self:
-        self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def wake(self) -> None:
         """Something was queued (or released) in this process: look now, not at the next poll."""
@@ -322,14 +286,7 @@ class OutboxWorker:
                 return
             await self.outbox.finish(conn, item)
         self.stats.done += 1
-        added = sum(1 for change in outcome.changes if change.action == "add")
-        if added and self.on_learned is not None:
-            try:
-                result = self.on_learned(item.guild_id, added)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                _log.exception("the facts-learnt hook failed for outbox item %d", item.id)
+        await self._tell_learned(item.guild_id, outcome, f"outbox item {item.id}")
 
 
 _DISCORD_EPOCH_MS = 1_420_070_400_000

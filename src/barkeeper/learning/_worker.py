@@ -25,24 +25,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Self
 
 from barkeeper.errors import InvalidInputError
+from barkeeper.learning._background import BackgroundTasks, LearnedHook
 from barkeeper.learning._extraction import UserMessage
 from barkeeper.learning._manager import MemoryManager, MemoryOutcome
 
-__all__ = ["LearnedHook", "MemoryWorker", "WorkerStats"]
-
-#: Told of new facts: ``hook(guild_id, count)`` after a message added ``count`` memories
-#: (``guild_id``: where it was said; ``None``: a DM). An awaitable it returns is awaited.
-#: The companion's :meth:`~barkeeper.companion.Companion.count_learned` is one.
-LearnedHook = Callable[[int | None, int], object]
+__all__ = ["MemoryWorker", "WorkerStats"]
 
 _log = logging.getLogger(__name__)
 
@@ -76,7 +68,7 @@ class WorkerStats:
     errors: int = 0
 
 
-class MemoryWorker:
+class MemoryWorker(BackgroundTasks):
     """Runs a :class:`MemoryManager` over submitted messages in background tasks.
 
     Args:
@@ -102,6 +94,8 @@ class MemoryWorker:
         # leaving the block drained the queue
     """
 
+    _task_name = "memory-worker"
+
     def __init__(
         self,
         manager: MemoryManager,
@@ -120,22 +114,19 @@ class MemoryWorker:
             raise InvalidInputError("retry_delay must not be negative")
         if not 1 <= max_attempts <= 10:
             raise InvalidInputError(f"max_attempts must be within 1..10, not {max_attempts}")
+        super().__init__(concurrency, on_learned)
         self._manager = manager
         self._max_pending = max_pending
-        self._concurrency = concurrency
         self._retry_delay = retry_delay
         self._max_attempts = max_attempts
         # Users with work, ready to run; a user is never in it twice.
         self._ready: asyncio.Queue[int] = asyncio.Queue()
         self._mailboxes: dict[int, _Mailbox] = {}
         self._timers: dict[int, asyncio.TimerHandle] = {}  # users waiting for a retry
-        self._tasks: list[asyncio.Task[None]] = []
         self._idle = asyncio.Event()
         self._idle.set()
-        self._closed = False
         self._in_flight = 0
         self.stats = WorkerStats()
-        self.on_learned = on_learned
 
     def __repr__(self) -> str:
         return (
@@ -146,38 +137,6 @@ class MemoryWorker:
     def pending(self) -> int:
         """Messages waiting (for their turn or a retry) or being processed."""
         return self._in_flight
-
-    @property
-    def running(self) -> bool:
-        """Started and not closed."""
-        return bool(self._tasks) and not self._closed
-
-    def start(self) -> None:
-        """Start the tasks (on the running event loop). Does nothing if started.
-
-        Raises:
-            RuntimeError: The worker was closed.
-        """
-        if self._closed:
-            raise RuntimeError("this MemoryWorker is closed; make a new one")
-        if self._tasks:
-            return
-        self._tasks = [
-            asyncio.create_task(self._run(), name=f"memory-worker-{n}")
-            for n in range(self._concurrency)
-        ]
-
-    async def __aenter__(self) -> Self:
-        self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def submit(self, message: UserMessage) -> bool:
         """Queue ``message`` for memory extraction; never waits.
@@ -293,19 +252,8 @@ class MemoryWorker:
             )
             return True
         self._count(outcome)
-        await self._tell_learned(message, outcome)
+        await self._tell_learned(message.guild_id, outcome, f"message {message.message_id}")
         return False
-
-    async def _tell_learned(self, message: UserMessage, outcome: MemoryOutcome) -> None:
-        added = sum(1 for change in outcome.changes if change.action == "add")
-        if not added or self.on_learned is None:
-            return
-        try:
-            result = self.on_learned(message.guild_id, added)
-            if inspect.isawaitable(result):
-                await result
-        except Exception:
-            _log.exception("the facts-learnt hook failed for message %s", message.message_id)
 
     def _should_retry(self, outcome: MemoryOutcome, attempt: int) -> bool:
         return outcome.status == "failed" and outcome.retryable and attempt < self._max_attempts
