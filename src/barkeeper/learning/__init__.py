@@ -58,7 +58,13 @@ from barkeeper.learning._factory import (
     build_outbox_worker,
 )
 from barkeeper.learning._manager import EventSink, MemoryManager, MemoryOutcome, OutcomeStatus
-from barkeeper.learning._outbox import OutboxCounts, OutboxEntry, OutboxItem, OutboxStore
+from barkeeper.learning._outbox import (
+    DeadLetter,
+    OutboxCounts,
+    OutboxEntry,
+    OutboxItem,
+    OutboxStore,
+)
 from barkeeper.learning._outbox_worker import OutboxStats, OutboxWorker
 from barkeeper.learning._reminders import birthday_event, parse_reminder
 from barkeeper.learning._worker import MemoryWorker, WorkerStats
@@ -68,6 +74,7 @@ __all__ = [
     "CandidateFact",
     "CommandKind",
     "Consolidator",
+    "DeadLetter",
     "DuplicateKind",
     "EventSink",
     "FactExtractor",
