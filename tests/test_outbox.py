@@ -321,21 +321,8 @@ async def test_doctor_shows_the_outbox_counts(database_url: str, tmp_path: Path)
         await outbox.enqueue([_entry(alice, 1), _entry(alice, 2)])
         [item] = await outbox.claim()
         await outbox.fail(item, ValueError("unusable"), final=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "DATABASE_"))}
-    env.update(BARKEEPER_DATABASE_URL=database_url, COLUMNS="200")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "barkeeper",
-        "doctor",
-        env=env,
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    text = out.decode()
-    assert "memory outbox" in text, err.decode()
+    code, text = await _barkeeper(database_url, tmp_path, "doctor")
+    assert code == 0 and "memory outbox" in text, text
     assert "1 pending, 0 retrying, 0 in progress, 1 dead: 1× ValueError: unusable" in text
     assert "barkeeper outbox retry --all" in text  # the way out, where the count is
 

@@ -13,6 +13,7 @@ of attempts; each keeps its place, before its author's later messages still wait
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Annotated
 
@@ -29,7 +30,7 @@ from barkeeper.cli._common import (
 from barkeeper.cli._memories import resolve_user
 from barkeeper.config import Settings
 from barkeeper.db import Database
-from barkeeper.learning import DeadLetter, build_outbox
+from barkeeper.learning import DeadLetter, OutboxStore, build_outbox
 
 __all__ = ["app"]
 
@@ -87,6 +88,22 @@ def _connect(settings: Settings) -> AbstractAsyncContextManager[Database]:
     return Database.connect(settings, min_size=1, max_size=2, upgrade=True)
 
 
+def _change(
+    settings: Settings,
+    who: int | str | None,
+    method: Callable[[OutboxStore], Callable[..., Awaitable[int]]],
+    reason: str | None,
+) -> int:
+    """Requeue or purge (``method`` of the outbox) the chosen dead letters; how many."""
+
+    async def main() -> int:
+        async with _connect(settings) as db:
+            change = method(build_outbox(db, settings))
+            return await change(user_id=await _user(db, who), reason=reason)
+
+    return run(main())
+
+
 def _table(letters: list[DeadLetter]) -> Table:
     table = Table("id", "user", "message", "attempts", "dead since", "reason")
     for d in letters:
@@ -142,14 +159,7 @@ def retry(
     waiting. A running bot picks them up at its next poll.
     """
     who = _scope(user, external, every, needed=True)
-    settings = settings_and_logging()
-
-    async def main() -> int:
-        async with _connect(settings) as db:
-            outbox = build_outbox(db, settings)
-            return await outbox.requeue_dead(user_id=await _user(db, who), reason=reason)
-
-    done = run(main())
+    done = _change(settings_and_logging(), who, lambda outbox: outbox.requeue_dead, reason)
     console.print(f"Requeued {done} dead letter{'s' if done != 1 else ''}.")
 
 
@@ -171,10 +181,5 @@ def purge(
         err_console.print("Nothing deleted.")
         raise typer.Exit(1)
 
-    async def main() -> int:
-        async with _connect(settings) as db:
-            outbox = build_outbox(db, settings)
-            return await outbox.purge_dead(user_id=await _user(db, who), reason=reason)
-
-    done = run(main())
+    done = _change(settings, who, lambda outbox: outbox.purge_dead, reason)
     console.print(f"Purged {done} dead letter{'s' if done != 1 else ''}.")

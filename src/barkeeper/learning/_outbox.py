@@ -588,10 +588,7 @@ class OutboxStore:
         Returns:
             How many were requeued.
         """
-        user_id = _optional_id(user_id)
-        async with self._db.acquire() as conn:
-            status = await conn.execute(_REQUEUE_DEAD, user_id, reason or None, self.clock())
-        return int(status.rsplit(" ", 1)[-1])
+        return await self._change_dead(_REQUEUE_DEAD, user_id, reason, self.clock())
 
     async def purge_dead(self, *, user_id: int | None = None, reason: str | None = None) -> int:
         """Delete dead items for good (the messages will never be examined).
@@ -603,9 +600,14 @@ class OutboxStore:
         Returns:
             How many were deleted.
         """
-        user_id = _optional_id(user_id)
+        return await self._change_dead(_PURGE_DEAD, user_id, reason)
+
+    async def _change_dead(
+        self, query: str, user_id: int | None, reason: str | None, *more: object
+    ) -> int:
+        """Run a statement on the dead letters :data:`_DEAD_WHERE` chooses; rows changed."""
         async with self._db.acquire() as conn:
-            status = await conn.execute(_PURGE_DEAD, user_id, reason or None)
+            status = await conn.execute(query, _optional_id(user_id), reason or None, *more)
         return int(status.rsplit(" ", 1)[-1])
 
 
