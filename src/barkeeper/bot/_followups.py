@@ -52,6 +52,13 @@ _log = logging.getLogger(__name__)
 #: is sent again.
 RECOVERY_SCAN = 50
 
+# How to ask for a reminder, in the words the scheduler reads (docs/users.md).
+_HOW_TO_ASK = (
+    'To set a reminder, mention me with e.g. "remind me tomorrow at 5pm to call mum", '
+    '"remind me in 2 hours to check the oven" or "remind me every Friday to pay rent"; '
+    "I tell you when I can't read a day from it."
+)
+
 
 def build_followups(
     db: Database, settings: Settings, *, clock: Callable[[], datetime] | None = None
@@ -110,6 +117,14 @@ class FollowupSink:
                 source_message_id=message.message_id,
             )
             made += scheduled is not None
+            if scheduled is None and event.kind == "reminder":
+                # The reply said so already (the companion's reminder line); this is
+                # for the operator. Nothing of what the person wrote is logged.
+                _log.info(
+                    "reminder of message %s not scheduled (no day could be read, the day "
+                    "passed, follow-ups off for the person, or already scheduled)",
+                    message.message_id,
+                )
         return made
 
 
@@ -260,7 +275,7 @@ class FollowupsCog(commands.GroupCog, group_name="followups"):
         on = await self.followups.enabled(user.id)
         head = "Follow-ups are on." if on else "Follow-ups are off (`/followups on`)."
         if not events:
-            await self._say(interaction, f"{head} Nothing is scheduled for you.")
+            await self._say(interaction, f"{head} Nothing is scheduled for you. {_HOW_TO_ASK}")
             return
         lines = [f"{head} Scheduled for you:", *(_event_line(e, zone) for e in events)]
         await self._say(interaction, "\n".join(lines)[:1900])

@@ -68,6 +68,12 @@ from barkeeper.companion._relationships import (
     RelationshipStore,
     level_of,
 )
+from barkeeper.companion._reminders import (
+    ReminderRequest,
+    ReminderTrouble,
+    reminder_request,
+    reminder_trouble,
+)
 from barkeeper.companion._sentiment import Sentiment, score_sentiment
 from barkeeper.companion._settings import (
     GUILD_DEFAULTS,
@@ -131,6 +137,8 @@ __all__ = [
     "Recurrence",
     "Relationship",
     "RelationshipStore",
+    "ReminderRequest",
+    "ReminderTrouble",
     "ScheduledEvent",
     "Sentiment",
     "Span",
@@ -151,6 +159,8 @@ __all__ = [
     "next_occurrence",
     "parse_quiet_hours",
     "quiet_until",
+    "reminder_request",
+    "reminder_trouble",
     "resolve_when",
     "score_sentiment",
     "shows_risk",
