@@ -50,12 +50,14 @@ _TROUBLE_TEXT: dict[ReminderTrouble, str] = {
     "undated": (
         "Their message seems to ask you to remind them of something later, but no day or "
         "time could be read from it, so NO reminder is set. Do not say you will remind "
-        "them: ask when, e.g. 'tomorrow at 5pm', 'on Friday', 'in 2 hours', 'on the 14th'. "
+        "them: ask when, and to ask again with the day in it (only a message saying "
+        "'remind me' sets one), e.g. 'remind me tomorrow at 5pm to …'; days such as 'on "
+        "Friday', 'in 2 hours', 'on the 14th' work. "
     ),
     "past": (
         "Their message seems to ask you to remind them of something, but the day they gave "
-        "has passed, so NO reminder is set. Do not say you will remind them: ask for a "
-        "day still to come. "
+        "has passed, so NO reminder is set. Do not say you will remind them: ask them "
+        "to ask again with a day still to come. "
     ),
     "off_for_them": (
         "Their message seems to ask you to remind them of something, but they turned "
