@@ -235,7 +235,26 @@ async def test_a_reminder_with_no_day_is_not_promised_and_the_person_is_shown_ho
         listed = alice.invoke("followups list", dm)
         shown = (await listed.wait_for_response(timeout=WAIT)).content
         assert "Nothing is scheduled for you" in shown
-        assert '"remind me tomorrow at 5pm to call mum"' in shown
+        assert '"remind me tomorrow at 5pm to call mum"' in shown and "/followups remind" in shown
+        # /followups remind sets one by hand, or says at once why it cannot.
+        for when, answer in (
+            ("someday", "I can't read a day from “someday”. Days I read: tomorrow at 5pm"),
+            ("2020-01-01", "“2020-01-01” has passed (2020-01-01): give a day to come."),
+        ):
+            asked = alice.invoke("followups remind", dm, options={"when": when, "what": "x"})
+            said = (await asked.wait_for_response(timeout=WAIT)).content
+            assert said.startswith(answer) and asked.ephemeral, said
+        assert await followups.list_events(user.id) == []
+        options = {"when": "in 2 hours", "what": "check the oven", "repeat": "weekly"}
+        asked = alice.invoke("followups remind", dm, options=options)
+        said = (await asked.wait_for_response(timeout=WAIT)).content
+        (oven,) = await followups.list_events(user.id)
+        assert said.startswith(f"Reminder set: `#{oven.id}` reminder, weekly: check the oven")
+        assert timedelta(hours=2) <= oven.trigger_at - clock.now <= timedelta(hours=2, minutes=1)
+        asked = alice.invoke("followups remind", dm, options=options)
+        said = (await asked.wait_for_response(timeout=WAIT)).content
+        assert said == "That reminder is already scheduled (`/followups list`)."
+        assert await followups.cancel(user.id, oven.id)
         # Said with a day, the same request is scheduled, and the context says nothing.
         rig.llm.script("I will.", Reply.json({"facts": [], "events": []}))
         again = alice.send(dm, "remind me tomorrow evening to call mum")

@@ -51,8 +51,8 @@ _TROUBLE_TEXT: dict[ReminderTrouble, str] = {
         "Their message seems to ask you to remind them of something later, but no day or "
         "time could be read from it, so NO reminder is set. Do not say you will remind "
         "them: ask when, and to ask again with the day in it (only a message saying "
-        "'remind me' sets one), e.g. 'remind me tomorrow at 5pm to …'; days such as 'on "
-        "Friday', 'in 2 hours', 'on the 14th' work. "
+        "'remind me' sets one), e.g. 'remind me tomorrow at 5pm to …', or to use "
+        "`/followups remind`; days such as 'on Friday', 'in 2 hours', 'on the 14th' work. "
     ),
     "past": (
         "Their message seems to ask you to remind them of something, but the day they gave "
