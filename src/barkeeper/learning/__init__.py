@@ -11,7 +11,8 @@
 - :class:`OutboxStore` and :class:`OutboxWorker`: the durable queue of messages
   waiting for the manager (PostgreSQL's ``memory_outbox``, written with the message
   cache; claimed with ``SKIP LOCKED`` by any number of processes, in order per user,
-  retried with backoff, dead-lettered with the reason; each item's memories and its
+  retried with backoff, dead-lettered with the reason (:class:`DeadLetter`: listed,
+  requeued in order or purged, ``barkeeper outbox``); each item's memories and its
   removal commit together). The bot uses them.
 - :class:`MemoryWorker`: the in-memory queue (lost with the process), for the
   terminal chat.
