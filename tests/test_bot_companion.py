@@ -167,3 +167,35 @@ async def test_a_message_at_risk_whose_model_fails_gets_the_resources_first(
         said = " ".join(m.content for m in rig.emu.bot_messages(channel, after=asked.id))
         assert said.startswith(DEFAULT_CRISIS_RESOURCES[:80])
         assert "lost my train of thought" not in said and "went wrong behind the bar" not in said
+
+
+async def test_what_each_command_says_when_it_cannot_answer(db: Database) -> None:
+    """The shared preamble: the companion off, a feature off, a DM, not an admin."""
+    async with bot_rig(db, companion=False) as rig:
+        off = "The companion is switched off on this bot (BARKEEPER_COMPANION=false)."
+        for command, options in (
+            ("mood", {}),
+            ("relationship", {}),
+            ("connect", {"mode": "on"}),
+            ("persona", {"action": "show"}),
+            ("features", {}),
+        ):
+            _, said = await _ask(rig, "alice", command, **options)
+            assert said == off, command
+    async with bot_rig(db) as rig:
+        rig.bot.admin_ids = frozenset({rig.emu.person("alice").id})
+        dm = rig.emu.person("alice").dm_channel.id
+        for command, options in (
+            ("connect", {"mode": "on"}),
+            ("persona", {"action": "show"}),
+            ("features", {}),
+        ):
+            _, said = await _ask(rig, "alice", command, dm, **options)
+            assert said == "That only works in a server channel.", command
+        _, refused = await _ask(rig, "bob", "features")
+        assert refused.startswith("Only this server's admins")
+        await _ask(rig, "alice", "features", feature="relationships", mode="off")
+        _, rel = await _ask(rig, "bob", "relationship")
+        assert rel == "I don't keep track of how well I know people here: it's switched off."
+        _, listed = await _ask(rig, "alice", "features")
+        assert "- relationships: off" in listed and "- mood: on" in listed

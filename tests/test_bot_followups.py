@@ -199,6 +199,73 @@ async def test_a_reminder_asked_for_in_a_dm_arrives_in_the_dm(db: Database) -> N
         assert "birthday, yearly: your birthday" in shown and "here in DMs" in shown
 
 
+def _system_texts(rig: Rig) -> list[str]:
+    """The system messages of every chat request the model server received."""
+    return [
+        str(m.get("content"))
+        for r in rig.llm.requests
+        if r.body and "messages" in r.body
+        for m in r.messages
+        if m.get("role") == "system"
+    ]
+
+
+async def test_a_reminder_with_no_day_is_not_promised_and_the_person_is_shown_how(
+    db: Database,
+) -> None:
+    """ "remind me to call mum": no day can be read, so nothing is scheduled; the reply's
+    context says so (the model is told to ask when, not to promise), and
+    ``/followups list`` shows how to ask in words the scheduler reads."""
+    clock = Clock()
+    async with bot_rig(db, learn=True, clock=clock, followup_poll=0.02) as rig:
+        alice = rig.emu.person("alice")
+        dm = alice.dm_channel.id
+        rig.llm.script("When should I remind you?", Reply.json({"facts": [], "events": []}))
+        said = alice.send(dm, "remind me to call mum")
+        await rig.emu.wait_for_reply(said, timeout=WAIT)
+        await rig.bot.wait_idle()
+        assert rig.bot.worker is not None
+        await rig.bot.worker.drain()
+        told = [t for t in _system_texts(rig) if "NO reminder is set" in t]
+        assert len(told) == 1 and "ask when" in told[0]
+        followups = rig.bot.followups
+        assert followups is not None
+        user = await rig.bot.people.get_by_discord_id(alice.id)
+        assert user is not None and await followups.list_events(user.id) == []
+        listed = alice.invoke("followups list", dm)
+        shown = (await listed.wait_for_response(timeout=WAIT)).content
+        assert "Nothing is scheduled for you" in shown
+        assert '"remind me tomorrow at 5pm to call mum"' in shown and "/followups remind" in shown
+        # /followups remind sets one by hand, or says at once why it cannot.
+        for when, answer in (
+            ("someday", "I can't read a day from “someday”. Days I read: tomorrow at 5pm"),
+            ("2020-01-01", "“2020-01-01” has passed (2020-01-01): give a day to come."),
+        ):
+            asked = alice.invoke("followups remind", dm, options={"when": when, "what": "x"})
+            said = (await asked.wait_for_response(timeout=WAIT)).content
+            assert said.startswith(answer) and asked.ephemeral, said
+        assert await followups.list_events(user.id) == []
+        options = {"when": "in 2 hours", "what": "check the oven", "repeat": "weekly"}
+        asked = alice.invoke("followups remind", dm, options=options)
+        said = (await asked.wait_for_response(timeout=WAIT)).content
+        (oven,) = await followups.list_events(user.id)
+        assert said.startswith(f"Reminder set: `#{oven.id}` reminder, weekly: check the oven")
+        assert timedelta(hours=2) <= oven.trigger_at - clock.now <= timedelta(hours=2, minutes=1)
+        asked = alice.invoke("followups remind", dm, options=options)
+        said = (await asked.wait_for_response(timeout=WAIT)).content
+        assert said == "That reminder is already scheduled (`/followups list`)."
+        assert await followups.cancel(user.id, oven.id)
+        # Said with a day, the same request is scheduled, and the context says nothing.
+        rig.llm.script("I will.", Reply.json({"facts": [], "events": []}))
+        again = alice.send(dm, "remind me tomorrow evening to call mum")
+        await rig.emu.wait_for_reply(again, timeout=WAIT)
+        await rig.bot.wait_idle()
+        await rig.bot.worker.drain()
+        (event,) = await followups.list_events(user.id)
+        assert (event.title, event.context["at"]) == ("call mum", "18:00")
+        assert len([t for t in _system_texts(rig) if "NO reminder is set" in t]) == 1
+
+
 async def test_claims_left_by_a_dead_process_are_sent_once_after_the_lease(
     db: Database,
 ) -> None:
@@ -275,6 +342,8 @@ async def test_a_server_whose_admins_switched_followups_off_gets_none(db: Databa
         assert rig.bot.worker is not None
         await rig.bot.worker.drain()
         assert [e.title for e in await followups.list_events(user.id)] == ["water the basil"]
+        # The reply was told: not "I will remind you", but that reminders are off here.
+        assert any("reminders are switched off here" in t for t in _system_texts(rig))
 
         cog = rig.bot.followups_cog
         assert cog is not None

@@ -17,6 +17,7 @@ from barkeeper.companion import (
     Mood,
     MoodStore,
     OpinionStore,
+    PreferenceStore,
     RelationshipStore,
     Sentiment,
     StyleStore,
@@ -373,3 +374,37 @@ async def test_features_switch_parts_off(db: Database) -> None:
     assert (await none.before_reply(user_id, GUILD, "jazz?")).fragments == ()
     with pytest.raises(InvalidInputError, match="BARKEEPER_FEATURES"):
         Companion(db, features=["mood", "telepathy"])
+
+
+async def test_a_reminder_that_will_not_be_set_is_the_first_fragment(db: Database) -> None:
+    user_id = await _user(db)
+    companion = Companion(db, clock=lambda: T0)
+    fine = await companion.before_reply(
+        user_id, GUILD, "remind me tomorrow at 5pm to call mum", name="Ana"
+    )
+    assert fine.reminder is None and not any("NO reminder" in f for f in fine.fragments)
+    vague = await companion.before_reply(user_id, GUILD, "remind me to call mum", name="Ana")
+    assert vague.reminder == "undated"
+    assert vague.fragments[0].startswith("Their message seems to ask you to remind them")
+    assert "NO reminder is set" in vague.fragments[0] and "ask when" in vague.fragments[0]
+    assert "call mum" not in vague.fragments[0]  # fixed text: nothing they wrote
+    # Yesterday is "past" once the person's zone is known (without it, the bot's zone
+    # might make it today: it is left to the scheduler).
+    asked = "remind me on 2026-02-28 at 9pm to call mum"
+    assert (await companion.before_reply(user_id, GUILD, asked)).reminder is None
+    prefs = PreferenceStore(db)
+    await prefs.set_preference(user_id, "timezone", "Asia/Tokyo")
+    assert (await companion.before_reply(user_id, GUILD, asked)).reminder == "past"
+    await prefs.set_preference(user_id, "followups", "off")
+    off = await companion.before_reply(user_id, GUILD, "remind me tomorrow to call mum")
+    assert off.reminder == "off_for_them" and "/followups on" in off.fragments[0]
+    await prefs.delete_preference(user_id, "followups")
+    await companion.settings.set_feature(GUILD, "followups", False)
+    here = await companion.before_reply(user_id, GUILD, "remind me tomorrow to call mum")
+    assert here.reminder == "off_here"
+    dm = await companion.before_reply(user_id, None, "remind me tomorrow to call mum")
+    assert dm.reminder is None  # the server's switch is not the DM's
+    without = Companion(db, features=["mood"], clock=lambda: T0)
+    assert (await without.before_reply(user_id, None, "remind me to call mum")).reminder == (
+        "off_here"
+    )

@@ -15,6 +15,7 @@ from barkeeper.companion import (
     FollowupRules,
     Followups,
     QuietHours,
+    ReminderRequest,
     Span,
     UserStore,
     event_text,
@@ -22,6 +23,8 @@ from barkeeper.companion import (
     next_occurrence,
     parse_quiet_hours,
     quiet_until,
+    reminder_request,
+    reminder_trouble,
     resolve_when,
 )
 from barkeeper.config import load_settings
@@ -196,6 +199,77 @@ def test_reminder_requests_and_birthday_memories_are_found_by_rules() -> None:
     assert birthday_event("Loves the cello") is None
     assert event_text("reminder", "call mum", None) == "A reminder, as you asked: call mum."
     assert "How did the exam go?" in event_text("followup", "your exam", "How did the exam go?")
+
+
+def test_more_ways_of_saying_when() -> None:
+    # Each of these is common in reminder requests; TUESDAY is 1 Dec 2026, 12:00 UTC.
+    assert resolve_when("in 2 weeks", TUESDAY, UTC_ZONE) == Span(
+        date(2026, 12, 15), date(2026, 12, 15)
+    )
+    assert _day("in a fortnight") == date(2026, 12, 15)
+    assert resolve_when("next Tuesday at 5pm", TUESDAY, UTC_ZONE) == Span(
+        date(2026, 12, 8), date(2026, 12, 8), time(17, 0)
+    )
+    assert _day("on the 14th") == date(2026, 12, 14)
+    assert resolve_when("on 2026-12-24 at 17:30", TUESDAY, UTC_ZONE) == Span(
+        date(2026, 12, 24), date(2026, 12, 24), time(17, 30)
+    )
+    # A part of the day without a time stands for one.
+    for phrase, day, at in (
+        ("tomorrow evening", date(2026, 12, 2), time(18, 0)),
+        ("tomorrow morning", date(2026, 12, 2), time(9, 0)),
+        ("friday afternoon", date(2026, 12, 4), time(15, 0)),
+        ("tomorrow night", date(2026, 12, 2), time(20, 0)),
+        ("tonight", date(2026, 12, 1), time(20, 0)),
+        ("this evening", date(2026, 12, 1), time(18, 0)),
+        ("in the morning", date(2026, 12, 2), time(9, 0)),  # 9 am has passed: tomorrow's
+        ("in the evening", date(2026, 12, 1), time(18, 0)),
+        ("tomorrow evening at 7pm", date(2026, 12, 2), time(19, 0)),  # the time said wins
+    ):
+        assert resolve_when(phrase, TUESDAY, UTC_ZONE) == Span(day, day, at), phrase
+    assert resolve_when("last night", TUESDAY, UTC_ZONE) is None  # past: not a time to come
+    # "in N hours/minutes": that long after the message, to the minute, never earlier.
+    late = datetime(2026, 12, 1, 23, 10, 30, tzinfo=UTC)
+    for phrase, day, at in (
+        ("in 2 hours", date(2026, 12, 2), time(1, 11)),  # past midnight: the next day
+        ("in 30 minutes", date(2026, 12, 1), time(23, 41)),
+        ("in an hour", date(2026, 12, 2), time(0, 11)),
+        ("in half an hour", date(2026, 12, 1), time(23, 41)),
+        ("in a couple of hours", date(2026, 12, 2), time(1, 11)),
+    ):
+        assert resolve_when(phrase, late, UTC_ZONE) == Span(day, day, at), phrase
+    assert resolve_when("in 2 hours", late, TOKYO) == Span(  # 08:10 in Tokyo
+        date(2026, 12, 2), date(2026, 12, 2), time(10, 11)
+    )
+
+
+def test_a_reminder_that_cannot_be_set_is_named_with_its_reason() -> None:
+    r = reminder_request("remind me in 2 hours to check the oven")
+    assert r == ReminderRequest("check the oven", "in 2 hours")
+    r = reminder_request("remind me to call mum tomorrow evening")
+    assert r == ReminderRequest("call mum", "tomorrow evening")
+    r = reminder_request("can you remind me to water the plants in the morning?")
+    assert r == ReminderRequest("water the plants", "in the morning")
+    assert reminder_trouble("remind me tomorrow at 5pm to call mum", TUESDAY, None) is None
+    assert reminder_trouble("remind me in 2 hours to check the oven", TUESDAY, LISBON) is None
+    assert reminder_trouble("I love my mum", TUESDAY, None) is None  # nothing asked
+    # No day can be read: from the thing, from nothing, from a vague word.
+    assert reminder_trouble("remind me to call mum", TUESDAY, None) == "undated"
+    assert reminder_trouble("remind me tomorrow", TUESDAY, None) == "undated"
+    assert reminder_trouble("remind me later to call mum", TUESDAY, None) == "undated"
+    assert reminder_trouble("Remind me about the dentist", TUESDAY, None) == "undated"
+    # A day gone: exact in the person's zone; without it, only when two days gone.
+    assert reminder_trouble("remind me on 2026-11-30 to pay", TUESDAY, UTC_ZONE) == "past"
+    assert reminder_trouble("remind me on 2026-11-30 to pay", TUESDAY, None) is None
+    assert reminder_trouble("remind me on 2026-11-29 to pay", TUESDAY, None) == "past"
+    # Off: for the person, or here (the server's switch, or the whole bot's).
+    asked = "remind me tomorrow to call mum"
+    assert reminder_trouble(asked, TUESDAY, None, on_for_them=False) == "off_for_them"
+    assert reminder_trouble(asked, TUESDAY, None, on_here=False) == "off_here"
+    # The scheduler agrees: what is named undated or past is what it does not schedule.
+    for text in ("remind me to call mum", "remind me later to call mum"):
+        found = parse_reminder(text)
+        assert found is not None and resolve_when(found.when, TUESDAY, UTC_ZONE) is None
 
 
 # --- the store, with an injected clock -------------------------------------------------

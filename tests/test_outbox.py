@@ -311,6 +311,7 @@ async def test_the_bot_queues_answered_messages_and_status_shows_the_outbox(
         _, status = await _ask(rig, "alice", "barkeeper status")
         assert "Memory outbox: 0 pending, 0 retrying, 0 in progress, 1 dead" in status
         assert "RuntimeError: the model is gone" in status
+        assert "`barkeeper outbox retry --all` requeues them" in status
 
 
 async def test_doctor_shows_the_outbox_counts(database_url: str, tmp_path: Path) -> None:
@@ -320,22 +321,67 @@ async def test_doctor_shows_the_outbox_counts(database_url: str, tmp_path: Path)
         await outbox.enqueue([_entry(alice, 1), _entry(alice, 2)])
         [item] = await outbox.claim()
         await outbox.fail(item, ValueError("unusable"), final=True)
+    code, text = await _barkeeper(database_url, tmp_path, "doctor")
+    assert code == 0 and "memory outbox" in text, text
+    assert "1 pending, 0 retrying, 0 in progress, 1 dead: 1× ValueError: unusable" in text
+    assert "barkeeper outbox retry --all" in text  # the way out, where the count is
+
+
+async def _barkeeper(database_url: str, cwd: Path, *args: str, answer: str = "") -> tuple[int, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "DATABASE_"))}
     env.update(BARKEEPER_DATABASE_URL=database_url, COLUMNS="200")
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "barkeeper",
-        "doctor",
+        *args,
         env=env,
-        cwd=tmp_path,
+        cwd=cwd,
+        stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    text = out.decode()
-    assert "memory outbox" in text, err.decode()
-    assert "1 pending, 0 retrying, 0 in progress, 1 dead: 1× ValueError: unusable" in text
+    out, _ = await asyncio.wait_for(proc.communicate(answer.encode()), 120)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()
+
+
+async def test_outbox_command_lists_requeues_and_purges_dead_letters(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with Database.connect(url=database_url, upgrade=True, min_size=1, max_size=2) as db:
+        alice, bob = await new_user(db, 111), await new_user(db, 222)
+        outbox = OutboxStore(db)
+        await outbox.enqueue([_entry(alice, 1), _entry(bob, 2)])
+        await _kill(outbox, "LLMUnavailableError: the model is down")
+        await _kill(outbox, "ValueError: unusable")
+
+        code, out = await _barkeeper(database_url, tmp_path, "outbox", "list")
+        assert code == 0, out
+        assert "111" in out and "LLMUnavailableError: the model is down" in out
+        assert "222" in out and "ValueError: unusable" in out and "2 shown of 2 dead" in out
+        code, out = await _barkeeper(database_url, tmp_path, "outbox", "list", "--reason", "value")
+        assert code == 0 and "222" in out and "111" not in out, out
+        code, out = await _barkeeper(database_url, tmp_path, "outbox", "list", "--user", "999")
+        assert code == 1 and "no user with Discord id 999" in out, out
+
+        # retry and purge say whose: nothing changes by accident.
+        code, out = await _barkeeper(database_url, tmp_path, "outbox", "retry")
+        assert code == 2 and "--user ID, or --all" in out, out
+        code, out = await _barkeeper(database_url, tmp_path, "outbox", "retry", "--user", "111")
+        assert code == 0 and "Requeued 1 dead letter." in out, out
+        assert await _states(db) == {1: ("pending", 0), 2: ("dead", 1)}
+
+        code, out = await _barkeeper(
+            database_url, tmp_path, "outbox", "purge", "--all", answer="n\n"
+        )
+        assert code == 1 and "Nothing deleted." in out, out
+        assert (await outbox.counts()).dead == 1
+        code, out = await _barkeeper(database_url, tmp_path, "outbox", "purge", "--all", "--yes")
+        assert code == 0 and "Purged 1 dead letter." in out, out
+        assert await _states(db) == {1: ("pending", 0)}
+        code, out = await _barkeeper(database_url, tmp_path, "outbox", "list")
+        assert code == 0 and "No dead letters." in out, out
 
 
 async def test_ready_items_group_per_user_in_claims(db: Database, alice: int, bob: int) -> None:
@@ -382,3 +428,58 @@ async def test_a_forget_during_extraction_waits_for_it_and_leaves_nothing(
     assert await _states(db) == {}
     async with db.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM memories") == 0
+
+
+async def _kill(outbox: OutboxStore, reason: str) -> None:
+    """Claim the next ready item and give it up for good with ``reason``."""
+    [item] = await outbox.claim()
+    assert await outbox.fail(item, reason, final=True) == "dead"
+
+
+async def test_dead_letters_are_listed_requeued_in_order_and_purged_by_user_and_reason(
+    db: Database, alice: int, bob: int
+) -> None:
+    clock = Clock()
+    outbox = OutboxStore(db, clock=clock)
+    await outbox.enqueue([_entry(alice, 1), _entry(alice, 2), _entry(bob, 3)])
+    await _kill(outbox, "LLMUnavailableError: down")  # alice 1 (the oldest ready)
+    await _kill(outbox, "LLMUnavailableError: down")  # alice 2
+    await _kill(outbox, "ValueError: unusable")  # bob 3
+    await outbox.enqueue([_entry(alice, 4)])  # she writes again: waiting
+    assert await _states(db) == {
+        1: ("dead", 1),
+        2: ("dead", 1),
+        3: ("dead", 1),
+        4: ("pending", 0),
+    }
+
+    letters = await outbox.list_dead()
+    assert [(d.message_id, d.discord_id) for d in letters] == [(1, 111), (2, 111), (3, 222)]
+    assert letters[0].reason == "LLMUnavailableError: down" and letters[0].attempts == 1
+    assert letters[0].dead_at == clock.now
+    assert [d.message_id for d in await outbox.list_dead(user_id=bob)] == [3]
+    assert [d.message_id for d in await outbox.list_dead(reason="llmunavailable")] == [1, 2]
+    assert [d.message_id for d in await outbox.list_dead(limit=1)] == [1]
+    with pytest.raises(InvalidInputError):
+        await outbox.list_dead(user_id=0)
+
+    # Alice's requeued letters keep their place: 1, then 2, then her waiting 4.
+    assert await outbox.requeue_dead(user_id=alice) == 2
+    assert (await _states(db))[3] == ("dead", 1)  # Bob's untouched
+    order = []
+    for _ in range(3):
+        [item] = await outbox.claim(10)
+        order.append(item.message_id)
+        async with db.transaction() as conn:
+            assert await outbox.finish(conn, item)
+    assert order == [1, 2, 4]
+
+    # By reason: only the matching ones; purge deletes for good.
+    await outbox.enqueue([_entry(bob, 5)])
+    await _kill(outbox, "LLMOutputError: unusable JSON")  # bob 5 (3 is dead: 5 is ready)
+    assert await outbox.requeue_dead(reason="nothing like this") == 0
+    assert await outbox.purge_dead(reason="valueerror") == 1
+    assert [d.message_id for d in await outbox.list_dead()] == [5]
+    assert await outbox.purge_dead(user_id=alice) == 0
+    assert await outbox.purge_dead() == 1
+    assert await _states(db) == {} and (await outbox.counts()).dead == 0

@@ -59,20 +59,35 @@ class CompanionCog(commands.Cog):
     async def _say(self, interaction: discord.Interaction, text: str) -> None:
         await interaction.response.send_message(text, ephemeral=True)
 
+    async def _ready(
+        self, interaction: discord.Interaction, feature: str | None = None, off_here: str = ""
+    ) -> Companion | None:
+        """The companion, or ``None`` once the person is told why it cannot answer.
+
+        Args:
+            interaction: The command being answered.
+            feature: The companion feature the command needs, if any.
+            off_here: What to say when ``feature`` is switched off in this place.
+        """
+        companion = self._companion
+        if companion is None:
+            await self._say(interaction, _OFF)
+            return None
+        if feature is not None and not await companion.feature_on(interaction.guild_id, feature):
+            await self._say(interaction, off_here)
+            return None
+        return companion
+
     # --- everyone ---------------------------------------------------------------------
 
     @app_commands.command(name="mood", description="How barkeeper feels here, in words")
     async def mood(self, interaction: discord.Interaction) -> None:
-        companion = self._companion
+        companion = await self._ready(
+            interaction, "mood", "I keep my moods to myself here: the mood is switched off."
+        )
         if companion is None:
-            await self._say(interaction, _OFF)
             return
         guild = interaction.guild_id
-        if not await companion.feature_on(guild, "mood"):
-            await self._say(
-                interaction, "I keep my moods to myself here: the mood is switched off."
-            )
-            return
         mood = await companion.moods.get_mood(guild, companion.now())
         where = "here" if guild is not None else "in our DMs"
         quiet = (
@@ -84,16 +99,14 @@ class CompanionCog(commands.Cog):
 
     @app_commands.command(name="relationship", description="Where you stand with barkeeper")
     async def relationship(self, interaction: discord.Interaction) -> None:
-        companion = self._companion
+        companion = await self._ready(
+            interaction,
+            "relationships",
+            "I don't keep track of how well I know people here: it's switched off.",
+        )
         if companion is None:
-            await self._say(interaction, _OFF)
             return
         guild = interaction.guild_id
-        if not await companion.feature_on(guild, "relationships"):
-            await self._say(
-                interaction, "I don't keep track of how well I know people here: it's switched off."
-            )
-            return
         user = await self.bot.user_for(interaction.user)
         rel = await companion.relationships.get_relationship(user.id, guild, companion.now())
         level = rel.level(companion.persona)
@@ -117,10 +130,9 @@ class CompanionCog(commands.Cog):
         mode="on: in this server, things you share with others who turned it on may come up"
     )
     async def connect(self, interaction: discord.Interaction, mode: Literal["on", "off"]) -> None:
-        companion = self._companion
+        companion = await self._ready(interaction)
         guild = interaction.guild_id
         if companion is None:
-            await self._say(interaction, _OFF)
             return
         if guild is None:
             await self._say(interaction, _NOT_HERE)
@@ -148,10 +160,10 @@ class CompanionCog(commands.Cog):
 
     # --- a server's admins ------------------------------------------------------------
 
-    async def _admin(self, interaction: discord.Interaction) -> Companion | None:
-        companion = self._companion
+    async def _admin(self, interaction: discord.Interaction) -> tuple[Companion, int] | None:
+        """The companion and the server, or ``None`` once the person is told why not."""
+        companion = await self._ready(interaction)
         if companion is None:
-            await self._say(interaction, _OFF)
             return None
         if interaction.guild_id is None:
             await self._say(interaction, _NOT_HERE)
@@ -159,7 +171,7 @@ class CompanionCog(commands.Cog):
         if not is_server_admin(self.bot, interaction):
             await self._say(interaction, _ADMINS_ONLY)
             return None
-        return companion
+        return companion, interaction.guild_id
 
     @app_commands.command(name="persona", description="Who barkeeper is in this server or channel")
     @app_commands.describe(
@@ -174,11 +186,10 @@ class CompanionCog(commands.Cog):
         name: app_commands.Range[str, 1, 80] | None = None,
         scope: Literal["server", "channel"] = "server",
     ) -> None:
-        companion = await self._admin(interaction)
-        if companion is None:
+        admitted = await self._admin(interaction)
+        if admitted is None:
             return
-        guild = interaction.guild_id
-        assert guild is not None
+        companion, guild = admitted
         channel = interaction.channel_id if scope == "channel" else None
         catalog = companion.personas
         settings = companion.settings
@@ -229,11 +240,10 @@ class CompanionCog(commands.Cog):
         feature: Feature | None = None,
         mode: Literal["on", "off"] | None = None,
     ) -> None:
-        companion = await self._admin(interaction)
-        if companion is None:
+        admitted = await self._admin(interaction)
+        if admitted is None:
             return
-        guild = interaction.guild_id
-        assert guild is not None
+        companion, guild = admitted
         settings = companion.settings
         if feature is not None and mode is not None:
             switches = await settings.set_feature(guild, feature, mode == "on")

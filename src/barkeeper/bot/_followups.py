@@ -6,7 +6,8 @@
 - :class:`FollowupsCog`: every ``BARKEEPER_FOLLOWUP_POLL`` seconds each bot process
   claims the due events (:meth:`barkeeper.companion.Followups.claim_due`: a row is
   claimed by one process only) and sends them in the channel or DM they came up in;
-  ``/followups list | cancel | off | on | timezone`` for the person's own events.
+  ``/followups list | remind | cancel | off | on | timezone`` for the person's own
+  events (``remind``: a reminder set by hand, told at once why when it cannot be).
 
 Delivery is at-least-once made exactly-once: a claim whose process died before
 recording the send is taken over after the lease, and the new owner looks for the
@@ -21,7 +22,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, time, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
 
 import discord
@@ -35,6 +36,7 @@ from barkeeper.companion import (
     Followups,
     ScheduledEvent,
     parse_quiet_hours,
+    resolve_when,
 )
 from barkeeper.config import Settings
 from barkeeper.db import Database
@@ -51,6 +53,17 @@ _log = logging.getLogger(__name__)
 #: The bot's recent messages searched for an event's text before a taken-over claim
 #: is sent again.
 RECOVERY_SCAN = 50
+
+# How to ask for a reminder, in the words the scheduler reads (docs/users.md).
+_WHEN_EXAMPLES = (
+    "Days I read: tomorrow at 5pm, Friday evening, next Tuesday, in 2 hours, in 3 days, "
+    "on the 14th, March 14, 2026-12-24."
+)
+_HOW_TO_ASK = (
+    'To set a reminder, use `/followups remind`, or tell me e.g. "remind me tomorrow at '
+    '5pm to call mum" or "remind me every Friday to pay rent"; I tell you when I '
+    "can't read a day from it."
+)
 
 
 def build_followups(
@@ -110,7 +123,19 @@ class FollowupSink:
                 source_message_id=message.message_id,
             )
             made += scheduled is not None
+            if scheduled is None and event.kind == "reminder":
+                # The reply said so already (the companion's reminder line); this is
+                # for the operator. Nothing of what the person wrote is logged.
+                _log.info(
+                    "reminder of message %s not scheduled (no day could be read, the day "
+                    "passed, follow-ups off for the person, or already scheduled)",
+                    message.message_id,
+                )
         return made
+
+
+def _quoted(text: str) -> str:
+    return "“" + " ".join(text.split())[:100].replace("`", "'") + "”"
 
 
 def _event_line(event: ScheduledEvent, zone: ZoneInfo) -> str:
@@ -260,10 +285,63 @@ class FollowupsCog(commands.GroupCog, group_name="followups"):
         on = await self.followups.enabled(user.id)
         head = "Follow-ups are on." if on else "Follow-ups are off (`/followups on`)."
         if not events:
-            await self._say(interaction, f"{head} Nothing is scheduled for you.")
+            await self._say(interaction, f"{head} Nothing is scheduled for you. {_HOW_TO_ASK}")
             return
         lines = [f"{head} Scheduled for you:", *(_event_line(e, zone) for e in events)]
         await self._say(interaction, "\n".join(lines)[:1900])
+
+    @app_commands.command(name="remind", description="Set a reminder: when, and what")
+    @app_commands.describe(
+        when="e.g. tomorrow at 5pm, Friday evening, in 2 hours, on the 14th, 2026-12-24",
+        what="What to remind you of",
+        repeat="Repeat it every week, month or year from that day",
+    )
+    async def remind(
+        self,
+        interaction: discord.Interaction,
+        when: app_commands.Range[str, 1, 100],
+        what: app_commands.Range[str, 1, 200],
+        repeat: Literal["none", "weekly", "monthly", "yearly"] = "none",
+    ) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        user = await self.bot.user_for(interaction.user)
+        guild = interaction.guild_id
+        companion = self.bot.agent.companion
+        if (
+            guild is not None
+            and companion is not None
+            and not await companion.feature_on(guild, "followups")
+        ):
+            await self._say(
+                interaction, "Reminders are switched off in this server; ask me in a DM instead."
+            )
+            return
+        if not await self.followups.enabled(user.id):
+            await self._say(interaction, "Your follow-ups are off: `/followups on` first.")
+            return
+        now = self.followups.now()
+        event = await self.followups.schedule(
+            user.id,
+            "reminder",
+            what,
+            when,
+            said_at=now,
+            guild_id=guild,
+            channel_id=interaction.channel_id,
+            recurrence=repeat,
+        )
+        zone = await self.followups.zone_of(user.id)
+        if event is not None:
+            await self._say(interaction, "Reminder set: " + _event_line(event, zone))
+            return
+        span = resolve_when(when, now, zone)
+        if span is None:
+            why = f"I can't read a day from {_quoted(when)}. {_WHEN_EXAMPLES}"
+        elif span.start < now.astimezone(zone).date():
+            why = f"{_quoted(when)} has passed ({span.start.isoformat()}): give a day to come."
+        else:
+            why = "That reminder is already scheduled (`/followups list`)."
+        await self._say(interaction, why)
 
     @app_commands.command(name="cancel", description="Cancel one of your follow-ups")
     @app_commands.describe(id="The number shown by /followups list")

@@ -13,6 +13,7 @@ import typer
 from barkeeper import __version__
 from barkeeper.cli import _db as db_cli
 from barkeeper.cli import _memories as memories_cli
+from barkeeper.cli import _outbox as outbox_cli
 from barkeeper.cli import _privacy as privacy_cli
 from barkeeper.cli._backfill import backfill
 from barkeeper.cli._chat import chat
@@ -35,6 +36,7 @@ app = typer.Typer(
 app.add_typer(db_cli.app, name="db")
 app.add_typer(privacy_cli.app, name="privacy")
 app.add_typer(memories_cli.app, name="memories")
+app.add_typer(outbox_cli.app, name="outbox")
 app.command("backfill")(backfill)
 app.command("chat")(chat)
 app.command("doctor")(doctor)

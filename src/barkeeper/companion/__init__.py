@@ -8,7 +8,9 @@
 - :class:`Companion`: mood per guild, relationships, communication styles and opinions,
   read before a reply as prompt fragments and moved after it (``docs/companion.md``).
 - :class:`Followups`: follow-ups, reminders and birthdays (``scheduled_events``), their
-  days resolved in code (:func:`resolve_when`), claimed exactly once for delivery.
+  days resolved in code (:func:`resolve_when`), claimed exactly once for delivery;
+  :func:`reminder_request` reads "remind me …" by rules, and :func:`reminder_trouble`
+  says why one will not be set (the reply is told, and asks instead of promising).
 - :class:`CompanionSettings`: per-guild and per-channel personas (from a
   :class:`PersonaCatalog`), per-guild feature switches (:meth:`CompanionSettings.feature_on`
   answers "is feature X on in guild G"), and ``/connect`` opt-ins.
@@ -67,6 +69,12 @@ from barkeeper.companion._relationships import (
     Relationship,
     RelationshipStore,
     level_of,
+)
+from barkeeper.companion._reminders import (
+    ReminderRequest,
+    ReminderTrouble,
+    reminder_request,
+    reminder_trouble,
 )
 from barkeeper.companion._sentiment import Sentiment, score_sentiment
 from barkeeper.companion._settings import (
@@ -131,6 +139,8 @@ __all__ = [
     "Recurrence",
     "Relationship",
     "RelationshipStore",
+    "ReminderRequest",
+    "ReminderTrouble",
     "ScheduledEvent",
     "Sentiment",
     "Span",
@@ -151,6 +161,8 @@ __all__ = [
     "next_occurrence",
     "parse_quiet_hours",
     "quiet_until",
+    "reminder_request",
+    "reminder_trouble",
     "resolve_when",
     "score_sentiment",
     "shows_risk",

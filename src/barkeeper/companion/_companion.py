@@ -4,7 +4,10 @@ Before a reply, :meth:`Companion.before_reply` reads the mood of the place, wher
 author stands, how they write and the bot's opinions on the message's topics, and turns
 them into short prompt fragments. After it, :meth:`Companion.after_reply` moves them by
 the exchange. Fragments only colour the tone: they never carry memories or facts, and
-the mood is never given a say over what is true.
+the mood is never given a say over what is true. One exception says what is true: when
+the message asks for a reminder that will not be scheduled (no day can be read from it,
+the day has passed, reminders are off), a fixed line tells the model so, first, so that
+it asks instead of promising (:func:`~barkeeper.companion.reminder_trouble`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from barkeeper.companion._associations import ASSOCIATIONS_READ, Association, AssociationStore
 from barkeeper.companion._care import SENSITIVE_MEMORY_TYPES
@@ -36,6 +40,7 @@ from barkeeper.companion._relationships import (
     absent,
     relationship_row,
 )
+from barkeeper.companion._reminders import ReminderTrouble, reminder_trouble, trouble_fragment
 from barkeeper.companion._sentiment import score_sentiment
 from barkeeper.companion._settings import (
     FEATURES,
@@ -71,6 +76,9 @@ class CompanionContext:
             guild's switches).
         associations: What the author has in common with other connected members
             (user content: it goes to the context as data, never to the system message).
+        reminder: Why the reminder the message asks for will not be scheduled (no day
+            could be read, the day has passed, reminders are off for them or here);
+            ``None`` when none was asked for or it will be. Its fragment comes first.
     """
 
     mood: Mood
@@ -81,6 +89,17 @@ class CompanionContext:
     persona: Persona | None = None
     features: frozenset[str] = frozenset(FEATURES)
     associations: tuple[Association, ...] = ()
+    reminder: ReminderTrouble | None = None
+
+
+def _zone(name: str | None) -> ZoneInfo | None:
+    """A stored IANA zone name, or ``None`` when unset or unknown."""
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
 
 
 def _shift(query: str, by: int | dict[int, int]) -> str:
@@ -92,7 +111,8 @@ def _shift(query: str, by: int | dict[int, int]) -> str:
 
 
 # The stores' own reads in one round trip: $1 user, $2 guild, $3 topics, $4 min, $5 most,
-# $6 channel, $7 the sensitive memory types, $8 most associations (0: feature off).
+# $6 channel, $7 the sensitive memory types, $8 most associations (0: feature off); the
+# person's time zone and follow-ups switch (for a reminder that cannot be set).
 _SNAPSHOT = f"""
 SELECT
     (SELECT to_jsonb(m) FROM ({_shift(MOOD_READ, 1)}) m) AS mood,
@@ -102,7 +122,11 @@ SELECT
     (SELECT coalesce(jsonb_agg(c), '[]'::jsonb) FROM ({_shift(SETTINGS_READ, {1: 2, 2: 6})}) c)
         AS settings,
     (SELECT coalesce(jsonb_agg(a), '[]'::jsonb) FROM ({_shift(ASSOCIATIONS_READ, {3: 7, 4: 8})}) a)
-        AS associations
+        AS associations,
+    (SELECT preference_value FROM user_preferences
+     WHERE user_id = $1 AND preference_key = 'timezone') AS zone,
+    (SELECT preference_value FROM user_preferences
+     WHERE user_id = $1 AND preference_key = 'followups') AS followups
 """  # noqa: S608 - constant queries of the stores, parameters stay parameters
 
 
@@ -231,15 +255,26 @@ class Companion:
             else CommunicationStyle(user_id)
         )
         opinions = [opinion_row(_dated(o)) for o in row["opinions"]]
+        trouble = reminder_trouble(
+            text,
+            now,
+            _zone(row["zone"]),
+            on_here="followups" in on,
+            on_for_them=row["followups"] != "off",
+        )
+        fragments = self.fragments(mood, rel, style, opinions, name, persona=persona, features=on)
+        if trouble is not None:  # first: what is true matters more than the tone
+            fragments = (trouble_fragment(trouble), *fragments)
         return CompanionContext(
             mood,
             rel,
             style,
             tuple(opinions),
-            self.fragments(mood, rel, style, opinions, name, persona=persona, features=on),
+            fragments,
             persona,
             on,
             associations,
+            trouble,
         )
 
     def fragments(

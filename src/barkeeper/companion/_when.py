@@ -17,10 +17,13 @@ Rules for relative phrases (see ``docs/companion.md``): a bare weekday ("Friday"
 "today" for today); "next Friday" is the Friday of next week (weeks start on Monday);
 "next week" is next Monday to Sunday; "this weekend" the coming Saturday–Sunday (the
 current one when said on a weekend); "next month" its first to last day; "in N
-days/weeks" N days/weeks after the message's day; "the 14th" the next 14th on or
-after tomorrow; a month and day ("March 14", "14 March") the next such date on or
-after the message's day. Anything else is not understood (``None``), and nothing is
-scheduled from it.
+days/weeks/months" (or "a fortnight") that long after the message's day; "in N
+hours/minutes" (or "half an hour") that long after the message, to the minute; "the
+14th" the next 14th on or after tomorrow; a month and day ("March 14", "14 March") the
+next such date on or after the message's day. A part of the day said without a time
+stands for one: morning 09:00, afternoon 15:00, evening 18:00, tonight and night 20:00
+("tomorrow evening", "Friday morning"; "in the morning" alone is the next 09:00).
+Anything else is not understood (``None``), and nothing is scheduled from it.
 """
 
 from __future__ import annotations
@@ -104,9 +107,22 @@ _DAY_MONTH = re.compile(
     rf"\b(?:the\s+)?{_DAY}\s+(?:of\s+)?({_MONTH})\b\.?(?:,?\s*(\d{{4}}))?", re.I
 )
 _ORDINAL = re.compile(r"\bthe\s+(\d{1,2})(?:st|nd|rd|th)\b", re.I)
-_IN = re.compile(
-    r"\bin\s+(\d+|a|an|one|two|three|four|five|six|seven|eight|nine|ten|a couple of|a few)"
-    r"\s+(day|week|month)s?\b",
+_COUNT = r"(\d+|a|an|one|two|three|four|five|six|seven|eight|nine|ten|a couple of|a few)"
+_IN = re.compile(rf"\bin\s+{_COUNT}\s+(day|week|month|fortnight)s?\b", re.I)
+# "in 2 hours", "in 20 minutes", "in half an hour": a moment, not a day.
+_IN_CLOCK = re.compile(rf"\bin\s+(?:(half an? hour)|{_COUNT}\s+(hour|hr|minute|min)s?)\b", re.I)
+# A part of the day said without a time ("tomorrow evening"): the time it stands for.
+_PART_OF_DAY = re.compile(r"\b(?<!last )(morning|afternoon|evening|tonight|night)\b", re.I)
+_PARTS = {
+    "morning": time(9, 0),
+    "afternoon": time(15, 0),
+    "evening": time(18, 0),
+    "tonight": time(20, 0),
+    "night": time(20, 0),
+}
+# Said with no day, a part of the day is the next such time ("in the morning").
+_PART_ALONE = re.compile(
+    r"\b(in the (morning|afternoon|evening)|tonight|at night|this (morning|afternoon|evening))\b",
     re.I,
 )
 _WEEKDAY = re.compile(
@@ -149,6 +165,32 @@ def _time_of(text: str) -> time | None:
     if hour > 23 or minute > 59:
         return None
     return time(hour, minute)
+
+
+def _count(word: str) -> int:
+    raw = word.lower()
+    raw = raw.removeprefix("a ").strip() if raw.startswith("a ") else raw
+    return int(raw) if raw.isdigit() else _NUMBERS.get(raw, 1)
+
+
+def _in_clock(phrase: str, local: datetime) -> Span | None:
+    """ "in 2 hours" and the like: the local moment that far after ``local``."""
+    m = _IN_CLOCK.search(phrase)
+    if m is None:
+        return None
+    if m.group(1):
+        minutes = 30
+    else:
+        count = _count(m.group(2))
+        minutes = count * 60 if m.group(3).lower().startswith("h") else count
+    # To the minute, never earlier than asked.
+    moment = (local + timedelta(minutes=minutes, seconds=59)).replace(second=0, microsecond=0)
+    return Span(moment.date(), moment.date(), moment.time().replace(tzinfo=None))
+
+
+def _part_of_day(phrase: str) -> time | None:
+    m = _PART_OF_DAY.search(phrase)
+    return None if m is None else _PARTS[m.group(1).lower()]
 
 
 def _date_or_none(year: int, month: int, day: int) -> date | None:
@@ -207,10 +249,11 @@ def _day_span(text: str, today: date) -> tuple[date, date] | None:
         return date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1])
     m = _IN.search(low)
     if m:
-        raw = m.group(1).removeprefix("a ").strip() if m.group(1).startswith("a ") else m.group(1)
-        count = int(raw) if raw.isdigit() else _NUMBERS.get(raw, 1)
+        count = _count(m.group(1))
         unit = m.group(2).lower()
-        if unit == "day":
+        if unit == "fortnight":
+            d = today + timedelta(weeks=2 * count)
+        elif unit == "day":
             d = today + timedelta(days=count)
         elif unit == "week":
             d = today + timedelta(weeks=count)
@@ -263,8 +306,13 @@ def resolve_when(phrase: str, said_at: datetime, zone: ZoneInfo) -> Span | None:
         raise InvalidInputError("said_at must be timezone-aware")
     local = said_at.astimezone(zone)
     today = local.date()
+    soon = _in_clock(phrase, local)
+    if soon is not None:
+        return soon
     at = _time_of(phrase)
     span = _day_span(_TIME.sub(" ", phrase), today)
+    if at is None and (span is not None or _PART_ALONE.search(phrase)):
+        at = _part_of_day(phrase)
     if span is None:
         if at is None:
             return None

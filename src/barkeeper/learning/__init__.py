@@ -11,7 +11,8 @@
 - :class:`OutboxStore` and :class:`OutboxWorker`: the durable queue of messages
   waiting for the manager (PostgreSQL's ``memory_outbox``, written with the message
   cache; claimed with ``SKIP LOCKED`` by any number of processes, in order per user,
-  retried with backoff, dead-lettered with the reason; each item's memories and its
+  retried with backoff, dead-lettered with the reason (:class:`DeadLetter`: listed,
+  requeued in order or purged, ``barkeeper outbox``); each item's memories and its
   removal commit together). The bot uses them.
 - :class:`MemoryWorker`: the in-memory queue (lost with the process), for the
   terminal chat.
@@ -58,7 +59,13 @@ from barkeeper.learning._factory import (
     build_outbox_worker,
 )
 from barkeeper.learning._manager import EventSink, MemoryManager, MemoryOutcome, OutcomeStatus
-from barkeeper.learning._outbox import OutboxCounts, OutboxEntry, OutboxItem, OutboxStore
+from barkeeper.learning._outbox import (
+    DeadLetter,
+    OutboxCounts,
+    OutboxEntry,
+    OutboxItem,
+    OutboxStore,
+)
 from barkeeper.learning._outbox_worker import OutboxStats, OutboxWorker
 from barkeeper.learning._reminders import birthday_event, parse_reminder
 from barkeeper.learning._worker import MemoryWorker, WorkerStats
@@ -68,6 +75,7 @@ __all__ = [
     "CandidateFact",
     "CommandKind",
     "Consolidator",
+    "DeadLetter",
     "DuplicateKind",
     "EventSink",
     "FactExtractor",

@@ -18,8 +18,11 @@ version 3), written by the bot in the transaction that caches the message
   writes its memories (:meth:`OutboxStore.lock`, :meth:`OutboxStore.finish`). A
   failure sets ``retrying`` with ``available_at`` backed off exponentially
   (``backoff * 2 ** (attempts - 1)``, at most ``backoff_max``), or ``dead`` with the
-  reason after ``max_attempts`` attempts. Dead rows stay until
-  :meth:`OutboxStore.requeue_dead` or ``privacy forget``.
+  reason after ``max_attempts`` attempts. Dead rows stay until they are requeued
+  (:meth:`OutboxStore.requeue_dead`, ``barkeeper outbox retry``), purged
+  (:meth:`OutboxStore.purge_dead`, ``barkeeper outbox purge``) or their author is
+  forgotten (``privacy forget``). A requeued row keeps its id, so it runs before the
+  same user's later messages still waiting, as it would have.
 
 Every time comes from the injected ``clock`` (UTC ``datetime``), never from the
 server's ``now()``, so tests move time by hand.
@@ -37,8 +40,9 @@ import asyncpg
 
 from barkeeper.db import Database
 from barkeeper.errors import InvalidInputError
+from barkeeper.validation import check_bigint, check_count
 
-__all__ = ["OutboxCounts", "OutboxEntry", "OutboxItem", "OutboxStore"]
+__all__ = ["DeadLetter", "OutboxCounts", "OutboxEntry", "OutboxItem", "OutboxStore"]
 
 Clock = Callable[[], datetime]
 """The current time, timezone-aware (UTC)."""
@@ -137,11 +141,30 @@ FROM memory_outbox WHERE state = 'dead'
 GROUP BY 1 ORDER BY n DESC, reason LIMIT $1
 """
 
-_REQUEUE_DEAD = """
-UPDATE memory_outbox
-SET state = 'pending', attempts = 0, available_at = $1, last_error = NULL, updated_at = $1
-WHERE state = 'dead'
+# The dead letters chosen by $1 (a user, or NULL: all) and $2 (a piece of the reason,
+# case-insensitive, or NULL: any).
+_DEAD_WHERE = """
+state = 'dead' AND ($1::bigint IS NULL OR user_id = $1)
+AND ($2::text IS NULL OR strpos(lower(coalesce(last_error, 'unknown')), lower($2)) > 0)
 """
+
+_LIST_DEAD = f"""
+SELECT o.id, o.user_id, u.discord_id, o.message_id, o.channel_id, o.guild_id, o.attempts,
+       coalesce(o.last_error, 'unknown') AS reason, o.created_at, o.updated_at
+FROM (SELECT * FROM memory_outbox WHERE {_DEAD_WHERE} ORDER BY id LIMIT $3) o
+LEFT JOIN users u ON u.id = o.user_id
+ORDER BY o.id
+"""  # noqa: S608 - constant fragments, parameters stay parameters
+
+# Requeued rows keep their ids: the claim's "nothing earlier of this user" rule runs
+# them in their old order, before the user's later messages still waiting.
+_REQUEUE_DEAD = f"""
+UPDATE memory_outbox
+SET state = 'pending', attempts = 0, available_at = $3, last_error = NULL, updated_at = $3
+WHERE {_DEAD_WHERE}
+"""  # noqa: S608 - constant fragments, parameters stay parameters
+
+_PURGE_DEAD = f"DELETE FROM memory_outbox WHERE {_DEAD_WHERE}"  # noqa: S608 - constant
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +229,39 @@ class OutboxItem:
 
 
 @dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A dead outbox item, as ``barkeeper outbox list`` shows it (no message text).
+
+    Attributes:
+        id: The row's id (a user's items run in id order).
+        user_id: The author's ``users.id``.
+        discord_id: The author's Discord id, if they have one.
+        message_id: The Discord message, if any.
+        channel_id: Its channel, if any.
+        guild_id: Its guild, if any.
+        attempts: Attempts made before it was given up.
+        reason: Why the last attempt failed.
+        queued_at: When it was queued.
+        dead_at: When it was given up.
+    """
+
+    id: int
+    user_id: int
+    discord_id: int | None
+    message_id: int | None
+    channel_id: int | None
+    guild_id: int | None
+    attempts: int
+    reason: str
+    queued_at: datetime
+    dead_at: datetime
+
+
+# What `/barkeeper status` and `barkeeper doctor` say when there are dead letters.
+_DEAD_HINT = "`barkeeper outbox list` shows them, `barkeeper outbox retry --all` requeues them"
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxCounts:
     """What the outbox holds now.
 
@@ -243,6 +299,8 @@ class OutboxCounts:
             text += f" ({self.abandoned} abandoned by a stopped process)"
         if self.dead_reasons:
             text += ": " + "; ".join(f"{n}× {reason}" for reason, n in self.dead_reasons)
+        if self.dead:
+            text += f". {_DEAD_HINT}"
         return text
 
 
@@ -488,8 +546,70 @@ class OutboxStore:
             oldest=row["oldest"],
         )
 
-    async def requeue_dead(self) -> int:
-        """Give every dead item a fresh set of attempts (after fixing their cause)."""
+    async def list_dead(
+        self, *, user_id: int | None = None, reason: str | None = None, limit: int = 50
+    ) -> list[DeadLetter]:
+        """The dead items, oldest first.
+
+        Args:
+            user_id: Only this author's (``users.id``); ``None``: everyone's.
+            reason: Only those whose reason contains this text (any case).
+            limit: At most this many.
+        """
+        user_id = _optional_id(user_id)
+        limit = check_count(limit, "limit", minimum=1, maximum=10_000)
         async with self._db.acquire() as conn:
-            status = await conn.execute(_REQUEUE_DEAD, self.clock())
+            rows = await conn.fetch(_LIST_DEAD, user_id, reason or None, limit)
+        return [
+            DeadLetter(
+                id=r["id"],
+                user_id=r["user_id"],
+                discord_id=r["discord_id"],
+                message_id=r["message_id"],
+                channel_id=r["channel_id"],
+                guild_id=r["guild_id"],
+                attempts=r["attempts"],
+                reason=r["reason"],
+                queued_at=r["created_at"],
+                dead_at=r["updated_at"],
+            )
+            for r in rows
+        ]
+
+    async def requeue_dead(self, *, user_id: int | None = None, reason: str | None = None) -> int:
+        """Give dead items a fresh set of attempts (after fixing their cause).
+
+        Each keeps its place: it runs before its author's later messages still waiting.
+
+        Args:
+            user_id: Only this author's (``users.id``); ``None``: everyone's.
+            reason: Only those whose reason contains this text (any case).
+
+        Returns:
+            How many were requeued.
+        """
+        return await self._change_dead(_REQUEUE_DEAD, user_id, reason, self.clock())
+
+    async def purge_dead(self, *, user_id: int | None = None, reason: str | None = None) -> int:
+        """Delete dead items for good (the messages will never be examined).
+
+        Args:
+            user_id: Only this author's (``users.id``); ``None``: everyone's.
+            reason: Only those whose reason contains this text (any case).
+
+        Returns:
+            How many were deleted.
+        """
+        return await self._change_dead(_PURGE_DEAD, user_id, reason)
+
+    async def _change_dead(
+        self, query: str, user_id: int | None, reason: str | None, *more: object
+    ) -> int:
+        """Run a statement on the dead letters :data:`_DEAD_WHERE` chooses; rows changed."""
+        async with self._db.acquire() as conn:
+            status = await conn.execute(query, _optional_id(user_id), reason or None, *more)
         return int(status.rsplit(" ", 1)[-1])
+
+
+def _optional_id(user_id: int | None) -> int | None:
+    return None if user_id is None else check_bigint(user_id, "user_id")
