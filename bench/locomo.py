@@ -17,12 +17,12 @@ same run, on the same index:
   (the conversations are years old): both signals fused (BM25 and cosine each divided
   by its best among the candidates), the bonuses for a speaker and a month or year the
   question names, then the session and neighbour terms;
-- ``hybrid_unscaled``: the same with the raw cosine (``scale_vector=False``), as
-  ranked before the cosine was scaled: the baseline of that change, in the same run;
+- ``hybrid_unscaled``: the same with the raw cosine (``scale_vector=False``) and the
+  candidates as they were (20, or 2 per hit asked for: 100 here), as ranked before
+  this change: its baseline, in the same run;
 - ``hybrid_k10`` / ``hybrid_unscaled_k10``: ``hybrid`` and ``hybrid_unscaled`` asked
-  for 10 hits, as the bot's tools ask, with the candidates each had as a default
-  (100 now, 20 before): what the bot sees (recall@20 and the token budgets are
-  capped by the 10 hits);
+  for 10 hits, as the bot's tools ask (100 candidates now, 20 before): what the bot
+  sees (recall@20 and the token budgets are capped by the 10 hits);
 - ``hybrid_before``: the same before issue 12 (speaker bonus 0.1, no date, session or
   neighbour terms, raw cosine): the baseline, in the same run;
 - ``fulltext_plain`` (reference, not part of the interface): BM25 over bare turns,
@@ -83,14 +83,13 @@ SEARCH_K = 50
 """Hits asked of each search: enough to fill the 1,000-token budget."""
 PRODUCT_K = 10
 """Hits the bot's search tools ask for (``hybrid_k10``)."""
-PREVIOUS_TURN_WEIGHTS = Weights(
-    importance=0.0, recency=0.05, speaker=0.1, candidates=20, scale_vector=False
-)
+UNSCALED: dict[str, Any] = {"scale_vector": False, "candidates": 20, "candidates_per_hit": 2}
+"""What the defaults were before the cosine was scaled and the candidates widened
+(``*_unscaled``)."""
+PREVIOUS_TURN_WEIGHTS = Weights(importance=0.0, recency=0.05, speaker=0.1, **UNSCALED)
 """Turn weights before issue 12 (no date, session or neighbour terms): the baseline."""
-PREVIOUS_MEMORY_WEIGHTS = Weights(candidates=20, scale_vector=False)
+PREVIOUS_MEMORY_WEIGHTS = Weights(**UNSCALED)
 """Memory weights before issue 12."""
-UNSCALED = {"scale_vector": False, "candidates": 20}
-"""What the defaults were before the cosine was scaled (``*_unscaled``)."""
 CATEGORIES = (1, 2, 3, 4)
 CATEGORY_NAMES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
 DEFAULT_TUNED_ON = ("conv-26", "conv-30")
@@ -405,7 +404,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     def weights_of(w: Weights) -> dict[str, float]:
         keys = ("text", "vector", "speaker", "date", "session", "neighbour", "context_weight")
-        extra = {"candidates": w.candidates, "scale_vector": w.scale_vector}
+        extra = {
+            "candidates": w.candidates,
+            "candidates_per_hit": w.candidates_per_hit,
+            "scale_vector": w.scale_vector,
+        }
         return {key: getattr(w, key) for key in keys} | extra
 
     def with_embedding(system: str) -> list[float]:

@@ -91,6 +91,7 @@ def test_fuse_recency_halves_per_half_life_and_ties_go_to_the_newer() -> None:
         {"vector": float("nan")},
         {"half_life_days": 0},
         {"candidates": 0},
+        {"candidates_per_hit": 0},
         {"scale_vector": 1},
     ],
 )
@@ -511,3 +512,30 @@ async def test_memory_search_scales_the_cosine_so_meaning_counts(db: Database) -
     scaled = await store.search(user, question, k=2, query_embedding=query, weights=flat)
     assert [h.item.id for h in scaled] == [meaning.id, words.id]
     assert scaled[0].parts.vector == pytest.approx(0.3)
+
+
+async def test_a_deeper_candidate_pool_lets_the_second_stage_lift_an_answer(
+    index: MessageIndex,
+) -> None:
+    day = datetime(2025, 6, 1, tzinfo=UTC)
+    turns = [
+        Turn("1", "Ana", "We adopted a puppy and named him Rex", occurred_at=day, context=""),
+        Turn("2", "Ana", "He chews every shoe in the house", occurred_at=day, context=""),
+    ]
+    others = [
+        "My neighbour has a puppy too",
+        "Puppy classes are expensive",
+        "A puppy barked all night",
+        "The shelter had a puppy sale",
+        "Our puppy walk was rainy",
+    ]
+    for i, text in enumerate(others):  # one word of the query each, on other days
+        turns.append(Turn(str(i + 3), "Bo", text, occurred_at=day + timedelta(days=i + 1)))
+    await index.add_turns("s", turns)
+    query = "Tell me about the puppy Rex"
+    lift = Weights(importance=0, recency=0, session=1.0, neighbour=0.5, candidates=1)
+    shallow = await index.search("s", query, k=3, weights=replace(lift, candidates_per_hit=1))
+    assert "2" not in [h.item.source_id for h in shallow]  # no word, not among 3 candidates
+    deep = await index.search("s", query, k=3, weights=replace(lift, candidates_per_hit=4))
+    assert [h.item.source_id for h in deep][:2] == ["1", "2"]  # the same day, next turn
+    assert deep[1].parts.text_rank is None and deep[1].parts.session > 0

@@ -21,8 +21,8 @@ in a single statement:
   the embedding finds nothing close (a best cosine of 0.3 counted for little against
   BM25's 1).
 
-The top ``candidates`` of each signal (100 each, so the second stage has room) are
-fused; a token budget then keeps the best
+The top ``candidates`` of each signal (100 each, or 4 per hit asked for if more: the
+second stage needs room) are fused; a token budget then keeps the best
 hits whose text fits. No language model runs at query time.
 """
 
@@ -99,9 +99,13 @@ class Weights:
             against a word of the turn itself, in BM25's term frequency.
         k1: BM25 term-frequency saturation.
         b: BM25 length normalisation.
-        candidates: Rows taken from the top of each signal before fusing (at least
-            twice the hits asked for). The second stage reranks them, so a search
+        candidates: Rows taken from the top of each signal before fusing, at least
+            (see ``candidates_per_hit``). The second stage reranks them, so a search
             for 10 hits ranks best with many more candidates than 20.
+        candidates_per_hit: Rows taken from each signal per hit asked for, when that
+            is more than ``candidates``: the second stage moves hits up from deep in
+            the list, so the pool must reach well below the last hit (the 50th of 50
+            hits ranked better from 200 candidates than from 100).
         date: Bonus of an item whose time (a turn's, a memory's ``valid_from``) is
             in a month or year the query names ("in June", "in 2022", "last month").
         session: Share of the best score among the candidates of an item's session
@@ -123,6 +127,7 @@ class Weights:
     k1: float = 1.2
     b: float = 0.75
     candidates: int = 100
+    candidates_per_hit: int = 4
     date: float = 0.0
     session: float = 0.0
     neighbour: float = 0.0
@@ -151,6 +156,7 @@ class Weights:
         if not self.half_life_days > 0:
             raise InvalidInputError("Weights.half_life_days must be positive")
         check_int_range(self.candidates, "Weights.candidates", 1, 10_000)
+        check_int_range(self.candidates_per_hit, "Weights.candidates_per_hit", 1, 50)
         if not isinstance(self.scale_vector, bool):
             raise InvalidInputError("Weights.scale_vector must be True or False")
 
@@ -403,7 +409,8 @@ async def search_rows(
         vector: The query's unit vector, or ``None`` to skip vectors.
         embedder_name: Only vectors made by this embedder are compared.
         weights: BM25 parameters and the candidate count.
-        k: The hits wanted: at least ``2 * k`` candidates come from each signal.
+        k: The hits wanted: at least ``weights.candidates_per_hit * k`` candidates
+            come from each signal.
         memory_types: Only these types (memories only).
 
     Returns:
@@ -413,7 +420,7 @@ async def search_rows(
     sql = _build_sql(table, storage)
     types = list(memory_types) if memory_types is not None else None
     ctx, k1, b = weights.context_weight, weights.k1, weights.b
-    keep = max(weights.candidates, 2 * k)
+    keep = max(weights.candidates, weights.candidates_per_hit * k)
     if storage == "vector":
         query_vector = list(vector) if vector is not None else None
         args: list[Any] = [owner, query, query_vector, embedder_name, ctx, k1, b, keep]
