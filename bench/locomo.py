@@ -14,17 +14,25 @@ same run, on the same index:
 - ``fulltext``: BM25 alone (the full-text half of ours);
 - ``vector``: cosine similarity alone (the vector half);
 - ``hybrid``: ours, :data:`barkeeper.retrieval.DEFAULT_TURN_WEIGHTS` without recency
-  (the conversations are years old): both signals fused, the bonuses for a speaker
-  and a month or year the question names, then the session and neighbour terms;
+  (the conversations are years old): both signals fused (BM25 and cosine each divided
+  by its best among the candidates), the bonuses for a speaker and a month or year the
+  question names, then the session and neighbour terms;
+- ``hybrid_unscaled``: the same with the raw cosine (``scale_vector=False``) and the
+  candidates as they were (20, or 2 per hit asked for: 100 here), as ranked before
+  this change: its baseline, in the same run;
+- ``hybrid_k10`` / ``hybrid_unscaled_k10``: ``hybrid`` and ``hybrid_unscaled`` asked
+  for 10 hits, as the bot's tools ask (100 candidates now, 20 before): what the bot
+  sees (recall@20 and the token budgets are capped by the 10 hits);
 - ``hybrid_before``: the same before issue 12 (speaker bonus 0.1, no date, session or
-  neighbour terms): the baseline, in the same run;
+  neighbour terms, raw cosine): the baseline, in the same run;
 - ``fulltext_plain`` (reference, not part of the interface): BM25 over bare turns,
   without the previous turn as context: the usual "BM25 over turns" baseline;
 - ``memories`` / ``memories_before``: LoCoMo's ``observation`` facts (gold memories,
   each naming the turn it came from) added through :class:`barkeeper.memory.MemoryStore`
   for one user per conversation (``valid_from`` = the session's date) and searched
   with ``MemoryStore.search``, with :data:`barkeeper.retrieval.DEFAULT_MEMORY_WEIGHTS`
-  (now / before) without recency and importance. A memory found counts as its turn.
+  (now / before) without recency and importance; ``memories_unscaled`` with the raw
+  cosine. A memory found counts as its turn.
 
 Recall@k is the share of a question's evidence turns (``dia_id``) among the top k,
 averaged over questions; ``recall@500tok`` / ``recall@1000tok`` the share among the
@@ -73,9 +81,14 @@ BUDGETS = (500, 1000)
 METRICS = tuple(f"recall@{k}" for k in KS) + tuple(f"recall@{b}tok" for b in BUDGETS)
 SEARCH_K = 50
 """Hits asked of each search: enough to fill the 1,000-token budget."""
-PREVIOUS_TURN_WEIGHTS = Weights(importance=0.0, recency=0.05, speaker=0.1)
+PRODUCT_K = 10
+"""Hits the bot's search tools ask for (``hybrid_k10``)."""
+UNSCALED: dict[str, Any] = {"scale_vector": False, "candidates": 20, "candidates_per_hit": 2}
+"""What the defaults were before the cosine was scaled and the candidates widened
+(``*_unscaled``)."""
+PREVIOUS_TURN_WEIGHTS = Weights(importance=0.0, recency=0.05, speaker=0.1, **UNSCALED)
 """Turn weights before issue 12 (no date, session or neighbour terms): the baseline."""
-PREVIOUS_MEMORY_WEIGHTS = Weights()
+PREVIOUS_MEMORY_WEIGHTS = Weights(**UNSCALED)
 """Memory weights before issue 12."""
 CATEGORIES = (1, 2, 3, 4)
 CATEGORY_NAMES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
@@ -276,15 +289,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     plain_weights = replace(previous, speaker=0.0)
     memory_weights = bench_weights(DEFAULT_MEMORY_WEIGHTS)
     memory_previous = bench_weights(PREVIOUS_MEMORY_WEIGHTS)
-    # system -> (mode, weights, plain index?)
-    systems: dict[str, tuple[SearchMode, Weights, bool]] = {
-        "fulltext": ("fulltext", plain_weights, False),
-        "vector": ("vector", plain_weights, False),
-        "hybrid": ("hybrid", weights, False),
-        "hybrid_before": ("hybrid", previous, False),
-        "fulltext_plain": ("fulltext", plain_weights, True),
+    unscaled = bench_weights(replace(DEFAULT_TURN_WEIGHTS, **UNSCALED))
+    memory_unscaled = bench_weights(replace(DEFAULT_MEMORY_WEIGHTS, **UNSCALED))
+    # system -> (mode, weights, plain index?, hits asked)
+    systems: dict[str, tuple[SearchMode, Weights, bool, int]] = {
+        "fulltext": ("fulltext", plain_weights, False, SEARCH_K),
+        "vector": ("vector", plain_weights, False, SEARCH_K),
+        "hybrid": ("hybrid", weights, False, SEARCH_K),
+        "hybrid_unscaled": ("hybrid", unscaled, False, SEARCH_K),
+        "hybrid_k10": ("hybrid", weights, False, PRODUCT_K),
+        "hybrid_unscaled_k10": ("hybrid", unscaled, False, PRODUCT_K),
+        "hybrid_before": ("hybrid", previous, False, SEARCH_K),
+        "fulltext_plain": ("fulltext", plain_weights, True, SEARCH_K),
     }
-    memory_systems = {"memories": memory_weights, "memories_before": memory_previous}
+    memory_systems = {
+        "memories": memory_weights,
+        "memories_unscaled": memory_unscaled,
+        "memories_before": memory_previous,
+    }
     names = [*systems, *memory_systems]
     outcomes: dict[str, list[Outcome]] = {s: [] for s in names}
     latencies: dict[str, list[float]] = {s: [] for s in names}
@@ -329,12 +351,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 t0 = time.perf_counter()
                 vector = await embedder.embed_query(question.text)
                 embed_ms.append((time.perf_counter() - t0) * 1000)
-                for system, (mode, use, bare_index) in systems.items():
+                for system, (mode, use, bare_index, wanted) in systems.items():
                     t0 = time.perf_counter()
                     hits = await (plain if bare_index else index).search(
                         f"{scope}:plain" if bare_index else scope,
                         question.text,
-                        k=SEARCH_K,
+                        k=wanted,
                         mode=mode,
                         query_embedding=vector if mode != "fulltext" else None,
                         weights=use,
@@ -382,7 +404,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     def weights_of(w: Weights) -> dict[str, float]:
         keys = ("text", "vector", "speaker", "date", "session", "neighbour", "context_weight")
-        return {key: getattr(w, key) for key in keys} | {"candidates": w.candidates}
+        extra = {
+            "candidates": w.candidates,
+            "candidates_per_hit": w.candidates_per_hit,
+            "scale_vector": w.scale_vector,
+        }
+        return {key: getattr(w, key) for key in keys} | extra
 
     def with_embedding(system: str) -> list[float]:
         return [a + b for a, b in zip(latencies[system], embed_ms, strict=True)]
@@ -404,10 +431,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "evidence_ids_dropped": sum(c.dropped_evidence for c in conversations),
         "embedder": embedder.name,
         "search_k": SEARCH_K,
+        "product_k": PRODUCT_K,
         "weights": {
             "hybrid": weights_of(weights),
+            "hybrid_unscaled": weights_of(unscaled),
             "hybrid_before": weights_of(previous),
             "memories": weights_of(memory_weights),
+            "memories_unscaled": weights_of(memory_unscaled),
             "memories_before": weights_of(memory_previous),
         },
         "index_seconds": round(index_seconds, 1),
@@ -426,7 +456,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "query_latency_ms_with_embedding": {
             system: {f"p{p}": round(percentile(with_embedding(system), p), 2) for p in (50, 95)}
-            for system in ("hybrid", "hybrid_before", "memories", "memories_before")
+            for system in (
+                "hybrid",
+                "hybrid_unscaled",
+                "hybrid_k10",
+                "hybrid_unscaled_k10",
+                "hybrid_before",
+                "memories",
+                "memories_unscaled",
+                "memories_before",
+            )
         },
         "total_seconds": round(time.perf_counter() - started, 1),
         "environment": where,

@@ -44,7 +44,7 @@ def test_fuse_combines_normalised_text_and_vector() -> None:
         _row(2, 2.0, 2, 0.9, vector_rank=1),  # half the words, close meaning: 0.5 + 0.9
         _row(3, 0.0, None, 0.5, vector_rank=2),  # meaning only: 0.5
     ]
-    weights = Weights(importance=0, recency=0)
+    weights = Weights(importance=0, recency=0, scale_vector=False)
     hybrid = fuse(rows, mode="hybrid", weights=weights, now=NOW)
     assert [r["id"] for r, _ in hybrid] == [2, 1, 3]
     assert [p.score for _, p in hybrid] == pytest.approx([1.4, 1.1, 0.5])
@@ -52,6 +52,24 @@ def test_fuse_combines_normalised_text_and_vector() -> None:
     assert [r["id"] for r, _ in fulltext] == [1, 2]  # no word, no hit
     vector = fuse(rows, mode="vector", weights=weights, now=NOW)
     assert [r["id"] for r, _ in vector] == [2, 3, 1]
+
+
+def test_fuse_scales_the_cosine_by_the_best_among_the_candidates() -> None:
+    # an embedding that finds nothing close: the best cosine is 0.3
+    rows = [
+        _row(1, 4.0, 1, 0.0, vector_rank=2),  # every word, no meaning: 1.0 + 0
+        _row(2, 2.0, 2, 0.3, vector_rank=1),  # half the words, the closest meaning
+    ]
+    raw = fuse(rows, mode="hybrid", weights=Weights(importance=0, recency=0, scale_vector=False))
+    assert [r["id"] for r, _ in raw] == [1, 2]  # 1.0 > 0.5 + 0.3: the cosine barely counts
+    scaled = fuse(rows, mode="hybrid", weights=Weights(importance=0, recency=0))
+    assert [r["id"] for r, _ in scaled] == [2, 1]  # 0.5 + 0.3 / 0.3 > 1.0
+    assert [p.score for _, p in scaled] == pytest.approx([1.5, 1.0])
+    assert [p.vector for _, p in scaled] == [0.3, 0.0]  # the parts keep the raw cosine
+    # nothing positive to scale by: the raw cosine
+    negative = [_row(1, 0.0, None, -0.2, vector_rank=1)]
+    fused = fuse(negative, mode="hybrid", weights=Weights(importance=0, recency=0))
+    assert fused[0][1].score == pytest.approx(-0.2)
 
 
 def test_fuse_recency_halves_per_half_life_and_ties_go_to_the_newer() -> None:
@@ -68,7 +86,14 @@ def test_fuse_recency_halves_per_half_life_and_ties_go_to_the_newer() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"text": -1.0}, {"vector": float("nan")}, {"half_life_days": 0}, {"candidates": 0}],
+    [
+        {"text": -1.0},
+        {"vector": float("nan")},
+        {"half_life_days": 0},
+        {"candidates": 0},
+        {"candidates_per_hit": 0},
+        {"scale_vector": 1},
+    ],
 )
 def test_weights_are_checked(kwargs: dict[str, Any]) -> None:
     with pytest.raises(InvalidInputError):
@@ -464,3 +489,53 @@ async def test_memory_search_gives_the_date_bonus_by_valid_from(db: Database) ->
     assert hits[0].parts.date == pytest.approx(0.3) and hits[1].parts.date == 0.0
     undated = await store.search(user, "Where did Ana go camping?", k=2)
     assert [h.item.id for h in undated] == [july.id, june.id]  # a tie: the newer row first
+
+
+async def test_memory_search_scales_the_cosine_so_meaning_counts(db: Database) -> None:
+    async with db.acquire() as conn:
+        user = int(await conn.fetchval("INSERT INTO users (discord_id) VALUES (4343) RETURNING id"))
+    embedder = HashingEmbedder()
+    axis = [0.0] * embedder.dimension
+    query, other = list(axis), list(axis)
+    query[0], other[1] = 1.0, 1.0
+    near = list(axis)  # cosine 0.3 with the query: the closest there is
+    near[0], near[1] = 0.3, (1 - 0.3**2) ** 0.5
+    store = MemoryStore(db, embedder)
+    words = await store.add(user, "Kayak lessons start on Sunday", embedding=other)
+    meaning = await store.add(user, "The lessons on the lake went well", embedding=near)
+    flat = Weights(importance=0, recency=0)
+    question = "kayak lessons"
+    raw = await store.search(
+        user, question, k=2, query_embedding=query, weights=replace(flat, scale_vector=False)
+    )
+    assert [h.item.id for h in raw] == [words.id, meaning.id]
+    scaled = await store.search(user, question, k=2, query_embedding=query, weights=flat)
+    assert [h.item.id for h in scaled] == [meaning.id, words.id]
+    assert scaled[0].parts.vector == pytest.approx(0.3)
+
+
+async def test_a_deeper_candidate_pool_lets_the_second_stage_lift_an_answer(
+    index: MessageIndex,
+) -> None:
+    day = datetime(2025, 6, 1, tzinfo=UTC)
+    turns = [
+        Turn("1", "Ana", "We adopted a puppy and named him Rex", occurred_at=day, context=""),
+        Turn("2", "Ana", "He chews every shoe in the house", occurred_at=day, context=""),
+    ]
+    others = [
+        "My neighbour has a puppy too",
+        "Puppy classes are expensive",
+        "A puppy barked all night",
+        "The shelter had a puppy sale",
+        "Our puppy walk was rainy",
+    ]
+    for i, text in enumerate(others):  # one word of the query each, on other days
+        turns.append(Turn(str(i + 3), "Bo", text, occurred_at=day + timedelta(days=i + 1)))
+    await index.add_turns("s", turns)
+    query = "Tell me about the puppy Rex"
+    lift = Weights(importance=0, recency=0, session=1.0, neighbour=0.5, candidates=1)
+    shallow = await index.search("s", query, k=3, weights=replace(lift, candidates_per_hit=1))
+    assert "2" not in [h.item.source_id for h in shallow]  # no word, not among 3 candidates
+    deep = await index.search("s", query, k=3, weights=replace(lift, candidates_per_hit=4))
+    assert [h.item.source_id for h in deep][:2] == ["1", "2"]  # the same day, next turn
+    assert deep[1].parts.text_rank is None and deep[1].parts.session > 0

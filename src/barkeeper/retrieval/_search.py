@@ -13,11 +13,16 @@ in a single statement:
   pgvector, the owner's ``bytea`` vectors are compared here (see ``_vectors``).
   Search is exact: one owner has hundreds of rows, not millions, and exact search
   over them costs about what an HNSW probe does while never missing a row.
-- **Fusion** (:class:`Weights`): BM25 normalised by the best match, plus cosine, plus
-  small importance and recency terms. Both signals keep their magnitudes, which
-  ranked better than rank fusion (RRF) on LoCoMo's tuning conversations.
+- **Fusion** (:class:`Weights`): BM25 normalised by the best match, plus cosine
+  normalised by the best cosine among the candidates, plus small importance and
+  recency terms. Both signals keep their shape (how far each row is from the best),
+  which ranked better than rank fusion (RRF) on LoCoMo's tuning conversations; scaling
+  both to a best of 1 keeps one signal from outweighing the other on queries where
+  the embedding finds nothing close (a best cosine of 0.3 counted for little against
+  BM25's 1).
 
-The top ``candidates`` of each signal are fused; a token budget then keeps the best
+The top ``candidates`` of each signal (100 each, or 4 per hit asked for if more: the
+second stage needs room) are fused; a token budget then keeps the best
 hits whose text fits. No language model runs at query time.
 """
 
@@ -72,7 +77,8 @@ T = TypeVar("T")
 class Weights:
     """How the signals of a search are combined.
 
-    score = ``text`` x BM25 / best BM25 + ``vector`` x cosine + ``importance`` x
+    score = ``text`` x BM25 / best BM25 + ``vector`` x cosine / best cosine (or the
+    raw cosine without ``scale_vector``) + ``importance`` x
     importance + ``recency`` x 0.5 ** (age / ``half_life_days``) + ``speaker`` if the
     query names the turn's speaker + ``date`` if the query names the month or year
     the item is about. A second stage (:func:`rerank`) then adds ``session`` x the
@@ -93,8 +99,13 @@ class Weights:
             against a word of the turn itself, in BM25's term frequency.
         k1: BM25 term-frequency saturation.
         b: BM25 length normalisation.
-        candidates: Rows taken from the top of each signal before fusing (at least
-            twice the hits asked for).
+        candidates: Rows taken from the top of each signal before fusing, at least
+            (see ``candidates_per_hit``). The second stage reranks them, so a search
+            for 10 hits ranks best with many more candidates than 20.
+        candidates_per_hit: Rows taken from each signal per hit asked for, when that
+            is more than ``candidates``: the second stage moves hits up from deep in
+            the list, so the pool must reach well below the last hit (the 50th of 50
+            hits ranked better from 200 candidates than from 100).
         date: Bonus of an item whose time (a turn's, a memory's ``valid_from``) is
             in a month or year the query names ("in June", "in 2022", "last month").
         session: Share of the best score among the candidates of an item's session
@@ -102,6 +113,8 @@ class Weights:
         neighbour: Share of the best score of the turns next to a turn (same
             session) added to its score.
         session_gap_minutes: Items at most this far apart in time are one session.
+        scale_vector: Divide the cosine by the best cosine among the candidates, as
+            BM25 is divided by the best BM25 (``False``: the raw cosine).
     """
 
     text: float = 1.0
@@ -113,11 +126,13 @@ class Weights:
     context_weight: float = 0.5
     k1: float = 1.2
     b: float = 0.75
-    candidates: int = 20
+    candidates: int = 100
+    candidates_per_hit: int = 4
     date: float = 0.0
     session: float = 0.0
     neighbour: float = 0.0
     session_gap_minutes: float = 60.0
+    scale_vector: bool = True
 
     def __post_init__(self) -> None:
         names = (
@@ -141,6 +156,9 @@ class Weights:
         if not self.half_life_days > 0:
             raise InvalidInputError("Weights.half_life_days must be positive")
         check_int_range(self.candidates, "Weights.candidates", 1, 10_000)
+        check_int_range(self.candidates_per_hit, "Weights.candidates_per_hit", 1, 50)
+        if not isinstance(self.scale_vector, bool):
+            raise InvalidInputError("Weights.scale_vector must be True or False")
 
 
 DEFAULT_MEMORY_WEIGHTS = Weights(date=0.3, session=0.2)
@@ -391,7 +409,8 @@ async def search_rows(
         vector: The query's unit vector, or ``None`` to skip vectors.
         embedder_name: Only vectors made by this embedder are compared.
         weights: BM25 parameters and the candidate count.
-        k: The hits wanted: at least ``2 * k`` candidates come from each signal.
+        k: The hits wanted: at least ``weights.candidates_per_hit * k`` candidates
+            come from each signal.
         memory_types: Only these types (memories only).
 
     Returns:
@@ -401,7 +420,7 @@ async def search_rows(
     sql = _build_sql(table, storage)
     types = list(memory_types) if memory_types is not None else None
     ctx, k1, b = weights.context_weight, weights.k1, weights.b
-    keep = max(weights.candidates, 2 * k)
+    keep = max(weights.candidates, weights.candidates_per_hit * k)
     if storage == "vector":
         query_vector = list(vector) if vector is not None else None
         args: list[Any] = [owner, query, query_vector, embedder_name, ctx, k1, b, keep]
@@ -464,15 +483,20 @@ def fuse(
 
     ``fulltext`` keeps only rows matching a word of the query and ranks by BM25;
     ``vector`` keeps only rows with a vector and ranks by cosine; ``hybrid`` uses
-    both. Importance, recency, the speaker bonus (rows with a ``speaker`` whose
-    every word is in ``query``) and the date bonus (rows whose ``time_column`` is
-    in a month or year ``query`` names, see :func:`named_dates`) are added in
-    every mode, by their weights. Ties go to the newer row.
+    both, each divided by its best among ``rows`` (the cosine only with
+    :attr:`Weights.scale_vector` and a positive best). Importance, recency, the
+    speaker bonus (rows with a ``speaker`` whose every word is in ``query``) and the
+    date bonus (rows whose ``time_column`` is in a month or year ``query`` names, see
+    :func:`named_dates`) are added in every mode, by their weights. Ties go to the newer row.
     """
     now = now or datetime.now(UTC)
     query_words = set(_WORDS.findall(query.lower())) if weights.speaker else set()
     dates = named_dates(query, now) if weights.date and time_column else None
     best_text = max((float(r["text"]) for r in rows), default=0.0)
+    best_vector = 1.0
+    if weights.scale_vector:
+        best = max((float(r["vector"]) for r in rows if r["vector"] is not None), default=0.0)
+        best_vector = best if best > 0 else 1.0
     scored: list[tuple[Mapping[str, Any], ScoreParts]] = []
     for row in rows:
         text = float(row["text"])
@@ -499,7 +523,7 @@ def fuse(
         if mode != "vector":
             score += weights.text * text_norm
         if mode != "fulltext" and vector is not None:
-            score += weights.vector * float(vector)
+            score += weights.vector * float(vector) / best_vector
         parts = ScoreParts(
             score=score,
             text=text,
