@@ -156,6 +156,8 @@ async def test_context_lets_an_answer_be_found_by_its_question(index: MessageInd
             Turn("2", "Ana", "Mochi! She sleeps all day."),
             Turn("3", "Bo", "I spent the weekend fixing my bike."),
         ],
+        context_turns=1,  # the previous turn only
+        following_turns=0,
     )
     hits = await index.search("chat:1", "kitten name adopted", k=3, mode="fulltext")
     assert [h.item.source_id for h in hits] == ["1", "2"]  # 2 matches only through context
@@ -464,3 +466,52 @@ async def test_memory_search_gives_the_date_bonus_by_valid_from(db: Database) ->
     assert hits[0].parts.date == pytest.approx(0.3) and hits[1].parts.date == 0.0
     undated = await store.search(user, "Where did Ana go camping?", k=2)
     assert [h.item.id for h in undated] == [july.id, june.id]  # a tie: the newer row first
+
+
+async def test_a_turn_is_searched_with_its_neighbours_and_its_month(
+    db: Database, index: MessageIndex
+) -> None:
+    may = datetime(2023, 5, 8, 13, 56, tzinfo=UTC)
+    july = datetime(2023, 7, 2, tzinfo=UTC)
+    await index.add_turns(
+        "s",
+        [
+            Turn("1", "Bo", "How was the concert?", occurred_at=may),
+            Turn("2", "Ana", "Yes, it was amazing!", occurred_at=may),
+            Turn("3", "Ana", "The violinist played an encore.", occurred_at=may),
+        ],
+    )
+    await index.add_turns("s", [Turn("4", "Ana", "I repainted my kitchen.", occurred_at=july)])
+    async with db.acquire() as conn:
+        found = await conn.fetch("SELECT source_id, context, context_source_ids FROM message_index")
+    rows = {r["source_id"]: r for r in found}
+    # two turns before, one after (same batch), then the month and year in words
+    assert rows["3"]["context"] == "Bo: How was the concert?\nAna: Yes, it was amazing!\nMay 2023"
+    assert rows["3"]["context_source_ids"] == ["1", "2"]
+    assert rows["1"]["context_source_ids"] == ["2"]
+    assert rows["4"]["context"] == "July 2023"  # another batch: another session
+    # "Yes, it was amazing!" is found by what it answers and by what follows it
+    hits = await index.search("s", "violinist", k=5, mode="fulltext")
+    assert [h.item.source_id for h in hits] == ["3", "2"]
+    assert hits[1].item.content == "Ana: Yes, it was amazing!"  # the context is never shown
+    assert 0 < hits[1].parts.text < hits[0].parts.text
+    dated = await index.search("s", "kitchen in July 2023", k=5, mode="fulltext")
+    assert dated[0].item.source_id == "4"
+    may_only = await index.search("s", "2023 May", k=5, mode="fulltext")
+    assert {h.item.source_id for h in may_only} == {"1", "2", "3", "4"}  # 2023 is in all
+    assert {h.item.source_id for h in may_only[:3]} == {"1", "2", "3"}
+    # deleting a quoted following turn clears the context that quotes it
+    async with db.acquire() as conn:
+        await conn.execute("DELETE FROM message_index WHERE source_id = '3'")
+    assert await index.search("s", "violinist", k=5, mode="fulltext") == []
+
+
+async def test_context_windows_are_chosen_per_call(index: MessageIndex) -> None:
+    turns = [Turn(str(n), "A", word) for n, word in enumerate(["alpha", "beta", "gamma"], 1)]
+    await index.add_turns("s", turns, context_turns=0, following_turns=0)
+    assert [h.item.source_id for h in await index.search("s", "alpha", mode="fulltext")] == ["1"]
+    await index.add_turns("s", turns, context_turns=1, following_turns=2)
+    found = await index.search("s", "gamma", mode="fulltext")
+    assert [h.item.source_id for h in found] == ["3", "2", "1"]
+    with pytest.raises(InvalidInputError, match="following_turns"):
+        await index.add_turns("s", turns, following_turns=6)

@@ -75,6 +75,40 @@ _SEARCH_TABLE = SearchTable(
 )
 
 
+_MONTH_NAMES = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+
+def _date_words(when: datetime | None) -> str:
+    """A turn's month and year as words ("May 2023"), whatever the locale; "" without."""
+    return "" if when is None else f"{_MONTH_NAMES[when.month - 1]} {when.year}"
+
+
+def _context_text(before: Sequence[str], after: Sequence[str], when: datetime | None) -> str:
+    """A turn's searched context: the turns before it, those after it, its month and year.
+
+    Each side keeps at most :data:`_MAX_CONTEXT_CHARS` characters, those nearest the turn.
+    """
+    parts = [
+        "\n".join(before)[-_MAX_CONTEXT_CHARS:],
+        "\n".join(after)[:_MAX_CONTEXT_CHARS],
+        _date_words(when),
+    ]
+    return "\n".join(part for part in parts if part)
+
+
 def discord_channel_scope(channel_id: int) -> str:
     """The scope :meth:`MessageIndex.sync_discord_channel` indexes a channel under."""
     return f"discord:channel:{check_id(channel_id, 'channel_id')}"
@@ -181,20 +215,33 @@ class MessageIndex:
 
     # --- writing --------------------------------------------------------------------------
 
-    async def add_turns(self, scope: str, turns: Sequence[Turn], *, context_turns: int = 1) -> int:
+    async def add_turns(
+        self,
+        scope: str,
+        turns: Sequence[Turn],
+        *,
+        context_turns: int = 2,
+        following_turns: int = 1,
+    ) -> int:
         """Index turns under ``scope``, in the order given, after any already there.
 
         A turn whose ``source_id`` is already in the scope is replaced (its text,
         context and vector), keeping its position. Unless a turn brings its own
-        ``context``, the ``context_turns`` turns before it in this batch are its
-        context: pass one conversation session per call to keep sessions apart.
-        Vectors are computed in one batch; if the embedder fails the turns are
-        stored without them (logged) and found by full text until :meth:`reembed`.
+        ``context``, its context (searched at a lower weight, never shown) is the
+        ``context_turns`` turns before it and the ``following_turns`` turns after it
+        in this batch, then its month and year in words ("May 2023") when it has an
+        ``occurred_at``: a question's words are often in the turn before its answer,
+        a short reply ("Yes, it was amazing!") says what it is about only next to its
+        neighbours, and "in May 2023" then matches the turns of that month. Pass one
+        conversation session per call to keep sessions apart. Vectors (of the turn
+        alone) are computed in one batch; if the embedder fails the turns are stored
+        without them (logged) and found by full text until :meth:`reembed`.
 
         Args:
             scope: The scope (at most 200 characters).
             turns: Up to 10,000 turns with distinct ``source_id`` values.
-            context_turns: How many preceding turns form a turn's context (0..5).
+            context_turns: How many preceding turns are in a turn's context (0..5).
+            following_turns: How many following turns are in it (0..5).
 
         Returns:
             How many turns were written.
@@ -204,6 +251,7 @@ class MessageIndex:
         """
         where = clean_text(scope, "scope", max_chars=_MAX_SCOPE_CHARS)
         window = check_int_range(context_turns, "context_turns", 0, 5)
+        ahead = check_int_range(following_turns, "following_turns", 0, 5)
         if isinstance(turns, Turn) or not isinstance(turns, Sequence):
             raise InvalidInputError("turns must be a sequence of Turn")
         if len(turns) > _MAX_BATCH:
@@ -234,9 +282,9 @@ class MessageIndex:
             start = await conn.fetchval(
                 "SELECT coalesce(max(position), 0) FROM message_index WHERE scope = $1", where
             )
+        contents = [f"{speaker}: {text}" if speaker else text for _, _, speaker, text in cleaned]
         rows: list[_Row] = []
-        for n, (turn, source, speaker, text) in enumerate(cleaned):
-            content = f"{speaker}: {text}" if speaker else text
+        for n, (turn, source, speaker, _text) in enumerate(cleaned):
             context_id = None
             quoted: list[str] = []
             if turn.context is not None:
@@ -247,9 +295,12 @@ class MessageIndex:
                     allow_empty=True,
                 )
             else:
-                earlier = rows[max(0, n - window) : n] if window else []
-                context = "\n".join(r.content for r in earlier)[-_MAX_CONTEXT_CHARS:]
-                quoted = [r.source_id for r in earlier]
+                before = range(max(0, n - window), n)
+                after = range(n + 1, min(len(cleaned), n + 1 + ahead))
+                context = _context_text(
+                    [contents[i] for i in before], [contents[i] for i in after], turn.occurred_at
+                )
+                quoted = [cleaned[i][1] for i in (*before, *after)]
                 if window and n > 0:
                     context_id = cleaned[n - 1][0].discord_message_id
             rows.append(
@@ -261,7 +312,7 @@ class MessageIndex:
                     user_id=turn.user_id,
                     position=int(start) + n + 1,
                     speaker=speaker,
-                    content=content,
+                    content=contents[n],
                     context=context,
                     occurred_at=turn.occurred_at,
                 )
@@ -362,7 +413,9 @@ class MessageIndex:
                             position=message.message_id,
                             speaker=speaker,
                             content=content[:MAX_TURN_CHARS],
-                            context=previous[1][-_MAX_CONTEXT_CHARS:] if previous else "",
+                            context=_context_text(
+                                [previous[1]] if previous else [], [], message.created_at
+                            ),
                             occurred_at=message.created_at,
                         )
                     )
