@@ -137,7 +137,6 @@ def load_conversations(path: Path) -> list[Conversation]:
         for key in keys:
             when = parse_session_time(conv.get(f"{key}_date_time"))
             turns = []
-            previous: str | None = None
             for raw in conv[key] or []:
                 text = str(raw.get("text") or "").strip()
                 caption = raw.get("blip_caption")
@@ -152,10 +151,8 @@ def load_conversations(path: Path) -> list[Conversation]:
                         speaker=speaker,
                         text=text,
                         occurred_at=when,
-                        context=previous or "",
                     )
                 )
-                previous = f"{speaker}: {text}"
                 ids.add(raw["dia_id"])
             if turns:
                 sessions.append(turns)
@@ -302,8 +299,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             turns = [t for session in conversation.sessions for t in session]
             turns_total += len(turns)
             t0 = time.perf_counter()
-            for start in range(0, len(turns), 5000):
-                await index.add_turns(scope, turns[start : start + 5000])
+            for session in conversation.sessions:  # one session per call: contexts stay in it
+                await index.add_turns(scope, session)
             index_seconds += time.perf_counter() - t0
             bare = [replace(t, context="") for t in turns]
             for start in range(0, len(bare), 5000):
@@ -312,6 +309,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             user = await _new_user(db, 9_000_000 + number)
             t0 = time.perf_counter()
             texts = [o.text for o in conversation.observations]
+            said = {t.source_id: t.text for t in turns}
             vectors = await embedder.embed(texts) if texts else []
             source_of: dict[int, str] = {}
             for observation, vector in zip(conversation.observations, vectors, strict=True):
@@ -321,6 +319,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     valid_from=observation.when,
                     embedding=vector,
                     source="locomo",
+                    # what the bot's extraction keeps: the message the fact was learnt from
+                    extraction_context=said[observation.dia_id],
                 )
                 source_of[memory.id] = observation.dia_id
             memory_seconds += time.perf_counter() - t0
