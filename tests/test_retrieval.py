@@ -277,26 +277,35 @@ async def test_discord_channel_sync_follows_edits_and_deletes(
     assert await index.sync_discord_channel(500, page_size=10) == 3
     assert await index.sync_discord_channel(500, page_size=10) == 0
     hits = await index.search(scope, "sister Lisbon", k=5, mode="fulltext")
-    assert [h.item.discord_message_id for h in hits] == [101, 102]  # 102 through context
+    # 102 and 104 through their context (the two messages with text before them)
+    assert [h.item.discord_message_id for h in hits] == [101, 102, 104]
     assert all(h.item.scope == scope for h in hits)
     async with db.acquire() as conn:
         await conn.execute(
             "UPDATE discord_messages SET content = 'my brother is visiting from Porto', "
             "edited_at = now() + interval '1 second' WHERE message_id = 101"
         )
-    assert await index.sync_discord_channel(500, page_size=10) == 2  # 101, and 102's context
-    assert [h.item.discord_message_id for h in await index.search(scope, "brother Porto")][:2] == [
+    assert await index.sync_discord_channel(500, page_size=10) == 3  # 101, and who quotes it
+    assert [h.item.discord_message_id for h in await index.search(scope, "brother Porto")][:3] == [
         101,
         102,
+        104,
     ]
     assert await index.search(scope, "sister Lisbon", mode="fulltext") == []
     async with db.acquire() as conn:
         await conn.execute("DELETE FROM discord_messages WHERE message_id = 101")
-    # the deleted message's words are gone, from its own row and from 102's context
+    # the deleted message's words are gone: from its own row, with 102 (whose foreign
+    # key is 101) and from 104's context
     assert await index.search(scope, "brother Porto", mode="fulltext") == []
     assert await index.count(scope) == 1
-    assert await index.sync_discord_channel(500) == 1  # 102 again, with no context
+    assert await index.sync_discord_channel(500) == 2  # 102 again, and 104's context
     assert await index.count(scope) == 2
+    coast = await index.search(scope, "coast", mode="fulltext")
+    assert [h.item.discord_message_id for h in coast] == [104]  # 103 (no text) follows 102
+    await _cache(db, 500, [(105, "bo", "bring me a seashell")])
+    assert await index.sync_discord_channel(500) == 2  # 105, and 104: 105 follows it now
+    found = await index.search(scope, "seashell", mode="fulltext")
+    assert [h.item.discord_message_id for h in found] == [105, 104]
     assert await index.count(discord_channel_scope(501)) == 0
 
 
@@ -316,9 +325,24 @@ async def test_discord_channel_sync_from_the_middle_keeps_the_context(
     assert await index.sync_discord_channel(600, after_message_id=301) == 2
     [hit] = await index.search(scope, "Miso", k=5, mode="fulltext")
     assert hit.item.discord_message_id == 302  # through 301, its context, read from the cache
-    # the whole channel now: only 301 is missing; 302's context is already 301
-    assert await index.sync_discord_channel(600) == 1
+    # before the sync's start only the message just before (a foreign key: its deletion
+    # deletes 302's row) is quoted: 303 quotes 302 alone, and 301 once it is indexed
+    lovely = await index.search(scope, "lovely", mode="fulltext")
+    assert [h.item.discord_message_id for h in lovely] == [302, 303]
+    miso = await index.search(scope, "Miso", mode="fulltext")
+    assert [h.item.discord_message_id for h in miso] == [302]
+    # the whole channel now: 301 is missing, and 303 may quote it: 2
+    assert await index.sync_discord_channel(600) == 2
+    miso = await index.search(scope, "Miso", mode="fulltext")
+    assert {h.item.discord_message_id for h in miso} == {301, 302, 303}  # 303 quotes 301
     assert await index.sync_discord_channel(600, after_message_id=302) == 0
+    # an incremental sync from the last message seen: the new one, and that one again,
+    # since the new one follows it now
+    await _cache(db, 600, [(304, "bo", "cats nap sixteen hours")])
+    assert await index.sync_discord_channel(600, after_message_id=303) == 2
+    sixteen = await index.search(scope, "sixteen", mode="fulltext")
+    assert [h.item.discord_message_id for h in sixteen] == [304, 303]
+    assert await index.sync_discord_channel(600, after_message_id=303) == 0
 
 
 # --- vector storage: pgvector and bytea give the same answers ----------------------------------
