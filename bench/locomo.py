@@ -4,10 +4,12 @@ Run: ``python bench/locomo.py PATH_TO_LOCOMO_JSON --out bench/results/locomo.jso
 [--database-url URL] [--embedder minilm|hashing] [--tuned-on conv-26,conv-30]``
 
 Each conversation of the file is indexed through :class:`barkeeper.turns.MessageIndex`
-under its own scope (one scope per conversation, like one user each): a
-turn is ``"speaker: text"`` (plus ``[shares a photo: caption]`` when it carries an
-image caption), its time is its session's date, its context is the previous turn of
-the same session (searched at half weight), and its vector is all-MiniLM-L6-v2's.
+under its own scope (one scope per conversation, like one user each), one session per
+``add_turns`` call: a turn is ``"speaker: text"`` (plus ``[shares a photo: caption]``
+when it carries an image caption), its time is its session's date, its vector is
+all-MiniLM-L6-v2's of that text alone, and its full-text context (searched at half
+weight, never shown) is what the index makes by default: the two turns before it and
+the one after it in the same session, then the session's month and year in words.
 Every question of categories 1-4 with evidence is then asked of each system, in the
 same run, on the same index:
 
@@ -16,15 +18,18 @@ same run, on the same index:
 - ``hybrid``: ours, :data:`barkeeper.retrieval.DEFAULT_TURN_WEIGHTS` without recency
   (the conversations are years old): both signals fused, the bonuses for a speaker
   and a month or year the question names, then the session and neighbour terms;
-- ``hybrid_before``: the same before issue 12 (speaker bonus 0.1, no date, session or
-  neighbour terms): the baseline, in the same run;
+- ``hybrid_before``: the same index with the weights before issue 12 (speaker bonus
+  0.1, no date, session or neighbour terms);
 - ``fulltext_plain`` (reference, not part of the interface): BM25 over bare turns,
-  without the previous turn as context: the usual "BM25 over turns" baseline;
+  without any context: the usual "BM25 over turns" baseline;
 - ``memories`` / ``memories_before``: LoCoMo's ``observation`` facts (gold memories,
   each naming the turn it came from) added through :class:`barkeeper.memory.MemoryStore`
-  for one user per conversation (``valid_from`` = the session's date) and searched
-  with ``MemoryStore.search``, with :data:`barkeeper.retrieval.DEFAULT_MEMORY_WEIGHTS`
-  (now / before) without recency and importance. A memory found counts as its turn.
+  for one user per conversation (``valid_from`` = the session's date;
+  ``extraction_context`` = the text of the turn it came from, as the bot's extraction
+  keeps the message a fact was learnt from; searched at half weight, schema v8) and
+  searched with ``MemoryStore.search``, with
+  :data:`barkeeper.retrieval.DEFAULT_MEMORY_WEIGHTS` (now / before) without recency and
+  importance. A memory found counts as its turn.
 
 Recall@k is the share of a question's evidence turns (``dia_id``) among the top k,
 averaged over questions; ``recall@500tok`` / ``recall@1000tok`` the share among the
