@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -539,3 +539,36 @@ async def test_context_windows_are_chosen_per_call(index: MessageIndex) -> None:
     assert [h.item.source_id for h in found] == ["3", "2", "1"]
     with pytest.raises(InvalidInputError, match="following_turns"):
         await index.add_turns("s", turns, following_turns=6)
+
+
+class _CountingEmbedder(HashingEmbedder):
+    """The hashing embedder, keeping the texts it is asked to embed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: list[str] = []
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        self.texts.extend(texts)
+        return await super().embed(texts)
+
+
+async def test_a_turn_indexed_again_with_the_same_text_keeps_its_vector(db: Database) -> None:
+    embedder = _CountingEmbedder()
+    index = MessageIndex(db, embedder)
+    await index.add_turns("s", [Turn("1", "A", "tea time")])
+    await index.add_turns("s", [Turn("1", "A", "tea time"), Turn("2", "B", "green tea")])
+    assert embedder.texts == ["A: tea time", "B: green tea"]  # 1's context changed only
+    await index.add_turns("s", [Turn("1", "A", "oolong time"), Turn("2", "B", "green tea")])
+    assert embedder.texts[2:] == ["A: oolong time"]
+    hits = await index.search("s", "A: oolong time", k=2, mode="vector")
+    assert hits[0].item.source_id == "1" and hits[0].parts.vector == pytest.approx(1.0)
+    green = await index.search("s", "B: green tea", k=2, mode="vector")
+    assert green[0].item.source_id == "2" and green[0].parts.vector == pytest.approx(1.0)
+    # another embedder's vectors are never kept: indexed again, 2 gets a vector of its own
+    assert await MessageIndex(db, HashingEmbedder(64)).add_turns("s", [Turn("2", "B", "green tea")])
+    async with db.acquire() as conn:
+        model = await conn.fetchval(
+            "SELECT embedding_model FROM message_index WHERE source_id = '2'"
+        )
+    assert model == HashingEmbedder(64).name

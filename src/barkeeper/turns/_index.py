@@ -175,6 +175,18 @@ ON CONFLICT (scope, source_id) DO UPDATE SET
 _UPSERT_VECTOR = _UPSERT.replace("__VEC__", "::vector").replace("__ARRAY__", "text[]")
 _UPSERT_BYTEA = _UPSERT.replace("__VEC__", "").replace("__ARRAY__", "bytea[]")
 
+# The stored vectors of turns about to be written again with the same text, by this
+# index's embedder.
+_KEPT = """
+SELECT m.source_id, m.embedding__TEXT__ AS vec
+FROM message_index m
+JOIN unnest($2::text[], $3::text[]) AS u(source_id, content)
+  ON m.source_id = u.source_id AND m.content = u.content
+WHERE m.scope = $1 AND m.embedding IS NOT NULL AND m.embedding_model = $4
+"""
+_KEPT_VECTOR = _KEPT.replace("__TEXT__", "::text")
+_KEPT_BYTEA = _KEPT.replace("__TEXT__", "")
+
 # What the index holds of one page of a channel: when each turn was indexed and which
 # messages its context quotes.
 _INDEXED = """
@@ -228,16 +240,18 @@ class MessageIndex:
         """Index turns under ``scope``, in the order given, after any already there.
 
         A turn whose ``source_id`` is already in the scope is replaced (its text,
-        context and vector), keeping its position. Unless a turn brings its own
-        ``context``, its context (searched at a lower weight, never shown) is the
-        ``context_turns`` turns before it and the ``following_turns`` turns after it
-        in this batch, then its month and year in words ("May 2023") when it has an
-        ``occurred_at``: a question's words are often in the turn before its answer,
-        a short reply ("Yes, it was amazing!") says what it is about only next to its
-        neighbours, and "in May 2023" then matches the turns of that month. Pass one
-        conversation session per call to keep sessions apart. Vectors (of the turn
-        alone) are computed in one batch; if the embedder fails the turns are stored
-        without them (logged) and found by full text until :meth:`reembed`.
+        context and vector), keeping its position; one with the same text keeps its
+        vector (indexing existing turns again for a new context embeds nothing).
+        Unless a turn brings its own ``context``, its context (searched at a lower
+        weight, never shown) is the ``context_turns`` turns before it and the
+        ``following_turns`` turns after it in this batch, then its month and year in
+        words ("May 2023") when it has an ``occurred_at``: a question's words are
+        often in the turn before its answer, a short reply ("Yes, it was amazing!")
+        says what it is about only next to its neighbours, and "in May 2023" then
+        matches the turns of that month. Pass one conversation session per call to
+        keep sessions apart. Vectors (of the turn alone) are computed in one batch; if
+        the embedder fails the turns are stored without them (logged) and found by
+        full text until :meth:`reembed`.
 
         Args:
             scope: The scope (at most 200 characters).
@@ -322,21 +336,35 @@ class MessageIndex:
         return await self._write(where, rows)
 
     async def _write(self, scope: str, rows: list[_Row]) -> int:
-        vectors: list[list[float]] | None
-        try:
-            raw = await self._embedder.embed([r.content for r in rows])
-            vectors = [normalise_vector(v) for v in raw]
-        except (BarkeeperError, OSError, TimeoutError) as exc:
-            _log.warning("embedding failed (%s); %d turns stored without vectors", exc, len(rows))
-            vectors = None
+        # A turn indexed again with the same text (its context changed: a message came
+        # after it, a re-index) keeps its vector: only new texts are embedded.
         async with self._db.acquire() as conn:
             storage = await self._get_storage(conn)
-            if vectors is None:
-                encoded: list[Any] = [None] * len(rows)
-            elif storage == "vector":
-                encoded = [vector_to_literal(v) for v in vectors]
-            else:
-                encoded = [vector_to_bytes(v) for v in vectors]
+            kept = {
+                r["source_id"]: r["vec"]
+                for r in await conn.fetch(
+                    _KEPT_VECTOR if storage == "vector" else _KEPT_BYTEA,
+                    scope,
+                    [r.source_id for r in rows],
+                    [r.content for r in rows],
+                    self._embedder.name,
+                )
+            }
+        encoded: list[Any] = [kept.get(r.source_id) for r in rows]
+        todo = [n for n, r in enumerate(rows) if r.source_id not in kept]
+        if todo:
+            try:
+                raw = await self._embedder.embed([rows[n].content for n in todo])
+                for n, vector in zip(todo, raw, strict=True):
+                    unit = normalise_vector(vector)
+                    encoded[n] = (
+                        vector_to_literal(unit) if storage == "vector" else vector_to_bytes(unit)
+                    )
+            except (BarkeeperError, OSError, TimeoutError) as exc:
+                _log.warning(
+                    "embedding failed (%s); %d turns stored without vectors", exc, len(todo)
+                )
+        async with self._db.acquire() as conn:
             try:
                 await conn.execute(
                     _UPSERT_VECTOR if storage == "vector" else _UPSERT_BYTEA,
