@@ -4,10 +4,12 @@ Run: ``python bench/locomo.py PATH_TO_LOCOMO_JSON --out bench/results/locomo.jso
 [--database-url URL] [--embedder minilm|hashing] [--tuned-on conv-26,conv-30]``
 
 Each conversation of the file is indexed through :class:`barkeeper.turns.MessageIndex`
-under its own scope (one scope per conversation, like one user each): a
-turn is ``"speaker: text"`` (plus ``[shares a photo: caption]`` when it carries an
-image caption), its time is its session's date, its context is the previous turn of
-the same session (searched at half weight), and its vector is all-MiniLM-L6-v2's.
+under its own scope (one scope per conversation, like one user each), one session per
+``add_turns`` call: a turn is ``"speaker: text"`` (plus ``[shares a photo: caption]``
+when it carries an image caption), its time is its session's date, its vector is
+all-MiniLM-L6-v2's of that text alone, and its full-text context (searched at half
+weight, never shown) is what the index makes by default: the two turns before it and
+the one after it in the same session, then the session's month and year in words.
 Every question of categories 1-4 with evidence is then asked of each system, in the
 same run, on the same index:
 
@@ -26,13 +28,15 @@ same run, on the same index:
 - ``hybrid_before``: the same before issue 12 (speaker bonus 0.1, no date, session or
   neighbour terms, raw cosine): the baseline, in the same run;
 - ``fulltext_plain`` (reference, not part of the interface): BM25 over bare turns,
-  without the previous turn as context: the usual "BM25 over turns" baseline;
+  without any context: the usual "BM25 over turns" baseline;
 - ``memories`` / ``memories_before``: LoCoMo's ``observation`` facts (gold memories,
   each naming the turn it came from) added through :class:`barkeeper.memory.MemoryStore`
-  for one user per conversation (``valid_from`` = the session's date) and searched
-  with ``MemoryStore.search``, with :data:`barkeeper.retrieval.DEFAULT_MEMORY_WEIGHTS`
-  (now / before) without recency and importance; ``memories_unscaled`` with the raw
-  cosine. A memory found counts as its turn.
+  for one user per conversation (``valid_from`` = the session's date;
+  ``extraction_context`` = the text of the turn it came from, as the bot's extraction
+  keeps the message a fact was learnt from; searched at half weight, schema v8) and
+  searched with ``MemoryStore.search``, with
+  :data:`barkeeper.retrieval.DEFAULT_MEMORY_WEIGHTS` (now / before) without recency and
+  importance; ``memories_unscaled`` with the raw cosine. A memory found counts as its turn.
 
 Recall@k is the share of a question's evidence turns (``dia_id``) among the top k,
 averaged over questions; ``recall@500tok`` / ``recall@1000tok`` the share among the
@@ -150,7 +154,6 @@ def load_conversations(path: Path) -> list[Conversation]:
         for key in keys:
             when = parse_session_time(conv.get(f"{key}_date_time"))
             turns = []
-            previous: str | None = None
             for raw in conv[key] or []:
                 text = str(raw.get("text") or "").strip()
                 caption = raw.get("blip_caption")
@@ -165,10 +168,8 @@ def load_conversations(path: Path) -> list[Conversation]:
                         speaker=speaker,
                         text=text,
                         occurred_at=when,
-                        context=previous or "",
                     )
                 )
-                previous = f"{speaker}: {text}"
                 ids.add(raw["dia_id"])
             if turns:
                 sessions.append(turns)
@@ -324,8 +325,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             turns = [t for session in conversation.sessions for t in session]
             turns_total += len(turns)
             t0 = time.perf_counter()
-            for start in range(0, len(turns), 5000):
-                await index.add_turns(scope, turns[start : start + 5000])
+            for session in conversation.sessions:  # one session per call: contexts stay in it
+                await index.add_turns(scope, session)
             index_seconds += time.perf_counter() - t0
             bare = [replace(t, context="") for t in turns]
             for start in range(0, len(bare), 5000):
@@ -334,6 +335,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             user = await _new_user(db, 9_000_000 + number)
             t0 = time.perf_counter()
             texts = [o.text for o in conversation.observations]
+            said = {t.source_id: t.text for t in turns}
             vectors = await embedder.embed(texts) if texts else []
             source_of: dict[int, str] = {}
             for observation, vector in zip(conversation.observations, vectors, strict=True):
@@ -343,6 +345,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     valid_from=observation.when,
                     embedding=vector,
                     source="locomo",
+                    # what the bot's extraction keeps: the message the fact was learnt from
+                    extraction_context=said[observation.dia_id],
                 )
                 source_of[memory.id] = observation.dia_id
             memory_seconds += time.perf_counter() - t0

@@ -386,7 +386,7 @@ async def test_v7_admits_health_memories_on_an_upgraded_database(db: Database) -
             "ALTER TABLE memories DROP CONSTRAINT memories_memory_type_check, "
             f"ADD CONSTRAINT memories_memory_type_check CHECK (memory_type IN ({v1_check}))"
         )
-        await conn.execute("DELETE FROM schema_migrations WHERE version = 7")
+        await conn.execute("DELETE FROM schema_migrations WHERE version >= 7")
         uid = await conn.fetchval("INSERT INTO users (discord_id) VALUES (7007) RETURNING id")
         await conn.execute(
             "INSERT INTO memories (user_id, memory_type, content) VALUES ($1, 'family', 'x')", uid
@@ -396,7 +396,7 @@ async def test_v7_admits_health_memories_on_an_upgraded_database(db: Database) -
                 "INSERT INTO memories (user_id, memory_type, content) VALUES ($1, 'health', 'y')",
                 uid,
             )
-    assert await db.upgrade() == [7]
+    assert await db.upgrade() == [7, 8]
     async with db.acquire() as conn:
         await conn.execute(
             "INSERT INTO memories (user_id, memory_type, content) VALUES ($1, 'health', 'y')", uid
@@ -418,3 +418,28 @@ async def test_v7_admits_health_memories_on_an_upgraded_database(db: Database) -
     assert [c["conname"] for c in checks] == [v7.CONSTRAINT]
     assert "'health'" in checks[0]["def"]
     assert sorted(k["memory_type"] for k in kinds) == ["family", "health"]
+
+
+async def test_v8_searches_the_extraction_context_of_existing_memories(db: Database) -> None:
+    from barkeeper.db._schema import v0008_memory_search_context as v8
+
+    async with db.acquire() as conn:
+        # Back at version 7: memories.search from the content alone, one memory in it.
+        await conn.execute(
+            "ALTER TABLE memories DROP COLUMN search, ADD COLUMN search tsvector "
+            "GENERATED ALWAYS AS (to_tsvector('english', content)) STORED"
+        )
+        await conn.execute("DELETE FROM schema_migrations WHERE version = 8")
+        uid = await conn.fetchval("INSERT INTO users (discord_id) VALUES (8008) RETURNING id")
+        await conn.execute(
+            "INSERT INTO memories (user_id, memory_type, content, extraction_context) "
+            "VALUES ($1, 'hobby', 'Joined a ceramics course', 'a pottery class!')",
+            uid,
+        )
+    assert await db.upgrade() == [8]
+    async with db.acquire() as conn:
+        search = await conn.fetchval("SELECT search::text FROM memories WHERE user_id = $1", uid)
+        async with conn.transaction():
+            await v8.apply(conn, db.capabilities)  # again: nothing to do
+        again = await conn.fetchval("SELECT search::text FROM memories WHERE user_id = $1", uid)
+    assert search == again == "'ceram':6 'class':3B 'cours':7 'join':4 'potteri':2B"

@@ -616,3 +616,25 @@ async def test_embed_false_stores_without_a_vector_for_reembed(
     assert lemon.embedding_model is None
     assert await store.reembed(alice) == 2
     assert {m.embedding_model for m in await store.list_memories(alice)} == {store.embedder.name}
+
+
+async def test_the_message_a_memory_came_from_is_searched_at_a_lower_weight(
+    store: MemoryStore, users: tuple[int, int]
+) -> None:
+    a, _ = users
+    pottery = await store.add(
+        a,
+        "Joined a ceramics course",
+        extraction_context="I signed up for a pottery class at the community centre!",
+    )
+    potter = await store.add(a, "Her aunt is a pottery teacher")
+    await store.add(a, "Drinks oolong tea", extraction_context="tea, always tea")
+    hits = await store.search(a, "pottery", mode="fulltext")
+    assert [h.item.id for h in hits] == [potter.id, pottery.id]  # context words count less
+    assert 0 < hits[1].parts.text
+    assert hits[1].item.content == "Joined a ceramics course"  # the context is never shown
+    assert [h.item.id for h in await store.search(a, "community centre", mode="fulltext")] == [
+        pottery.id
+    ]
+    await store.forget(a, pottery.id)  # erasure takes the context's words with it
+    assert await store.search(a, "community centre", mode="fulltext") == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -181,6 +181,8 @@ async def test_context_lets_an_answer_be_found_by_its_question(index: MessageInd
             Turn("2", "Ana", "Mochi! She sleeps all day."),
             Turn("3", "Bo", "I spent the weekend fixing my bike."),
         ],
+        context_turns=1,  # the previous turn only
+        following_turns=0,
     )
     hits = await index.search("chat:1", "kitten name adopted", k=3, mode="fulltext")
     assert [h.item.source_id for h in hits] == ["1", "2"]  # 2 matches only through context
@@ -300,26 +302,35 @@ async def test_discord_channel_sync_follows_edits_and_deletes(
     assert await index.sync_discord_channel(500, page_size=10) == 3
     assert await index.sync_discord_channel(500, page_size=10) == 0
     hits = await index.search(scope, "sister Lisbon", k=5, mode="fulltext")
-    assert [h.item.discord_message_id for h in hits] == [101, 102]  # 102 through context
+    # 102 and 104 through their context (the two messages with text before them)
+    assert [h.item.discord_message_id for h in hits] == [101, 102, 104]
     assert all(h.item.scope == scope for h in hits)
     async with db.acquire() as conn:
         await conn.execute(
             "UPDATE discord_messages SET content = 'my brother is visiting from Porto', "
             "edited_at = now() + interval '1 second' WHERE message_id = 101"
         )
-    assert await index.sync_discord_channel(500, page_size=10) == 2  # 101, and 102's context
-    assert [h.item.discord_message_id for h in await index.search(scope, "brother Porto")][:2] == [
+    assert await index.sync_discord_channel(500, page_size=10) == 3  # 101, and who quotes it
+    assert [h.item.discord_message_id for h in await index.search(scope, "brother Porto")][:3] == [
         101,
         102,
+        104,
     ]
     assert await index.search(scope, "sister Lisbon", mode="fulltext") == []
     async with db.acquire() as conn:
         await conn.execute("DELETE FROM discord_messages WHERE message_id = 101")
-    # the deleted message's words are gone, from its own row and from 102's context
+    # the deleted message's words are gone: from its own row, with 102 (whose foreign
+    # key is 101) and from 104's context
     assert await index.search(scope, "brother Porto", mode="fulltext") == []
     assert await index.count(scope) == 1
-    assert await index.sync_discord_channel(500) == 1  # 102 again, with no context
+    assert await index.sync_discord_channel(500) == 2  # 102 again, and 104's context
     assert await index.count(scope) == 2
+    coast = await index.search(scope, "coast", mode="fulltext")
+    assert [h.item.discord_message_id for h in coast] == [104]  # 103 (no text) follows 102
+    await _cache(db, 500, [(105, "bo", "bring me a seashell")])
+    assert await index.sync_discord_channel(500) == 2  # 105, and 104: 105 follows it now
+    found = await index.search(scope, "seashell", mode="fulltext")
+    assert [h.item.discord_message_id for h in found] == [105, 104]
     assert await index.count(discord_channel_scope(501)) == 0
 
 
@@ -339,9 +350,24 @@ async def test_discord_channel_sync_from_the_middle_keeps_the_context(
     assert await index.sync_discord_channel(600, after_message_id=301) == 2
     [hit] = await index.search(scope, "Miso", k=5, mode="fulltext")
     assert hit.item.discord_message_id == 302  # through 301, its context, read from the cache
-    # the whole channel now: only 301 is missing; 302's context is already 301
-    assert await index.sync_discord_channel(600) == 1
+    # before the sync's start only the message just before (a foreign key: its deletion
+    # deletes 302's row) is quoted: 303 quotes 302 alone, and 301 once it is indexed
+    lovely = await index.search(scope, "lovely", mode="fulltext")
+    assert [h.item.discord_message_id for h in lovely] == [302, 303]
+    miso = await index.search(scope, "Miso", mode="fulltext")
+    assert [h.item.discord_message_id for h in miso] == [302]
+    # the whole channel now: 301 is missing, and 303 may quote it: 2
+    assert await index.sync_discord_channel(600) == 2
+    miso = await index.search(scope, "Miso", mode="fulltext")
+    assert {h.item.discord_message_id for h in miso} == {301, 302, 303}  # 303 quotes 301
     assert await index.sync_discord_channel(600, after_message_id=302) == 0
+    # an incremental sync from the last message seen: the new one, and that one again,
+    # since the new one follows it now
+    await _cache(db, 600, [(304, "bo", "cats nap sixteen hours")])
+    assert await index.sync_discord_channel(600, after_message_id=303) == 2
+    sixteen = await index.search(scope, "sixteen", mode="fulltext")
+    assert [h.item.discord_message_id for h in sixteen] == [304, 303]
+    assert await index.sync_discord_channel(600, after_message_id=303) == 0
 
 
 # --- vector storage: pgvector and bytea give the same answers ----------------------------------
@@ -539,3 +565,85 @@ async def test_a_deeper_candidate_pool_lets_the_second_stage_lift_an_answer(
     deep = await index.search("s", query, k=3, weights=replace(lift, candidates_per_hit=4))
     assert [h.item.source_id for h in deep][:2] == ["1", "2"]  # the same day, next turn
     assert deep[1].parts.text_rank is None and deep[1].parts.session > 0
+
+
+async def test_a_turn_is_searched_with_its_neighbours_and_its_month(
+    db: Database, index: MessageIndex
+) -> None:
+    may = datetime(2023, 5, 8, 13, 56, tzinfo=UTC)
+    july = datetime(2023, 7, 2, tzinfo=UTC)
+    await index.add_turns(
+        "s",
+        [
+            Turn("1", "Bo", "How was the concert?", occurred_at=may),
+            Turn("2", "Ana", "Yes, it was amazing!", occurred_at=may),
+            Turn("3", "Ana", "The violinist played an encore.", occurred_at=may),
+        ],
+    )
+    await index.add_turns("s", [Turn("4", "Ana", "I repainted my kitchen.", occurred_at=july)])
+    async with db.acquire() as conn:
+        found = await conn.fetch("SELECT source_id, context, context_source_ids FROM message_index")
+    rows = {r["source_id"]: r for r in found}
+    # two turns before, one after (same batch), then the month and year in words
+    assert rows["3"]["context"] == "Bo: How was the concert?\nAna: Yes, it was amazing!\nMay 2023"
+    assert rows["3"]["context_source_ids"] == ["1", "2"]
+    assert rows["1"]["context_source_ids"] == ["2"]
+    assert rows["4"]["context"] == "July 2023"  # another batch: another session
+    # "Yes, it was amazing!" is found by what it answers and by what follows it
+    hits = await index.search("s", "violinist", k=5, mode="fulltext")
+    assert [h.item.source_id for h in hits] == ["3", "2"]
+    assert hits[1].item.content == "Ana: Yes, it was amazing!"  # the context is never shown
+    assert 0 < hits[1].parts.text < hits[0].parts.text
+    dated = await index.search("s", "kitchen in July 2023", k=5, mode="fulltext")
+    assert dated[0].item.source_id == "4"
+    may_only = await index.search("s", "2023 May", k=5, mode="fulltext")
+    assert {h.item.source_id for h in may_only} == {"1", "2", "3", "4"}  # 2023 is in all
+    assert {h.item.source_id for h in may_only[:3]} == {"1", "2", "3"}
+    # deleting a quoted following turn clears the context that quotes it
+    async with db.acquire() as conn:
+        await conn.execute("DELETE FROM message_index WHERE source_id = '3'")
+    assert await index.search("s", "violinist", k=5, mode="fulltext") == []
+
+
+async def test_context_windows_are_chosen_per_call(index: MessageIndex) -> None:
+    turns = [Turn(str(n), "A", word) for n, word in enumerate(["alpha", "beta", "gamma"], 1)]
+    await index.add_turns("s", turns, context_turns=0, following_turns=0)
+    assert [h.item.source_id for h in await index.search("s", "alpha", mode="fulltext")] == ["1"]
+    await index.add_turns("s", turns, context_turns=1, following_turns=2)
+    found = await index.search("s", "gamma", mode="fulltext")
+    assert [h.item.source_id for h in found] == ["3", "2", "1"]
+    with pytest.raises(InvalidInputError, match="following_turns"):
+        await index.add_turns("s", turns, following_turns=6)
+
+
+class _CountingEmbedder(HashingEmbedder):
+    """The hashing embedder, keeping the texts it is asked to embed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: list[str] = []
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        self.texts.extend(texts)
+        return await super().embed(texts)
+
+
+async def test_a_turn_indexed_again_with_the_same_text_keeps_its_vector(db: Database) -> None:
+    embedder = _CountingEmbedder()
+    index = MessageIndex(db, embedder)
+    await index.add_turns("s", [Turn("1", "A", "tea time")])
+    await index.add_turns("s", [Turn("1", "A", "tea time"), Turn("2", "B", "green tea")])
+    assert embedder.texts == ["A: tea time", "B: green tea"]  # 1's context changed only
+    await index.add_turns("s", [Turn("1", "A", "oolong time"), Turn("2", "B", "green tea")])
+    assert embedder.texts[2:] == ["A: oolong time"]
+    hits = await index.search("s", "A: oolong time", k=2, mode="vector")
+    assert hits[0].item.source_id == "1" and hits[0].parts.vector == pytest.approx(1.0)
+    green = await index.search("s", "B: green tea", k=2, mode="vector")
+    assert green[0].item.source_id == "2" and green[0].parts.vector == pytest.approx(1.0)
+    # another embedder's vectors are never kept: indexed again, 2 gets a vector of its own
+    assert await MessageIndex(db, HashingEmbedder(64)).add_turns("s", [Turn("2", "B", "green tea")])
+    async with db.acquire() as conn:
+        model = await conn.fetchval(
+            "SELECT embedding_model FROM message_index WHERE source_id = '2'"
+        )
+    assert model == HashingEmbedder(64).name

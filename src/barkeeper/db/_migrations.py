@@ -24,6 +24,7 @@ from barkeeper.db._schema import (
     v0005_companion_settings,
     v0006_citus_ready,
     v0007_health_memories,
+    v0008_memory_search_context,
 )
 from barkeeper.errors import SchemaTooNewError
 
@@ -94,6 +95,12 @@ MIGRATIONS: list[Migration] = [
         "the health memory type (a sensitive type, DMs only)",
         v0007_health_memories.apply,
         v0007_health_memories.TABLES,
+    ),
+    Migration(
+        8,
+        "a memory's extraction context in its full-text vector, at weight B",
+        v0008_memory_search_context.apply,
+        v0008_memory_search_context.TABLES,
     ),
 ]
 LATEST_VERSION = MIGRATIONS[-1].version

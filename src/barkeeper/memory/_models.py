@@ -62,7 +62,8 @@ class Memory:
         temporal_relevance: When it holds.
         source: Where it came from (``conversation``, ``explicit``, ``cli``, …).
         source_message_ids: Discord message ids it was learnt from.
-        extraction_context: Free text the extractor kept (e.g. the sentence it read).
+        extraction_context: Free text the extractor kept (e.g. the sentence it read);
+            searched with the memory at a lower weight, never shown.
         guild_id: The Discord guild it was learnt in, if any.
         expires_at: After this instant it is never returned.
         valid_from: Since when it holds.

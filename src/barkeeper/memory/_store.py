@@ -434,7 +434,9 @@ class MemoryStore:
             temporal_relevance: ``past``, ``present``, ``future`` or ``timeless``.
             source: Where it came from (``conversation``, ``explicit``, ``cli`` …).
             source_message_ids: Discord message ids it was learnt from.
-            extraction_context: What the extractor read, kept for audit.
+            extraction_context: What the extractor read (the message it was learnt
+                from): kept for audit, and searched with the memory at half weight
+                (never shown).
             guild_id: The guild it was learnt in.
             expires_at: From then on it is never returned (timezone-aware).
             valid_from: Since when it holds; now by default.
@@ -961,6 +963,10 @@ class MemoryStore:
         weights: Weights | None = None,
     ) -> list[Hit[Memory]]:
         """The user's valid memories most relevant to ``query``, best first.
+
+        Full text matches a memory's ``content`` and, at ``Weights.context_weight``
+        (half a word of the content by default), its ``extraction_context``: a question
+        often uses the words of the message a fact was learnt from, not the fact's.
 
         Args:
             user_id: The owner: only their memories are read.

@@ -1,9 +1,11 @@
 """Search over raw turns: the Discord message cache, or any transcript, by scope.
 
 :class:`MessageIndex` keeps a searchable copy of turns in ``message_index``: the text
-as a prompt would show it (``"speaker: text"``), the previous turn as low-weight
-context (a question is often answered in the turn after the one that shares its
-words), a vector, and a full-text vector. A *scope* is what one search may see (a
+as a prompt would show it (``"speaker: text"``), its vector (of that text alone), and a
+full-text vector of the text and, at a lower weight, of its context: the neighbouring
+turns (a question is often answered in the turn after the one that shares its words,
+and a short reply says what it is about only next to them) and the month and year it
+was said in, as words. The context is searched, never shown. A *scope* is what one search may see (a
 channel, a user's conversation with the bot, a transcript); the caller chooses it,
 and a search reads that scope's rows only.
 
@@ -63,6 +65,8 @@ _MAX_SCOPE_CHARS = 200
 _MAX_LABEL_CHARS = 200
 _MAX_CONTEXT_CHARS = 1_000
 _MAX_BATCH = 10_000
+_DISCORD_BEFORE = 2
+"""Messages before a Discord message in its context (one after it), as add_turns's default."""
 
 # What a search of one scope reads: its rows.
 _SEARCH_TABLE = SearchTable(
@@ -73,6 +77,40 @@ _SEARCH_TABLE = SearchTable(
     filter="\n    WHERE m.scope = $1\n",
     recency_column="occurred_at",
 )
+
+
+_MONTH_NAMES = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+
+def _date_words(when: datetime | None) -> str:
+    """A turn's month and year as words ("May 2023"), whatever the locale; "" without."""
+    return "" if when is None else f"{_MONTH_NAMES[when.month - 1]} {when.year}"
+
+
+def _context_text(before: Sequence[str], after: Sequence[str], when: datetime | None) -> str:
+    """A turn's searched context: the turns before it, those after it, its month and year.
+
+    Each side keeps at most :data:`_MAX_CONTEXT_CHARS` characters, those nearest the turn.
+    """
+    parts = [
+        "\n".join(before)[-_MAX_CONTEXT_CHARS:],
+        "\n".join(after)[:_MAX_CONTEXT_CHARS],
+        _date_words(when),
+    ]
+    return "\n".join(part for part in parts if part)
 
 
 def discord_channel_scope(channel_id: int) -> str:
@@ -95,23 +133,21 @@ class _Row:
 
 
 def _is_stale(
-    message: StoredMessage,
-    previous: tuple[StoredMessage, str] | None,
-    indexed: asyncpg.Record | None,
+    message: StoredMessage, quoted: Sequence[StoredMessage], indexed: asyncpg.Record | None
 ) -> bool:
     """Whether the index lacks ``message`` or holds it stale.
 
-    Stale: the message was edited since it was indexed, its context is another message
-    now, or that message was edited since.
+    Stale: the message was edited since it was indexed, its context quotes other
+    messages now (a message arrived after it, one before it was deleted), or one of
+    those was edited since.
     """
     if indexed is None:
         return True
     at = indexed["indexed_at"]
-    before = previous[0] if previous else None
     return (
         (message.edited_at is not None and message.edited_at > at)
-        or indexed["context_message_id"] != (before.message_id if before else None)
-        or (before is not None and before.edited_at is not None and before.edited_at > at)
+        or list(indexed["context_source_ids"]) != [str(q.message_id) for q in quoted]
+        or any(q.edited_at is not None and q.edited_at > at for q in quoted)
     )
 
 
@@ -139,10 +175,22 @@ ON CONFLICT (scope, source_id) DO UPDATE SET
 _UPSERT_VECTOR = _UPSERT.replace("__VEC__", "::vector").replace("__ARRAY__", "text[]")
 _UPSERT_BYTEA = _UPSERT.replace("__VEC__", "").replace("__ARRAY__", "bytea[]")
 
-# What the index holds of one page of a channel: when each turn was indexed and with
-# which message as its context.
+# The stored vectors of turns about to be written again with the same text, by this
+# index's embedder.
+_KEPT = """
+SELECT m.source_id, m.embedding__TEXT__ AS vec
+FROM message_index m
+JOIN unnest($2::text[], $3::text[]) AS u(source_id, content)
+  ON m.source_id = u.source_id AND m.content = u.content
+WHERE m.scope = $1 AND m.embedding IS NOT NULL AND m.embedding_model = $4
+"""
+_KEPT_VECTOR = _KEPT.replace("__TEXT__", "::text")
+_KEPT_BYTEA = _KEPT.replace("__TEXT__", "")
+
+# What the index holds of one page of a channel: when each turn was indexed and which
+# messages its context quotes.
 _INDEXED = """
-SELECT source_id, indexed_at, context_message_id FROM message_index
+SELECT source_id, indexed_at, context_source_ids FROM message_index
 WHERE scope = $1 AND source_id = ANY($2::text[])
 """
 
@@ -181,20 +229,35 @@ class MessageIndex:
 
     # --- writing --------------------------------------------------------------------------
 
-    async def add_turns(self, scope: str, turns: Sequence[Turn], *, context_turns: int = 1) -> int:
+    async def add_turns(
+        self,
+        scope: str,
+        turns: Sequence[Turn],
+        *,
+        context_turns: int = 2,
+        following_turns: int = 1,
+    ) -> int:
         """Index turns under ``scope``, in the order given, after any already there.
 
         A turn whose ``source_id`` is already in the scope is replaced (its text,
-        context and vector), keeping its position. Unless a turn brings its own
-        ``context``, the ``context_turns`` turns before it in this batch are its
-        context: pass one conversation session per call to keep sessions apart.
-        Vectors are computed in one batch; if the embedder fails the turns are
-        stored without them (logged) and found by full text until :meth:`reembed`.
+        context and vector), keeping its position; one with the same text keeps its
+        vector (indexing existing turns again for a new context embeds nothing).
+        Unless a turn brings its own ``context``, its context (searched at a lower
+        weight, never shown) is the ``context_turns`` turns before it and the
+        ``following_turns`` turns after it in this batch, then its month and year in
+        words ("May 2023") when it has an ``occurred_at``: a question's words are
+        often in the turn before its answer, a short reply ("Yes, it was amazing!")
+        says what it is about only next to its neighbours, and "in May 2023" then
+        matches the turns of that month. Pass one conversation session per call to
+        keep sessions apart. Vectors (of the turn alone) are computed in one batch; if
+        the embedder fails the turns are stored without them (logged) and found by
+        full text until :meth:`reembed`.
 
         Args:
             scope: The scope (at most 200 characters).
             turns: Up to 10,000 turns with distinct ``source_id`` values.
-            context_turns: How many preceding turns form a turn's context (0..5).
+            context_turns: How many preceding turns are in a turn's context (0..5).
+            following_turns: How many following turns are in it (0..5).
 
         Returns:
             How many turns were written.
@@ -204,6 +267,7 @@ class MessageIndex:
         """
         where = clean_text(scope, "scope", max_chars=_MAX_SCOPE_CHARS)
         window = check_int_range(context_turns, "context_turns", 0, 5)
+        ahead = check_int_range(following_turns, "following_turns", 0, 5)
         if isinstance(turns, Turn) or not isinstance(turns, Sequence):
             raise InvalidInputError("turns must be a sequence of Turn")
         if len(turns) > _MAX_BATCH:
@@ -234,9 +298,9 @@ class MessageIndex:
             start = await conn.fetchval(
                 "SELECT coalesce(max(position), 0) FROM message_index WHERE scope = $1", where
             )
+        contents = [f"{speaker}: {text}" if speaker else text for _, _, speaker, text in cleaned]
         rows: list[_Row] = []
-        for n, (turn, source, speaker, text) in enumerate(cleaned):
-            content = f"{speaker}: {text}" if speaker else text
+        for n, (turn, source, speaker, _text) in enumerate(cleaned):
             context_id = None
             quoted: list[str] = []
             if turn.context is not None:
@@ -247,9 +311,12 @@ class MessageIndex:
                     allow_empty=True,
                 )
             else:
-                earlier = rows[max(0, n - window) : n] if window else []
-                context = "\n".join(r.content for r in earlier)[-_MAX_CONTEXT_CHARS:]
-                quoted = [r.source_id for r in earlier]
+                before = range(max(0, n - window), n)
+                after = range(n + 1, min(len(cleaned), n + 1 + ahead))
+                context = _context_text(
+                    [contents[i] for i in before], [contents[i] for i in after], turn.occurred_at
+                )
+                quoted = [cleaned[i][1] for i in (*before, *after)]
                 if window and n > 0:
                     context_id = cleaned[n - 1][0].discord_message_id
             rows.append(
@@ -261,7 +328,7 @@ class MessageIndex:
                     user_id=turn.user_id,
                     position=int(start) + n + 1,
                     speaker=speaker,
-                    content=content,
+                    content=contents[n],
                     context=context,
                     occurred_at=turn.occurred_at,
                 )
@@ -269,21 +336,35 @@ class MessageIndex:
         return await self._write(where, rows)
 
     async def _write(self, scope: str, rows: list[_Row]) -> int:
-        vectors: list[list[float]] | None
-        try:
-            raw = await self._embedder.embed([r.content for r in rows])
-            vectors = [normalise_vector(v) for v in raw]
-        except (BarkeeperError, OSError, TimeoutError) as exc:
-            _log.warning("embedding failed (%s); %d turns stored without vectors", exc, len(rows))
-            vectors = None
+        # A turn indexed again with the same text (its context changed: a message came
+        # after it, a re-index) keeps its vector: only new texts are embedded.
         async with self._db.acquire() as conn:
             storage = await self._get_storage(conn)
-            if vectors is None:
-                encoded: list[Any] = [None] * len(rows)
-            elif storage == "vector":
-                encoded = [vector_to_literal(v) for v in vectors]
-            else:
-                encoded = [vector_to_bytes(v) for v in vectors]
+            kept = {
+                r["source_id"]: r["vec"]
+                for r in await conn.fetch(
+                    _KEPT_VECTOR if storage == "vector" else _KEPT_BYTEA,
+                    scope,
+                    [r.source_id for r in rows],
+                    [r.content for r in rows],
+                    self._embedder.name,
+                )
+            }
+        encoded: list[Any] = [kept.get(r.source_id) for r in rows]
+        todo = [n for n, r in enumerate(rows) if r.source_id not in kept]
+        if todo:
+            try:
+                raw = await self._embedder.embed([rows[n].content for n in todo])
+                for n, vector in zip(todo, raw, strict=True):
+                    unit = normalise_vector(vector)
+                    encoded[n] = (
+                        vector_to_literal(unit) if storage == "vector" else vector_to_bytes(unit)
+                    )
+            except (BarkeeperError, OSError, TimeoutError) as exc:
+                _log.warning(
+                    "embedding failed (%s); %d turns stored without vectors", exc, len(todo)
+                )
+        async with self._db.acquire() as conn:
             try:
                 await conn.execute(
                     _UPSERT_VECTOR if storage == "vector" else _UPSERT_BYTEA,
@@ -315,9 +396,13 @@ class MessageIndex:
         """Index the channel's cached messages the index lacks or holds stale.
 
         Walks the channel's messages in the Discord cache oldest first
-        (:meth:`barkeeper.history.MessageStore.get_page`) from ``after_message_id``; a message is
-        (re)indexed when it is new, edited since it was indexed, or its predecessor
-        (its context) changed. Messages without text are skipped.
+        (:meth:`barkeeper.history.MessageStore.get_page`) from ``after_message_id``. A
+        message's context is, as :meth:`add_turns` makes it, the two messages with text
+        before it, the one right after it (if it has text), then its month and year in
+        words; before ``after_message_id`` only the message just before is quoted. A
+        message is (re)indexed when it is new, edited since it was indexed, or its
+        context quotes other messages or edited ones (so the newest message is indexed
+        again once the next one arrives). Messages without text are skipped.
 
         Args:
             channel_id: The Discord channel.
@@ -333,44 +418,93 @@ class MessageIndex:
         scope = discord_channel_scope(channel_id)
         size = check_int_range(page_size, "page_size", 10, _MAX_BATCH)
         cursor = check_int_range(after_message_id, "after_message_id", 0, 2**63 - 1)
-        previous: tuple[StoredMessage, str] | None = None
+        # The messages with text just before the next one to index, oldest first, and
+        # the one just before it (with or without text: its foreign key). Only indexed
+        # messages of this scope are quoted (deleting one clears what quotes it), and the
+        # one just before (deleting it deletes the row quoting it): ``outside`` holds
+        # those read before the walk's start that are not indexed.
+        before: list[StoredMessage] = []
+        previous_id: int | None = None
+        outside: set[int] = set()
+        pending: list[StoredMessage] = []  # read, waiting for the message after it
+        refresh_only: int | None = None  # the message at the cursor: indexed already?
         if 0 < cursor < 2**63 - 1:
-            before = await self._cache.get_context(channel_id, before=cursor + 1, limit=1)
-            last = await self._cache.get(before[0].message_id) if before else None
-            previous = None if last is None else (last, self._speaker_and_text(last)[2])
+            read = [
+                await self._cache.get(c.message_id)
+                for c in await self._cache.get_context(
+                    channel_id, before=cursor + 1, limit=1 + _DISCORD_BEFORE
+                )
+            ]
+            earlier = [m for m in read if m is not None]
+            async with self._db.acquire() as conn:
+                known = {
+                    r["source_id"]
+                    for r in await conn.fetch(_INDEXED, scope, [str(m.message_id) for m in earlier])
+                }
+            outside = {m.message_id for m in earlier if str(m.message_id) not in known}
+            if earlier:
+                # the last one read is walked again, to refresh its context if indexed
+                pending = earlier[-1:]
+                refresh_only = earlier[-1].message_id
+                earlier = earlier[:-1]
+            for message in earlier:
+                if self._speaker_and_text(message)[1]:
+                    before.append(message)
+                previous_id = message.message_id
+            before = before[-_DISCORD_BEFORE:]
         written = 0
         while True:
             page = await self._cache.get_page(channel_id, after=cursor, limit=size)
-            if not page:
-                return written
+            stream = pending + page
+            last_page = len(page) < size  # the channel's end: its last message has no next
+            ready = stream if last_page else stream[:-1]
+            pending = [] if last_page else stream[-1:]
             async with self._db.acquire() as conn:
                 indexed = {
                     r["source_id"]: r
-                    for r in await conn.fetch(_INDEXED, scope, [str(m.message_id) for m in page])
+                    for r in await conn.fetch(_INDEXED, scope, [str(m.message_id) for m in ready])
                 }
             rows: list[_Row] = []
-            for message in page:
+            for n, message in enumerate(ready):
                 speaker, text, content = self._speaker_and_text(message)
-                if text and _is_stale(message, previous, indexed.get(str(message.message_id))):
-                    rows.append(
-                        _Row(
-                            source_id=str(message.message_id),
-                            discord_message_id=message.message_id,
-                            context_message_id=previous[0].message_id if previous else None,
-                            context_source_ids=[str(previous[0].message_id)] if previous else [],
-                            user_id=None,
-                            position=message.message_id,
-                            speaker=speaker,
-                            content=content[:MAX_TURN_CHARS],
-                            context=previous[1][-_MAX_CONTEXT_CHARS:] if previous else "",
-                            occurred_at=message.created_at,
+                source = str(message.message_id)
+                added = message.message_id != refresh_only or source in indexed
+                if not added:  # the cursor's own message is refreshed, never added
+                    outside.add(message.message_id)
+                if text:
+                    prior = [
+                        q
+                        for q in before
+                        if q.message_id not in outside or q.message_id == previous_id
+                    ]
+                    after = [q for q in stream[n + 1 : n + 2] if self._speaker_and_text(q)[1]]
+                    quoted = [*prior, *after]
+                    if added and _is_stale(message, quoted, indexed.get(source)):
+                        rows.append(
+                            _Row(
+                                source_id=source,
+                                discord_message_id=message.message_id,
+                                context_message_id=previous_id,
+                                context_source_ids=[str(q.message_id) for q in quoted],
+                                user_id=None,
+                                position=message.message_id,
+                                speaker=speaker,
+                                content=content[:MAX_TURN_CHARS],
+                                context=_context_text(
+                                    [self._speaker_and_text(q)[2] for q in prior],
+                                    [self._speaker_and_text(q)[2] for q in after],
+                                    message.created_at,
+                                ),
+                                occurred_at=message.created_at,
+                            )
                         )
-                    )
-                previous = (message, content)
+                    before = [*before, message][-_DISCORD_BEFORE:]
+                previous_id = message.message_id
             if rows:
                 written += await self._write(scope, rows)
-            cursor = page[-1].message_id
-            if len(page) < size:
+            if page:
+                cursor = page[-1].message_id
+            if last_page:
                 return written
 
     @staticmethod

@@ -23,8 +23,9 @@ class Turn:
         speaker: Who said it (shown and searched with the text).
         text: What was said.
         occurred_at: When, if known (used for recency).
-        context: Text searched with this turn at a lower weight; ``None`` lets the
-            index use the previous turn of the same batch.
+        context: Text searched with this turn at a lower weight, never shown;
+            ``None`` lets the index make it from the neighbouring turns of the same
+            batch and the month and year (see :meth:`barkeeper.turns.MessageIndex.add_turns`).
         discord_message_id: Set when the turn is a cached Discord message: deleting
             that message (or its author's data) deletes the indexed turn too.
         user_id: The speaker's ``users.id``, when the speaker is someone barkeeper
