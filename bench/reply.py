@@ -39,7 +39,7 @@ within ``BARKEEPER_CONTEXT_TOKENS``; the Agno-style prompt grows with every memo
 Goal: ours p50 ≤ 10 ms, p99 ≤ 50 ms (gateway); the companion's cost p50 ≤ 1 ms.
 
     python bench/reply.py --out bench/results/reply.json [--quick] [--runs 3]
-        [--embedder local|hashing] [--database-url URL]
+        [--embedder local|hashing] [--embedding-spin auto|always|never] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -487,7 +487,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.replies:
         sizes["replies"] = args.replies
     load_token_tables(MODEL, None)
-    embedder: Embedder = MiniLMEmbedder() if args.embedder == "local" else HashingEmbedder()
+    embedder: Embedder = HashingEmbedder()
+    if args.embedder == "local":  # the default spin as the constructor's (older code has none)
+        spin = {} if args.embedding_spin == "auto" else {"spin": args.embedding_spin}
+        embedder = MiniLMEmbedder(**spin)
     if isinstance(embedder, MiniLMEmbedder):
         await embedder.load()
     spec = EmulatorSpec(
@@ -625,6 +628,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "benchmark": "reply",
         "sizes": sizes,
         "embedder": embedder.name,
+        "embedding_spin": args.embedding_spin if args.embedder == "local" else None,
         "vector_storage": storage,
         "runs": args.runs,
         "load_seconds": round(load_seconds, 1),
@@ -660,6 +664,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="measurement rounds (median)")
     parser.add_argument("--replies", type=int, default=0, help="replies per round and variant")
     parser.add_argument("--embedder", choices=("local", "hashing"), default="local")
+    parser.add_argument(
+        "--embedding-spin",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="the local embedder's single-text session (BARKEEPER_EMBEDDING_SPIN)",
+    )
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
     results = asyncio.run(run(args))

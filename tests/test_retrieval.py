@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import uuid
 from collections.abc import AsyncIterator
@@ -465,63 +464,3 @@ async def test_memory_search_gives_the_date_bonus_by_valid_from(db: Database) ->
     assert hits[0].parts.date == pytest.approx(0.3) and hits[1].parts.date == 0.0
     undated = await store.search(user, "Where did Ana go camping?", k=2)
     assert [h.item.id for h in undated] == [july.id, june.id]  # a tie: the newer row first
-
-
-# --- the overlapped search: the vector still being computed ------------------------------------
-
-
-async def _same_hits_with_a_pending_vector(database: Database) -> None:
-    async with database.acquire() as conn:
-        uid = await conn.fetchval("INSERT INTO users (discord_id) VALUES (77) RETURNING id")
-    embedder = HashingEmbedder()
-    store = MemoryStore(database, embedder)
-    topics = ["kitten", "nurse", "grandmother", "swimming", "Lisbon", "ramen", "jazz", "poems"]
-    for i in range(60):  # more than the candidates kept from each signal
-        await store.add(
-            uid,
-            f"{FACTS[i % len(FACTS)]}, note {i} about {topics[i % len(topics)]}",
-            memory_type="general" if i % 3 else "work",
-            importance=(i % 10) / 10,
-        )
-    order: list[str] = []
-
-    def seen(hits: list[Any]) -> list[tuple[Any, ...]]:  # recency moves with the clock
-        return [
-            (h.item.id, h.parts.text, h.parts.text_rank, h.parts.vector, h.parts.vector_rank)
-            for h in hits
-        ]
-
-    async def later(vector: list[float] | None) -> list[float] | None:
-        await asyncio.sleep(0.05)  # the search's full-text statement runs meanwhile
-        order.append("vector")
-        return vector
-
-    for query in [*QUERIES, "note 7 about jazz and the kitten", "zzz nothing matches"]:
-        vector = await embedder.embed_query(query)
-        for k, types in ((5, None), (3, ["work"]), (40, None)):
-            expected = await store.search(
-                uid, query, k=k, memory_types=types, query_embedding=vector
-            )
-            got = await store.search(
-                uid, query, k=k, memory_types=types, query_embedding=later(vector)
-            )
-            assert seen(got) == seen(expected)
-            # a pending vector that comes to nothing: the store embeds the query itself
-            again = await store.search(
-                uid, query, k=k, memory_types=types, query_embedding=later(None)
-            )
-            assert seen(again) == seen(expected)
-    assert len(order) == 36 and len(expected) == 40
-    # full text only: the pending vector is not waited for
-    never = later(vector)
-    hits = await store.search(uid, "kitten", mode="fulltext", query_embedding=never)
-    assert hits and all(h.parts.vector is None for h in hits)
-    never.close()
-
-
-async def test_a_pending_vector_gives_the_same_hits(db: Database) -> None:
-    await _same_hits_with_a_pending_vector(db)
-
-
-async def test_a_pending_vector_gives_the_same_hits_with_bytea(bytea_db: Database) -> None:
-    await _same_hits_with_a_pending_vector(bytea_db)

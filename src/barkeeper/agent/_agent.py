@@ -730,23 +730,15 @@ class Agent:
         budget = self.config.budget
         query = _memory_query(text)
         began = time.perf_counter()
-        task = self._vectors.get(self._memories.embedder, query)
-        embedding: list[float] | Awaitable[list[float] | None] | None
-        if task.done() and not task.cancelled():  # embedded already: one statement
-            embedding = task.result()  # _embed returns None rather than raising
-            reads.ms["context.embedding"] = 0.0
-        else:  # still running: the search reads its full-text half meanwhile
-            embedding = task
-            task.add_done_callback(
-                lambda _: reads.ms.__setitem__("context.embedding", round(_ms(began), 3))
-            )
+        vector = await self._vectors.get(self._memories.embedder, query)
+        reads.ms["context.embedding"] = round(_ms(began), 3)
         hits = await self._memories.search(
             request.author.user_id,
             query,
             k=min(self.config.memories, 200),
             token_budget=max(1, int(budget.total * budget.memory_share)),
             memory_types=memory_types_for(request.place.kind, MEMORY_TYPES),  # type: ignore[arg-type]
-            query_embedding=embedding,
+            query_embedding=vector,
         )
         return [hit.item for hit in hits]
 

@@ -28,9 +28,8 @@ This module never calls a language model; the embedder is only asked for vectors
 from __future__ import annotations
 
 import enum
-import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from datetime import datetime
@@ -958,7 +957,7 @@ class MemoryStore:
         token_budget: int | None = None,
         mode: SearchMode = "hybrid",
         memory_types: Sequence[MemoryType] | None = None,
-        query_embedding: Sequence[float] | Awaitable[Sequence[float] | None] | None = None,
+        query_embedding: Sequence[float] | None = None,
         weights: Weights | None = None,
     ) -> list[Hit[Memory]]:
         """The user's valid memories most relevant to ``query``, best first.
@@ -970,11 +969,7 @@ class MemoryStore:
             token_budget: The hits' texts together cost at most this many tokens.
             mode: ``hybrid`` (default), or ``fulltext`` / ``vector`` alone.
             memory_types: Only these types.
-            query_embedding: The query's vector if already computed; or an awaitable
-                of it (e.g. a task still embedding the message): the full-text half
-                of the search is read while it runs, and only the vector half waits.
-                If it gives ``None``, the query is embedded here. Not awaited in
-                ``fulltext`` mode.
+            query_embedding: The query's vector if already computed.
             weights: Override the store's fusion weights.
 
         Returns:
@@ -991,33 +986,23 @@ class MemoryStore:
                 raise InvalidInputError("memory_types must be a sequence of types")
             types = [check_choice(t, "memory_types", MEMORY_TYPES) for t in memory_types]
         use = weights or self._weights
-        vector: Sequence[float] | Awaitable[Sequence[float] | None] | None
-        if query_embedding is None or isinstance(query_embedding, Sequence):
-            vector = await query_vector(
-                self._embedder, text, mode=chosen, query_embedding=query_embedding
+        vector = await query_vector(
+            self._embedder, text, mode=chosen, query_embedding=query_embedding
+        )
+        async with self._connection() as conn:
+            storage = await self._get_storage(conn)
+            rows = await search_rows(
+                conn,
+                table=_SEARCH_TABLE,
+                storage=storage,
+                owner=uid,
+                query=text,
+                vector=vector,
+                embedder_name=self._embedder.name,
+                weights=use,
+                k=top,
+                memory_types=types,
             )
-        elif chosen == "fulltext":
-            vector = None
-        else:
-            vector = self._pending_vector(text, chosen, query_embedding)
-        try:
-            async with self._connection() as conn:
-                storage = await self._get_storage(conn)
-                rows = await search_rows(
-                    conn,
-                    table=_SEARCH_TABLE,
-                    storage=storage,
-                    owner=uid,
-                    query=text,
-                    vector=vector,
-                    embedder_name=self._embedder.name,
-                    weights=use,
-                    k=top,
-                    memory_types=types,
-                )
-        finally:
-            if inspect.iscoroutine(vector):  # not awaited when the search failed first
-                vector.close()
         scored = rerank(
             fuse(rows, mode=chosen, weights=use, query=text, time_column="valid_from"),
             weights=use,
@@ -1030,12 +1015,6 @@ class MemoryStore:
             build=memory_from_row,
             text_of=lambda memory: memory.content,
         )
-
-    async def _pending_vector(
-        self, text: str, mode: SearchMode, pending: Awaitable[Sequence[float] | None]
-    ) -> list[float] | None:
-        """The search's vector once ``pending`` gives it (checked), else embedded here."""
-        return await query_vector(self._embedder, text, mode=mode, query_embedding=await pending)
 
     async def similar(
         self,

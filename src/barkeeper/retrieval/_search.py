@@ -27,7 +27,7 @@ import functools
 import logging
 import math
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -177,7 +177,7 @@ WITH lex AS (
 # BM25 with a binary term frequency per place (1 in the text, ``context_weight`` in the
 # context): a turn or a memory is a sentence or two, where a word rarely repeats, and
 # testing each query word with @@ costs a quarter of unnesting every matching tsvector.
-_BM25_SCORES = """
+_BM25 = """
 , hits AS (
     SELECT d.id, d.dl, l.lexeme,
            ((d.search @@ l.q_text)::int + __CTX__ * (d.search @@ l.q_context)::int)::float8
@@ -198,9 +198,6 @@ _BM25_SCORES = """
     FROM hits h JOIN df USING (lexeme) CROSS JOIN stats s
     GROUP BY h.id
 )
-"""
-
-_RANKED = """
 , ranked AS (
     SELECT d.id, coalesce(b.text, 0)::float8 AS text, d.vector,
            CASE WHEN b.text IS NOT NULL
@@ -212,34 +209,6 @@ _RANKED = """
     FROM docs d LEFT JOIN bm25 b USING (id)
 )
 __SELECT__
-"""
-_BM25 = _BM25_SCORES + _RANKED
-
-# The overlapped search (pgvector), in two statements: the full-text candidates first
-# (while the query is still being embedded), then the vector ranking, which also reads
-# back every candidate's row. Together they give the rows the one statement gives.
-_TEXT_CANDIDATES = """
-SELECT b.id, b.text, row_number() OVER (ORDER BY b.text DESC, b.id DESC) AS text_rank
-FROM bm25 b ORDER BY text_rank LIMIT $6
-"""
-_VECTOR_CANDIDATES = """
-WITH qv AS MATERIALIZED (SELECT $2::real[]::vector AS v)
-, docs AS MATERIALIZED (
-    SELECT m.id, CASE WHEN qv.v IS NOT NULL AND m.embedding_model = $3::text
-                      THEN 1 - (m.embedding <=> qv.v) END AS vector
-    FROM __TABLE__ m CROSS JOIN qv
-    __FILTER__
-)
-, ranked AS (
-    SELECT d.id, d.vector,
-           CASE WHEN d.vector IS NOT NULL
-                THEN row_number() OVER (ORDER BY d.vector DESC NULLS LAST, d.id DESC) END
-               AS vector_rank
-    FROM docs d
-)
-SELECT __COLUMNS__, r.vector, r.vector_rank, m.__RECENCY__ AS recency_at
-FROM ranked r JOIN __TABLE__ m ON m.id = r.id
-WHERE (r.vector_rank <= $4 OR r.id = ANY($5::bigint[])) AND __OWNER__
 """
 
 # pgvector: ranks are computed on narrow rows (id, scores); only the candidates' full
@@ -341,41 +310,6 @@ def _build_sql(table: SearchTable, storage: _vectors.Storage) -> str:
     )
 
 
-@functools.cache
-def _build_split_sql(table: SearchTable) -> tuple[str, str]:
-    """The overlapped search's two statements for ``table`` (pgvector storage only).
-
-    The full-text one: $1 owner, $2 query, $3 context weight, $4 k1, $5 b,
-    $6 candidates, $7 memory types; it returns (id, text, text_rank) of the top
-    candidates by BM25. The vector one: $1 owner, $2 vector (real[]) or NULL, $3
-    embedder name, $4 candidates, $5 the full-text candidates' ids, $6 memory types;
-    it returns the rows of the top candidates by cosine and of the full-text ones,
-    with their ``vector`` and ``vector_rank``.
-    """
-    cols = ", ".join(f"m.{c.strip()}" for c in table.columns.split(","))
-    owner = table.filter.strip().removeprefix("WHERE ").split(" AND ")[0]
-    docs = (
-        ", docs AS MATERIALIZED (\n    SELECT m.id, m.search, length(m.search)::float8 AS dl\n"  # noqa: S608 - constant fragments
-        f"    FROM {table.name} m\n"
-        f"    {table.filter.replace('__TYPES__', '$7').strip()}\n)"
-    )
-    text_sql = _QUERY + docs + _BM25_SCORES + _TEXT_CANDIDATES
-    for key, value in {
-        "__CTX__": "$3::float8",
-        "__K1__": "$4::float8",
-        "__B__": "$5::float8",
-    }.items():
-        text_sql = text_sql.replace(key, value)
-    vector_sql = (
-        _VECTOR_CANDIDATES.replace("__FILTER__", table.filter.replace("__TYPES__", "$6").strip())
-        .replace("__COLUMNS__", cols)
-        .replace("__RECENCY__", table.recency_column)
-        .replace("__TABLE__", table.name)
-        .replace("__OWNER__", owner)
-    )
-    return text_sql, vector_sql
-
-
 # --- running a search ----------------------------------------------------------------------
 
 
@@ -440,7 +374,7 @@ async def search_rows(
     storage: _vectors.Storage,
     owner: int | str,
     query: str,
-    vector: Sequence[float] | Awaitable[Sequence[float] | None] | None,
+    vector: Sequence[float] | None,
     embedder_name: str,
     weights: Weights,
     k: int,
@@ -454,9 +388,7 @@ async def search_rows(
         storage: How the schema stores vectors.
         owner: The user id (memories) or scope (turns).
         query: The cleaned query text.
-        vector: The query's unit vector, or ``None`` to skip vectors; or an awaitable
-            of either (a vector still being computed): the full-text part of the
-            search is read meanwhile and only the vector part waits for it.
+        vector: The query's unit vector, or ``None`` to skip vectors.
         embedder_name: Only vectors made by this embedder are compared.
         weights: BM25 parameters and the candidate count.
         k: The hits wanted: at least ``2 * k`` candidates come from each signal.
@@ -466,23 +398,10 @@ async def search_rows(
         Rows with the table's columns plus ``text``, ``text_rank``, ``vector``,
         ``vector_rank`` and ``recency_at``.
     """
+    sql = _build_sql(table, storage)
     types = list(memory_types) if memory_types is not None else None
     ctx, k1, b = weights.context_weight, weights.k1, weights.b
     keep = max(weights.candidates, 2 * k)
-    if vector is not None and not isinstance(vector, Sequence):  # still being computed
-        return await _overlapped_rows(
-            conn,
-            table=table,
-            storage=storage,
-            owner=owner,
-            query=query,
-            vector=vector,
-            embedder_name=embedder_name,
-            weights=weights,
-            keep=keep,
-            types=types,
-        )
-    sql = _build_sql(table, storage)
     if storage == "vector":
         query_vector = list(vector) if vector is not None else None
         args: list[Any] = [owner, query, query_vector, embedder_name, ctx, k1, b, keep]
@@ -493,54 +412,6 @@ async def search_rows(
     if table.filters_types:
         args.append(types)
     return _bytea_candidates(await conn.fetch(sql, *args), vector, keep)
-
-
-async def _overlapped_rows(
-    conn: asyncpg.Connection,
-    *,
-    table: SearchTable,
-    storage: _vectors.Storage,
-    owner: int | str,
-    query: str,
-    vector: Awaitable[Sequence[float] | None],
-    embedder_name: str,
-    weights: Weights,
-    keep: int,
-    types: list[str] | None,
-) -> list[Mapping[str, Any]]:
-    """:func:`search_rows` with a vector still being computed: what needs no vector is
-    read while it is, and only the vector ranking waits for it.
-
-    Without pgvector the one statement needs no vector (the cosine is computed here):
-    it runs first, then the vector is awaited. With pgvector the full-text candidates
-    are read first (:func:`_build_split_sql`), then, with the vector, the cosine
-    ranking and every candidate's row. Both statements read the owner's rows through
-    the same index as the one statement, and give the rows it gives (a row changed
-    between the two statements is read as the second one sees it).
-    """
-    ctx, k1, b = weights.context_weight, weights.k1, weights.b
-    if storage == "bytea":
-        args: list[Any] = [owner, query, embedder_name, ctx, k1, b]
-        if table.filters_types:
-            args.append(types)
-        records = await conn.fetch(_build_sql(table, storage), *args)
-        return _bytea_candidates(records, await vector, keep)
-    text_sql, vector_sql = _build_split_sql(table)
-    args = [owner, query, ctx, k1, b, keep]
-    if table.filters_types:
-        args.append(types)
-    texts = {r["id"]: (r["text"], r["text_rank"]) for r in await conn.fetch(text_sql, *args)}
-    resolved = await vector
-    args = [owner, list(resolved) if resolved is not None else None, embedder_name, keep]
-    args.append(list(texts))
-    if table.filters_types:
-        args.append(types)
-    rows: list[Mapping[str, Any]] = []
-    for record in await conn.fetch(vector_sql, *args):
-        row = dict(record)
-        row["text"], row["text_rank"] = texts.get(row["id"], (0.0, None))
-        rows.append(row)
-    return rows
 
 
 def _bytea_candidates(
