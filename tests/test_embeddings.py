@@ -118,13 +118,13 @@ async def test_minilm_one_text_sessions_give_the_batch_vectors() -> None:
         MiniLMEmbedder(spin="sometimes")  # type: ignore[arg-type]
 
 
-async def test_minilm_auto_spins_only_with_a_free_core() -> None:
+async def test_minilm_auto_spins_only_while_the_cores_are_not_all_busy() -> None:
     embedder = MiniLMEmbedder(spin="auto", max_length=128)  # a runtime of its own
     await embedder.load()
     runtime = embeddings._runtimes[embedder._key()]
-    runtime._spare = -1.0  # the load average never leaves a core free
+    runtime._busy = -1.0  # the cores are always busy
     assert runtime._one_text_session() is runtime._session and runtime._query_session is None
-    runtime._spare = 1e9  # always a core free: the session is made in the background
+    runtime._busy = 1e9  # never busy: the session is made in the background
     assert runtime._one_text_session() is runtime._session
     for _ in range(200):
         if runtime._query_session is not None:
