@@ -489,7 +489,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     load_token_tables(MODEL, None)
     embedder: Embedder = HashingEmbedder()
     if args.embedder == "local":  # the default spin as the constructor's (older code has none)
-        spin = {} if args.embedding_spin == "auto" else {"spin": args.embedding_spin}
+        spin = {} if args.embedding_spin == "never" else {"spin": args.embedding_spin}
         embedder = MiniLMEmbedder(**spin)
     if isinstance(embedder, MiniLMEmbedder):
         await embedder.load()
@@ -667,7 +667,7 @@ def main() -> None:
     parser.add_argument(
         "--embedding-spin",
         choices=("auto", "always", "never"),
-        default="auto",
+        default="never",
         help="the local embedder's single-text session (BARKEEPER_EMBEDDING_SPIN)",
     )
     parser.add_argument("--database-url", default=None)

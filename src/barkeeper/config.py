@@ -213,7 +213,7 @@ class Settings(BaseSettings):
         "text-embedding-3-small", validation_alias=AliasChoices("BARKEEPER_EMBEDDING_MODEL")
     )
     embedding_spin: Literal["auto", "always", "never"] = Field(
-        "auto", validation_alias=AliasChoices("BARKEEPER_EMBEDDING_SPIN")
+        "never", validation_alias=AliasChoices("BARKEEPER_EMBEDDING_SPIN")
     )
 
     llm_tools: bool = Field(True, validation_alias=AliasChoices("BARKEEPER_LLM_TOOLS"))

@@ -409,8 +409,10 @@ class MiniLMEmbedder:
             session while the 1-minute load average is below the core count, else
             the batch session; the session is made in the background the first
             time the load allows it. ``always``: always
-            (made at load). ``never``: no second session. Batches always use the
-            session whose threads sleep.
+            (made at load). ``never`` (default): no second session: in a whole
+            reply (``bench/reply.py``) spinning gained nothing beyond the noise, the
+            reply's other reads keeping the cores busy while the message is
+            embedded. Batches always use the session whose threads sleep.
 
     Raises:
         InvalidInputError: A size is out of range.
@@ -432,7 +434,7 @@ class MiniLMEmbedder:
         max_length: int = MINILM_MAX_LENGTH,
         batch_size: int = 32,
         threads: int = 0,
-        spin: SpinMode = "auto",
+        spin: SpinMode = "never",
     ) -> None:
         if not 2 < max_length <= _BERT_MAX_POSITIONS:
             raise InvalidInputError(
