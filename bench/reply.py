@@ -39,7 +39,8 @@ within ``BARKEEPER_CONTEXT_TOKENS``; the Agno-style prompt grows with every memo
 Goal: ours p50 ≤ 10 ms, p99 ≤ 50 ms (gateway); the companion's cost p50 ≤ 1 ms.
 
     python bench/reply.py --out bench/results/reply.json [--quick] [--runs 3]
-        [--embedder local|hashing] [--embedding-spin auto|always|never] [--database-url URL]
+        [--embedder local|hashing] [--embedding-spin auto|always|never]
+        [--embedding-threads N] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -489,8 +490,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     load_token_tables(MODEL, None)
     embedder: Embedder = HashingEmbedder()
     if args.embedder == "local":  # the default spin as the constructor's (older code has none)
-        spin = {} if args.embedding_spin == "never" else {"spin": args.embedding_spin}
-        embedder = MiniLMEmbedder(**spin)
+        options: dict[str, Any] = {"threads": args.embedding_threads}
+        if args.embedding_spin != "never":
+            options["spin"] = args.embedding_spin
+        embedder = MiniLMEmbedder(**options)
     if isinstance(embedder, MiniLMEmbedder):
         await embedder.load()
     spec = EmulatorSpec(
@@ -669,6 +672,9 @@ def main() -> None:
         choices=("auto", "always", "never"),
         default="never",
         help="the local embedder's single-text session (BARKEEPER_EMBEDDING_SPIN)",
+    )
+    parser.add_argument(
+        "--embedding-threads", type=int, default=0, help="the local embedder's threads (0: all)"
     )
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
