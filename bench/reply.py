@@ -25,16 +25,22 @@ Everything runs in one process and event loop (emulator, bot, model server), as 
 tests do; the model is ``barkeeper.testing.llm`` behind the real ``openai`` client.
 
 Data: 1,000,000 cached messages over 100 channels and 1,000,000 memories over 10,000
-users (``--quick``: 20,000 / 20 / 20,000 / 200), bulk-loaded in SQL without vectors
-(hybrid search finds them by full text; the message is still embedded, with
-``--embedder``: ``local``, the bundled MiniLM the bot uses by default, or ``hashing``).
+users (``--quick``: 20,000 / 20 / 20,000 / 200), bulk-loaded in SQL. Every memory has
+a vector, so both halves of the hybrid search cost what they cost in production: the
+memory texts are 390 kinds ("Cares about <topic> since <year>") plus a note number,
+and each memory gets the vector of its kind's text, embedded once by the bench's
+embedder (``--embedder``: ``local``, the bundled MiniLM the bot uses by default, or
+``hashing``), which also embeds every incoming message. By default the database is
+an ephemeral embedded PostgreSQL 18 with pgvector (vectors in ``vector`` columns,
+cosine in SQL); ``vector_storage`` in the results says which storage was measured.
 Then prompt tokens per reply for users with 10 / 100 / 1,000 memories: ours stays
 within ``BARKEEPER_CONTEXT_TOKENS``; the Agno-style prompt grows with every memory.
 
 Goal: ours p50 ≤ 10 ms, p99 ≤ 50 ms (gateway); the companion's cost p50 ≤ 1 ms.
 
     python bench/reply.py --out bench/results/reply.json [--quick] [--runs 3]
-        [--embedder local|hashing] [--database-url URL]
+        [--embedder local|hashing] [--embedding-spin auto|always|never]
+        [--embedding-threads N] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -79,6 +85,7 @@ from barkeeper.llm import (
     load_token_tables,
 )
 from barkeeper.memory import MemoryStore
+from barkeeper.retrieval import get_vector_storage, vector_to_bytes, vector_to_literal
 from barkeeper.testing.discord import DiscordEmulator, EmulatorSpec, running_client
 from barkeeper.testing.llm import LLMServer
 
@@ -111,12 +118,46 @@ SELECT ((($4::bigint - 60000 - ($1 - g) * 1000) - 1420070400000) << 22) | (g % 4
 FROM generate_series(1, $1) g
 """
 _LOAD_MEMORIES = """
-INSERT INTO memories (user_id, memory_type, content, importance)
+INSERT INTO memories (user_id, memory_type, content, importance, embedding, embedding_model)
 SELECT $2::bigint + g % $3, 'general',
        'Cares about ' || ($4::text[])[1 + g % 13] || ' since ' || (1990 + g % 30) || ', note ' || g,
-       (g % 10) / 10.0
-FROM generate_series(1, $1) g
+       (g % 10) / 10.0, v.vector, $5::text
+FROM generate_series(1, $1) g JOIN bench_vectors v ON v.kind = g % 390
 """
+# The 390 kinds of memory text above ('Cares about <topic> since <year>', g % 390), each
+# with the embedder's vector of that text: a memory's vector is its text's without the note.
+_VECTORS_TABLE = "CREATE TABLE bench_vectors (kind int PRIMARY KEY, vector {type})"
+_LOAD_VECTORS = """
+INSERT INTO bench_vectors (kind, vector)
+SELECT k, v::{type} FROM unnest($1::int[], $2::{param}[]) AS t(k, v)
+"""
+
+
+def memory_kinds() -> list[str]:
+    """The text of each of the 390 kinds of loaded memory (``g % 390``), without its note."""
+    return [f"Cares about {TOPICS[r % 13]} since {1990 + r % 30}" for r in range(390)]
+
+
+async def load_vectors(db: Database, embedder: Embedder) -> str:
+    """Embed the kinds of loaded memory into ``bench_vectors``: the vector storage used."""
+    vectors = await embedder.embed(memory_kinds())
+    async with db.acquire() as conn:
+        storage = await get_vector_storage(conn)
+        kind = "vector" if storage == "vector" else "bytea"
+        await conn.execute(_VECTORS_TABLE.format(type=kind))
+        values: list[Any] = (
+            [vector_to_literal(v) for v in vectors]
+            if storage == "vector"
+            else [vector_to_bytes(v) for v in vectors]
+        )
+        await conn.execute(
+            _LOAD_VECTORS.format(type=kind, param="text" if storage == "vector" else "bytea"),
+            list(range(390)),
+            values,
+        )
+    return storage
+
+
 # The talkers become the emulator's people (their Discord ids), keeping their memories.
 _ADOPT = """
 UPDATE users SET discord_id = p.discord_id, discord_username = p.name
@@ -161,7 +202,7 @@ def snowflake_now(seq: int) -> int:
 
 
 async def load(
-    db: Database, sizes: dict[str, int], channels: list[int], guild_id: int
+    db: Database, sizes: dict[str, int], channels: list[int], guild_id: int, embedder: Embedder
 ) -> tuple[float, int]:
     """Bulk-load users, messages and memories: (seconds, the first user's id)."""
     started = time.perf_counter()
@@ -181,7 +222,9 @@ async def load(
         )
         print("  messages loaded", file=sys.stderr)
         first: int = await conn.fetchval("SELECT min(id) FROM users")
-        await conn.execute(_LOAD_MEMORIES, sizes["memories"], first, sizes["users"], TOPICS)
+        await conn.execute(
+            _LOAD_MEMORIES, sizes["memories"], first, sizes["users"], TOPICS, embedder.name
+        )
         print("  memories loaded", file=sys.stderr)
         await conn.execute("VACUUM (ANALYZE) discord_messages, memories, users")
     return time.perf_counter() - started, first
@@ -445,7 +488,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.replies:
         sizes["replies"] = args.replies
     load_token_tables(MODEL, None)
-    embedder: Embedder = MiniLMEmbedder() if args.embedder == "local" else HashingEmbedder()
+    embedder: Embedder = HashingEmbedder()
+    if args.embedder == "local":  # the default spin as the constructor's (older code has none)
+        options: dict[str, Any] = {"threads": args.embedding_threads}
+        if args.embedding_spin != "never":
+            options["spin"] = args.embedding_spin
+        embedder = MiniLMEmbedder(**options)
     if isinstance(embedder, MiniLMEmbedder):
         await embedder.load()
     spec = EmulatorSpec(
@@ -467,7 +515,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         channels = emu.channel_ids()[: sizes["channels"]]
         guild = next(iter(emu.world.guilds))
         print(f"loading {sizes}", file=sys.stderr)
-        load_seconds, first = await load(db, sizes, channels, guild)
+        storage = await load_vectors(db, embedder)
+        load_seconds, first = await load(db, sizes, channels, guild, embedder)
         people = [emu.person(f"talker{i}") for i in range(TALKERS)]
         async with db.acquire() as conn:
             await conn.execute(
@@ -549,7 +598,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 uid = await conn.fetchval(
                     "INSERT INTO users (discord_id) VALUES ($1) RETURNING id", 20_000_000 + count
                 )
-                await conn.execute(_LOAD_MEMORIES, count, uid, 1, TOPICS)
+                await conn.execute(_LOAD_MEMORIES, count, uid, 1, TOPICS, embedder.name)
             request = request_for(
                 uid,
                 20_000_000 + count,
@@ -582,6 +631,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "benchmark": "reply",
         "sizes": sizes,
         "embedder": embedder.name,
+        "embedding_spin": args.embedding_spin if args.embedder == "local" else None,
+        "vector_storage": storage,
         "runs": args.runs,
         "load_seconds": round(load_seconds, 1),
         "gateway_added_ms": gateway_ms,
@@ -616,6 +667,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="measurement rounds (median)")
     parser.add_argument("--replies", type=int, default=0, help="replies per round and variant")
     parser.add_argument("--embedder", choices=("local", "hashing"), default="local")
+    parser.add_argument(
+        "--embedding-spin",
+        choices=("auto", "always", "never"),
+        default="never",
+        help="the local embedder's single-text session (BARKEEPER_EMBEDDING_SPIN)",
+    )
+    parser.add_argument(
+        "--embedding-threads", type=int, default=0, help="the local embedder's threads (0: all)"
+    )
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
     results = asyncio.run(run(args))

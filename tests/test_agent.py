@@ -621,6 +621,35 @@ async def test_a_database_gone_mid_run_still_gets_an_answer(
     }
 
 
+async def test_history_and_the_model_wait_for_the_transports_cache_write(world: World) -> None:
+    await world.memories.add(world.alice.user_id, "Loves green tea", memory_type="preference")
+    agent = world.agent()
+    world.srv.script("Sencha, then.", "Still sencha.")
+    asked_before_written: list[int] = []
+
+    async def cache_write() -> None:
+        await asyncio.sleep(0.05)  # the other reads start meanwhile
+        asked_before_written.append(len(world.srv.chat_requests))
+        await world.say(world.bob, "written by the cache write", timedelta(minutes=1))
+
+    answer = await agent.reply(
+        world.request(world.alice, "what tea tonight?"), cached=asyncio.create_task(cache_write())
+    )
+    assert asked_before_written == [0] and len(world.srv.chat_requests) == 1
+    _, context = world.sent()
+    assert "written by the cache write" in context and '"Loves green tea"' in context
+    assert answer.record.errors == ()
+
+    async def failed_write() -> None:
+        raise OSError("disk full")
+
+    answer = await agent.reply(
+        world.request(world.alice, "and tomorrow?", message_id=snowflake(NOW, 8)),
+        cached=asyncio.create_task(failed_write()),
+    )
+    assert answer.text == "Still sencha." and not answer.failed  # the transport reports it
+
+
 async def test_the_reply_is_delivered_before_its_run_is_recorded(world: World) -> None:
     agent = world.agent()
     world.srv.script("Sencha it is.")

@@ -99,6 +99,41 @@ async def test_minilm_is_deterministic_and_order_preserving(minilm: MiniLMEmbedd
     assert max(abs(a - b) for a, b in zip(alone, batch[1], strict=True)) < 1e-5
 
 
+async def test_minilm_one_text_sessions_give_the_batch_vectors() -> None:
+    texts = ["hi", "what do you remember about the garden and my week?", "tea " * 300]
+    spinning, sleeping = MiniLMEmbedder(spin="always"), MiniLMEmbedder(spin="never")
+    batch = await sleeping.embed([*texts, "padding makes the others wait for this one"])
+    for text, from_batch in zip(texts, batch[:3], strict=True):
+        spun, slept = await spinning.embed_query(text), await sleeping.embed_query(text)
+        assert max(abs(a - b) for a, b in zip(spun, slept, strict=True)) < 1e-5
+        assert max(abs(a - b) for a, b in zip(spun, from_batch, strict=True)) < 1e-5
+    # a second session for one text, unless it never spins
+    with_spin, without = (
+        embeddings._runtimes[spinning._key()],
+        embeddings._runtimes[sleeping._key()],
+    )
+    assert with_spin._one_text_session() is with_spin._query_session is not None
+    assert without._one_text_session() is without._session and without._query_session is None
+    with pytest.raises(InvalidInputError, match="spin"):
+        MiniLMEmbedder(spin="sometimes")  # type: ignore[arg-type]
+
+
+async def test_minilm_auto_spins_only_while_the_cores_are_not_all_busy() -> None:
+    embedder = MiniLMEmbedder(spin="auto", max_length=128)  # a runtime of its own
+    await embedder.load()
+    runtime = embeddings._runtimes[embedder._key()]
+    runtime._busy = -1.0  # the cores are always busy
+    assert runtime._one_text_session() is runtime._session and runtime._query_session is None
+    runtime._busy = 1e9  # never busy: the session is made in the background
+    assert runtime._one_text_session() is runtime._session
+    for _ in range(200):
+        if runtime._query_session is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert runtime._one_text_session() is runtime._query_session is not None
+    assert len(await embedder.embed_query("made while replies went on")) == 384
+
+
 async def test_minilm_truncates_long_texts(minilm: MiniLMEmbedder) -> None:
     head = "the regulars argue about football every evening " * 40  # > 256 word pieces
     long_a, long_b = await minilm.embed([head + "and cats", head + "and tax law"])

@@ -24,7 +24,7 @@ import urllib.parse
 import zoneinfo
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 import platformdirs
 from pydantic import (
@@ -211,6 +211,9 @@ class Settings(BaseSettings):
     )
     embedding_model: str = Field(
         "text-embedding-3-small", validation_alias=AliasChoices("BARKEEPER_EMBEDDING_MODEL")
+    )
+    embedding_spin: Literal["auto", "always", "never"] = Field(
+        "never", validation_alias=AliasChoices("BARKEEPER_EMBEDDING_SPIN")
     )
 
     llm_tools: bool = Field(True, validation_alias=AliasChoices("BARKEEPER_LLM_TOOLS"))

@@ -204,6 +204,24 @@ class _QueryVectors:
             return None
 
 
+class _Cached:
+    """The transport's cache write a reply waits for before reading the cache (once)."""
+
+    def __init__(self, write: Awaitable[object] | None) -> None:
+        self._write = write
+        self._done: asyncio.Future[object] | None = None
+
+    async def wait(self) -> None:
+        if self._write is None:
+            return
+        if self._done is None:
+            self._done = asyncio.ensure_future(self._write)
+        await asyncio.wait([self._done])
+        if not self._done.cancelled() and self._done.exception() is not None:
+            # The transport reports its own failure (the bot's cache logs it): go on.
+            _log.warning("the message cache write failed: %r", self._done.exception())
+
+
 class _Reads:
     """What the stores gave for one reply, and what they could not give."""
 
@@ -340,6 +358,7 @@ class Agent:
         *,
         on_text: TextCallback | None = None,
         deliver: Callable[[str], object] | None = None,
+        cached: Awaitable[object] | None = None,
     ) -> AgentReply:
         """Answer one message.
 
@@ -351,6 +370,12 @@ class Agent:
                 recorded (the bot sends it there), so the person does not wait for
                 the bookkeeping. If it raises, the run is still recorded (with the
                 error), then the exception propagates.
+            cached: The transport's write of the message cache still under way (the
+                bot's durable write of the message and its memory work): the channel
+                history and the reply chain are read, and the model asked, only once
+                it is done; the other reads (memories, earlier exchanges, companion)
+                start meanwhile. Its failure is the transport's to report: the reply
+                goes on. ``None``: nothing to wait for.
 
         Returns:
             The reply's text, its record, and the stored run.
@@ -362,7 +387,7 @@ class Agent:
             raise InvalidInputError("reply() takes a ReplyRequest")
         state = self._state(request.author.user_id)
         async with state.lock:  # one user's replies in order (within this process)
-            return await self._reply(request, state, on_text, deliver)
+            return await self._reply(request, state, on_text, deliver, _Cached(cached))
 
     def prefetch(self, text: str) -> None:
         """Start the work a reply to ``text`` can begin before anything else is known.
@@ -418,6 +443,7 @@ class Agent:
         state: _UserState,
         on_text: TextCallback | None,
         deliver: Callable[[str], object] | None,
+        cached: _Cached,
     ) -> AgentReply:
         started = time.perf_counter()
         now = self._clock()
@@ -432,10 +458,11 @@ class Agent:
         runs, memories, history, chain, inner = await asyncio.gather(
             reads.guard("runs", "earlier exchanges", self._read_runs(request), []),
             reads.guard("memories", "memories", self._read_memories(request, reads), []),
-            reads.guard("history", "channel history", self._read_history(request), []),
-            reads.guard("chain", "the reply chain", self._read_chain(request), []),
+            reads.guard("history", "channel history", self._read_history(request, cached), []),
+            reads.guard("chain", "the reply chain", self._read_chain(request, cached), []),
             self._read_companion(request, now, reads),
         )
+        await cached.wait()  # the message is kept before the model is asked
         building = time.perf_counter()
         tools = list(TOOL_DEFINITIONS) if self._tools_on else None
         builder = self._builder
@@ -715,10 +742,11 @@ class Agent:
         )
         return [hit.item for hit in hits]
 
-    async def _read_history(self, request: ReplyRequest) -> list[HistoryLine]:
+    async def _read_history(self, request: ReplyRequest, cached: _Cached) -> list[HistoryLine]:
         channel = request.place.channel_id
         if self._messages is None or channel is None or self.config.history_lines == 0:
             return []
+        await cached.wait()
         rows = await self._messages.get_context(
             channel, before=request.message.id, limit=self.config.history_lines
         )
@@ -735,12 +763,13 @@ class Agent:
             for r in rows
         ]
 
-    async def _read_chain(self, request: ReplyRequest) -> list[QuotedMessage]:
+    async def _read_chain(self, request: ReplyRequest, cached: _Cached) -> list[QuotedMessage]:
         if request.reply_chain:
             return list(request.reply_chain)
         parent = request.message.reply_to_id
         if self._messages is None or parent is None:
             return []
+        await cached.wait()
         chain: list[QuotedMessage] = []
         seen: set[int] = set()
         while (

@@ -548,6 +548,7 @@ class ChatCog(commands.Cog):
         bot = self.bot
         verdict, tell = bot.limits.check(message.author.id)
         work: OutboxEntry | None = None
+        flushing: asyncio.Task[bool] | None = None
         try:
             if verdict != "ok":
                 if tell:
@@ -569,10 +570,11 @@ class ChatCog(commands.Cog):
                 if work is not None:  # cached with its memory work, in one transaction
                     bot.cache.put(message_from_discord(message), work=work)
                 if not bot.cache.database_down:  # else the reply goes on without history
-                    # The history and reply chain read the cache (and the message is
-                    # kept, with its memory work, before the model is asked).
-                    await bot.cache.flush()
-                request = await self._request(message, text, user_id, incognito)
+                    # The history and reply chain read the cache, and the message is kept,
+                    # with its memory work, before the model is asked: the agent waits for
+                    # this write for those, and starts its other reads meanwhile.
+                    flushing = asyncio.create_task(bot.cache.flush())
+                request = await self._request(message, text, user_id, incognito, flushing)
 
                 async def deliver(final: str) -> None:
                     with contextlib.suppress(TimeoutError):  # a slow indicator: go on
@@ -580,7 +582,9 @@ class ChatCog(commands.Cog):
                     await writer.finish(final)
 
                 # Sent as soon as it is written; the run is recorded after.
-                reply = await bot.agent.reply(request, on_text=writer.feed, deliver=deliver)
+                reply = await bot.agent.reply(
+                    request, on_text=writer.feed, deliver=deliver, cached=flushing
+                )
             bot.limits.spend(
                 message.author.id, reply.record.prompt_tokens + reply.record.completion_tokens
             )
@@ -596,6 +600,8 @@ class ChatCog(commands.Cog):
             with contextlib.suppress(discord.HTTPException):
                 await message.reply(BROKEN, mention_author=False, allowed_mentions=NO_MENTIONS)
         finally:
+            if flushing is not None:  # the work is released once it is queued
+                await asyncio.wait([flushing])
             if work is not None:
                 await bot.release_memory_work(work)
 
@@ -637,7 +643,12 @@ class ChatCog(commands.Cog):
         )
 
     async def _request(
-        self, message: discord.Message, text: str, user_id: int, incognito: bool
+        self,
+        message: discord.Message,
+        text: str,
+        user_id: int,
+        incognito: bool,
+        flushing: asyncio.Task[bool] | None,
     ) -> ReplyRequest:
         bot = self.bot
         channel = message.channel
@@ -652,6 +663,8 @@ class ChatCog(commands.Cog):
             place = Place.dm(channel.id)
         starter = None
         if isinstance(channel, discord.Thread):
+            if flushing is not None:  # the thread's first message may be waiting in it
+                await asyncio.wait([flushing])
             try:
                 first = await bot.messages.get(channel.id)
             except BarkeeperError:

@@ -22,6 +22,7 @@ from barkeeper.embeddings._embedders import (
     HashingEmbedder,
     MiniLMEmbedder,
     OpenAIEmbedder,
+    SpinMode,
     cosine_similarity,
     hashed_embedding,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "HashingEmbedder",
     "MiniLMEmbedder",
     "OpenAIEmbedder",
+    "SpinMode",
     "cosine_similarity",
     "hashed_embedding",
 ]

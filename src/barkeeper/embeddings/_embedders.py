@@ -21,14 +21,16 @@ import asyncio
 import hashlib
 import importlib.resources
 import importlib.util
+import logging
 import math
+import os
 import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, runtime_checkable
 
 import openai
 from pydantic import SecretStr
@@ -47,9 +49,12 @@ __all__ = [
     "HashingEmbedder",
     "MiniLMEmbedder",
     "OpenAIEmbedder",
+    "SpinMode",
     "cosine_similarity",
     "hashed_embedding",
 ]
+
+_log = logging.getLogger(__name__)
 
 #: :attr:`Embedder.name` of :class:`MiniLMEmbedder` with its bundled model.
 MINILM_NAME = "all-MiniLM-L6-v2-int8"
@@ -57,6 +62,9 @@ MINILM_NAME = "all-MiniLM-L6-v2-int8"
 MINILM_DIMENSION = 384
 #: Word pieces all-MiniLM-L6-v2 was trained on (sentence-transformers' limit).
 MINILM_MAX_LENGTH = 256
+#: How :class:`MiniLMEmbedder` embeds one text: see its ``spin`` argument.
+SpinMode = Literal["auto", "always", "never"]
+_SPIN_MODES: tuple[SpinMode, ...] = ("auto", "always", "never")
 #: Position embeddings of the BERT it is built on: the hard limit.
 _BERT_MAX_POSITIONS = 512
 
@@ -243,6 +251,7 @@ class _RuntimeKey:
     max_length: int
     threads: int
     verify: bool
+    spin: SpinMode
 
 
 class _Runtime:
@@ -275,17 +284,35 @@ class _Runtime:
         tokenizer.enable_truncation(max_length=key.max_length)
         tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # pad to the longest in a batch
         self._tokenizer = tokenizer
-        options = onnxruntime.SessionOptions()
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        # Idle worker threads sleep instead of spinning: the bot shares its cores with
-        # PostgreSQL and the event loop, and spinning bought no throughput here.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if key.threads > 0:
-            options.intra_op_num_threads = key.threads
-        self._session = onnxruntime.InferenceSession(
-            str(key.model_path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+
+        def session(spin: bool) -> Any:
+            options = onnxruntime.SessionOptions()
+            options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.log_severity_level = 3
+            if spin:
+                # Worker threads spin between the model's parallel sections instead of
+                # sleeping and waking (most of a one-text run's time). Not stopped at
+                # the run's end (session.force_spinning_stop): that was slower than
+                # not spinning at all (9.1 vs 9.5 ms embed + search at load ~2, 21.6
+                # vs 14.8 at ~3.5, against 7.9 and 16.2 spinning on).
+                options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+            else:
+                # Idle worker threads sleep: a batch's sections are long enough.
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            if key.threads > 0:
+                options.intra_op_num_threads = key.threads
+            return onnxruntime.InferenceSession(
+                str(key.model_path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+
+        self._session = session(spin=False)
+        # One text (a search query, on a reply's path): a session tuned for latency,
+        # ~120 MB more; with ``auto`` made (in the background) once a core is free.
+        self._new_session = session
+        self._spin = key.spin
+        self._query_session: Any = session(spin=True) if key.spin == "always" else None
+        self._query_session_started = False
+        self._busy = float(os.cpu_count() or 1)
         self._inputs = {i.name for i in self._session.get_inputs()}
         output_shape = self._session.get_outputs()[0].shape
         if isinstance(output_shape[-1], int) and output_shape[-1] != dimension:
@@ -297,6 +324,29 @@ class _Runtime:
         # and concurrent runs would only fight over them.
         self._lock = threading.Lock()
 
+    def _one_text_session(self) -> Any:
+        """The session for one text now (see ``MiniLMEmbedder``'s ``spin``)."""
+        if self._spin == "never":
+            return self._session
+        if self._spin == "auto":
+            try:
+                if os.getloadavg()[0] >= self._busy:  # as many runnable as cores: busy
+                    return self._session
+            except (OSError, AttributeError):  # no load average here: never spin
+                return self._session
+            if self._query_session is None:
+                if not self._query_session_started:  # made once, off the reply's path
+                    self._query_session_started = True
+                    threading.Thread(target=self._make_query_session, daemon=True).start()
+                return self._session
+        return self._query_session
+
+    def _make_query_session(self) -> None:
+        try:
+            self._query_session = self._new_session(spin=True)
+        except Exception:  # the batch session goes on serving single texts
+            _log.exception("the embedding session for single texts could not be made")
+
     def embed(self, texts: list[str]) -> list[list[float]]:
         numpy = self._np
         with self._lock:
@@ -306,7 +356,8 @@ class _Runtime:
             feeds: dict[str, npt.NDArray[np.int64]] = {"input_ids": ids, "attention_mask": mask}
             if "token_type_ids" in self._inputs:
                 feeds["token_type_ids"] = numpy.zeros_like(ids)
-            hidden: npt.NDArray[np.float32] = self._session.run(None, feeds)[0]
+            session = self._one_text_session() if len(texts) == 1 else self._session
+            hidden: npt.NDArray[np.float32] = session.run(None, feeds)[0]
         # Mean over the real tokens (padding masked out), then unit length: the
         # Pooling(mean) and Normalize modules of sentence-transformers.
         weights = mask[:, :, None].astype(numpy.float32)
@@ -349,6 +400,19 @@ class MiniLMEmbedder:
             at most 512).
         batch_size: Texts per inference call.
         threads: onnxruntime threads per call; 0 uses every core.
+        spin: How one text (a search query, on a reply's path) is embedded. A
+            second onnxruntime session's threads spin instead of sleeping between
+            the run's parallel sections: faster when the cores are not all busy
+            (5.2 vs 6.8 ms p50 for 20 word pieces at load ~2 on 2 cores), slower
+            when they are, as spinning threads then take turns with the work.
+            The second session costs about 120 MB of memory. ``auto``: that
+            session while the 1-minute load average is below the core count, else
+            the batch session; the session is made in the background the first
+            time the load allows it. ``always``: always
+            (made at load). ``never`` (default): no second session: in a whole
+            reply (``bench/reply.py``) spinning gained nothing beyond the noise, the
+            reply's other reads keeping the cores busy while the message is
+            embedded. Batches always use the session whose threads sleep.
 
     Raises:
         InvalidInputError: A size is out of range.
@@ -370,6 +434,7 @@ class MiniLMEmbedder:
         max_length: int = MINILM_MAX_LENGTH,
         batch_size: int = 32,
         threads: int = 0,
+        spin: SpinMode = "never",
     ) -> None:
         if not 2 < max_length <= _BERT_MAX_POSITIONS:
             raise InvalidInputError(
@@ -385,7 +450,10 @@ class MiniLMEmbedder:
         self._max_length = max_length
         self._batch_size = batch_size
         self._threads = threads
+        if spin not in _SPIN_MODES:
+            raise InvalidInputError(f"spin must be one of {', '.join(_SPIN_MODES)}, not {spin!r}")
         self._verify = not custom
+        self._spin = spin
         self._loaded: _Runtime | None = None
 
     def __repr__(self) -> str:
@@ -408,6 +476,7 @@ class MiniLMEmbedder:
             max_length=self._max_length,
             threads=self._threads,
             verify=self._verify,
+            spin=self._spin,
         )
 
     def _load_sync(self) -> _Runtime:

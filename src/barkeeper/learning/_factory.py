@@ -59,7 +59,7 @@ def build_embedder(settings: Settings) -> Embedder:
     """
     kind = settings.embedder
     if kind == "local":
-        return MiniLMEmbedder()
+        return MiniLMEmbedder(spin=settings.embedding_spin)
     if kind == "hashing":
         return HashingEmbedder()
     if kind == "openai":
