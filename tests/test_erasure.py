@@ -444,3 +444,39 @@ async def test_every_table_with_dated_personal_rows_has_the_guard(db: Database) 
         }
     assert {"conversation_messages", "memories", "memory_versions", "message_index"} <= dated
     assert dated <= guarded, f"no barkeeper_refuse_forgotten trigger on {dated - guarded}"
+
+
+async def test_a_forgotten_persons_old_turn_indexed_again_is_quoted_by_no_neighbour(
+    db: Database,
+) -> None:
+    """Indexing a transcript again after a forget: the guard drops her old turn, and the
+    turns around it (the one before quotes the turn after it, the one after quotes the
+    turns before it) must not carry her words in their context either."""
+    users = UserStore(db)
+    await users.get_or_create_discord_user(5353, username="anaxq")
+    ben = await users.get_or_create_discord_user(5454, username="benxq")
+    privacy = Privacy(db)
+    await privacy.forget(await privacy.find_user(discord_id=5353))
+    ana2 = await users.get_or_create_discord_user(5353, username="anaxq")
+    index = MessageIndex(db, HashingEmbedder())
+    long_ago = datetime(2025, 3, 1, tzinfo=UTC)
+    turns = [
+        Turn("u1", "benxq", "how is your family", occurred_at=long_ago, user_id=ben.id),
+        Turn("u2", "anaxq", "my sister Yolanda moved", occurred_at=long_ago, user_id=ana2.id),
+        Turn("u3", "benxq", "oh where to", occurred_at=long_ago, user_id=ben.id),
+    ]
+    await index.add_turns("transcript:2", turns)
+    assert await index.count("transcript:2") == 2  # her old turn is refused
+    assert await scan(db, ["Yolanda"]) == {}
+    assert await index.search("transcript:2", "Yolanda sister", mode="fulltext") == []
+    # what is not hers keeps a context: the neighbours that were stored, the month
+    async with db.acquire() as conn:
+        contexts = dict(
+            await conn.fetch(
+                "SELECT source_id, context FROM message_index WHERE scope = 'transcript:2'"
+            )
+        )
+    assert contexts == {
+        "u1": "benxq: oh where to\nMarch 2025",
+        "u3": "benxq: how is your family\nMarch 2025",
+    }
