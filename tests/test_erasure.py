@@ -480,3 +480,27 @@ async def test_a_forgotten_persons_old_turn_indexed_again_is_quoted_by_no_neighb
         "u1": "benxq: oh where to\nMarch 2025",
         "u3": "benxq: how is your family\nMarch 2025",
     }
+
+
+async def test_forgetting_someone_in_the_middle_of_a_synced_channel_leaves_none_of_their_words(
+    db: Database,
+) -> None:
+    """A channel synced with the wider context (two messages before, one after): her
+    message is quoted by the two after it and by the one before it. Forget her: her
+    words are in no row of any table, and a later sync brings none back."""
+    store = MessageStore(db)
+    base = datetime(2025, 6, 1, tzinfo=UTC)
+    said = [(61, "morning all"), (62, "who saw the match"), (63, "quokkas are my secret")]
+    said += [(64, "nice one"), (65, "anyway"), (66, "bye")]
+    await store.store_many(
+        [_message(snowflake(base, i), who, text) for i, (who, text) in enumerate(said)]
+    )
+    index = MessageIndex(db, HashingEmbedder())
+    assert await index.sync_discord_channel(CHANNEL) == 6
+    assert await scan(db, ["quokkas"]) == {"discord_messages": 1, "message_index": 4}
+    privacy = Privacy(db)
+    await privacy.forget(await privacy.find_user(discord_id=63))
+    assert await scan(db, ["quokkas", "user63"]) == {}
+    await index.sync_discord_channel(CHANNEL)
+    assert await scan(db, ["quokkas", "user63"]) == {}
+    assert await index.count(discord_channel_scope(CHANNEL)) == 5
