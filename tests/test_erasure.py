@@ -11,6 +11,7 @@ import asyncio
 import sys
 import textwrap
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from barkeeper.companion import UserStore
 from barkeeper.conversations import ConversationStore
 from barkeeper.db import Database
 from barkeeper.embeddings import HashingEmbedder
-from barkeeper.errors import ForgottenContentError
+from barkeeper.errors import ForgottenContentError, InvalidInputError
 from barkeeper.history import MessageStore, StoredMessage
 from barkeeper.learning import MemoryManager, UserMessage
 from barkeeper.memory import MemoryStore
@@ -504,3 +505,35 @@ async def test_forgetting_someone_in_the_middle_of_a_synced_channel_leaves_none_
     await index.sync_discord_channel(CHANNEL)
     assert await scan(db, ["quokkas", "user63"]) == {}
     assert await index.count(discord_channel_scope(CHANNEL)) == 5
+
+
+class _DeletingOnEmbed(HashingEmbedder):
+    """The hashing embedder, which also deletes one cached message at its first call:
+    a Discord delete (or a forget) landing while a channel sync is under way."""
+
+    def __init__(self, store: MessageStore, message_id: int) -> None:
+        super().__init__()
+        self._store, self._doomed = store, message_id
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        doomed, self._doomed = self._doomed, 0
+        if doomed:
+            await self._store.delete(doomed)
+        return await super().embed(texts)
+
+
+async def test_a_message_deleted_during_a_sync_is_quoted_by_no_row(db: Database) -> None:
+    """A page's last message is quoted by the one before it: it must be written with it,
+    so that deleting it clears the quote (it stayed in the row before it when it was
+    deleted between the two pages' writes)."""
+    store = MessageStore(db)
+    base = datetime(2025, 7, 1, tzinfo=UTC)
+    messages = [_message(snowflake(base, i), 70 + i, f"plain words {i}") for i in range(12)]
+    messages[9] = _message(snowflake(base, 9), 79, "my wombat password")  # page 1's last
+    await store.store_many(messages)
+    index = MessageIndex(db, _DeletingOnEmbed(store, messages[9].message_id))
+    with pytest.raises(InvalidInputError, match="not in the Discord message cache"):
+        await index.sync_discord_channel(CHANNEL, page_size=10)
+    assert await scan(db, ["wombat"]) == {}
+    assert await index.sync_discord_channel(CHANNEL, page_size=10) == 11
+    assert await scan(db, ["wombat"]) == {}

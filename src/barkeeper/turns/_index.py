@@ -497,20 +497,29 @@ class MessageIndex:
                     before.append(message)
                 previous_id = message.message_id
             before = before[-_DISCORD_BEFORE:]
-        written = 0
+        written: set[str] = set()  # a page's last message may be written twice
         while True:
             page = await self._cache.get_page(channel_id, after=cursor, limit=size)
             stream = pending + page
             last_page = len(page) < size  # the channel's end: its last message has no next
-            ready = stream if last_page else stream[:-1]
+            # The stream's last message is walked again with the next page (its context
+            # then quotes the one after it). Not indexed yet, it is indexed now too, with
+            # no message after it: every message a row quotes is thus written in the
+            # same statement as the row or before it, so deleting it clears the quote (a
+            # message deleted between two pages stayed quoted by the row before it).
             pending = [] if last_page else stream[-1:]
+            resume = (before, previous_id)
             async with self._db.acquire() as conn:
                 indexed = {
                     r["source_id"]: r
-                    for r in await conn.fetch(_INDEXED, scope, [str(m.message_id) for m in ready])
+                    for r in await conn.fetch(_INDEXED, scope, [str(m.message_id) for m in stream])
                 }
             rows: list[_Row] = []
-            for n, message in enumerate(ready):
+            for n, message in enumerate(stream):
+                if n == len(stream) - 1 and not last_page:
+                    resume = (before, previous_id)  # the next page starts from here again
+                    if str(message.message_id) in indexed:
+                        break
                 speaker, text, content = self._speaker_and_text(message)
                 source = str(message.message_id)
                 added = message.message_id != refresh_only or source in indexed
@@ -546,11 +555,13 @@ class MessageIndex:
                     before = [*before, message][-_DISCORD_BEFORE:]
                 previous_id = message.message_id
             if rows:
-                written += await self._write(scope, rows)
+                await self._write(scope, rows)
+                written.update(r.source_id for r in rows)
             if page:
                 cursor = page[-1].message_id
             if last_page:
-                return written
+                return len(written)
+            before, previous_id = resume
 
     @staticmethod
     def _speaker_and_text(message: StoredMessage) -> tuple[str, str, str]:
