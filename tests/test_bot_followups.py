@@ -363,3 +363,24 @@ async def test_a_server_whose_admins_switched_followups_off_gets_none(db: Databa
         clock.now = event.trigger_at
         (arrived,) = await rig.emu.wait_for_bot_messages(dm, 1, after=answer, timeout=WAIT)
         assert arrived.content == "A reminder, as you asked: call mum."
+
+
+async def test_followups_remind_answers_text_with_no_words_in_it(db: Database) -> None:
+    """/followups remind with a ``what`` of NULs and blanks, or a ``when`` of a NUL: the
+    person is told what is wrong (not "Sorry, that didn't work on my side", with an
+    error logged), nothing is scheduled, and no NUL is echoed back."""
+    clock = Clock()
+    async with bot_rig(db, learn=True, clock=clock, followup_poll=0.02) as rig:
+        alice = rig.emu.person("alice")
+        dm = alice.dm_channel.id
+        for options, answer in (
+            ({"when": "tomorrow at 5pm", "what": "\x00 \x00"}, "Say what to remind you of"),
+            ({"when": "\x00", "what": "call mum"}, "I can't read a day from “”."),
+        ):
+            asked = alice.invoke("followups remind", dm, options=options)
+            said = (await asked.wait_for_response(timeout=WAIT)).content
+            assert asked.ephemeral and said.startswith(answer), said
+        followups = rig.bot.followups
+        assert followups is not None
+        user = await rig.bot.people.get_by_discord_id(alice.id)
+        assert user is not None and await followups.list_events(user.id) == []

@@ -408,3 +408,17 @@ async def test_a_reminder_that_will_not_be_set_is_the_first_fragment(db: Databas
     assert (await without.before_reply(user_id, None, "remind me to call mum")).reminder == (
         "off_here"
     )
+
+
+async def test_a_reminder_too_far_away_to_count_does_not_break_the_reply(db: Database) -> None:
+    """The reminder check runs before every reply: a day beyond the calendar ("in
+    99999999999 hours") is no day it can read, not an OverflowError."""
+    user_id = await _user(db)
+    companion = Companion(db, clock=lambda: T0)
+    for text in (
+        "remind me in 99999999999 hours to call mum",
+        "remind me in 99999999999 days to call mum",
+        "remind me in 9999999 weeks to call mum",
+    ):
+        context = await companion.before_reply(user_id, GUILD, text, name="Ana")
+        assert context.reminder == "undated", text

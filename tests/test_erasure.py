@@ -11,6 +11,7 @@ import asyncio
 import sys
 import textwrap
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from barkeeper.companion import UserStore
 from barkeeper.conversations import ConversationStore
 from barkeeper.db import Database
 from barkeeper.embeddings import HashingEmbedder
-from barkeeper.errors import ForgottenContentError
+from barkeeper.errors import ForgottenContentError, InvalidInputError
 from barkeeper.history import MessageStore, StoredMessage
 from barkeeper.learning import MemoryManager, UserMessage
 from barkeeper.memory import MemoryStore
@@ -444,3 +445,95 @@ async def test_every_table_with_dated_personal_rows_has_the_guard(db: Database) 
         }
     assert {"conversation_messages", "memories", "memory_versions", "message_index"} <= dated
     assert dated <= guarded, f"no barkeeper_refuse_forgotten trigger on {dated - guarded}"
+
+
+async def test_a_forgotten_persons_old_turn_indexed_again_is_quoted_by_no_neighbour(
+    db: Database,
+) -> None:
+    """Indexing a transcript again after a forget: the guard drops her old turn, and the
+    turns around it (the one before quotes the turn after it, the one after quotes the
+    turns before it) must not carry her words in their context either."""
+    users = UserStore(db)
+    await users.get_or_create_discord_user(5353, username="anaxq")
+    ben = await users.get_or_create_discord_user(5454, username="benxq")
+    privacy = Privacy(db)
+    await privacy.forget(await privacy.find_user(discord_id=5353))
+    ana2 = await users.get_or_create_discord_user(5353, username="anaxq")
+    index = MessageIndex(db, HashingEmbedder())
+    long_ago = datetime(2025, 3, 1, tzinfo=UTC)
+    turns = [
+        Turn("u1", "benxq", "how is your family", occurred_at=long_ago, user_id=ben.id),
+        Turn("u2", "anaxq", "my sister Yolanda moved", occurred_at=long_ago, user_id=ana2.id),
+        Turn("u3", "benxq", "oh where to", occurred_at=long_ago, user_id=ben.id),
+    ]
+    await index.add_turns("transcript:2", turns)
+    assert await index.count("transcript:2") == 2  # her old turn is refused
+    assert await scan(db, ["Yolanda"]) == {}
+    assert await index.search("transcript:2", "Yolanda sister", mode="fulltext") == []
+    # what is not hers keeps a context: the neighbours that were stored, the month
+    async with db.acquire() as conn:
+        contexts = dict(
+            await conn.fetch(
+                "SELECT source_id, context FROM message_index WHERE scope = 'transcript:2'"
+            )
+        )
+    assert contexts == {
+        "u1": "benxq: oh where to\nMarch 2025",
+        "u3": "benxq: how is your family\nMarch 2025",
+    }
+
+
+async def test_forgetting_someone_in_the_middle_of_a_synced_channel_leaves_none_of_their_words(
+    db: Database,
+) -> None:
+    """A channel synced with the wider context (two messages before, one after): her
+    message is quoted by the two after it and by the one before it. Forget her: her
+    words are in no row of any table, and a later sync brings none back."""
+    store = MessageStore(db)
+    base = datetime(2025, 6, 1, tzinfo=UTC)
+    said = [(61, "morning all"), (62, "who saw the match"), (63, "quokkas are my secret")]
+    said += [(64, "nice one"), (65, "anyway"), (66, "bye")]
+    await store.store_many(
+        [_message(snowflake(base, i), who, text) for i, (who, text) in enumerate(said)]
+    )
+    index = MessageIndex(db, HashingEmbedder())
+    assert await index.sync_discord_channel(CHANNEL) == 6
+    assert await scan(db, ["quokkas"]) == {"discord_messages": 1, "message_index": 4}
+    privacy = Privacy(db)
+    await privacy.forget(await privacy.find_user(discord_id=63))
+    assert await scan(db, ["quokkas", "user63"]) == {}
+    await index.sync_discord_channel(CHANNEL)
+    assert await scan(db, ["quokkas", "user63"]) == {}
+    assert await index.count(discord_channel_scope(CHANNEL)) == 5
+
+
+class _DeletingOnEmbed(HashingEmbedder):
+    """The hashing embedder, which also deletes one cached message at its first call:
+    a Discord delete (or a forget) landing while a channel sync is under way."""
+
+    def __init__(self, store: MessageStore, message_id: int) -> None:
+        super().__init__()
+        self._store, self._doomed = store, message_id
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        doomed, self._doomed = self._doomed, 0
+        if doomed:
+            await self._store.delete(doomed)
+        return await super().embed(texts)
+
+
+async def test_a_message_deleted_during_a_sync_is_quoted_by_no_row(db: Database) -> None:
+    """A page's last message is quoted by the one before it: it must be written with it,
+    so that deleting it clears the quote (it stayed in the row before it when it was
+    deleted between the two pages' writes)."""
+    store = MessageStore(db)
+    base = datetime(2025, 7, 1, tzinfo=UTC)
+    messages = [_message(snowflake(base, i), 70 + i, f"plain words {i}") for i in range(12)]
+    messages[9] = _message(snowflake(base, 9), 79, "my wombat password")  # page 1's last
+    await store.store_many(messages)
+    index = MessageIndex(db, _DeletingOnEmbed(store, messages[9].message_id))
+    with pytest.raises(InvalidInputError, match="not in the Discord message cache"):
+        await index.sync_discord_channel(CHANNEL, page_size=10)
+    assert await scan(db, ["wombat"]) == {}
+    assert await index.sync_discord_channel(CHANNEL, page_size=10) == 11
+    assert await scan(db, ["wombat"]) == {}

@@ -583,3 +583,24 @@ async def test_the_followups_feature_and_the_settings(db: Database) -> None:
         load_settings(quiet_hours="10pm-8am")
     with pytest.raises(ConfigError):
         load_settings(features="mood,reminders")
+
+
+async def test_a_day_at_the_calendars_end_schedules_nothing_and_raises_nothing(
+    db: Database,
+) -> None:
+    """A message's day is the person's words: "in 99999999999 hours" or an exam on
+    9999-12-31 (its follow-up two days later is past the calendar) is no day to
+    schedule, not an OverflowError in the learning worker (a dead letter), and no day
+    /followups remind could call "already scheduled"."""
+    uid = await _person(db)
+    f = _followups(db, Clock(TUESDAY), hour=time(10))
+    for when in ("in 99999999999 hours", "on 9999-01-01", "in 2913000 days"):
+        assert resolve_when(when, TUESDAY, UTC_ZONE) is None, when
+    assert resolve_when("on 9998-12-31", TUESDAY, UTC_ZONE) is not None
+    for kind, when in (
+        ("reminder", "in 99999999999 days"),
+        ("followup", "on 9999-12-31"),
+        ("followup", "in 2913000 days"),
+    ):
+        assert await f.schedule(uid, kind, "the exam", when, said_at=TUESDAY) is None, when
+    assert await f.list_events(uid) == []

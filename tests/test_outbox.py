@@ -483,3 +483,22 @@ async def test_dead_letters_are_listed_requeued_in_order_and_purged_by_user_and_
     assert await outbox.purge_dead(user_id=alice) == 0
     assert await outbox.purge_dead() == 1
     assert await _states(db) == {} and (await outbox.counts()).dead == 0
+
+
+async def test_a_reason_with_no_text_in_it_is_refused_not_matched_to_everything(
+    db: Database, alice: int
+) -> None:
+    """A NUL in the reason filter matches nothing (PostgreSQL refused the statement: a
+    QueryError); blanks or more than a reason's 300 characters are refused by name."""
+    outbox = OutboxStore(db)
+    await outbox.enqueue([_entry(alice, 1)])
+    await _kill(outbox, "ValueError: unusable")
+    for reason in ("   ", "x" * 301):
+        with pytest.raises(InvalidInputError, match="reason"):
+            await outbox.purge_dead(reason=reason)
+        with pytest.raises(InvalidInputError, match="reason"):
+            await outbox.list_dead(reason=reason)
+    assert await outbox.list_dead(reason="\x00") == []
+    assert await outbox.purge_dead(reason="value\x00error") == 0
+    assert await outbox.requeue_dead(reason="valueerror") == 1
+    assert (await outbox.counts()).dead == 0

@@ -7,6 +7,7 @@ is scanned too; a new table that keeps a user's data without a foreign key path 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -307,3 +308,28 @@ async def test_export_streams_table_by_table_and_quotes_catalog_names(db: Databa
     assert "Gen'\" x" not in notes[0]  # the generated column is left out
     with pytest.raises(InvalidInputError):
         [_ async for _ in privacy.iter_export(who, batch_size=0)]
+
+
+async def test_export_of_transcript_turns_carries_none_of_the_other_speakers_words(
+    db: Database,
+) -> None:
+    """Her transcript turns are exported as the only copy of her words; their searched
+    context (the turns around them: other people's words) is not hers to take."""
+    from barkeeper.companion import UserStore
+    from barkeeper.turns import Turn
+
+    users = UserStore(db)
+    ana = await users.get_or_create_discord_user(6161, username="anaexp")
+    ben = await users.get_or_create_discord_user(6262, username="benexp")
+    turns = [
+        Turn("e1", "benexp", "my passport number is zz123", user_id=ben.id),
+        Turn("e2", "anaexp", "ok noted", user_id=ana.id),
+        Turn("e3", "benexp", "and my pin is qq987", user_id=ben.id),
+    ]
+    await MessageIndex(db, HashingEmbedder()).add_turns("transcript:exp", turns)
+    privacy = Privacy(db)
+    exported = await privacy.export(await privacy.find_user(discord_id=6161))
+    [turn] = exported["tables"]["message_index"]
+    assert turn["content"] == "anaexp: ok noted"
+    text = json.dumps(exported)
+    assert "zz123" not in text and "qq987" not in text and "benexp" not in text

@@ -647,3 +647,34 @@ async def test_a_turn_indexed_again_with_the_same_text_keeps_its_vector(db: Data
             "SELECT embedding_model FROM message_index WHERE source_id = '2'"
         )
     assert model == HashingEmbedder(64).name
+
+
+async def test_a_sync_in_small_pages_indexes_as_one_in_a_single_page(
+    db: Database, index: MessageIndex
+) -> None:
+    """Page boundaries change nothing: each page's last message is written with the
+    page, then again with its next message in its context; the count is of turns."""
+    rows = [(900 + i, "ana" if i % 2 else "bo", f"word{i}" if i % 7 else "") for i in range(25)]
+    await _cache(db, 700, rows)
+    await _cache(db, 701, [(1000 + mid, who, text) for mid, who, text in rows])
+    assert await index.sync_discord_channel(700, page_size=10) == 21
+    assert await index.sync_discord_channel(701, page_size=500) == 21
+    assert await index.sync_discord_channel(700, page_size=10) == 0
+
+    async def contexts(channel: int, offset: int) -> list[tuple[int, str, list[int]]]:
+        async with db.acquire() as conn:
+            found = await conn.fetch(
+                "SELECT position, context, context_source_ids FROM message_index "
+                "WHERE scope = $1 ORDER BY position",
+                discord_channel_scope(channel),
+            )
+        return [
+            (
+                r["position"] - offset,
+                r["context"],
+                [int(s) - offset for s in r["context_source_ids"]],
+            )
+            for r in found
+        ]
+
+    assert await contexts(700, 0) == await contexts(701, 1000)

@@ -135,7 +135,8 @@ class FollowupSink:
 
 
 def _quoted(text: str) -> str:
-    return "“" + " ".join(text.split())[:100].replace("`", "'") + "”"
+    """The person's words, shown back in quotes: one line, no NUL, no code span."""
+    return "“" + " ".join(text.replace("\x00", " ").split())[:100].replace("`", "'") + "”"
 
 
 def _event_line(event: ScheduledEvent, zone: ZoneInfo) -> str:
@@ -304,6 +305,9 @@ class FollowupsCog(commands.GroupCog, group_name="followups"):
         repeat: Literal["none", "weekly", "monthly", "yearly"] = "none",
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
+        if not what.replace("\x00", " ").strip():
+            await self._say(interaction, "Say what to remind you of: `what` has no words in it.")
+            return
         user = await self.bot.user_for(interaction.user)
         guild = interaction.guild_id
         companion = self.bot.agent.companion

@@ -124,7 +124,9 @@ def list_(
     user: UserOpt = None,
     external: ExternalOpt = False,
     reason: ReasonOpt = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000)] = 50,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, max=10_000, help="Show at most this many.")
+    ] = 50,
 ) -> None:
     """List dead letters, oldest first: their user, message, attempts and reason."""
     who = _scope(user, external, False, needed=False)

@@ -283,6 +283,11 @@ def _day_span(text: str, today: date) -> tuple[date, date] | None:
     return None
 
 
+# The last day resolve_when gives: later ones leave no room in the calendar (it ends in
+# 9999) for a follow-up's delay, a time zone's offset or a yearly recurrence.
+_LAST_DAY = date(9998, 12, 31)
+
+
 def resolve_when(phrase: str, said_at: datetime, zone: ZoneInfo) -> Span | None:
     """Resolve a person's phrase for a day against when they said it.
 
@@ -293,8 +298,8 @@ def resolve_when(phrase: str, said_at: datetime, zone: ZoneInfo) -> Span | None:
 
     Returns:
         The local day(s) meant, and the time of day if one was said; ``None`` when the
-        phrase names no day this module understands (a time alone means today, or
-        tomorrow when that time has passed).
+        phrase names no day this module understands, or one after 9998 (a time alone
+        means today, or tomorrow when that time has passed).
 
     Example:
         >>> from datetime import datetime, UTC
@@ -304,7 +309,15 @@ def resolve_when(phrase: str, said_at: datetime, zone: ZoneInfo) -> Span | None:
     """
     if said_at.tzinfo is None:
         raise InvalidInputError("said_at must be timezone-aware")
-    local = said_at.astimezone(zone)
+    try:
+        span = _resolve(phrase, said_at.astimezone(zone))
+    except OverflowError:  # "in 99999999999 hours": beyond the calendar, no day to read
+        return None
+    return None if span is None or span.end > _LAST_DAY else span
+
+
+def _resolve(phrase: str, local: datetime) -> Span | None:
+    """:func:`resolve_when` at ``local``, the message's local time."""
     today = local.date()
     soon = _in_clock(phrase, local)
     if soon is not None:

@@ -40,7 +40,7 @@ import asyncpg
 
 from barkeeper.db import Database
 from barkeeper.errors import InvalidInputError
-from barkeeper.validation import check_bigint, check_count
+from barkeeper.validation import check_bigint, check_count, clean_text
 
 __all__ = ["DeadLetter", "OutboxCounts", "OutboxEntry", "OutboxItem", "OutboxStore"]
 
@@ -555,11 +555,15 @@ class OutboxStore:
             user_id: Only this author's (``users.id``); ``None``: everyone's.
             reason: Only those whose reason contains this text (any case).
             limit: At most this many.
+
+        Raises:
+            InvalidInputError: ``user_id`` is no id, or ``reason`` is blank or longer
+                than a reason (300 characters).
         """
         user_id = _optional_id(user_id)
         limit = check_count(limit, "limit", minimum=1, maximum=10_000)
         async with self._db.acquire() as conn:
-            rows = await conn.fetch(_LIST_DEAD, user_id, reason or None, limit)
+            rows = await conn.fetch(_LIST_DEAD, user_id, _reason_filter(reason), limit)
         return [
             DeadLetter(
                 id=r["id"],
@@ -587,6 +591,10 @@ class OutboxStore:
 
         Returns:
             How many were requeued.
+
+        Raises:
+            InvalidInputError: ``user_id`` is no id, or ``reason`` is blank or longer
+                than a reason (300 characters).
         """
         return await self._change_dead(_REQUEUE_DEAD, user_id, reason, self.clock())
 
@@ -599,6 +607,10 @@ class OutboxStore:
 
         Returns:
             How many were deleted.
+
+        Raises:
+            InvalidInputError: ``user_id`` is no id, or ``reason`` is blank or longer
+                than a reason (300 characters).
         """
         return await self._change_dead(_PURGE_DEAD, user_id, reason)
 
@@ -606,10 +618,19 @@ class OutboxStore:
         self, query: str, user_id: int | None, reason: str | None, *more: object
     ) -> int:
         """Run a statement on the dead letters :data:`_DEAD_WHERE` chooses; rows changed."""
+        user_id, reason = _optional_id(user_id), _reason_filter(reason)
         async with self._db.acquire() as conn:
-            status = await conn.execute(query, _optional_id(user_id), reason or None, *more)
+            status = await conn.execute(query, user_id, reason, *more)
         return int(status.rsplit(" ", 1)[-1])
 
 
 def _optional_id(user_id: int | None) -> int | None:
     return None if user_id is None else check_bigint(user_id, "user_id")
+
+
+def _reason_filter(reason: str | None) -> str | None:
+    """A piece of a reason to match (``None`` or ``""``: any), cleaned as stored text
+    (PostgreSQL refuses a NUL); blanks or more than a reason's length are refused."""
+    if reason is None or reason == "":
+        return None
+    return clean_text(reason, "reason", max_chars=_MAX_REASON)

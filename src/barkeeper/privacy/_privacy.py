@@ -61,6 +61,10 @@ DERIVED_TABLES = frozenset({"message_index"})
 # transcript turns they spoke (``message_index.user_id``).
 _OWN_ROWS = {"message_index": "user_id = (SELECT user_id FROM _who)"}
 
+# Columns of those rows that are not the user's: the searched context quotes the turns
+# around theirs (other people's words) and names them.
+_NOT_THEIRS = {"message_index": ("context", "context_source_ids", "context_message_id")}
+
 _GENERATED_COLUMNS = """
 SELECT c.relname AS table_name, a.attname AS column_name
 FROM pg_attribute a
@@ -163,13 +167,14 @@ class Privacy:
                     if table not in _OWN_ROWS:
                         continue
                     where = _OWN_ROWS[table]
+                omitted = [*generated.get(table, []), *_NOT_THEIRS.get(table, ())]
                 # Column names to drop travel as a parameter (jsonb - text[]), never as SQL.
                 cursor = conn.cursor(
                     WHO + "SELECT to_jsonb(t) - $3::text[] "  # noqa: S608 - catalog identifiers
                     f"FROM {quote_ident(table)} t WHERE {where}",
                     who.user_id,
                     who.discord_id,
-                    generated.get(table, []),
+                    omitted,
                     prefetch=batch_size,
                 )
                 batch: list[dict[str, Any]] = []

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -171,6 +171,7 @@ ON CONFLICT (scope, source_id) DO UPDATE SET
     speaker = EXCLUDED.speaker, content = EXCLUDED.content, context = EXCLUDED.context,
     occurred_at = EXCLUDED.occurred_at, embedding = EXCLUDED.embedding,
     embedding_model = EXCLUDED.embedding_model, indexed_at = now()
+RETURNING source_id
 """
 _UPSERT_VECTOR = _UPSERT.replace("__VEC__", "::vector").replace("__ARRAY__", "text[]")
 _UPSERT_BYTEA = _UPSERT.replace("__VEC__", "").replace("__ARRAY__", "bytea[]")
@@ -251,7 +252,8 @@ class MessageIndex:
         matches the turns of that month. Pass one conversation session per call to
         keep sessions apart. Vectors (of the turn alone) are computed in one batch; if
         the embedder fails the turns are stored without them (logged) and found by
-        full text until :meth:`reembed`.
+        full text until :meth:`reembed`. A turn whose ``user_id`` was forgotten after
+        it was said is not stored, and no other turn's context quotes it.
 
         Args:
             scope: The scope (at most 200 characters).
@@ -260,7 +262,7 @@ class MessageIndex:
             following_turns: How many following turns are in it (0..5).
 
         Returns:
-            How many turns were written.
+            How many turns were written (not those of forgotten speakers).
 
         Raises:
             InvalidInputError: An argument or a turn is invalid (nothing is written).
@@ -299,43 +301,68 @@ class MessageIndex:
                 "SELECT coalesce(max(position), 0) FROM message_index WHERE scope = $1", where
             )
         contents = [f"{speaker}: {text}" if speaker else text for _, _, speaker, text in cleaned]
-        rows: list[_Row] = []
-        for n, (turn, source, speaker, _text) in enumerate(cleaned):
-            context_id = None
-            quoted: list[str] = []
-            if turn.context is not None:
-                context = clean_text(
-                    turn.context,
-                    f"turn {n} context",
-                    max_chars=_MAX_CONTEXT_CHARS * 5,
-                    allow_empty=True,
-                )
-            else:
-                before = range(max(0, n - window), n)
-                after = range(n + 1, min(len(cleaned), n + 1 + ahead))
-                context = _context_text(
-                    [contents[i] for i in before], [contents[i] for i in after], turn.occurred_at
-                )
-                quoted = [cleaned[i][1] for i in (*before, *after)]
-                if window and n > 0:
-                    context_id = cleaned[n - 1][0].discord_message_id
-            rows.append(
-                _Row(
-                    source_id=source,
-                    discord_message_id=turn.discord_message_id,
-                    context_message_id=context_id,
-                    context_source_ids=quoted,
-                    user_id=turn.user_id,
-                    position=int(start) + n + 1,
-                    speaker=speaker,
-                    content=contents[n],
-                    context=context,
-                    occurred_at=turn.occurred_at,
-                )
-            )
-        return await self._write(where, rows)
 
-    async def _write(self, scope: str, rows: list[_Row]) -> int:
+        def rows_without(skipped: frozenset[str]) -> list[_Row]:
+            """The rows, their contexts drawn from the turns not in ``skipped`` only."""
+            live = [n for n, c in enumerate(cleaned) if c[1] not in skipped]
+            rows: list[_Row] = []
+            for k, n in enumerate(live):
+                turn, source, speaker, _text = cleaned[n]
+                context_id = None
+                quoted: list[str] = []
+                if turn.context is not None:
+                    context = clean_text(
+                        turn.context,
+                        f"turn {n} context",
+                        max_chars=_MAX_CONTEXT_CHARS * 5,
+                        allow_empty=True,
+                    )
+                else:
+                    before = live[max(0, k - window) : k]
+                    after = live[k + 1 : k + 1 + ahead]
+                    context = _context_text(
+                        [contents[i] for i in before],
+                        [contents[i] for i in after],
+                        turn.occurred_at,
+                    )
+                    quoted = [cleaned[i][1] for i in (*before, *after)]
+                    if window and k > 0:
+                        context_id = cleaned[live[k - 1]][0].discord_message_id
+                rows.append(
+                    _Row(
+                        source_id=source,
+                        discord_message_id=turn.discord_message_id,
+                        context_message_id=context_id,
+                        context_source_ids=quoted,
+                        user_id=turn.user_id,
+                        position=int(start) + n + 1,
+                        speaker=speaker,
+                        content=contents[n],
+                        context=context,
+                        occurred_at=turn.occurred_at,
+                    )
+                )
+            return rows
+
+        # A turn the privacy guard refuses (its speaker was forgotten after saying it)
+        # is not stored; its neighbours are written again, in the same transaction,
+        # with contexts that do not quote it.
+        return await self._write(where, rows_without(frozenset()), redo=rows_without)
+
+    async def _write(
+        self,
+        scope: str,
+        rows: list[_Row],
+        *,
+        redo: Callable[[frozenset[str]], list[_Row]] | None = None,
+    ) -> int:
+        """Upsert ``rows`` (vectors kept or embedded); how many were stored.
+
+        The privacy guard drops a row whose speaker was forgotten after saying it.
+        ``redo`` then gives the rows again without those (their contexts no longer
+        quoting them); the ones whose context changed are written again in the same
+        transaction, so a refused turn's words are never stored as another's context.
+        """
         # A turn indexed again with the same text (its context changed: a message came
         # after it, a re-index) keeps its vector: only new texts are embedded.
         async with self._db.acquire() as conn:
@@ -364,31 +391,49 @@ class MessageIndex:
                 _log.warning(
                     "embedding failed (%s); %d turns stored without vectors", exc, len(todo)
                 )
+        vectors = {r.source_id: v for r, v in zip(rows, encoded, strict=True)}
+        query = _UPSERT_VECTOR if storage == "vector" else _UPSERT_BYTEA
+
+        async def upsert(conn: asyncpg.Connection, batch: list[_Row]) -> set[str]:
+            stored = await conn.fetch(
+                query,
+                scope,
+                [r.source_id for r in batch],
+                [r.discord_message_id for r in batch],
+                [r.context_message_id for r in batch],
+                [r.position for r in batch],
+                [r.speaker for r in batch],
+                [r.content for r in batch],
+                [r.context for r in batch],
+                [r.occurred_at for r in batch],
+                [vectors[r.source_id] for r in batch],
+                self._embedder.name,
+                [r.user_id for r in batch],
+                [json.dumps(r.context_source_ids) for r in batch],
+            )
+            return {r["source_id"] for r in stored}
+
         async with self._db.acquire() as conn:
             try:
-                await conn.execute(
-                    _UPSERT_VECTOR if storage == "vector" else _UPSERT_BYTEA,
-                    scope,
-                    [r.source_id for r in rows],
-                    [r.discord_message_id for r in rows],
-                    [r.context_message_id for r in rows],
-                    [r.position for r in rows],
-                    [r.speaker for r in rows],
-                    [r.content for r in rows],
-                    [r.context for r in rows],
-                    [r.occurred_at for r in rows],
-                    encoded,
-                    self._embedder.name,
-                    [r.user_id for r in rows],
-                    [json.dumps(r.context_source_ids) for r in rows],
-                )
+                async with conn.transaction():
+                    stored = await upsert(conn, rows)
+                    refused = frozenset(r.source_id for r in rows) - stored
+                    if refused and redo is not None:
+                        was = {r.source_id: r for r in rows}
+                        again = [
+                            r
+                            for r in redo(refused)
+                            if r.context_source_ids != was[r.source_id].context_source_ids
+                        ]
+                        if again:
+                            await upsert(conn, again)
             except asyncpg.ForeignKeyViolationError as exc:
                 if "user_id" in (exc.constraint_name or ""):
                     raise InvalidInputError("a turn's user_id is not a known user") from exc
                 raise InvalidInputError(
                     "a turn's discord_message_id is not in the Discord message cache"
                 ) from exc
-        return len(rows)
+        return len(stored)
 
     async def sync_discord_channel(
         self, channel_id: int, *, after_message_id: int = 0, page_size: int = 500
@@ -452,20 +497,29 @@ class MessageIndex:
                     before.append(message)
                 previous_id = message.message_id
             before = before[-_DISCORD_BEFORE:]
-        written = 0
+        written: set[str] = set()  # a page's last message may be written twice
         while True:
             page = await self._cache.get_page(channel_id, after=cursor, limit=size)
             stream = pending + page
             last_page = len(page) < size  # the channel's end: its last message has no next
-            ready = stream if last_page else stream[:-1]
+            # The stream's last message is walked again with the next page (its context
+            # then quotes the one after it). Not indexed yet, it is indexed now too, with
+            # no message after it: every message a row quotes is thus written in the
+            # same statement as the row or before it, so deleting it clears the quote (a
+            # message deleted between two pages stayed quoted by the row before it).
             pending = [] if last_page else stream[-1:]
+            resume = (before, previous_id)
             async with self._db.acquire() as conn:
                 indexed = {
                     r["source_id"]: r
-                    for r in await conn.fetch(_INDEXED, scope, [str(m.message_id) for m in ready])
+                    for r in await conn.fetch(_INDEXED, scope, [str(m.message_id) for m in stream])
                 }
             rows: list[_Row] = []
-            for n, message in enumerate(ready):
+            for n, message in enumerate(stream):
+                if n == len(stream) - 1 and not last_page:
+                    resume = (before, previous_id)  # the next page starts from here again
+                    if str(message.message_id) in indexed:
+                        break
                 speaker, text, content = self._speaker_and_text(message)
                 source = str(message.message_id)
                 added = message.message_id != refresh_only or source in indexed
@@ -501,11 +555,13 @@ class MessageIndex:
                     before = [*before, message][-_DISCORD_BEFORE:]
                 previous_id = message.message_id
             if rows:
-                written += await self._write(scope, rows)
+                await self._write(scope, rows)
+                written.update(r.source_id for r in rows)
             if page:
                 cursor = page[-1].message_id
             if last_page:
-                return written
+                return len(written)
+            before, previous_id = resume
 
     @staticmethod
     def _speaker_and_text(message: StoredMessage) -> tuple[str, str, str]:
