@@ -502,3 +502,42 @@ async def test_a_reason_with_no_text_in_it_is_refused_not_matched_to_everything(
     assert await outbox.purge_dead(reason="value\x00error") == 0
     assert await outbox.requeue_dead(reason="valueerror") == 1
     assert (await outbox.counts()).dead == 0
+
+
+async def test_a_requeued_letter_waits_while_a_later_item_of_its_user_is_in_flight(
+    db: Database, alice: int, bob: int
+) -> None:
+    clock = Clock()
+    outbox = OutboxStore(db, lease=60, clock=clock)
+    await outbox.enqueue([_entry(alice, 1), _entry(alice, 2), _entry(bob, 3)])
+    await _kill(outbox, "LLMUnavailableError: down")  # alice 1 dead: her 2 goes on
+    [second] = await outbox.claim()
+    assert second.message_id == 2
+    # Requeued while her 2 is in flight: 1 keeps its place but does not run beside 2.
+    assert await outbox.requeue_dead(user_id=alice) == 1
+    assert [i.message_id for i in await outbox.claim(10)] == [3]  # Bob's goes on
+    assert not await outbox.has_ready() and await outbox.claim(10) == []
+    # Her 2 done: her requeued 1 is next (it runs before anything she wrote later).
+    await outbox.enqueue([_entry(alice, 4)])
+    async with db.transaction() as conn:
+        assert await outbox.finish(conn, second)
+    assert [i.message_id for i in await outbox.claim(10)] == [1]
+    assert await outbox.claim(10) == []
+
+
+async def test_a_requeued_letter_takes_over_when_the_later_items_lease_lapsed(
+    db: Database, alice: int
+) -> None:
+    clock = Clock()
+    outbox = OutboxStore(db, lease=60, clock=clock)
+    await outbox.enqueue([_entry(alice, 1), _entry(alice, 2)])
+    await _kill(outbox, "LLMUnavailableError: down")
+    [second] = await outbox.claim(worker="died")  # and its process dies
+    assert await outbox.requeue_dead() == 1
+    assert await outbox.claim(10) == []  # 2's lease holds
+    clock.advance(60)
+    # The lease lapsed: the user's oldest item not dead, the requeued 1, goes first.
+    assert [i.message_id for i in await outbox.claim(10)] == [1]
+    assert await outbox.claim(10) == []
+    assert await outbox.fail(second, "late") == "retrying"  # 2 still waits its turn
+    assert await outbox.claim(10) == []
