@@ -541,3 +541,53 @@ async def test_a_requeued_letter_takes_over_when_the_later_items_lease_lapsed(
     assert await outbox.claim(10) == []
     assert await outbox.fail(second, "late") == "retrying"  # 2 still waits its turn
     assert await outbox.claim(10) == []
+
+
+async def _waiting_on_the_outbox(db: Database) -> int:
+    """Sessions waiting for a lock on ``memory_outbox`` (the table or one of its rows)."""
+    async with db.acquire() as conn:
+        found = await conn.fetchval(
+            "SELECT count(DISTINCT pid) FROM pg_locks "
+            "WHERE NOT granted AND relation = 'memory_outbox'::regclass"
+        )
+    return int(found)
+
+
+async def _until(done: Any) -> None:
+    """Yield to the event loop until ``done()`` (an awaitable condition) holds."""
+    while not await done():  # noqa: ASYNC110 - lock waits in PostgreSQL have no event
+        await asyncio.sleep(0.01)
+
+
+async def test_a_requeue_during_a_claim_statement_never_puts_two_of_a_user_in_flight(
+    db: Database, alice: int
+) -> None:
+    """A claim of Alice's 2 not yet committed (another process's claim statement,
+    between its row lock and its commit) when her dead 1 is requeued: a claim starting
+    just after the requeue must see 2 as claimed, not as it was before."""
+    clock = Clock()
+    outbox = OutboxStore(db, lease=60, clock=clock)
+    await outbox.enqueue([_entry(alice, 1), _entry(alice, 2)])
+    await _kill(outbox, "LLMUnavailableError: down")
+    async with db.acquire() as other:
+        claiming = other.transaction()
+        await claiming.start()
+        await other.execute(
+            "UPDATE memory_outbox SET state = 'claimed', attempts = attempts + 1, "
+            "available_at = $1, claim_token = gen_random_uuid(), claimed_by = 'other' "
+            "WHERE message_id = 2",
+            clock.now + timedelta(seconds=60),
+        )
+        requeue = asyncio.ensure_future(outbox.requeue_dead())
+        await _until(lambda: _settled(requeue, db, 1))
+        claim = asyncio.ensure_future(outbox.claim(10))
+        await _until(lambda: _settled(claim, db, 1 + (not requeue.done())))
+        await claiming.commit()
+    assert await requeue == 1
+    assert await claim == []  # her 2 is in flight: her 1 waits for it
+    assert await _states(db) == {1: ("pending", 0), 2: ("claimed", 1)}
+
+
+async def _settled(task: asyncio.Future[Any], db: Database, waiting: int) -> bool:
+    """Whether ``task`` finished or ``waiting`` sessions wait for the outbox's locks."""
+    return task.done() or await _waiting_on_the_outbox(db) >= waiting

@@ -173,7 +173,15 @@ ORDER BY o.id
 """  # noqa: S608 - constant fragments, parameters stay parameters
 
 # Requeued rows keep their ids: the claim's "nothing earlier of this user" rule runs
-# them in their old order, before the user's later messages still waiting.
+# them in their old order, before the user's later messages still waiting, and its
+# "nothing later in flight" rule keeps them waiting while one of those is claimed. A
+# claim statement still running when the requeue commits would not see the requeued
+# row nor be seen by a claim starting then (each has the other's row as it was): so
+# the requeue first waits for the statements writing the table to commit and holds
+# off new ones until it commits (this lock conflicts with the claim's, not with the
+# row locks of workers processing their items).
+_REQUEUE_LOCK = "LOCK TABLE memory_outbox IN SHARE ROW EXCLUSIVE MODE"
+
 _REQUEUE_DEAD = f"""
 UPDATE memory_outbox
 SET state = 'pending', attempts = 0, available_at = $3, last_error = NULL, updated_at = $3
@@ -599,7 +607,11 @@ class OutboxStore:
     async def requeue_dead(self, *, user_id: int | None = None, reason: str | None = None) -> int:
         """Give dead items a fresh set of attempts (after fixing their cause).
 
-        Each keeps its place: it runs before its author's later messages still waiting.
+        Each keeps its place: it runs before its author's later messages still waiting,
+        once the one in flight (if any) is done, failed or its lease lapsed. The
+        requeue waits for the outbox writes under way (claims, queueing: short
+        statements) to commit and holds new ones off until it commits, so that no
+        claim sees a requeued item without the claim of its user's item in flight.
 
         Args:
             user_id: Only this author's (``users.id``); ``None``: everyone's.
@@ -612,7 +624,7 @@ class OutboxStore:
             InvalidInputError: ``user_id`` is no id, or ``reason`` is blank or longer
                 than a reason (300 characters).
         """
-        return await self._change_dead(_REQUEUE_DEAD, user_id, reason, self.clock())
+        return await self._change_dead(_REQUEUE_DEAD, user_id, reason, self.clock(), lock=True)
 
     async def purge_dead(self, *, user_id: int | None = None, reason: str | None = None) -> int:
         """Delete dead items for good (the messages will never be examined).
@@ -631,11 +643,20 @@ class OutboxStore:
         return await self._change_dead(_PURGE_DEAD, user_id, reason)
 
     async def _change_dead(
-        self, query: str, user_id: int | None, reason: str | None, *more: object
+        self,
+        query: str,
+        user_id: int | None,
+        reason: str | None,
+        *more: object,
+        lock: bool = False,
     ) -> int:
-        """Run a statement on the dead letters :data:`_DEAD_WHERE` chooses; rows changed."""
+        """Run a statement on the dead letters :data:`_DEAD_WHERE` chooses; rows changed.
+
+        ``lock``: after :data:`_REQUEUE_LOCK`, in one transaction."""
         user_id, reason = _optional_id(user_id), _reason_filter(reason)
-        async with self._db.acquire() as conn:
+        async with self._db.transaction() as conn:
+            if lock:
+                await conn.execute(_REQUEUE_LOCK)
             status = await conn.execute(query, user_id, reason, *more)
         return int(status.rsplit(" ", 1)[-1])
 
