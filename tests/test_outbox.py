@@ -591,3 +591,20 @@ async def test_a_requeue_during_a_claim_statement_never_puts_two_of_a_user_in_fl
 async def _settled(task: asyncio.Future[Any], db: Database, waiting: int) -> bool:
     """Whether ``task`` finished or ``waiting`` sessions wait for the outbox's locks."""
     return task.done() or await _waiting_on_the_outbox(db) >= waiting
+
+
+async def test_an_earlier_message_committed_after_a_later_one_waits_for_it(
+    db: Database, alice: int
+) -> None:
+    """Two cache transactions of Alice's messages: the first (lower id) commits after the
+    second was claimed. The first is hers to run next, but not beside the second."""
+    outbox = OutboxStore(db)
+    async with db.transaction() as conn:
+        await outbox.enqueue([_entry(alice, 1)], connection=conn)
+        await outbox.enqueue([_entry(alice, 2)])  # another transaction, committed first
+        [second] = await outbox.claim(10)
+        assert second.message_id == 2
+    assert await outbox.claim(10) == [] and not await outbox.has_ready()
+    async with db.transaction() as conn:
+        assert await outbox.finish(conn, second)
+    assert [i.message_id for i in await outbox.claim(10)] == [1]
