@@ -23,7 +23,7 @@ from barkeeper.companion import UserStore
 from barkeeper.conversations import ConversationStore
 from barkeeper.db import Database
 from barkeeper.embeddings import HashingEmbedder
-from barkeeper.errors import ForgottenContentError, InvalidInputError
+from barkeeper.errors import ForgottenContentError
 from barkeeper.history import MessageStore, StoredMessage
 from barkeeper.learning import MemoryManager, UserMessage
 from barkeeper.memory import MemoryStore
@@ -508,32 +508,63 @@ async def test_forgetting_someone_in_the_middle_of_a_synced_channel_leaves_none_
 
 
 class _DeletingOnEmbed(HashingEmbedder):
-    """The hashing embedder, which also deletes one cached message at its first call:
+    """The hashing embedder, which also deletes one cached message at its ``at``-th call:
     a Discord delete (or a forget) landing while a channel sync is under way."""
 
-    def __init__(self, store: MessageStore, message_id: int) -> None:
+    def __init__(self, store: MessageStore, message_id: int, *, at: int = 1) -> None:
         super().__init__()
-        self._store, self._doomed = store, message_id
+        self._store, self._doomed, self._at = store, message_id, at
+        self.calls = 0
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        doomed, self._doomed = self._doomed, 0
-        if doomed:
-            await self._store.delete(doomed)
+        self.calls += 1
+        if self.calls == self._at:
+            await self._store.delete(self._doomed)
         return await super().embed(texts)
 
 
 async def test_a_message_deleted_during_a_sync_is_quoted_by_no_row(db: Database) -> None:
-    """A page's last message is quoted by the one before it: it must be written with it,
-    so that deleting it clears the quote (it stayed in the row before it when it was
-    deleted between the two pages' writes)."""
+    """A page's last message, deleted while its page is being written: the sync goes on
+    without it. It is indexed by no row and quoted by none (it stayed in the row
+    before it when it was deleted between the two pages' writes), and the sync says
+    what it stored: the other eleven, just as a sync after the delete would have."""
     store = MessageStore(db)
     base = datetime(2025, 7, 1, tzinfo=UTC)
     messages = [_message(snowflake(base, i), 70 + i, f"plain words {i}") for i in range(12)]
     messages[9] = _message(snowflake(base, 9), 79, "my wombat password")  # page 1's last
     await store.store_many(messages)
     index = MessageIndex(db, _DeletingOnEmbed(store, messages[9].message_id))
-    with pytest.raises(InvalidInputError, match="not in the Discord message cache"):
-        await index.sync_discord_channel(CHANNEL, page_size=10)
-    assert await scan(db, ["wombat"]) == {}
     assert await index.sync_discord_channel(CHANNEL, page_size=10) == 11
     assert await scan(db, ["wombat"]) == {}
+    assert await index.count(discord_channel_scope(CHANNEL)) == 11
+    assert await index.sync_discord_channel(CHANNEL, page_size=10) == 0  # nothing stale
+
+
+async def test_a_message_deleted_between_two_pages_of_a_sync_is_quoted_by_no_row(
+    db: Database,
+) -> None:
+    """Page 1 written (its last message, 9, with it), then 9 deleted before page 2 is
+    written (page 2 walks 9 again, to quote 10 in its context): the sync goes on
+    without it, and no row keeps its words."""
+    store = MessageStore(db)
+    base = datetime(2025, 7, 1, tzinfo=UTC)
+    messages = [_message(snowflake(base, i), 70 + i, f"plain words {i}") for i in range(12)]
+    messages[9] = _message(snowflake(base, 9), 79, "my wombat password")  # page 1's last
+    await store.store_many(messages)
+    embedder = _DeletingOnEmbed(store, messages[9].message_id, at=2)  # page 2's write
+    index = MessageIndex(db, embedder)
+    assert await index.sync_discord_channel(CHANNEL, page_size=10) == 11
+    assert embedder.calls >= 2  # the delete did land between the pages
+    assert await scan(db, ["wombat"]) == {}
+    scope = discord_channel_scope(CHANNEL)
+    assert await index.count(scope) == 11
+    async with db.acquire() as conn:
+        quoting = await conn.fetch(
+            "SELECT source_id FROM message_index WHERE scope = $1 AND $2 = ANY(context_source_ids)",
+            scope,
+            str(messages[9].message_id),
+        )
+    assert quoting == []
+    # The next sync gives 8 (its context cleared by the delete) its new neighbours.
+    assert await index.sync_discord_channel(CHANNEL, page_size=10) == 1
+    assert await index.sync_discord_channel(CHANNEL, page_size=10) == 0

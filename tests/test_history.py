@@ -224,6 +224,32 @@ async def test_delete_removes_content(store: MessageStore, db: Database) -> None
     assert await store.get(sf(3000)) is None
 
 
+async def test_hold_keeps_messages_from_deletes_until_the_holder_ends(
+    store: MessageStore, db: Database
+) -> None:
+    await store.store_many([msg(1), msg(2), msg(3)])
+    one, two, three = sf(1000), sf(2000), sf(3000)
+    async with db.acquire() as other:
+        # One being deleted is as good as gone; one being edited is held.
+        tx = other.transaction()
+        await tx.start()
+        await other.execute("DELETE FROM discord_messages WHERE message_id = $1", one)
+        await other.execute(
+            "UPDATE discord_messages SET content = 'edited' WHERE message_id = $1", two
+        )
+        async with db.transaction() as conn:
+            assert await store.hold(conn, [one, two, three, sf(9000)]) == {two, three}
+        await tx.rollback()
+        # Held: a delete cannot go through before the holder's transaction ends.
+        async with db.transaction() as conn:
+            assert await store.hold(conn, [three]) == {three}
+            await other.execute("SET lock_timeout = '100ms'")
+            with pytest.raises(asyncpg.LockNotAvailableError):
+                await other.execute("DELETE FROM discord_messages WHERE message_id = $1", three)
+            await other.execute("RESET lock_timeout")
+    assert await store.delete(three) is True  # released with the transaction
+
+
 async def test_delete_channel_forgets_messages_and_status(store: MessageStore) -> None:
     await store.store_many([msg(i, 100) for i in range(5)] + [msg(i, 200) for i in range(5, 8)])
     await store.update_channel_status(100, is_fully_backfilled=True)

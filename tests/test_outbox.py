@@ -502,3 +502,109 @@ async def test_a_reason_with_no_text_in_it_is_refused_not_matched_to_everything(
     assert await outbox.purge_dead(reason="value\x00error") == 0
     assert await outbox.requeue_dead(reason="valueerror") == 1
     assert (await outbox.counts()).dead == 0
+
+
+async def test_a_requeued_letter_waits_while_a_later_item_of_its_user_is_in_flight(
+    db: Database, alice: int, bob: int
+) -> None:
+    clock = Clock()
+    outbox = OutboxStore(db, lease=60, clock=clock)
+    await outbox.enqueue([_entry(alice, 1), _entry(alice, 2), _entry(bob, 3)])
+    await _kill(outbox, "LLMUnavailableError: down")  # alice 1 dead: her 2 goes on
+    [second] = await outbox.claim()
+    assert second.message_id == 2
+    # Requeued while her 2 is in flight: 1 keeps its place but does not run beside 2.
+    assert await outbox.requeue_dead(user_id=alice) == 1
+    assert [i.message_id for i in await outbox.claim(10)] == [3]  # Bob's goes on
+    assert not await outbox.has_ready() and await outbox.claim(10) == []
+    # Her 2 done: her requeued 1 is next (it runs before anything she wrote later).
+    await outbox.enqueue([_entry(alice, 4)])
+    async with db.transaction() as conn:
+        assert await outbox.finish(conn, second)
+    assert [i.message_id for i in await outbox.claim(10)] == [1]
+    assert await outbox.claim(10) == []
+
+
+async def test_a_requeued_letter_takes_over_when_the_later_items_lease_lapsed(
+    db: Database, alice: int
+) -> None:
+    clock = Clock()
+    outbox = OutboxStore(db, lease=60, clock=clock)
+    await outbox.enqueue([_entry(alice, 1), _entry(alice, 2)])
+    await _kill(outbox, "LLMUnavailableError: down")
+    [second] = await outbox.claim(worker="died")  # and its process dies
+    assert await outbox.requeue_dead() == 1
+    assert await outbox.claim(10) == []  # 2's lease holds
+    clock.advance(60)
+    # The lease lapsed: the user's oldest item not dead, the requeued 1, goes first.
+    assert [i.message_id for i in await outbox.claim(10)] == [1]
+    assert await outbox.claim(10) == []
+    assert await outbox.fail(second, "late") == "retrying"  # 2 still waits its turn
+    assert await outbox.claim(10) == []
+
+
+async def _waiting_on_the_outbox(db: Database) -> int:
+    """Sessions waiting for a lock on ``memory_outbox`` (the table or one of its rows)."""
+    async with db.acquire() as conn:
+        found = await conn.fetchval(
+            "SELECT count(DISTINCT pid) FROM pg_locks "
+            "WHERE NOT granted AND relation = 'memory_outbox'::regclass"
+        )
+    return int(found)
+
+
+async def _until(done: Any) -> None:
+    """Yield to the event loop until ``done()`` (an awaitable condition) holds."""
+    while not await done():  # noqa: ASYNC110 - lock waits in PostgreSQL have no event
+        await asyncio.sleep(0.01)
+
+
+async def test_a_requeue_during_a_claim_statement_never_puts_two_of_a_user_in_flight(
+    db: Database, alice: int
+) -> None:
+    """A claim of Alice's 2 not yet committed (another process's claim statement,
+    between its row lock and its commit) when her dead 1 is requeued: a claim starting
+    just after the requeue must see 2 as claimed, not as it was before."""
+    clock = Clock()
+    outbox = OutboxStore(db, lease=60, clock=clock)
+    await outbox.enqueue([_entry(alice, 1), _entry(alice, 2)])
+    await _kill(outbox, "LLMUnavailableError: down")
+    async with db.acquire() as other:
+        claiming = other.transaction()
+        await claiming.start()
+        await other.execute(
+            "UPDATE memory_outbox SET state = 'claimed', attempts = attempts + 1, "
+            "available_at = $1, claim_token = gen_random_uuid(), claimed_by = 'other' "
+            "WHERE message_id = 2",
+            clock.now + timedelta(seconds=60),
+        )
+        requeue = asyncio.ensure_future(outbox.requeue_dead())
+        await _until(lambda: _settled(requeue, db, 1))
+        claim = asyncio.ensure_future(outbox.claim(10))
+        await _until(lambda: _settled(claim, db, 1 + (not requeue.done())))
+        await claiming.commit()
+    assert await requeue == 1
+    assert await claim == []  # her 2 is in flight: her 1 waits for it
+    assert await _states(db) == {1: ("pending", 0), 2: ("claimed", 1)}
+
+
+async def _settled(task: asyncio.Future[Any], db: Database, waiting: int) -> bool:
+    """Whether ``task`` finished or ``waiting`` sessions wait for the outbox's locks."""
+    return task.done() or await _waiting_on_the_outbox(db) >= waiting
+
+
+async def test_an_earlier_message_committed_after_a_later_one_waits_for_it(
+    db: Database, alice: int
+) -> None:
+    """Two cache transactions of Alice's messages: the first (lower id) commits after the
+    second was claimed. The first is hers to run next, but not beside the second."""
+    outbox = OutboxStore(db)
+    async with db.transaction() as conn:
+        await outbox.enqueue([_entry(alice, 1)], connection=conn)
+        await outbox.enqueue([_entry(alice, 2)])  # another transaction, committed first
+        [second] = await outbox.claim(10)
+        assert second.message_id == 2
+    assert await outbox.claim(10) == [] and not await outbox.has_ready()
+    async with db.transaction() as conn:
+        assert await outbox.finish(conn, second)
+    assert [i.message_id for i in await outbox.claim(10)] == [1]

@@ -218,6 +218,14 @@ ORDER BY channel_id, message_id
 LIMIT $4
 """  # noqa: S608
 
+# Messages a caller's transaction is about to reference (the turn index's foreign
+# keys): share-locked on the primary key so they cannot be deleted before it ends; one
+# being deleted (locked by its DELETE) is skipped, as good as gone.
+_HOLD = """
+SELECT message_id FROM discord_messages WHERE message_id = ANY($1::bigint[])
+ORDER BY message_id FOR KEY SHARE SKIP LOCKED
+"""
+
 _PAGE_AFTER = f"""
 SELECT {_MESSAGE_COLUMNS} FROM discord_messages
 WHERE (channel_id, message_id) > ($1, $2) AND (channel_id, message_id) <= ($1, 9223372036854775807)
@@ -928,6 +936,25 @@ class MessageStore:
         async with self._db.acquire() as conn:
             rows = await conn.fetch(_PAGE_AFTER, channel_id, after, limit)
         return [_message_from_row(row) for row in rows]
+
+    async def hold(self, conn: asyncpg.Connection, message_ids: Iterable[int]) -> set[int]:
+        """Keep cached messages from being deleted until the caller's transaction ends.
+
+        For a writer whose rows reference or quote these messages: what it writes in
+        the transaction cannot outlive them unnoticed (a delete after the commit
+        cascades to it). Edits are not blocked.
+
+        Args:
+            conn: The caller's connection, inside its transaction.
+            message_ids: The messages.
+
+        Returns:
+            The ids held: the others are not cached (deleted, or being deleted now).
+        """
+        ids = sorted(set(_checked_ids("message_ids", message_ids)))
+        if not ids:
+            return set()
+        return {r["message_id"] for r in await conn.fetch(_HOLD, ids)}
 
     async def get_ids_between(self, channel_id: int, low: int, high: int) -> list[int]:
         """Cached ids of a channel from ``low`` to ``high`` inclusive, ascending.

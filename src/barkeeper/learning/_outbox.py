@@ -5,9 +5,12 @@ version 3), written by the bot in the transaction that caches the message
 (:meth:`OutboxStore.enqueue` with the cache's connection). Rows are claimed by
 :class:`~barkeeper.learning.OutboxWorker` tasks of any number of processes:
 
-- **Order per user.** A row is ready when ``available_at`` has passed and its user
-  has no earlier row that is not dead; so a user's later message is never examined
-  before an earlier one is done (deleted) or dead. Other users' rows go on.
+- **Order per user.** A row is ready when ``available_at`` has passed, its user
+  has no earlier row that is not dead and no later row claimed under a live lease;
+  so a user's later message is never examined before an earlier one is done
+  (deleted) or dead, and a user has at most one item in flight, even when an earlier
+  row comes back while a later one is claimed (a requeued dead letter waits for it).
+  Other users' rows go on.
 - **Claims.** :meth:`OutboxStore.claim` takes ready rows with ``FOR UPDATE SKIP
   LOCKED`` and commits ``state = 'claimed'``, ``attempts + 1``, a fresh
   ``claim_token`` and ``available_at = now + lease``. The attempt is counted before
@@ -22,7 +25,8 @@ version 3), written by the bot in the transaction that caches the message
   (:meth:`OutboxStore.requeue_dead`, ``barkeeper outbox retry``), purged
   (:meth:`OutboxStore.purge_dead`, ``barkeeper outbox purge``) or their author is
   forgotten (``privacy forget``). A requeued row keeps its id, so it runs before the
-  same user's later messages still waiting, as it would have.
+  same user's later messages still waiting, as it would have (after the one in
+  flight, if any, is done, failed or its lease lapsed).
 
 Every time comes from the injected ``clock`` (UTC ``datetime``), never from the
 server's ``now()``, so tests move time by hand.
@@ -66,8 +70,12 @@ UPDATE memory_outbox SET available_at = $3, updated_at = $3
 WHERE user_id = $1 AND message_id = $2 AND state = 'pending' AND available_at > $3
 """
 
-# The candidates' scan runs on memory_outbox_ready (available_at, id), the "nothing
-# earlier" probe on memory_outbox_user (user_id, id); both leave dead rows out.
+# The candidates' scan runs on memory_outbox_ready (available_at, id); the "nothing
+# earlier" probe and the "nothing later in flight" probe on memory_outbox_user
+# (user_id, id); all leave dead rows out. A later item can be in flight when an
+# earlier one became not dead after it was claimed (a requeued dead letter, or a
+# message committed after a later one of the same user): the earlier one waits until
+# the later one is done, failed or its lease lapsed.
 _CLAIM = """
 WITH ready AS (
     SELECT o.id FROM memory_outbox o
@@ -75,6 +83,10 @@ WITH ready AS (
       AND NOT EXISTS (
           SELECT 1 FROM memory_outbox e
           WHERE e.user_id = o.user_id AND e.id < o.id AND e.state <> 'dead')
+      AND NOT EXISTS (
+          SELECT 1 FROM memory_outbox c
+          WHERE c.user_id = o.user_id AND c.id > o.id AND c.state <> 'dead'
+            AND c.state = 'claimed' AND c.available_at > $1)
     ORDER BY o.available_at, o.id
     LIMIT $2
     FOR UPDATE OF o SKIP LOCKED
@@ -120,7 +132,11 @@ SELECT EXISTS (
     WHERE o.state <> 'dead' AND o.available_at <= $1
       AND NOT EXISTS (
           SELECT 1 FROM memory_outbox e
-          WHERE e.user_id = o.user_id AND e.id < o.id AND e.state <> 'dead'))
+          WHERE e.user_id = o.user_id AND e.id < o.id AND e.state <> 'dead')
+      AND NOT EXISTS (
+          SELECT 1 FROM memory_outbox c
+          WHERE c.user_id = o.user_id AND c.id > o.id AND c.state <> 'dead'
+            AND c.state = 'claimed' AND c.available_at > $1))
 """
 
 # The outbox holds only unfinished work (and dead letters), so counting reads all of
@@ -157,7 +173,15 @@ ORDER BY o.id
 """  # noqa: S608 - constant fragments, parameters stay parameters
 
 # Requeued rows keep their ids: the claim's "nothing earlier of this user" rule runs
-# them in their old order, before the user's later messages still waiting.
+# them in their old order, before the user's later messages still waiting, and its
+# "nothing later in flight" rule keeps them waiting while one of those is claimed. A
+# claim statement still running when the requeue commits would not see the requeued
+# row nor be seen by a claim starting then (each has the other's row as it was): so
+# the requeue first waits for the statements writing the table to commit and holds
+# off new ones until it commits (this lock conflicts with the claim's, not with the
+# row locks of workers processing their items).
+_REQUEUE_LOCK = "LOCK TABLE memory_outbox IN SHARE ROW EXCLUSIVE MODE"
+
 _REQUEUE_DEAD = f"""
 UPDATE memory_outbox
 SET state = 'pending', attempts = 0, available_at = $3, last_error = NULL, updated_at = $3
@@ -583,7 +607,11 @@ class OutboxStore:
     async def requeue_dead(self, *, user_id: int | None = None, reason: str | None = None) -> int:
         """Give dead items a fresh set of attempts (after fixing their cause).
 
-        Each keeps its place: it runs before its author's later messages still waiting.
+        Each keeps its place: it runs before its author's later messages still waiting,
+        once the one in flight (if any) is done, failed or its lease lapsed. The
+        requeue waits for the outbox writes under way (claims, queueing: short
+        statements) to commit and holds new ones off until it commits, so that no
+        claim sees a requeued item without the claim of its user's item in flight.
 
         Args:
             user_id: Only this author's (``users.id``); ``None``: everyone's.
@@ -596,7 +624,7 @@ class OutboxStore:
             InvalidInputError: ``user_id`` is no id, or ``reason`` is blank or longer
                 than a reason (300 characters).
         """
-        return await self._change_dead(_REQUEUE_DEAD, user_id, reason, self.clock())
+        return await self._change_dead(_REQUEUE_DEAD, user_id, reason, self.clock(), lock=True)
 
     async def purge_dead(self, *, user_id: int | None = None, reason: str | None = None) -> int:
         """Delete dead items for good (the messages will never be examined).
@@ -615,11 +643,20 @@ class OutboxStore:
         return await self._change_dead(_PURGE_DEAD, user_id, reason)
 
     async def _change_dead(
-        self, query: str, user_id: int | None, reason: str | None, *more: object
+        self,
+        query: str,
+        user_id: int | None,
+        reason: str | None,
+        *more: object,
+        lock: bool = False,
     ) -> int:
-        """Run a statement on the dead letters :data:`_DEAD_WHERE` chooses; rows changed."""
+        """Run a statement on the dead letters :data:`_DEAD_WHERE` chooses; rows changed.
+
+        ``lock``: after :data:`_REQUEUE_LOCK`, in one transaction."""
         user_id, reason = _optional_id(user_id), _reason_filter(reason)
-        async with self._db.acquire() as conn:
+        async with self._db.transaction() as conn:
+            if lock:
+                await conn.execute(_REQUEUE_LOCK)
             status = await conn.execute(query, user_id, reason, *more)
         return int(status.rsplit(" ", 1)[-1])
 

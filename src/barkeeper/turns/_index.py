@@ -196,6 +196,14 @@ WHERE scope = $1 AND source_id = ANY($2::text[])
 """
 
 
+class _MessagesGone(Exception):
+    """Cached messages a write referenced were deleted before it (nothing was written)."""
+
+    def __init__(self, message_ids: set[int]) -> None:
+        super().__init__(f"{len(message_ids)} messages deleted meanwhile")
+        self.message_ids = message_ids
+
+
 class MessageIndex:
     """Hybrid search over turns, one scope at a time.
 
@@ -355,6 +363,7 @@ class MessageIndex:
         rows: list[_Row],
         *,
         redo: Callable[[frozenset[str]], list[_Row]] | None = None,
+        hold: bool = False,
     ) -> int:
         """Upsert ``rows`` (vectors kept or embedded); how many were stored.
 
@@ -362,6 +371,11 @@ class MessageIndex:
         ``redo`` then gives the rows again without those (their contexts no longer
         quoting them); the ones whose context changed are written again in the same
         transaction, so a refused turn's words are never stored as another's context.
+
+        ``hold`` (Discord rows, whose source ids are message ids): the cached messages
+        the rows are, follow or quote are held (:meth:`MessageStore.hold`) for the
+        transaction; if one was deleted since it was read, nothing is written and
+        :class:`_MessagesGone` says which.
         """
         # A turn indexed again with the same text (its context changed: a message came
         # after it, a re-index) keeps its vector: only new texts are embedded.
@@ -416,6 +430,15 @@ class MessageIndex:
         async with self._db.acquire() as conn:
             try:
                 async with conn.transaction():
+                    if hold:
+                        referenced = {
+                            *(r.discord_message_id for r in rows if r.discord_message_id),
+                            *(r.context_message_id for r in rows if r.context_message_id),
+                            *(int(q) for r in rows for q in r.context_source_ids),
+                        }
+                        gone = referenced - await self._cache.hold(conn, referenced)
+                        if gone:
+                            raise _MessagesGone(gone)
                     stored = await upsert(conn, rows)
                     refused = frozenset(r.source_id for r in rows) - stored
                     if refused and redo is not None:
@@ -449,13 +472,19 @@ class MessageIndex:
         context quotes other messages or edited ones (so the newest message is indexed
         again once the next one arrives). Messages without text are skipped.
 
+        A message deleted while the sync runs is indexed by no row and quoted by none:
+        each page is written holding the messages its rows are, follow or quote
+        (:meth:`barkeeper.history.MessageStore.hold`), and a page one of them left
+        since it was read is walked again without it (one deleted after the write
+        takes its row and its quotes with it). The sync goes on.
+
         Args:
             channel_id: The Discord channel.
             after_message_id: Start after this message (0: the whole channel).
             page_size: Messages read per query (10..10,000).
 
         Returns:
-            How many turns were (re)indexed.
+            How many turns were (re)indexed (not those deleted during the sync).
 
         Raises:
             InvalidInputError: An argument is invalid.
@@ -500,68 +529,102 @@ class MessageIndex:
         written: set[str] = set()  # a page's last message may be written twice
         while True:
             page = await self._cache.get_page(channel_id, after=cursor, limit=size)
-            stream = pending + page
             last_page = len(page) < size  # the channel's end: its last message has no next
-            # The stream's last message is walked again with the next page (its context
-            # then quotes the one after it). Not indexed yet, it is indexed now too, with
-            # no message after it: every message a row quotes is thus written in the
-            # same statement as the row or before it, so deleting it clears the quote (a
-            # message deleted between two pages stayed quoted by the row before it).
-            pending = [] if last_page else stream[-1:]
-            resume = (before, previous_id)
-            async with self._db.acquire() as conn:
-                indexed = {
-                    r["source_id"]: r
-                    for r in await conn.fetch(_INDEXED, scope, [str(m.message_id) for m in stream])
-                }
-            rows: list[_Row] = []
-            for n, message in enumerate(stream):
-                if n == len(stream) - 1 and not last_page:
-                    resume = (before, previous_id)  # the next page starts from here again
-                    if str(message.message_id) in indexed:
-                        break
-                speaker, text, content = self._speaker_and_text(message)
-                source = str(message.message_id)
-                added = message.message_id != refresh_only or source in indexed
-                if not added:  # the cursor's own message is refreshed, never added
-                    outside.add(message.message_id)
-                if text:
-                    prior = [
-                        q
-                        for q in before
-                        if q.message_id not in outside or q.message_id == previous_id
-                    ]
-                    after = [q for q in stream[n + 1 : n + 2] if self._speaker_and_text(q)[1]]
-                    quoted = [*prior, *after]
-                    if added and _is_stale(message, quoted, indexed.get(source)):
-                        rows.append(
-                            _Row(
-                                source_id=source,
-                                discord_message_id=message.message_id,
-                                context_message_id=previous_id,
-                                context_source_ids=[str(q.message_id) for q in quoted],
-                                user_id=None,
-                                position=message.message_id,
-                                speaker=speaker,
-                                content=content[:MAX_TURN_CHARS],
-                                context=_context_text(
-                                    [self._speaker_and_text(q)[2] for q in prior],
-                                    [self._speaker_and_text(q)[2] for q in after],
-                                    message.created_at,
-                                ),
-                                occurred_at=message.created_at,
-                            )
-                        )
-                    before = [*before, message][-_DISCORD_BEFORE:]
-                previous_id = message.message_id
-            if rows:
-                await self._write(scope, rows)
-                written.update(r.source_id for r in rows)
+            carried, start = pending, (before, previous_id)
+            # Messages deleted since they were read: the page is walked again without
+            # them, so that no row is or quotes them (the write holds the others).
+            gone: set[int] = set()
+            while True:
+                stream = [m for m in carried + page if m.message_id not in gone]
+                before = [q for q in start[0] if q.message_id not in gone]
+                previous_id = start[1]
+                if previous_id in gone:
+                    previous_id = before[-1].message_id if before else None
+                # The stream's last message is walked again with the next page (its
+                # context then quotes the one after it). Not indexed yet, it is indexed
+                # now too, with no message after it: every message a row quotes is thus
+                # written in the same statement as the row or before it, so deleting it
+                # clears the quote (a message deleted between two pages stayed quoted by
+                # the row before it).
+                pending = [] if last_page else stream[-1:]
+                rows, resume = await self._page_rows(
+                    scope, stream, last_page, before, previous_id, outside, refresh_only
+                )
+                if rows:
+                    try:
+                        await self._write(scope, rows, hold=True)
+                    except _MessagesGone as exc:
+                        if exc.message_ids <= gone:  # cannot be: they were left out
+                            raise
+                        gone |= exc.message_ids
+                        written.difference_update(str(i) for i in exc.message_ids)
+                        continue
+                    written.update(r.source_id for r in rows)
+                break
             if page:
                 cursor = page[-1].message_id
             if last_page:
                 return len(written)
             before, previous_id = resume
+
+    async def _page_rows(
+        self,
+        scope: str,
+        stream: list[StoredMessage],
+        last_page: bool,
+        before: list[StoredMessage],
+        previous_id: int | None,
+        outside: set[int],
+        refresh_only: int | None,
+    ) -> tuple[list[_Row], tuple[list[StoredMessage], int | None]]:
+        """A sync's rows for one page's messages (``stream``), and where the next page
+        starts from: the messages with text before its first message, and the one just
+        before it."""
+        resume = (before, previous_id)
+        async with self._db.acquire() as conn:
+            indexed = {
+                r["source_id"]: r
+                for r in await conn.fetch(_INDEXED, scope, [str(m.message_id) for m in stream])
+            }
+        rows: list[_Row] = []
+        for n, message in enumerate(stream):
+            if n == len(stream) - 1 and not last_page:
+                resume = (before, previous_id)  # the next page starts from here again
+                if str(message.message_id) in indexed:
+                    break
+            speaker, text, content = self._speaker_and_text(message)
+            source = str(message.message_id)
+            added = message.message_id != refresh_only or source in indexed
+            if not added:  # the cursor's own message is refreshed, never added
+                outside.add(message.message_id)
+            if text:
+                prior = [
+                    q for q in before if q.message_id not in outside or q.message_id == previous_id
+                ]
+                after = [q for q in stream[n + 1 : n + 2] if self._speaker_and_text(q)[1]]
+                quoted = [*prior, *after]
+                if added and _is_stale(message, quoted, indexed.get(source)):
+                    rows.append(
+                        _Row(
+                            source_id=source,
+                            discord_message_id=message.message_id,
+                            context_message_id=previous_id,
+                            context_source_ids=[str(q.message_id) for q in quoted],
+                            user_id=None,
+                            position=message.message_id,
+                            speaker=speaker,
+                            content=content[:MAX_TURN_CHARS],
+                            context=_context_text(
+                                [self._speaker_and_text(q)[2] for q in prior],
+                                [self._speaker_and_text(q)[2] for q in after],
+                                message.created_at,
+                            ),
+                            occurred_at=message.created_at,
+                        )
+                    )
+                before = [*before, message][-_DISCORD_BEFORE:]
+            previous_id = message.message_id
+        return rows, resume
 
     @staticmethod
     def _speaker_and_text(message: StoredMessage) -> tuple[str, str, str]:
