@@ -8,6 +8,7 @@ subprocess with rich told it has one.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import re
@@ -15,6 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import pytest
 from click.testing import CliRunner
 from rich.console import Console
@@ -23,6 +25,7 @@ from barkeeper.backfill import BackfillResult, ChannelResult
 from barkeeper.cli import app, main
 from barkeeper.cli._backfill import _summary
 from barkeeper.cli._common import parse_id
+from barkeeper.config import Settings
 from barkeeper.db import Database, parse_database_url
 from barkeeper.testing.discord import DiscordEmulator
 from barkeeper.validation import BIGINT_MAX
@@ -75,6 +78,22 @@ def barkeeper(*args: str, stdin: str = "", **env: str) -> Ran:
     return Ran(code, out.getvalue().decode(), err.getvalue().decode())
 
 
+async def _dead_letter(database_url: str, external_id: str, reason: str) -> None:
+    """A dead memory-outbox item of the external user ``external_id``."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(f'SET search_path TO "{Settings().db_schema}", public')
+        await conn.execute(
+            """INSERT INTO memory_outbox (user_id, message_id, content, state, attempts,
+                                          last_error)
+               SELECT id, 1, 'a message', 'dead', 3, $2 FROM users WHERE external_id = $1""",
+            external_id,
+            reason,
+        )
+    finally:
+        await conn.close()
+
+
 def _leaf_commands() -> set[tuple[str, ...]]:
     paths = _commands(app)
     return {p for p in paths if p and not any(q[: len(p)] == p and q != p for q in paths)}
@@ -120,6 +139,19 @@ def test_every_command_prints_markup_looking_text_as_typed(
     assert str(out) in cli("privacy", "export", *ext, "--out", str(out), code=0).err
     assert f"{MARKUP} likes tea" in out.read_text()
     assert f"Will delete, for {MARKUP}" in cli("privacy", "forget", *ext, code=1).flat
+
+    # dead memory work of that person, whose reason looks like markup
+    asyncio.run(_dead_letter(database_url, MARKUP, f"LLMOutputError: {MARKUP}"))
+    dead = cli("outbox", "list", "--user", MARKUP, "--external", code=0)
+    assert f"LLMOutputError: {MARKUP}" in dead.flat, dead
+    retried = cli("outbox", "retry", "--all", "--reason", "nothing like it", code=0)
+    assert "Requeued 0 dead letters." in retried.out
+    purged = cli(
+        "outbox", "purge", "--user", MARKUP, "--external", "--reason", MARKUP, "-y", code=0
+    )
+    assert "Purged 1 dead letter." in purged.out
+    unknown = cli("outbox", "list", "--user", f"{MARKUP}!", "--external", code=1)
+    assert f"{MARKUP}!" in unknown.flat
 
     assert (
         f"Forgot 1 memory of {MARKUP}" in cli("memories", "forget", *ext, "--all", "-y", code=0).out
