@@ -157,6 +157,9 @@ class Model:
         self.replies: dict[str, ReplyLike] = {}
         self.facts: dict[str, dict[str, Any]] = {}
         self.extraction_delay = 0.0
+        self.extraction_gate: asyncio.Event | None = None  # extraction waits for it if set
+        self.extracted: list[str] = []  # the messages extraction was asked about, in order
+        self.asked = asyncio.Event()  # set at each extraction request
 
     async def __call__(self, body: dict[str, Any]) -> ReplyLike | None:
         if _is_memory_call(body):
@@ -164,9 +167,13 @@ class Model:
             if "<facts>" in text:  # consolidation: keep the new fact
                 return decisions_reply({"fact": 1, "action": "add"})
             said = _message_of(body)
+            self.extracted.append(said)
+            self.asked.set()
             found = [f for word, f in self.facts.items() if word in said]
             if self.extraction_delay:
                 await asyncio.sleep(self.extraction_delay)
+            if self.extraction_gate is not None:
+                await self.extraction_gate.wait()
             return facts_reply(*found)
         said = _said(body).rsplit("<current_message>", 1)[-1]
         for word, reply in self.replies.items():
@@ -284,6 +291,69 @@ async def test_a_fact_told_is_remembered_across_restarts_used_shown_and_forgotte
         await term.expect("Bye, Ada.")
     finally:
         term.close()
+
+
+async def _extractions(script: Model, text: str, count: int, within: float = 60) -> None:
+    """Wait until the model has been asked to extract from ``text`` ``count`` times."""
+
+    async def wait() -> None:
+        while script.extracted.count(text) < count:
+            script.asked.clear()
+            await script.asked.wait()
+
+    try:
+        await asyncio.wait_for(wait(), within)
+    except TimeoutError:
+        raise AssertionError(
+            f"{count} extraction(s) of {text!r} not asked within {within}s: {script.extracted}"
+        ) from None
+
+
+async def test_memory_work_of_a_killed_chat_is_done_by_the_next_start(
+    model: tuple[LLMServer, Model], database_url: str, tmp_path: Path
+) -> None:
+    srv, script = model
+    # A killed process's claim is taken over once its lease ends: 1 s here.
+    env = _env(database_url, srv, tmp_path, BARKEEPER_MEMORY_LEASE_SECONDS="1")
+    told = "I brew cider in the garden shed"
+    script.facts["cider"] = fact("Brews cider in the garden shed", "hobby")
+    script.extraction_gate = gate = asyncio.Event()  # the first extraction never answers
+
+    term = await Terminal.spawn(env, "--as", "Fay")
+    try:
+        await term.expect("Fay> ")
+        term.type(told + "\n")
+        await term.expect("Bartender: Coming right up.")
+        await term.expect("Fay> ")
+        await _extractions(script, told, 1)
+        term.proc.kill()  # SIGKILL mid-extraction: no drain, no clean-up, the claim held
+        await term.proc.wait()
+    finally:
+        term.close()
+    script.extraction_gate = None
+    gate.set()  # the dead process's request may end now; nobody reads its answer
+
+    term = await Terminal.spawn(env, "--as", "Fay")
+    try:
+        await term.expect("Fay> ")  # nothing typed: the worker takes the item over
+        await _extractions(script, told, 2)
+        term.type("/quit\n")
+        assert await term.exit_code() == 0
+        await term.expect("Bye, Fay.")
+    finally:
+        term.close()
+
+    term = await Terminal.spawn(env, "--as", "Fay")
+    try:
+        await term.expect("Fay> ")
+        term.type("/memories\n")
+        listed = await term.expect("Fay> ")
+        assert listed.count("[hobby] Brews cider in the garden shed") == 1, listed
+        term.type("/quit\n")
+        assert await term.exit_code() == 0
+    finally:
+        term.close()
+    assert script.extracted == [told, told]  # taken over once, not again
 
 
 async def test_markup_and_control_characters_are_printed_as_typed(
