@@ -389,11 +389,16 @@ async def test_a_reminder_nobody_will_set_is_never_promised(bar: Bar) -> None:
         (companion, asked, True, incognito_line),
         (companion, "remind me later", True, incognito_line),  # instead of "undated"
         (companion, asked, False, None),  # it will be scheduled: nothing to say
+        (companion, asked, "terminal", off_line),  # nothing delivers one in the terminal
+        (companion, "remind me later", "terminal", off_line),  # instead of "undated"
     ]
     for seq, (inner, text, incognito, line) in enumerate(cases):
         agent = bar.agent(inner)
         bar.srv.script("Righto.")
-        request = replace(bar.request(text, seq), incognito=incognito)
+        request = bar.request(text, seq)
+        if incognito == "terminal":
+            request, incognito = replace(request, place=Place.terminal()), False
+        request = replace(request, incognito=bool(incognito))
         await agent.reply(request)
         await agent.drain()
         system, _ = bar.system()

@@ -22,6 +22,10 @@ from typing import Any
 
 import pytest_asyncio
 
+from barkeeper.companion import UserStore, reminder_notice
+from barkeeper.config import Settings
+from barkeeper.db import Database
+from barkeeper.learning import OutboxEntry, OutboxStore
 from barkeeper.testing.llm import LLMServer, Reply, ReplyLike
 from tests.test_extraction import decisions_reply, fact, facts_reply
 
@@ -497,3 +501,41 @@ def test_a_name_that_is_not_printable_is_refused(tmp_path: Path) -> None:
     assert ran.returncode == 2, ran
     assert "'bad\\\\x1bname' is not a name" in ran.stderr or "is not a name" in ran.stderr
     assert "\x1b" not in ran.stderr.replace("\x1b[", "")  # our escape, not the raw one
+
+
+async def test_the_chat_worker_schedules_a_discord_messages_reminder_never_a_terminal_one(
+    model: tuple[LLMServer, Model], database_url: str, settings: Settings, tmp_path: Path
+) -> None:
+    """The chat's outbox worker takes any ready item, the bot's too (a shared database):
+    a Discord message's reminder is scheduled as the bot's worker would; a terminal
+    line's is not (nothing could deliver it), and the reply was told so."""
+    srv, _ = model
+    env = _env(database_url, srv, tmp_path)
+    db = await Database.open(settings, url=database_url, min_size=1, max_size=2, upgrade=True)
+    try:
+        users = UserStore(db)
+        gus = await users.get_or_create_discord_user(4242, username="gus")
+        fay = await users.get_or_create_external_user("terminal:Fay")
+        discord_said = "remind me on Friday to call mum"
+        await OutboxStore(db).enqueue(
+            [OutboxEntry(gus.id, discord_said, message_id=77, channel_id=88, author_name="gus")]
+        )
+        term = await Terminal.spawn(env, "--as", "Fay")
+        try:
+            await term.expect("Fay> ")
+            term.type("remind me on Friday to water the plants\n")
+            await term.expect("Bartender: Coming right up.")
+            await term.expect("Fay> ")
+            term.type("/quit\n")  # drains both items
+            assert await term.exit_code() == 0
+        finally:
+            term.close()
+        [prompt] = _chat_requests(srv)
+        assert reminder_notice("off_here") in prompt
+        async with db.acquire() as conn:
+            rows = await conn.fetch("SELECT user_id, event_type FROM scheduled_events ORDER BY id")
+            left = await conn.fetchval("SELECT count(*) FROM memory_outbox")
+        assert [(r["user_id"], r["event_type"]) for r in rows] == [(gus.id, "reminder")]
+        assert fay.id != gus.id and left == 0
+    finally:
+        await db.close()

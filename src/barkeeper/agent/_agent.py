@@ -893,15 +893,15 @@ class Agent:
 
     def _reminder_notice(self, request: ReplyRequest) -> str | None:
         """The fixed line that a reminder the message asks for will not be set, when
-        nothing would schedule it: an incognito message (nothing from it is kept), or no
-        companion (``BARKEEPER_COMPANION=false``: no follow-ups). With the companion on,
-        its own fragment says why one will not be set
-        (:func:`~barkeeper.companion.reminder_trouble`)."""
+        nothing would schedule it: an incognito message (nothing from it is kept), no
+        companion (``BARKEEPER_COMPANION=false``: no follow-ups), or the terminal (nothing
+        delivers there). Otherwise the companion's own fragment says why one will not be
+        set (:func:`~barkeeper.companion.reminder_trouble`)."""
         if not asks_for_reminder(request.message.text):
             return None
         if request.incognito:
             return reminder_notice("incognito")
-        if self._companion is None:
+        if self._companion is None or request.place.kind == "terminal":
             return reminder_notice("off_here")
         return None
 

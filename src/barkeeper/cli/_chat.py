@@ -24,7 +24,7 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
@@ -41,17 +41,21 @@ from barkeeper.agent import (
     RunRecord,
     build_agent,
 )
+from barkeeper.bot import FollowupSink, build_followups
 from barkeeper.cli._common import err_console, run, settings_and_logging, styled
-from barkeeper.companion import SENSITIVE_MEMORY_TYPES, UserStore
+from barkeeper.companion import SENSITIVE_MEMORY_TYPES, CompanionSettings, UserStore
 from barkeeper.config import Settings
 from barkeeper.conversations import SessionStore
 from barkeeper.db import Database
 from barkeeper.errors import BarkeeperError, InvalidInputError, NotFoundError
 from barkeeper.learning import (
+    CandidateEvent,
+    EventSink,
     MemoryManager,
     OutboxEntry,
     OutboxStore,
     OutboxWorker,
+    UserMessage,
     build_memory_manager,
     build_outbox,
     build_outbox_worker,
@@ -299,7 +303,17 @@ class _Chat:
         async with Database.connect(self.settings, min_size=1, max_size=6, upgrade=True) as db:
             user = await UserStore(db).get_or_create_external_user(EXTERNAL_PREFIX + self.name)
             self.user_id = user.id
-            manager = self.manager = build_memory_manager(db, self.settings)
+            followups = build_followups(db, self.settings)
+            events = (
+                _DiscordEvents(
+                    FollowupSink(
+                        followups, CompanionSettings(db, self.settings.companion_features())
+                    )
+                )
+                if followups is not None
+                else None
+            )
+            manager = self.manager = build_memory_manager(db, self.settings, events=events)
             self.memories = manager.store
             # No memory sink: each answered line is queued in the outbox (``_reply``).
             self.agent = build_agent(db, self.settings, memories=manager.store)
@@ -541,6 +555,21 @@ class _Chat:
         self.term.say("Cut to fit the context budget: ", cut or "nothing", ".")
         for error in record.errors:
             self.term.say(styled("Went wrong: ", "yellow"), error)
+
+
+class _DiscordEvents:
+    """The bot's follow-up scheduler, for the Discord messages this process's outbox worker
+    takes (it claims any ready item, the bot's too, on a shared database). A terminal
+    line's events (queued without a channel) are not scheduled: nothing can deliver them
+    to a terminal (the reply was told so, see ``Agent``)."""
+
+    def __init__(self, sink: EventSink) -> None:
+        self._sink = sink
+
+    async def schedule_events(self, message: UserMessage, events: Sequence[CandidateEvent]) -> int:
+        if message.channel_id is None:
+            return 0
+        return await self._sink.schedule_events(message, events)
 
 
 def _describe_cut(cut: dict[str, Any] | Any) -> str:
