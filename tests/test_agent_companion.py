@@ -5,7 +5,7 @@ persona's share; the mood colours the tone and never changes the facts shown."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from barkeeper.companion import (
     UserStore,
     default_persona,
     load_catalog,
+    reminder_notice,
     shows_risk,
 )
 from barkeeper.config import load_settings
@@ -370,3 +371,39 @@ async def test_associations_reach_the_context_as_data_never_the_system(bar: Bar)
     _, context = bar.system()
     assert "<in_common" not in context
     await agent.drain()
+
+
+async def test_a_reminder_nobody_will_set_is_never_promised(bar: Bar) -> None:
+    """With the companion off, or an incognito message, nothing schedules a reminder:
+    the model is told so by a fixed line (none of the person's words in it)."""
+    companion = Companion(bar.db, clock=lambda: bar.clock[0])
+    asked = "remind me on Friday to call the plumber"
+    off_line = reminder_notice("off_here")
+    incognito_line = reminder_notice("incognito")
+    cases = [
+        # (companion, text, incognito, the line the system message must hold, or None)
+        (None, asked, False, off_line),
+        (None, "remind me later", False, off_line),
+        (None, "can you pour me a stout?", False, None),
+        (None, asked, True, incognito_line),
+        (companion, asked, True, incognito_line),
+        (companion, "remind me later", True, incognito_line),  # instead of "undated"
+        (companion, asked, False, None),  # it will be scheduled: nothing to say
+        (companion, asked, "terminal", off_line),  # nothing delivers one in the terminal
+        (companion, "remind me later", "terminal", off_line),  # instead of "undated"
+    ]
+    for seq, (inner, text, incognito, line) in enumerate(cases):
+        agent = bar.agent(inner)
+        bar.srv.script("Righto.")
+        request = bar.request(text, seq)
+        if incognito == "terminal":
+            request, incognito = replace(request, place=Place.terminal()), False
+        request = replace(request, incognito=bool(incognito))
+        await agent.reply(request)
+        await agent.drain()
+        system, _ = bar.system()
+        case = f"case {seq}: {text!r}, companion {inner is not None}, incognito {incognito}"
+        assert system.count("NO reminder is set") == (line is not None), (case, system)
+        if line is not None:
+            assert line in system, case
+            assert text not in system and "plumber" not in system, case

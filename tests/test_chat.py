@@ -22,6 +22,10 @@ from typing import Any
 
 import pytest_asyncio
 
+from barkeeper.companion import UserStore, reminder_notice
+from barkeeper.config import Settings
+from barkeeper.db import Database
+from barkeeper.learning import OutboxEntry, OutboxStore
 from barkeeper.testing.llm import LLMServer, Reply, ReplyLike
 from tests.test_extraction import decisions_reply, fact, facts_reply
 
@@ -157,6 +161,9 @@ class Model:
         self.replies: dict[str, ReplyLike] = {}
         self.facts: dict[str, dict[str, Any]] = {}
         self.extraction_delay = 0.0
+        self.extraction_gate: asyncio.Event | None = None  # extraction waits for it if set
+        self.extracted: list[str] = []  # the messages extraction was asked about, in order
+        self.asked = asyncio.Event()  # set at each extraction request
 
     async def __call__(self, body: dict[str, Any]) -> ReplyLike | None:
         if _is_memory_call(body):
@@ -164,9 +171,13 @@ class Model:
             if "<facts>" in text:  # consolidation: keep the new fact
                 return decisions_reply({"fact": 1, "action": "add"})
             said = _message_of(body)
+            self.extracted.append(said)
+            self.asked.set()
             found = [f for word, f in self.facts.items() if word in said]
             if self.extraction_delay:
                 await asyncio.sleep(self.extraction_delay)
+            if self.extraction_gate is not None:
+                await self.extraction_gate.wait()
             return facts_reply(*found)
         said = _said(body).rsplit("<current_message>", 1)[-1]
         for word, reply in self.replies.items():
@@ -284,6 +295,69 @@ async def test_a_fact_told_is_remembered_across_restarts_used_shown_and_forgotte
         await term.expect("Bye, Ada.")
     finally:
         term.close()
+
+
+async def _extractions(script: Model, text: str, count: int, within: float = 60) -> None:
+    """Wait until the model has been asked to extract from ``text`` ``count`` times."""
+
+    async def wait() -> None:
+        while script.extracted.count(text) < count:
+            script.asked.clear()
+            await script.asked.wait()
+
+    try:
+        await asyncio.wait_for(wait(), within)
+    except TimeoutError:
+        raise AssertionError(
+            f"{count} extraction(s) of {text!r} not asked within {within}s: {script.extracted}"
+        ) from None
+
+
+async def test_memory_work_of_a_killed_chat_is_done_by_the_next_start(
+    model: tuple[LLMServer, Model], database_url: str, tmp_path: Path
+) -> None:
+    srv, script = model
+    # A killed process's claim is taken over once its lease ends: 1 s here.
+    env = _env(database_url, srv, tmp_path, BARKEEPER_MEMORY_LEASE_SECONDS="1")
+    told = "I brew cider in the garden shed"
+    script.facts["cider"] = fact("Brews cider in the garden shed", "hobby")
+    script.extraction_gate = gate = asyncio.Event()  # the first extraction never answers
+
+    term = await Terminal.spawn(env, "--as", "Fay")
+    try:
+        await term.expect("Fay> ")
+        term.type(told + "\n")
+        await term.expect("Bartender: Coming right up.")
+        await term.expect("Fay> ")
+        await _extractions(script, told, 1)
+        term.proc.kill()  # SIGKILL mid-extraction: no drain, no clean-up, the claim held
+        await term.proc.wait()
+    finally:
+        term.close()
+    script.extraction_gate = None
+    gate.set()  # the dead process's request may end now; nobody reads its answer
+
+    term = await Terminal.spawn(env, "--as", "Fay")
+    try:
+        await term.expect("Fay> ")  # nothing typed: the worker takes the item over
+        await _extractions(script, told, 2)
+        term.type("/quit\n")
+        assert await term.exit_code() == 0
+        await term.expect("Bye, Fay.")
+    finally:
+        term.close()
+
+    term = await Terminal.spawn(env, "--as", "Fay")
+    try:
+        await term.expect("Fay> ")
+        term.type("/memories\n")
+        listed = await term.expect("Fay> ")
+        assert listed.count("[hobby] Brews cider in the garden shed") == 1, listed
+        term.type("/quit\n")
+        assert await term.exit_code() == 0
+    finally:
+        term.close()
+    assert script.extracted == [told, told]  # taken over once, not again
 
 
 async def test_markup_and_control_characters_are_printed_as_typed(
@@ -427,3 +501,41 @@ def test_a_name_that_is_not_printable_is_refused(tmp_path: Path) -> None:
     assert ran.returncode == 2, ran
     assert "'bad\\\\x1bname' is not a name" in ran.stderr or "is not a name" in ran.stderr
     assert "\x1b" not in ran.stderr.replace("\x1b[", "")  # our escape, not the raw one
+
+
+async def test_the_chat_worker_schedules_a_discord_messages_reminder_never_a_terminal_one(
+    model: tuple[LLMServer, Model], database_url: str, settings: Settings, tmp_path: Path
+) -> None:
+    """The chat's outbox worker takes any ready item, the bot's too (a shared database):
+    a Discord message's reminder is scheduled as the bot's worker would; a terminal
+    line's is not (nothing could deliver it), and the reply was told so."""
+    srv, _ = model
+    env = _env(database_url, srv, tmp_path)
+    db = await Database.open(settings, url=database_url, min_size=1, max_size=2, upgrade=True)
+    try:
+        users = UserStore(db)
+        gus = await users.get_or_create_discord_user(4242, username="gus")
+        fay = await users.get_or_create_external_user("terminal:Fay")
+        discord_said = "remind me on Friday to call mum"
+        await OutboxStore(db).enqueue(
+            [OutboxEntry(gus.id, discord_said, message_id=77, channel_id=88, author_name="gus")]
+        )
+        term = await Terminal.spawn(env, "--as", "Fay")
+        try:
+            await term.expect("Fay> ")
+            term.type("remind me on Friday to water the plants\n")
+            await term.expect("Bartender: Coming right up.")
+            await term.expect("Fay> ")
+            term.type("/quit\n")  # drains both items
+            assert await term.exit_code() == 0
+        finally:
+            term.close()
+        [prompt] = _chat_requests(srv)
+        assert reminder_notice("off_here") in prompt
+        async with db.acquire() as conn:
+            rows = await conn.fetch("SELECT user_id, event_type FROM scheduled_events ORDER BY id")
+            left = await conn.fetchval("SELECT count(*) FROM memory_outbox")
+        assert [(r["user_id"], r["event_type"]) for r in rows] == [(gus.id, "reminder")]
+        assert fay.id != gus.id and left == 0
+    finally:
+        await db.close()

@@ -33,8 +33,10 @@ from barkeeper.companion import (
     CompanionContext,
     GuildStore,
     UserStore,
+    asks_for_reminder,
     load_persona,
     memory_types_for,
+    reminder_notice,
     shows_risk,
 )
 from barkeeper.config import Settings
@@ -468,6 +470,10 @@ class Agent:
         builder = self._builder
         if inner is not None and inner.persona is not None:
             builder = self._builders.get(inner.persona.name, builder)
+        notice = self._reminder_notice(request)
+        fragments = inner.fragments if inner is not None and not at_risk else ()
+        if notice is not None and inner is not None and inner.reminder is not None:
+            fragments = fragments[1:]  # the companion's reminder line (first): ours instead
         context = builder.build(
             request,
             now=now,
@@ -479,13 +485,14 @@ class Agent:
             runs=runs,
             tools=tools,
             # At risk: no mood, no banter, no style hints; the care instruction instead.
-            companion=inner.fragments if inner is not None and not at_risk else (),
+            companion=fragments,
             care=CARE_INSTRUCTION.format(resources=self.config.crisis_resources)
             if at_risk
             else None,
             associations=[a.describe() for a in inner.associations]
             if inner is not None and not at_risk
             else (),
+            notice=notice,
         )
         context_ms = _ms(started)
         reads.ms["context.build"] = round(_ms(building), 3)
@@ -883,6 +890,20 @@ class Agent:
         )
         inner: CompanionContext | None = await reads.guard("companion", "the companion", read, None)
         return inner
+
+    def _reminder_notice(self, request: ReplyRequest) -> str | None:
+        """The fixed line that a reminder the message asks for will not be set, when
+        nothing would schedule it: an incognito message (nothing from it is kept), no
+        companion (``BARKEEPER_COMPANION=false``: no follow-ups), or the terminal (nothing
+        delivers there). Otherwise the companion's own fragment says why one will not be
+        set (:func:`~barkeeper.companion.reminder_trouble`)."""
+        if not asks_for_reminder(request.message.text):
+            return None
+        if request.incognito:
+            return reminder_notice("incognito")
+        if self._companion is None or request.place.kind == "terminal":
+            return reminder_notice("off_here")
+        return None
 
     def _after(self, request: ReplyRequest, context: BuiltContext) -> None:
         """Memory work and bookkeeping, in the background: the reply does not wait."""

@@ -203,12 +203,18 @@ class ContextBuilder:
             )
 
     def system_text(
-        self, now: datetime, companion: Sequence[str] = (), care: str | None = None
+        self,
+        now: datetime,
+        companion: Sequence[str] = (),
+        care: str | None = None,
+        notice: str | None = None,
     ) -> str:
-        """The system message: persona, the rules, the companion's fragments (or the
-        care instruction, which is never cut), the time."""
+        """The system message: persona, the rules, the care instruction and the notice
+        (never cut), the companion's fragments, the time."""
         local = now.astimezone(self.timezone)
         inner = f"{care}\n\n" if care else ""
+        if notice:
+            inner += f"{notice}\n\n"
         if companion:
             inner += (
                 "How you are right now, with this person and this place (tone only, "
@@ -268,6 +274,7 @@ class ContextBuilder:
         companion: Sequence[str] = (),
         care: str | None = None,
         associations: Sequence[str] = (),
+        notice: str | None = None,
     ) -> BuiltContext:
         """Lay out the context for ``request`` within the budget.
 
@@ -288,6 +295,8 @@ class ContextBuilder:
             associations: What the author has in common with other connected members,
                 one line each (shown as data after the memories, within the memories'
                 share; those that do not fit are cut).
+            notice: A fixed instruction of the agent's (no user content), e.g. that the
+                reminder the message asks for will not be set; always shown.
 
         Returns:
             The messages and what they hold.
@@ -299,7 +308,7 @@ class ContextBuilder:
         fragments, unfit = self.fit_companion(companion)
         if unfit:
             cut["companion_fragments"] = unfit
-        system = self.system_text(now, fragments, care)
+        system = self.system_text(now, fragments, care, notice)
 
         # The current message is always shown; cut only if it alone cannot fit.
         message = request.message

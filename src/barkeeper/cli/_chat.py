@@ -3,8 +3,11 @@
 One line typed is one message (or one of the commands ``/help`` lists); the reply is
 printed as the model writes it. The person is the external user ``terminal:NAME``
 (``--as NAME``, the login name by default) with one session, so the conversation and
-the memories carry over from one run to the next. What the memory worker has not
-finished when the chat ends is finished before the process exits.
+the memories carry over from one run to the next. Each answered line's memory work
+is queued in the durable memory outbox (PostgreSQL, as the bot's is) and processed by
+an :class:`~barkeeper.learning.OutboxWorker` in this process: what is ready when the
+chat ends is finished before the process exits, and what a killed session left (or a
+second Ctrl-C gave up) is picked up by the next start.
 
 Must never: interpret what a person or the model wrote. It is printed as typed: no
 rich markup, no emoji codes, and terminal control characters shown as escapes.
@@ -21,7 +24,7 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
@@ -38,13 +41,25 @@ from barkeeper.agent import (
     RunRecord,
     build_agent,
 )
+from barkeeper.bot import FollowupSink, build_followups
 from barkeeper.cli._common import err_console, run, settings_and_logging, styled
-from barkeeper.companion import SENSITIVE_MEMORY_TYPES, UserStore
+from barkeeper.companion import SENSITIVE_MEMORY_TYPES, CompanionSettings, UserStore
 from barkeeper.config import Settings
 from barkeeper.conversations import SessionStore
 from barkeeper.db import Database
 from barkeeper.errors import BarkeeperError, InvalidInputError, NotFoundError
-from barkeeper.learning import MemoryManager, MemoryWorker, build_memory_manager
+from barkeeper.learning import (
+    CandidateEvent,
+    EventSink,
+    MemoryManager,
+    OutboxEntry,
+    OutboxStore,
+    OutboxWorker,
+    UserMessage,
+    build_memory_manager,
+    build_outbox,
+    build_outbox_worker,
+)
 from barkeeper.memory import Memory, MemoryStore
 
 __all__ = ["chat", "missing_llm_settings"]
@@ -249,7 +264,8 @@ class _Chat:
         self.agent: Agent
         self.memories: MemoryStore
         self.manager: MemoryManager
-        self.worker: MemoryWorker
+        self.outbox: OutboxStore
+        self.worker: OutboxWorker
 
     # --- signals -------------------------------------------------------------------------
 
@@ -287,15 +303,25 @@ class _Chat:
         async with Database.connect(self.settings, min_size=1, max_size=6, upgrade=True) as db:
             user = await UserStore(db).get_or_create_external_user(EXTERNAL_PREFIX + self.name)
             self.user_id = user.id
-            manager = self.manager = build_memory_manager(db, self.settings)
-            self.memories = manager.store
-            self.worker = MemoryWorker(manager)
-            self.worker.start()
-            self.agent = build_agent(
-                db, self.settings, memories=manager.store, memory_sink=self.worker.submit
+            followups = build_followups(db, self.settings)
+            events = (
+                _DiscordEvents(
+                    FollowupSink(
+                        followups, CompanionSettings(db, self.settings.companion_features())
+                    )
+                )
+                if followups is not None
+                else None
             )
+            manager = self.manager = build_memory_manager(db, self.settings, events=events)
+            self.memories = manager.store
+            # No memory sink: each answered line is queued in the outbox (``_reply``).
+            self.agent = build_agent(db, self.settings, memories=manager.store)
+            self.outbox = build_outbox(db, self.settings)
+            self.worker = build_outbox_worker(manager, self.outbox, db, self.settings)
             if self.agent.companion is not None:  # bot_states' facts learnt (DMs' row)
                 self.worker.on_learned = self.agent.companion.count_learned
+            self.worker.start()  # also what a session killed earlier left in the outbox
             try:
                 await self._greet(SessionStore.from_settings(db, self.settings))
                 await self._loop()
@@ -359,13 +385,21 @@ class _Chat:
         return None
 
     async def _finish(self) -> None:
-        """Let the memory worker finish what it was given (a second Ctrl-C gives up)."""
-        if self.worker.pending:
+        """Let the memory worker finish what is ready in the outbox (a second Ctrl-C
+        gives up: what is left stays queued for the next start)."""
+        try:
+            busy = self.worker.in_flight > 0 or await self.outbox.has_ready()
+        except BarkeeperError as exc:  # the database went away: the worker cannot either
+            _log.warning("memory outbox unreadable at exit: %s", exc)
+            busy = False
+        if busy:
             self.term.say(styled("Saving what I learned…", "dim"))
-        await self._guarded(self.worker.drain())
-        # After a second Ctrl-C, what is left is dropped (and logged), not waited for.
-        give_up = self._interrupts > 1 and self.worker.pending > 0
-        await self.worker.aclose(grace_period=0 if give_up else None)
+            try:
+                await self._guarded(self.worker.drain())
+            except BarkeeperError as exc:
+                self.term.say(styled("Not all saved (kept for next time): ", "yellow"), str(exc))
+        # After a second Ctrl-C, an item in progress is given back, not waited for.
+        await self.worker.aclose(grace_period=0 if self._interrupts > 1 else 30.0)
 
     # --- a message -------------------------------------------------------------------------
 
@@ -380,6 +414,18 @@ class _Chat:
             await self.agent.reply(request, on_text=self.term.write)
         finally:
             self.term.write("\n")
+        await self._queue_memory_work(request)
+
+    async def _queue_memory_work(self, request: ReplyRequest) -> None:
+        """Queue the answered line in the memory outbox (committed before the next prompt,
+        so a killed chat loses none of it); nothing for an incognito message."""
+        if request.incognito or not request.message.text.strip():
+            return
+        entry = OutboxEntry(
+            user_id=self.user_id, content=request.message.text, author_name=self.name
+        )
+        await self.outbox.enqueue([entry])
+        self.worker.wake()
 
     # --- commands ----------------------------------------------------------------------------
 
@@ -509,6 +555,21 @@ class _Chat:
         self.term.say("Cut to fit the context budget: ", cut or "nothing", ".")
         for error in record.errors:
             self.term.say(styled("Went wrong: ", "yellow"), error)
+
+
+class _DiscordEvents:
+    """The bot's follow-up scheduler, for the Discord messages this process's outbox worker
+    takes (it claims any ready item, the bot's too, on a shared database). A terminal
+    line's events (queued without a channel) are not scheduled: nothing can deliver them
+    to a terminal (the reply was told so, see ``Agent``)."""
+
+    def __init__(self, sink: EventSink) -> None:
+        self._sink = sink
+
+    async def schedule_events(self, message: UserMessage, events: Sequence[CandidateEvent]) -> int:
+        if message.channel_id is None:
+            return 0
+        return await self._sink.schedule_events(message, events)
 
 
 def _describe_cut(cut: dict[str, Any] | Any) -> str:

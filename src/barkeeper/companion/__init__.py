@@ -9,8 +9,10 @@
   read before a reply as prompt fragments and moved after it (``docs/companion.md``).
 - :class:`Followups`: follow-ups, reminders and birthdays (``scheduled_events``), their
   days resolved in code (:func:`resolve_when`), claimed exactly once for delivery;
-  :func:`reminder_request` reads "remind me …" by rules, and :func:`reminder_trouble`
-  says why one will not be set (the reply is told, and asks instead of promising).
+  :func:`reminder_request` reads "remind me …" by rules (:func:`asks_for_reminder`:
+  asked at all), and :func:`reminder_trouble` says why one will not be set, with
+  :func:`reminder_notice` the fixed line the reply is told (so that it asks instead of
+  promising).
 - :class:`CompanionSettings`: per-guild and per-channel personas (from a
   :class:`PersonaCatalog`), per-guild feature switches (:meth:`CompanionSettings.feature_on`
   answers "is feature X on in guild G"), and ``/connect`` opt-ins.
@@ -73,6 +75,8 @@ from barkeeper.companion._relationships import (
 from barkeeper.companion._reminders import (
     ReminderRequest,
     ReminderTrouble,
+    asks_for_reminder,
+    reminder_notice,
     reminder_request,
     reminder_trouble,
 )
@@ -149,6 +153,7 @@ __all__ = [
     "Tuning",
     "User",
     "UserStore",
+    "asks_for_reminder",
     "classify_mood",
     "default_persona",
     "effective_features",
@@ -161,6 +166,7 @@ __all__ = [
     "next_occurrence",
     "parse_quiet_hours",
     "quiet_until",
+    "reminder_notice",
     "reminder_request",
     "reminder_trouble",
     "resolve_when",

@@ -40,7 +40,7 @@ from barkeeper.companion._relationships import (
     absent,
     relationship_row,
 )
-from barkeeper.companion._reminders import ReminderTrouble, reminder_trouble, trouble_fragment
+from barkeeper.companion._reminders import ReminderTrouble, reminder_notice, reminder_trouble
 from barkeeper.companion._sentiment import score_sentiment
 from barkeeper.companion._settings import (
     FEATURES,
@@ -264,7 +264,7 @@ class Companion:
         )
         fragments = self.fragments(mood, rel, style, opinions, name, persona=persona, features=on)
         if trouble is not None:  # first: what is true matters more than the tone
-            fragments = (trouble_fragment(trouble), *fragments)
+            fragments = (reminder_notice(trouble), *fragments)
         return CompanionContext(
             mood,
             rel,

@@ -4,11 +4,14 @@
   the plants tomorrow at 6pm", "remind me every Friday to pay rent" as a
   :class:`ReminderRequest` (the thing, the day in the person's words, the recurrence).
   ``barkeeper.learning.parse_reminder`` hands it to :class:`~barkeeper.companion.Followups`.
+- :func:`asks_for_reminder`: whether a message asks for one at all ("remind me …",
+  even with nothing readable after it).
 - :func:`reminder_trouble`: when such a request will NOT be scheduled (no day can be
-  read from it, the day has passed, the person or this place has reminders off), the
-  line the reply's context gets, so that the bot says so and asks instead of promising
-  a reminder nobody will send. The line is fixed text: nothing the person wrote goes
-  into it.
+  read from it, the day has passed, the person or this place has reminders off), and
+  :func:`reminder_notice`, the line the reply's context gets for it, so that the bot
+  says so and asks instead of promising a reminder nobody will send. The line is fixed
+  text: nothing the person wrote goes into it. The agent adds the same line itself
+  when the companion is off or the message is incognito (nothing is scheduled then).
 """
 
 from __future__ import annotations
@@ -21,7 +24,14 @@ from zoneinfo import ZoneInfo
 
 from barkeeper.companion._when import Recurrence, resolve_when
 
-__all__ = ["ReminderRequest", "ReminderTrouble", "reminder_request", "reminder_trouble"]
+__all__ = [
+    "ReminderRequest",
+    "ReminderTrouble",
+    "asks_for_reminder",
+    "reminder_notice",
+    "reminder_request",
+    "reminder_trouble",
+]
 
 _REMIND = re.compile(r"\bremind\s+me\b\s*(?P<rest>.+)?", re.IGNORECASE | re.DOTALL)
 _SPLIT = re.compile(r"\b(?:to|that|about|of)\b", re.IGNORECASE)
@@ -39,8 +49,9 @@ _TRAILING_WHEN = re.compile(
 )
 _MAX = 200
 
-ReminderTrouble = Literal["undated", "past", "off_for_them", "off_here"]
-"""Why a reminder asked for is not scheduled (see :func:`reminder_trouble`)."""
+ReminderTrouble = Literal["undated", "past", "off_for_them", "off_here", "incognito"]
+"""Why a reminder asked for is not scheduled (see :func:`reminder_trouble`; ``incognito``
+is the agent's: nothing from an incognito message is kept, so nothing is scheduled)."""
 
 _ASK = (
     "If they meant something they want to be reminded of now (a name, what was said), "
@@ -68,6 +79,12 @@ _TROUBLE_TEXT: dict[ReminderTrouble, str] = {
         "Their message seems to ask you to remind them of something, but reminders are "
         "switched off here, so NO reminder is set. Do not say you will remind them; say "
         "you cannot set reminders here. "
+    ),
+    "incognito": (
+        "Their message seems to ask you to remind them of something, but they are "
+        "incognito (nothing they say is kept), so NO reminder is set. Do not say you will "
+        "remind them: tell them `/followups remind` sets one, or to ask again once "
+        "incognito is off. "
     ),
 }
 
@@ -128,6 +145,16 @@ def reminder_request(text: str) -> ReminderRequest | None:
     return ReminderRequest(what[:_MAX], when[:_MAX], recurrence)
 
 
+def asks_for_reminder(text: str) -> bool:
+    """Whether ``text`` asks to be reminded of something ("remind me …"), readable or not.
+
+    Example:
+        >>> asks_for_reminder("remind me later"), asks_for_reminder("I forgot")
+        (True, False)
+    """
+    return _REMIND.search(text) is not None
+
+
 def reminder_trouble(
     text: str,
     said_at: datetime,
@@ -150,7 +177,7 @@ def reminder_trouble(
         on_here: Follow-ups are on for the bot and in this server.
         on_for_them: The person has not turned them off (``/followups off``).
     """
-    if _REMIND.search(text) is None:
+    if not asks_for_reminder(text):
         return None
     if not on_here:
         return "off_here"
@@ -168,6 +195,11 @@ def reminder_trouble(
     return None
 
 
-def trouble_fragment(trouble: ReminderTrouble) -> str:
-    """The line the reply's context gets for ``trouble`` (fixed text, no user content)."""
+def reminder_notice(trouble: ReminderTrouble) -> str:
+    """The line the reply's context gets for ``trouble`` (fixed text, no user content).
+
+    Example:
+        >>> "NO reminder is set" in reminder_notice("off_here")
+        True
+    """
     return _TROUBLE_TEXT[trouble] + _ASK

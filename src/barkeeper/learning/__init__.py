@@ -13,9 +13,9 @@
   cache; claimed with ``SKIP LOCKED`` by any number of processes, in order per user,
   retried with backoff, dead-lettered with the reason (:class:`DeadLetter`: listed,
   requeued in order or purged, ``barkeeper outbox``); each item's memories and its
-  removal commit together). The bot uses them.
-- :class:`MemoryWorker`: the in-memory queue (lost with the process), for the
-  terminal chat.
+  removal commit together). The bot and the terminal chat use them.
+- :class:`MemoryWorker`: an in-memory queue (lost with the process), for library use
+  (an agent's ``memory_sink``); the bot and the terminal chat do not use it.
 - Events for follow-ups (:class:`CandidateEvent`): upcoming things the extraction
   finds, reminders asked for (:func:`parse_reminder`), birthdays in memories
   (:func:`birthday_event`), handed to an :class:`EventSink`.

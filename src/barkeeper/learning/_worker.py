@@ -18,7 +18,9 @@ database error, a bug) stops a task. :meth:`drain` waits for everything submitte
 stops the tasks.
 
 The mailboxes live in memory: messages still waiting when the process dies are not
-examined (the next messages are; extraction is best effort by design).
+examined (the next messages are; extraction is best effort by design). The bot and
+``barkeeper chat`` use the durable :class:`~barkeeper.learning.OutboxWorker` instead;
+this one is for library use (e.g. an :class:`~barkeeper.agent.Agent`'s ``memory_sink``).
 """
 
 from __future__ import annotations
