@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from barkeeper.companion._associations import ASSOCIATIONS_READ, Association, AssociationStore
 from barkeeper.companion._care import SENSITIVE_MEMORY_TYPES
+from barkeeper.companion._followups import PREFS_READ
 from barkeeper.companion._mood import MOOD_READ, Mood, MoodStore
 from barkeeper.companion._opinions import (
     OPINIONS_READ,
@@ -50,6 +50,7 @@ from barkeeper.companion._settings import (
 )
 from barkeeper.companion._state import BotStateStore
 from barkeeper.companion._styles import STYLE_READ, CommunicationStyle, StyleStore, style_row
+from barkeeper.companion._when import stored_zone
 from barkeeper.db import Database
 from barkeeper.errors import InvalidInputError
 from barkeeper.validation import check_bigint
@@ -92,16 +93,6 @@ class CompanionContext:
     reminder: ReminderTrouble | None = None
 
 
-def _zone(name: str | None) -> ZoneInfo | None:
-    """A stored IANA zone name, or ``None`` when unset or unknown."""
-    if not name:
-        return None
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return None
-
-
 def _shift(query: str, by: int | dict[int, int]) -> str:
     """``query`` with its parameters renumbered ($1 → $(1 + by), or by the mapping)."""
     if isinstance(by, int):
@@ -123,10 +114,7 @@ SELECT
         AS settings,
     (SELECT coalesce(jsonb_agg(a), '[]'::jsonb) FROM ({_shift(ASSOCIATIONS_READ, {3: 7, 4: 8})}) a)
         AS associations,
-    (SELECT preference_value FROM user_preferences
-     WHERE user_id = $1 AND preference_key = 'timezone') AS zone,
-    (SELECT preference_value FROM user_preferences
-     WHERE user_id = $1 AND preference_key = 'followups') AS followups
+    (SELECT to_jsonb(p) FROM ({PREFS_READ}) p) AS prefs
 """  # noqa: S608 - constant queries of the stores, parameters stay parameters
 
 
@@ -258,9 +246,9 @@ class Companion:
         trouble = reminder_trouble(
             text,
             now,
-            _zone(row["zone"]),
+            stored_zone(row["prefs"]["zone"]),
             on_here="followups" in on,
-            on_for_them=row["followups"] != "off",
+            on_for_them=row["prefs"]["off"] != "off",
         )
         fragments = self.fragments(mood, rel, style, opinions, name, persona=persona, features=on)
         if trouble is not None:  # first: what is true matters more than the tone

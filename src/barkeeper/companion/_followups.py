@@ -42,6 +42,7 @@ from barkeeper.companion._when import (
     next_occurrence,
     quiet_until,
     resolve_when,
+    stored_zone,
 )
 from barkeeper.db import Database
 from barkeeper.errors import InvalidInputError
@@ -246,7 +247,8 @@ DO UPDATE SET trigger_at = EXCLUDED.trigger_at, context = EXCLUDED.context,
 WHERE scheduled_events.status = 'pending'
 RETURNING *
 """
-_PREFS = """
+# A person's time zone and follow-ups switch ($1: the user); the companion reads it too.
+PREFS_READ = """
 SELECT
     (SELECT preference_value FROM user_preferences
      WHERE user_id = $1 AND preference_key = 'timezone') AS zone,
@@ -340,17 +342,12 @@ class Followups:
 
     async def _prefs(self, user_id: int) -> tuple[ZoneInfo, bool]:
         async with self._db.acquire() as conn:
-            row = await conn.fetchrow(_PREFS, user_id)
+            row = await conn.fetchrow(PREFS_READ, user_id)
         assert row is not None
         return self._zone(row["zone"]), row["off"] != "off"
 
     def _zone(self, name: str | None) -> ZoneInfo:
-        if name:
-            try:
-                return ZoneInfo(name)
-            except (ZoneInfoNotFoundError, ValueError):
-                pass
-        return self.rules.zone
+        return stored_zone(name) or self.rules.zone
 
     async def zone_of(self, user_id: int) -> ZoneInfo:
         """The person's time zone: their own when set, else the default."""
@@ -611,7 +608,7 @@ class Followups:
             counts: dict[int, int] = {}
             for row in rows:
                 uid = row["user_id"]
-                prefs = await conn.fetchrow(_PREFS, uid)
+                prefs = await conn.fetchrow(PREFS_READ, uid)
                 assert prefs is not None
                 zone = self._zone(prefs["zone"])
                 if prefs["off"] == "off":
@@ -665,7 +662,7 @@ class Followups:
             row = await conn.fetchrow(_SENT, event.id, self.owner, now, message_id)
             if row is None or event.recurrence == "none":
                 return None
-            prefs = await conn.fetchrow(_PREFS, event.user_id)
+            prefs = await conn.fetchrow(PREFS_READ, event.user_id)
             zone = self._zone(prefs["zone"] if prefs is not None else None)
             ctx = event.context
             day = _iso_date(ctx.get("day")) or event.trigger_at.astimezone(zone).date()

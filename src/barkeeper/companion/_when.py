@@ -33,7 +33,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from barkeeper.errors import InvalidInputError
 
@@ -281,6 +281,16 @@ def _day_span(text: str, today: date) -> tuple[date, date] | None:
             probe = add_months(probe.replace(day=1), 1, 1)
         return None
     return None
+
+
+def stored_zone(name: str | None) -> ZoneInfo | None:
+    """A stored IANA time zone name as a zone; ``None`` when unset or no longer known."""
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
 
 
 # The last day resolve_when gives: later ones leave no room in the calendar (it ends in
