@@ -360,6 +360,7 @@ async def test_outbox_command_lists_requeues_and_purges_dead_letters(
         assert code == 0, out
         assert "111" in out and "LLMUnavailableError: the model is down" in out
         assert "222" in out and "ValueError: unusable" in out and "2 shown of 2 dead" in out
+        assert "message number" not in out  # never the messages' text
         code, out = await _barkeeper(database_url, tmp_path, "outbox", "list", "--reason", "value")
         assert code == 0 and "222" in out and "111" not in out, out
         code, out = await _barkeeper(database_url, tmp_path, "outbox", "list", "--user", "999")
