@@ -396,7 +396,7 @@ async def test_v7_admits_health_memories_on_an_upgraded_database(db: Database) -
                 "INSERT INTO memories (user_id, memory_type, content) VALUES ($1, 'health', 'y')",
                 uid,
             )
-    assert await db.upgrade() == [7, 8]
+    assert await db.upgrade() == [7, 8, 9]
     async with db.acquire() as conn:
         await conn.execute(
             "INSERT INTO memories (user_id, memory_type, content) VALUES ($1, 'health', 'y')", uid

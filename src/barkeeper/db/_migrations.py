@@ -25,6 +25,7 @@ from barkeeper.db._schema import (
     v0006_citus_ready,
     v0007_health_memories,
     v0008_memory_search_context,
+    v0009_turn_pieces,
 )
 from barkeeper.errors import SchemaTooNewError
 
@@ -101,6 +102,12 @@ MIGRATIONS: list[Migration] = [
         "a memory's extraction context in its full-text vector, at weight B",
         v0008_memory_search_context.apply,
         v0008_memory_search_context.TABLES,
+    ),
+    Migration(
+        9,
+        "the vectors of a turn's sentences (message_index.piece_embeddings)",
+        v0009_turn_pieces.apply,
+        v0009_turn_pieces.TABLES,
     ),
 ]
 LATEST_VERSION = MIGRATIONS[-1].version

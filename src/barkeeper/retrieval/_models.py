@@ -24,7 +24,9 @@ class ScoreParts:
         score: The fused score results are ordered by (higher is better).
         text: BM25 of the query's words against the item (0 without a match).
         text_rank: 1-based rank by ``text`` among the scope's items (``None``: no match).
-        vector: Cosine similarity of the query and item vectors (``None``: no vector).
+        vector: The vector signal (``None``: no vector): the cosine similarity of the
+            query and item vectors; for an indexed turn with pieces (its sentences),
+            ``(w + max(w, best piece cosine)) / 2`` with ``w`` the whole turn's cosine.
         vector_rank: 1-based rank by ``vector`` (``None``: no vector).
         recency: 1 for brand new, halving every half-life.
         importance: The item's importance (memories) or 0 (turns).

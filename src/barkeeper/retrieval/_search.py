@@ -10,7 +10,11 @@ in a single statement:
   Positions weighted ``B`` (neighbouring-turn context) count ``context_weight`` of a
   word of the text itself.
 - **Vectors**: cosine similarity with pgvector's ``<=>`` in the database; without
-  pgvector, the owner's ``bytea`` vectors are compared here (see ``_vectors``).
+  pgvector, the owner's ``bytea`` vectors are compared here (see ``_vectors``). A
+  table with piece vectors (:attr:`SearchTable.pieces_column`: an indexed turn's
+  sentences) scores a row ``(w + max(w, best piece cosine)) / 2``, ``w`` the cosine
+  of its own vector: a question about one sentence of a long turn finds it, and the
+  whole still counts half. A row without pieces scores ``w``.
   Search is exact: one owner has hundreds of rows, not millions, and exact search
   over them costs about what an HNSW probe does while never missing a row.
 - **Fusion** (:class:`Weights`): BM25 normalised by the best match, plus cosine
@@ -78,7 +82,8 @@ class Weights:
     """How the signals of a search are combined.
 
     score = ``text`` x BM25 / best BM25 + ``vector`` x cosine / best cosine (or the
-    raw cosine without ``scale_vector``) + ``importance`` x
+    raw cosine without ``scale_vector``; for a turn with pieces the cosine is its
+    combined vector signal, see :class:`barkeeper.retrieval.ScoreParts`) + ``importance`` x
     importance + ``recency`` x 0.5 ** (age / ``half_life_days``) + ``speaker`` if the
     query names the turn's speaker + ``date`` if the query names the month or year
     the item is about. A second stage (:func:`rerank`) then adds ``session`` x the
@@ -89,7 +94,7 @@ class Weights:
 
     Attributes:
         text: Weight of the normalised BM25 score.
-        vector: Weight of the cosine similarity.
+        vector: Weight of the cosine similarity (the vector signal).
         importance: Weight of a memory's importance (0..1).
         recency: Weight of the recency term (0..1).
         half_life_days: Age at which the recency term halves.
@@ -237,9 +242,10 @@ FROM ranked r JOIN __TABLE__ m ON m.id = r.id
 WHERE (r.text_rank <= $8 OR r.vector_rank <= $8) AND __OWNER__
 """
 
-# bytea: every row goes back with its vector; the cosine and the cut are done in Python.
+# bytea: every row goes back with its vector (and pieces); the cosine and the cut are
+# done in Python.
 _SELECT_ALL = """
-SELECT __COLUMNS__, m.vector_bytes, r.text, r.text_rank, NULL::float8 AS vector,
+SELECT __COLUMNS__, m.vector_bytes__PIECE_BYTES__, r.text, r.text_rank, NULL::float8 AS vector,
        r.vector_rank, m.__RECENCY__ AS recency_at
 FROM ranked r JOIN docs m ON m.id = r.id
 """
@@ -261,6 +267,9 @@ class SearchTable:
         filter: ``WHERE`` clause on the owner (``$1``) first; ``__TYPES__`` stands for
             the memory-types parameter when the table filters by type.
         recency_column: The timestamp recency is measured from.
+        pieces_column: The column holding each row's piece vectors (``vector[]``, or
+            ``bytea`` of float32 vectors one after another; ``NULL``: none), by the
+            embedder of its ``embedding``; ``None``: the table has none.
     """
 
     name: str
@@ -269,6 +278,7 @@ class SearchTable:
     owner_type: str
     filter: str
     recency_column: str
+    pieces_column: str | None = None
 
     @property
     def filters_types(self) -> bool:
@@ -294,9 +304,14 @@ def _build_sql(table: SearchTable, storage: _vectors.Storage) -> str:
     if storage == "vector":
         # The query vector is cast once, in qv (a cast in the row expression ran per row).
         head = ", qv AS MATERIALIZED (SELECT $3::real[]::vector AS v)\n"
+        cosine = "1 - (m.embedding <=> qv.v)"
+        if table.pieces_column is not None:
+            # greatest() ignores NULL: a row without pieces scores (w + w) / 2 = w
+            best = f"(SELECT max(1 - (p <=> qv.v)) FROM unnest(m.{table.pieces_column}) p)"  # noqa: S608 - constant fragments
+            cosine = f"({cosine} + greatest({cosine}, {best})) / 2"
         select = (
             "m.id, CASE WHEN qv.v IS NOT NULL AND m.embedding_model = $4::text "
-            "THEN 1 - (m.embedding <=> qv.v) END AS vector"
+            f"THEN {cosine} END AS vector"
         )
         source = f"{table.name} m CROSS JOIN qv"
         params = {"__CTX__": "$5::float8", "__K1__": "$6::float8", "__B__": "$7::float8"}
@@ -307,6 +322,11 @@ def _build_sql(table: SearchTable, storage: _vectors.Storage) -> str:
             f"{cols}, NULL::float8 AS vector, "
             "CASE WHEN m.embedding_model = $3::text THEN m.embedding END AS vector_bytes"
         )
+        if table.pieces_column is not None:
+            select += (
+                f", CASE WHEN m.embedding_model = $3::text THEN m.{table.pieces_column} END "
+                "AS piece_bytes"
+            )
         source = f"{table.name} m"
         params = {"__CTX__": "$4::float8", "__K1__": "$5::float8", "__B__": "$6::float8"}
         types, tail = "$7", _SELECT_ALL
@@ -320,8 +340,10 @@ def _build_sql(table: SearchTable, storage: _vectors.Storage) -> str:
     sql = _QUERY + docs + _BM25.replace("__SELECT__", tail.strip())
     for key, value in params.items():
         sql = sql.replace(key, value)
+    piece_bytes = ", m.piece_bytes" if table.pieces_column is not None else ""
     return (
         sql.replace("__COLUMNS__", cols)
+        .replace("__PIECE_BYTES__", piece_bytes)
         .replace("__RECENCY__", table.recency_column)
         .replace("__TABLE__", table.name)
         .replace("__OWNER__", owner)
@@ -430,14 +452,20 @@ async def search_rows(
     args = [owner, query, embedder_name, ctx, k1, b]
     if table.filters_types:
         args.append(types)
-    return _bytea_candidates(await conn.fetch(sql, *args), vector, keep)
+    records = await conn.fetch(sql, *args)
+    return _bytea_candidates(records, vector, keep, pieces=table.pieces_column is not None)
 
 
 def _bytea_candidates(
-    records: Sequence[asyncpg.Record], vector: Sequence[float] | None, keep: int
+    records: Sequence[asyncpg.Record],
+    vector: Sequence[float] | None,
+    keep: int,
+    *,
+    pieces: bool = False,
 ) -> list[Mapping[str, Any]]:
-    """Without pgvector: every owner's row came back with its vector bytes; score them
-    by cosine, rank them, and keep the top ``keep`` of either signal.
+    """Without pgvector: every owner's row came back with its vector bytes (and, with
+    ``pieces``, its piece vectors' bytes); score them by cosine (combined with the
+    pieces' as in SQL), rank them, and keep the top ``keep`` of either signal.
 
     Only the kept rows (about ``2 * keep`` of the owner's, often far fewer than all) are
     turned into dicts: building one per row cost more than the cosine itself.
@@ -447,7 +475,10 @@ def _bytea_candidates(
         ranks: list[int | None] = [None] * len(records)
     else:
         scores, ranks = _vectors.cosine_ranks(
-            vector, [r["vector_bytes"] for r in records], [r["id"] for r in records]
+            vector,
+            [r["vector_bytes"] for r in records],
+            [r["id"] for r in records],
+            [r["piece_bytes"] for r in records] if pieces else None,
         )
     kept: list[Mapping[str, Any]] = []
     for record, score, rank in zip(records, scores, ranks, strict=True):
@@ -456,6 +487,8 @@ def _bytea_candidates(
             continue
         row = dict(record)
         del row["vector_bytes"]
+        if pieces:
+            del row["piece_bytes"]
         row["vector"] = score
         row["vector_rank"] = rank
         kept.append(row)

@@ -8,6 +8,11 @@ cosine is then computed here, with numpy when it is installed (the local embedde
 needs it anyway) and in pure Python otherwise.
 
 Every stored vector is L2-normalised, so cosine similarity is a dot product.
+
+A row may also have *piece* vectors (an indexed turn's sentences, stored one after
+another in one ``bytea``, or as a ``vector[]``): its score is then the mean of its own
+cosine and the best cosine among it and its pieces, as the pgvector statement
+computes it (see :func:`cosine_scores`).
 """
 
 from __future__ import annotations
@@ -101,8 +106,16 @@ def from_bytes(data: bytes) -> list[float]:
     return packed.tolist()
 
 
-def cosine_scores(query: Sequence[float], stored: Sequence[bytes | None]) -> list[float | None]:
+def cosine_scores(
+    query: Sequence[float],
+    stored: Sequence[bytes | None],
+    pieces: Sequence[bytes | None] | None = None,
+) -> list[float | None]:
     """Cosine similarity of a unit query vector with each stored unit vector.
+
+    With ``pieces`` (each row's piece vectors, one after another, or ``None``), a row
+    with pieces scores ``(w + max(w, best piece cosine)) / 2``, ``w`` its own cosine;
+    a row without them (or whose pieces have another length) scores ``w``.
 
     ``None`` where nothing is stored or the stored vector has another length.
     """
@@ -112,9 +125,19 @@ def cosine_scores(query: Sequence[float], stored: Sequence[bytes | None]) -> lis
     scores: list[float | None] = [None] * len(stored)
     if not wanted:
         return scores
+    split = [] if pieces is None else [k for k, i in enumerate(wanted) if _fits(pieces[i], width)]
     if _np is not None:
+        unit = _np.asarray(query, dtype=_np.float32)
         matrix = _np.frombuffer(b"".join(stored[i] or b"" for i in wanted), dtype="<f4")
-        products = matrix.reshape(len(wanted), dimension) @ _np.asarray(query, dtype=_np.float32)
+        products = (matrix.reshape(len(wanted), dimension) @ unit).astype(_np.float64)
+        if split:
+            assert pieces is not None
+            blobs = [pieces[wanted[k]] or b"" for k in split]
+            starts = _np.cumsum([0] + [len(b) // width for b in blobs[:-1]])
+            each = _np.frombuffer(b"".join(blobs), dtype="<f4").reshape(-1, dimension) @ unit
+            best = _np.maximum.reduceat(each, starts).astype(_np.float64)
+            whole = products[split]
+            products[split] = (whole + _np.maximum(whole, best)) / 2
         for i, value in zip(wanted, products.tolist(), strict=True):
             scores[i] = float(value)
         return scores
@@ -122,15 +145,35 @@ def cosine_scores(query: Sequence[float], stored: Sequence[bytes | None]) -> lis
         data = stored[i]
         assert data is not None
         scores[i] = math.fsum(a * b for a, b in zip(from_bytes(data), query, strict=True))
+    for k in split:  # pragma: no cover - exercised only without numpy
+        assert pieces is not None
+        i = wanted[k]
+        flat = from_bytes(pieces[i] or b"")
+        best_piece = max(
+            math.fsum(a * b for a, b in zip(flat[j : j + dimension], query, strict=True))
+            for j in range(0, len(flat), dimension)
+        )
+        w = scores[i]
+        assert w is not None
+        scores[i] = (w + max(w, best_piece)) / 2
     return scores
 
 
+def _fits(data: bytes | None, width: int) -> bool:
+    """Whether ``data`` holds one or more whole vectors of ``width`` bytes."""
+    return data is not None and len(data) > 0 and len(data) % width == 0
+
+
 def cosine_ranks(
-    query: Sequence[float], stored: Sequence[bytes | None], ids: Sequence[int]
+    query: Sequence[float],
+    stored: Sequence[bytes | None],
+    ids: Sequence[int],
+    pieces: Sequence[bytes | None] | None = None,
 ) -> tuple[list[float | None], list[int | None]]:
-    """:func:`cosine_scores`, and each row's rank by it (1 = most similar; ties: the
-    larger id first); ``None`` for both where there is no comparable vector."""
-    scores = cosine_scores(query, stored)
+    """:func:`cosine_scores` (with ``pieces`` if given), and each row's rank by it
+    (1 = most similar; ties: the larger id first); ``None`` for both where there is no
+    comparable vector."""
+    scores = cosine_scores(query, stored, pieces)
     if _np is not None:
         valid = [i for i, score in enumerate(scores) if score is not None]
         ranks: list[int | None] = [None] * len(scores)

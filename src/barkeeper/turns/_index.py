@@ -52,6 +52,7 @@ from barkeeper.retrieval import (
     vector_to_literal,
 )
 from barkeeper.turns._models import TURN_COLUMNS, IndexedTurn, Turn, turn_from_row
+from barkeeper.turns._pieces import pieces
 from barkeeper.validation import check_aware as check_timestamp
 from barkeeper.validation import check_id, check_int_range, clean_text
 
@@ -76,6 +77,7 @@ _SEARCH_TABLE = SearchTable(
     owner_type="text",
     filter="\n    WHERE m.scope = $1\n",
     recency_column="occurred_at",
+    pieces_column="piece_embeddings",
 )
 
 
@@ -130,6 +132,16 @@ class _Row:
     content: str
     context: str
     occurred_at: datetime | None
+    pieces: tuple[str, ...] = ()
+    """The texts of the turn's pieces (its sentences, see :func:`pieces`), or none."""
+
+
+def _encode_pieces(units: Sequence[Sequence[float]], storage: VectorStorage) -> str | bytes:
+    """A turn's piece vectors as the upsert takes them: a ``vector[]`` literal
+    (``{"[…]","[…]"}``, cast in SQL), or their float32 bytes one after another."""
+    if storage == "vector":
+        return "{" + ",".join(f'"{vector_to_literal(u)}"' for u in units) + "}"
+    return b"".join(vector_to_bytes(u) for u in units)
 
 
 def _is_stale(
@@ -151,35 +163,47 @@ def _is_stale(
     )
 
 
+# A row's piece vectors ($14) travel as one value per row: with pgvector, the text
+# literal of its vector[] (an array of arrays cannot be unnested row by row), else
+# their bytes; NULL without pieces or without a vector.
 _UPSERT = """
 INSERT INTO message_index (scope, source_id, discord_message_id, context_message_id,
     position, speaker, content, context, occurred_at, embedding, embedding_model, indexed_at,
-    user_id, context_source_ids)
+    user_id, context_source_ids, piece_embeddings)
 SELECT $1, u.source_id, u.discord_message_id, u.context_message_id, u.position, u.speaker,
        u.content, u.context, u.occurred_at, u.vec__VEC__,
        CASE WHEN u.vec IS NULL THEN NULL ELSE $11 END, now(), u.user_id,
        -- the turns quoted in the context: deleting one clears this row's context
-       ARRAY(SELECT jsonb_array_elements_text(u.sources::jsonb))
+       ARRAY(SELECT jsonb_array_elements_text(u.sources::jsonb)),
+       CASE WHEN u.vec IS NOT NULL THEN u.pieces__PIECES__ END
 FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::text[],
-            $8::text[], $9::timestamptz[], $10::__ARRAY__, $12::bigint[], $13::text[])
+            $8::text[], $9::timestamptz[], $10::__ARRAY__, $12::bigint[], $13::text[],
+            $14::__ARRAY__)
      AS u(source_id, discord_message_id, context_message_id, position, speaker, content,
-          context, occurred_at, vec, user_id, sources)
+          context, occurred_at, vec, user_id, sources, pieces)
 ON CONFLICT (scope, source_id) DO UPDATE SET
     discord_message_id = EXCLUDED.discord_message_id,
     context_message_id = EXCLUDED.context_message_id,
     user_id = EXCLUDED.user_id, context_source_ids = EXCLUDED.context_source_ids,
     speaker = EXCLUDED.speaker, content = EXCLUDED.content, context = EXCLUDED.context,
     occurred_at = EXCLUDED.occurred_at, embedding = EXCLUDED.embedding,
-    embedding_model = EXCLUDED.embedding_model, indexed_at = now()
+    embedding_model = EXCLUDED.embedding_model,
+    piece_embeddings = EXCLUDED.piece_embeddings, indexed_at = now()
 RETURNING source_id
 """
-_UPSERT_VECTOR = _UPSERT.replace("__VEC__", "::vector").replace("__ARRAY__", "text[]")
-_UPSERT_BYTEA = _UPSERT.replace("__VEC__", "").replace("__ARRAY__", "bytea[]")
+_UPSERT_VECTOR = (
+    _UPSERT.replace("__VEC__", "::vector")
+    .replace("__PIECES__", "::vector[]")
+    .replace("__ARRAY__", "text[]")
+)
+_UPSERT_BYTEA = (
+    _UPSERT.replace("__VEC__", "").replace("__PIECES__", "").replace("__ARRAY__", "bytea[]")
+)
 
-# The stored vectors of turns about to be written again with the same text, by this
-# index's embedder.
+# The stored vectors (whole and pieces) of turns about to be written again with the same
+# text, by this index's embedder.
 _KEPT = """
-SELECT m.source_id, m.embedding__TEXT__ AS vec
+SELECT m.source_id, m.embedding__TEXT__ AS vec, m.piece_embeddings__TEXT__ AS pieces
 FROM message_index m
 JOIN unnest($2::text[], $3::text[]) AS u(source_id, content)
   ON m.source_id = u.source_id AND m.content = u.content
@@ -194,6 +218,12 @@ _INDEXED = """
 SELECT source_id, indexed_at, context_source_ids FROM message_index
 WHERE scope = $1 AND source_id = ANY($2::text[])
 """
+
+
+def _text_of(speaker: str, content: str) -> str:
+    """A stored turn's text: its ``content`` without the ``"speaker: "`` it starts with."""
+    prefix = f"{speaker}: "
+    return content[len(prefix) :] if speaker and content.startswith(prefix) else content
 
 
 class _MessagesGone(Exception):
@@ -315,7 +345,7 @@ class MessageIndex:
             live = [n for n, c in enumerate(cleaned) if c[1] not in skipped]
             rows: list[_Row] = []
             for k, n in enumerate(live):
-                turn, source, speaker, _text = cleaned[n]
+                turn, source, speaker, text = cleaned[n]
                 context_id = None
                 quoted: list[str] = []
                 if turn.context is not None:
@@ -348,6 +378,7 @@ class MessageIndex:
                         content=contents[n],
                         context=context,
                         occurred_at=turn.occurred_at,
+                        pieces=tuple(pieces(speaker, text)),
                     )
                 )
             return rows
@@ -382,7 +413,7 @@ class MessageIndex:
         async with self._db.acquire() as conn:
             storage = await self._get_storage(conn)
             kept = {
-                r["source_id"]: r["vec"]
+                r["source_id"]: (r["vec"], r["pieces"])
                 for r in await conn.fetch(
                     _KEPT_VECTOR if storage == "vector" else _KEPT_BYTEA,
                     scope,
@@ -391,20 +422,32 @@ class MessageIndex:
                     self._embedder.name,
                 )
             }
-        encoded: list[Any] = [kept.get(r.source_id) for r in rows]
+        encoded: list[tuple[Any, Any]] = [kept.get(r.source_id, (None, None)) for r in rows]
         todo = [n for n, r in enumerate(rows) if r.source_id not in kept]
         if todo:
+            # one batch: the whole turns, then their pieces
+            texts = [rows[n].content for n in todo]
+            for n in todo:
+                texts.extend(rows[n].pieces)
             try:
-                raw = await self._embedder.embed([rows[n].content for n in todo])
-                for n, vector in zip(todo, raw, strict=True):
-                    unit = normalise_vector(vector)
-                    encoded[n] = (
-                        vector_to_literal(unit) if storage == "vector" else vector_to_bytes(unit)
-                    )
+                units = [normalise_vector(v) for v in await self._embedder.embed(texts)]
+                if len(units) != len(texts):
+                    raise BarkeeperError(f"{len(units)} vectors for {len(texts)} texts")
             except (BarkeeperError, OSError, TimeoutError) as exc:
                 _log.warning(
                     "embedding failed (%s); %d turns stored without vectors", exc, len(todo)
                 )
+            else:
+                start = len(todo)
+                for k, n in enumerate(todo):
+                    unit = units[k]
+                    whole = (
+                        vector_to_literal(unit) if storage == "vector" else vector_to_bytes(unit)
+                    )
+                    count = len(rows[n].pieces)
+                    parts = _encode_pieces(units[start : start + count], storage) if count else None
+                    start += count
+                    encoded[n] = (whole, parts)
         vectors = {r.source_id: v for r, v in zip(rows, encoded, strict=True)}
         query = _UPSERT_VECTOR if storage == "vector" else _UPSERT_BYTEA
 
@@ -420,10 +463,11 @@ class MessageIndex:
                 [r.content for r in batch],
                 [r.context for r in batch],
                 [r.occurred_at for r in batch],
-                [vectors[r.source_id] for r in batch],
+                [vectors[r.source_id][0] for r in batch],
                 self._embedder.name,
                 [r.user_id for r in batch],
                 [json.dumps(r.context_source_ids) for r in batch],
+                [vectors[r.source_id][1] for r in batch],
             )
             return {r["source_id"] for r in stored}
 
@@ -620,6 +664,7 @@ class MessageIndex:
                                 message.created_at,
                             ),
                             occurred_at=message.created_at,
+                            pieces=tuple(pieces(speaker, text[:MAX_TURN_CHARS])),
                         )
                     )
                 before = [*before, message][-_DISCORD_BEFORE:]
@@ -638,6 +683,10 @@ class MessageIndex:
     async def reembed(self, scope: str | None = None, *, batch_size: int = 256) -> int:
         """Give a vector from this index's embedder to every turn lacking one.
 
+        A turn's pieces (its sentences) get theirs in the same batch. Turns that have
+        this embedder's vector already are left as they are, even those indexed before
+        schema v9 without piece vectors (their vector signal is their own cosine).
+
         Returns:
             How many turns got a new vector.
 
@@ -653,7 +702,7 @@ class MessageIndex:
             async with self._db.acquire() as conn:
                 storage = await self._get_storage(conn)
                 rows = await conn.fetch(
-                    "SELECT id, content FROM message_index WHERE id > $1 "
+                    "SELECT id, speaker, content FROM message_index WHERE id > $1 "
                     "AND ($2::text IS NULL OR scope = $2) "
                     "AND embedding_model IS DISTINCT FROM $3 ORDER BY id LIMIT $4",
                     cursor,
@@ -664,24 +713,38 @@ class MessageIndex:
             if not rows:
                 return done
             cursor = rows[-1]["id"]
-            vectors = [
-                normalise_vector(v)
-                for v in await self._embedder.embed([r["content"] for r in rows])
-            ]
+            texts = [r["content"] for r in rows]
+            split = [pieces(r["speaker"], _text_of(r["speaker"], r["content"])) for r in rows]
+            for texts_of_row in split:
+                texts.extend(texts_of_row)
+            vectors = [normalise_vector(v) for v in await self._embedder.embed(texts)]
+            if len(vectors) != len(texts):
+                raise BarkeeperError(f"{len(vectors)} vectors for {len(texts)} texts")
             encoded: list[Any] = [
-                vector_to_literal(v) if storage == "vector" else vector_to_bytes(v) for v in vectors
+                vector_to_literal(v) if storage == "vector" else vector_to_bytes(v)
+                for v in vectors[: len(rows)]
             ]
+            encoded_pieces: list[Any] = []
+            start = len(rows)
+            for texts_of_row in split:
+                count = len(texts_of_row)
+                units = vectors[start : start + count]
+                encoded_pieces.append(_encode_pieces(units, storage) if count else None)
+                start += count
             cast, array = ("::vector", "text[]") if storage == "vector" else ("", "bytea[]")
             async with self._db.acquire() as conn:
                 result = await conn.fetch(
-                    f"UPDATE message_index SET embedding = u.vec{cast}, embedding_model = $3 "  # noqa: S608
-                    f"FROM unnest($1::bigint[], $2::{array}, $4::text[]) AS u(id, vec, content) "
+                    f"UPDATE message_index SET embedding = u.vec{cast}, embedding_model = $3, "  # noqa: S608
+                    f"piece_embeddings = u.pieces{cast}{'[]' if cast else ''} "
+                    f"FROM unnest($1::bigint[], $2::{array}, $4::text[], $5::{array}) "
+                    "AS u(id, vec, content, pieces) "
                     "WHERE message_index.id = u.id AND message_index.content = u.content "
                     "RETURNING message_index.id",
                     [r["id"] for r in rows],
                     encoded,
                     name,
                     [r["content"] for r in rows],
+                    encoded_pieces,
                 )
             done += len(result)
 
