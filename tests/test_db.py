@@ -429,17 +429,66 @@ async def test_v8_searches_the_extraction_context_of_existing_memories(db: Datab
             "ALTER TABLE memories DROP COLUMN search, ADD COLUMN search tsvector "
             "GENERATED ALWAYS AS (to_tsvector('english', content)) STORED"
         )
-        await conn.execute("DELETE FROM schema_migrations WHERE version = 8")
+        await conn.execute("DELETE FROM schema_migrations WHERE version >= 8")
         uid = await conn.fetchval("INSERT INTO users (discord_id) VALUES (8008) RETURNING id")
         await conn.execute(
             "INSERT INTO memories (user_id, memory_type, content, extraction_context) "
             "VALUES ($1, 'hobby', 'Joined a ceramics course', 'a pottery class!')",
             uid,
         )
-    assert await db.upgrade() == [8]
+    assert await db.upgrade() == [8, 9]  # 9 again too: it changes nothing
     async with db.acquire() as conn:
         search = await conn.fetchval("SELECT search::text FROM memories WHERE user_id = $1", uid)
         async with conn.transaction():
             await v8.apply(conn, db.capabilities)  # again: nothing to do
         again = await conn.fetchval("SELECT search::text FROM memories WHERE user_id = $1", uid)
     assert search == again == "'ceram':6 'class':3B 'cours':7 'join':4 'potteri':2B"
+
+
+async def test_v9_adds_piece_vectors_and_existing_turns_keep_their_scores(
+    db: Database, has_pgvector_server: bool
+) -> None:
+    from barkeeper.db._schema import v0009_turn_pieces as v9
+    from barkeeper.embeddings import HashingEmbedder
+    from barkeeper.turns import MessageIndex, Turn
+
+    index = MessageIndex(db, HashingEmbedder())
+    turns = [Turn("1", "Ana", "My dog Rex is a beagle. We went hiking."), Turn("2", "Bo", "A dog.")]
+    await index.add_turns("s", turns)
+
+    async def column() -> list[str]:
+        async with db.acquire() as conn:
+            found = await conn.fetch(
+                "SELECT udt_name FROM information_schema.columns WHERE table_schema = $1 "
+                "AND table_name = 'message_index' AND column_name = 'piece_embeddings'",
+                db.schema,
+            )
+        return [r["udt_name"] for r in found]
+
+    async with db.acquire() as conn:
+        # Back at version 8: no piece vectors; the turns have their whole vectors.
+        await conn.execute("ALTER TABLE message_index DROP COLUMN piece_embeddings")
+        await conn.execute("DELETE FROM schema_migrations WHERE version = 9")
+        filenode = await conn.fetchval("SELECT pg_relation_filenode('message_index')")
+    assert await column() == []
+    assert await db.upgrade() == [9]
+    assert await column() == ["_vector" if has_pgvector_server else "bytea"]
+    async with db.acquire() as conn:
+        async with conn.transaction():
+            await v9.apply(conn, db.capabilities)  # again: nothing to do
+        assert await conn.fetchval("SELECT pg_relation_filenode('message_index')") == filenode
+        assert await conn.fetchval("SELECT count(piece_embeddings) FROM message_index") == 0
+    assert await column() == ["_vector" if has_pgvector_server else "bytea"]
+    # the existing turns score their whole vector's cosine, as at version 8
+    query = "Ana: My dog Rex is a beagle."
+    [hit] = await index.search("s", query, k=1, mode="vector")
+    whole = HashingEmbedder().embed_query
+    a, b = await whole(query), await whole("Ana: My dog Rex is a beagle. We went hiking.")
+    assert hit.item.source_id == "1"
+    assert hit.parts.vector == pytest.approx(
+        sum(x * y for x, y in zip(a, b, strict=True)), abs=1e-5
+    )
+    # indexed again with the same text, a turn keeps its vector and gets no pieces
+    await index.add_turns("s", turns)
+    async with db.acquire() as conn:
+        assert await conn.fetchval("SELECT count(piece_embeddings) FROM message_index") == 0

@@ -13,7 +13,7 @@ import pytest
 
 from barkeeper.config import Settings
 from barkeeper.db import MIGRATIONS, Database
-from barkeeper.embeddings import HashingEmbedder, MiniLMEmbedder, OpenAIEmbedder
+from barkeeper.embeddings import HashingEmbedder, MiniLMEmbedder, OpenAIEmbedder, hashed_embedding
 from barkeeper.errors import InvalidInputError
 from barkeeper.memory import MemoryStore
 from barkeeper.retrieval import DEFAULT_TURN_WEIGHTS, Weights, fuse, named_dates, rerank
@@ -678,3 +678,136 @@ async def test_a_sync_in_small_pages_indexes_as_one_in_a_single_page(
         ]
 
     assert await contexts(700, 0) == await contexts(701, 1000)
+
+
+# --- piece vectors: a turn's sentences ---------------------------------------------------------
+
+LONG = (
+    "We went hiking on Sunday. The weather was cold and windy. My dog Rex is a beagle. "
+    "We ate soup at the hut afterwards."
+)
+PIECE_QUERY = "what breed is the dog Rex"
+
+
+def _cos(a: str, b: str) -> float:
+    pairs = zip(hashed_embedding(a, 384), hashed_embedding(b, 384), strict=True)
+    return sum(x * y for x, y in pairs)
+
+
+async def _pieces_stored(db: Database, scope: str) -> dict[str, int | None]:
+    """How many piece vectors each turn of the scope has (``None``: NULL), checking
+    that a bytea column holds whole 384-dimension float32 vectors."""
+    async with db.acquire() as conn:
+        storage = await conn.fetchval(
+            "SELECT value FROM barkeeper_meta WHERE key = 'embedding_storage'"
+        )
+        if storage == "vector":
+            rows = await conn.fetch(
+                "SELECT source_id, cardinality(piece_embeddings) AS n, "
+                "(SELECT min(vector_dims(p)) FROM unnest(piece_embeddings) p) AS dims "
+                "FROM message_index WHERE scope = $1",
+                scope,
+            )
+            assert all(r["dims"] in (None, 384) for r in rows)
+            return {r["source_id"]: r["n"] for r in rows}
+        rows = await conn.fetch(
+            "SELECT source_id, length(piece_embeddings) AS n FROM message_index WHERE scope = $1",
+            scope,
+        )
+    assert all(r["n"] is None or r["n"] % (384 * 4) == 0 for r in rows)
+    return {r["source_id"]: None if r["n"] is None else r["n"] // (384 * 4) for r in rows}
+
+
+async def test_a_turn_of_several_sentences_gets_their_vectors(
+    db: Database, index: MessageIndex
+) -> None:
+    await index.add_turns(
+        "s",
+        [
+            Turn("long", "Ana", LONG),
+            Turn("one", "Bo", "What a lovely dog."),
+            Turn("twelve", "Cy", " ".join(f"Line number {i} here." for i in range(12))),
+        ],
+    )
+    assert await _pieces_stored(db, "s") == {"long": 4, "one": None, "twelve": 8}
+    # the signal is (whole + max(whole, best piece)) / 2, on either storage
+    [hit] = await index.search("s", "Ana: My dog Rex is a beagle.", k=1, mode="vector")
+    whole = _cos("Ana: My dog Rex is a beagle.", f"Ana: {LONG}")
+    assert hit.item.source_id == "long"
+    assert hit.parts.vector == pytest.approx((whole + 1.0) / 2, abs=1e-5)
+    [one] = [
+        h for h in await index.search("s", "dog", k=3, mode="vector") if h.item.source_id == "one"
+    ]
+    assert one.parts.vector == pytest.approx(_cos("dog", "Bo: What a lovely dog."), abs=1e-5)
+
+
+async def test_a_question_about_one_sentence_finds_the_long_turn(db: Database) -> None:
+    index = MessageIndex(db, HashingEmbedder())
+    other = "Bo: what a dog"
+    # by the whole turn alone the other turn is closer; by its sentence the long one is
+    assert _cos(PIECE_QUERY, f"Ana: {LONG}") < _cos(PIECE_QUERY, other)
+    assert _cos(PIECE_QUERY, other) < _cos(PIECE_QUERY, "Ana: My dog Rex is a beagle.")
+    await index.add_turns("s", [Turn("long", "Ana", LONG), Turn("other", "Bo", "what a dog")])
+    hits = await index.search("s", PIECE_QUERY, k=2, mode="vector")
+    assert [h.item.source_id for h in hits] == ["long", "other"]
+    # a row without piece vectors (indexed before schema v9) scores its whole cosine
+    async with db.acquire() as conn:
+        await conn.execute("UPDATE message_index SET piece_embeddings = NULL")
+    before = await index.search("s", PIECE_QUERY, k=2, mode="vector")
+    assert [h.item.source_id for h in before] == ["other", "long"]
+    assert before[1].parts.vector == pytest.approx(_cos(PIECE_QUERY, f"Ana: {LONG}"), abs=1e-5)
+    assert before[0].parts.vector == pytest.approx(hits[1].parts.vector, abs=1e-9)
+
+
+async def test_a_turn_indexed_again_keeps_its_piece_vectors(db: Database) -> None:
+    embedder = _CountingEmbedder()
+    index = MessageIndex(db, embedder)
+    await index.add_turns("s", [Turn("1", "A", "Tea at five. Cake at six.")])
+    assert embedder.texts == ["A: Tea at five. Cake at six.", "A: Tea at five.", "A: Cake at six."]
+
+    async def stored() -> Any:
+        async with db.acquire() as conn:
+            return await conn.fetchval(
+                "SELECT piece_embeddings::text FROM message_index WHERE source_id = '1'"
+            )
+
+    first = await stored()
+    await index.add_turns(
+        "s", [Turn("1", "A", "Tea at five. Cake at six."), Turn("2", "B", "Lovely.")]
+    )
+    assert embedder.texts[3:] == ["B: Lovely."]  # 1's context changed only
+    assert await stored() == first is not None
+    await index.add_turns("s", [Turn("1", "A", "Tea at five.")])  # one sentence now
+    assert await stored() is None
+
+
+async def test_reembed_gives_pieces_their_vectors(db: Database) -> None:
+    await MessageIndex(db, HashingEmbedder(64)).add_turns(
+        "s", [Turn("long", "Ana", LONG), Turn("one", "", "Just one sentence.")]
+    )
+    async with db.acquire() as conn:
+        assert await conn.fetchval("SELECT count(piece_embeddings) FROM message_index") == 1
+    index = MessageIndex(db, HashingEmbedder())
+    assert await index.reembed("s") == 2
+    assert await _pieces_stored(db, "s") == {"long": 4, "one": None}
+    [hit] = await index.search("s", "Ana: My dog Rex is a beagle.", k=1, mode="vector")
+    assert hit.parts.vector == pytest.approx(
+        (_cos("Ana: My dog Rex is a beagle.", f"Ana: {LONG}") + 1.0) / 2, abs=1e-5
+    )
+
+
+async def test_pgvector_and_bytea_score_pieces_the_same(db: Database, bytea_db: Database) -> None:
+    turns = [
+        Turn("long", "Ana", LONG),
+        Turn("other", "Bo", "what a dog"),
+        Turn("many", "Cy", " ".join(f"My dog number {i} is fine." for i in range(11))),
+        Turn("two", "", "Rex barks. The beagle sleeps."),
+    ]
+    results = []
+    for database in (db, bytea_db):
+        index = MessageIndex(database, HashingEmbedder())
+        await index.add_turns("s", turns)
+        hits = await index.search("s", PIECE_QUERY, k=4, mode="vector")
+        results.append([(h.item.source_id, round(h.parts.vector or 0.0, 5)) for h in hits])
+    assert results[0] == results[1]
+    assert len(results[0]) == 4

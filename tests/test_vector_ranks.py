@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from barkeeper.retrieval._vectors import cosine_ranks, normalise, to_bytes
+from barkeeper.retrieval._vectors import cosine_ranks, cosine_scores, normalise, to_bytes
 
 
 def test_rows_rank_by_similarity_and_ties_go_to_the_larger_id() -> None:
@@ -25,3 +25,20 @@ def test_rows_rank_by_similarity_and_ties_go_to_the_larger_id() -> None:
 def test_nothing_to_rank() -> None:
     assert cosine_ranks([1.0], [], []) == ([], [])
     assert cosine_ranks([1.0], [None], [1]) == ([None], [None])
+
+
+def test_pieces_lift_a_row_to_the_mean_of_its_cosine_and_its_best_piece() -> None:
+    query = normalise([1.0, 0.0, 0.0])
+    whole = to_bytes(normalise([1.0, 1.0, 0.0]))  # cosine 0.7071
+    near = to_bytes(normalise([1.0, 0.1, 0.0]))  # cosine 0.9950
+    far = to_bytes(normalise([0.0, 1.0, 0.0]))  # cosine 0
+    stored = [whole, whole, whole, whole, None]
+    pieces = [near + far, far + far, None, to_bytes([1.0, 0.0]), near]
+    scores = cosine_scores(query, stored, pieces)
+    w = 2**-0.5
+    assert scores[0] is not None and abs(scores[0] - (w + 0.99503719) / 2) < 1e-6
+    assert scores[1] is not None and abs(scores[1] - w) < 1e-6  # pieces worse: the whole
+    assert scores[2] == scores[3] == cosine_scores(query, [whole])[0]  # none, another length
+    assert scores[4] is None  # pieces without a vector of its own count for nothing
+    _, ranks = cosine_ranks(query, stored, [1, 2, 3, 4, 5], pieces)
+    assert ranks == [1, 4, 3, 2, None]
