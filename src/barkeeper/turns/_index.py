@@ -1,8 +1,10 @@
 """Search over raw turns: the Discord message cache, or any transcript, by scope.
 
 :class:`MessageIndex` keeps a searchable copy of turns in ``message_index``: the text
-as a prompt would show it (``"speaker: text"``), its vector (of that text alone), and a
-full-text vector of the text and, at a lower weight, of its context: the neighbouring
+as a prompt would show it (``"speaker: text"``), its vector (of that text alone), the
+vectors of its pieces (its sentences, see :mod:`barkeeper.turns._pieces`; a search's
+vector signal for the turn is the mean of its own cosine and the best among it and its
+pieces), and a full-text vector of the text and, at a lower weight, of its context: the neighbouring
 turns (a question is often answered in the turn after the one that shares its words,
 and a short reply says what it is about only next to them) and the month and year it
 was said in, as words. The context is searched, never shown. A *scope* is what one search may see (a
@@ -288,10 +290,16 @@ class MessageIndex:
         often in the turn before its answer, a short reply ("Yes, it was amazing!")
         says what it is about only next to its neighbours, and "in May 2023" then
         matches the turns of that month. Pass one conversation session per call to
-        keep sessions apart. Vectors (of the turn alone) are computed in one batch; if
-        the embedder fails the turns are stored without them (logged) and found by
-        full text until :meth:`reembed`. A turn whose ``user_id`` was forgotten after
-        it was said is not stored, and no other turn's context quotes it.
+        keep sessions apart. Vectors (of the turn alone, and of each of its pieces: its
+        sentences, ``"speaker: sentence"``, at most 8, none for a turn of one
+        sentence) are computed in one batch; a search's vector signal for a turn is
+        ``(w + max(w, best piece cosine)) / 2``, ``w`` the whole turn's cosine, so a
+        question about one sentence of a long turn finds it. A turn kept with the
+        same text keeps its piece vectors too (a turn indexed before schema v9 keeps
+        having none). If the embedder fails the turns are stored without vectors
+        (logged) and found by full text until :meth:`reembed`. A turn whose
+        ``user_id`` was forgotten after it was said is not stored, and no other
+        turn's context quotes it.
 
         Args:
             scope: The scope (at most 200 characters).
