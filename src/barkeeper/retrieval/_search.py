@@ -322,11 +322,7 @@ def _build_sql(table: SearchTable, storage: _vectors.Storage) -> str:
             f"{cols}, NULL::float8 AS vector, "
             "CASE WHEN m.embedding_model = $3::text THEN m.embedding END AS vector_bytes"
         )
-        if table.pieces_column is not None:
-            select += (
-                f", CASE WHEN m.embedding_model = $3::text THEN m.{table.pieces_column} END "
-                "AS piece_bytes"
-            )
+
         source = f"{table.name} m"
         params = {"__CTX__": "$4::float8", "__K1__": "$5::float8", "__B__": "$6::float8"}
         types, tail = "$7", _SELECT_ALL
@@ -340,7 +336,15 @@ def _build_sql(table: SearchTable, storage: _vectors.Storage) -> str:
     sql = _QUERY + docs + _BM25.replace("__SELECT__", tail.strip())
     for key, value in params.items():
         sql = sql.replace(key, value)
-    piece_bytes = ", m.piece_bytes" if table.pieces_column is not None else ""
+    piece_bytes = ""
+    if table.pieces_column is not None and storage != "vector":
+        # Read by primary key for the rows that go back, not carried in docs: docs
+        # stays narrow (every row's pieces, about 5 kB a LoCoMo turn, in a CTE read
+        # three times would spill past work_mem on a large scope).
+        piece_bytes = (
+            f", (SELECT CASE WHEN t.embedding_model = $3::text THEN t.{table.pieces_column} END"  # noqa: S608 - constant fragments
+            f" FROM {table.name} t WHERE t.id = r.id) AS piece_bytes"
+        )
     return (
         sql.replace("__COLUMNS__", cols)
         .replace("__PIECE_BYTES__", piece_bytes)
