@@ -93,6 +93,7 @@ def test_fuse_recency_halves_per_half_life_and_ties_go_to_the_newer() -> None:
         {"candidates": 0},
         {"candidates_per_hit": 0},
         {"scale_vector": 1},
+        {"pieces": "yes"},
     ],
 )
 def test_weights_are_checked(kwargs: dict[str, Any]) -> None:
@@ -750,6 +751,10 @@ async def test_a_question_about_one_sentence_finds_the_long_turn(db: Database) -
     await index.add_turns("s", [Turn("long", "Ana", LONG), Turn("other", "Bo", "what a dog")])
     hits = await index.search("s", PIECE_QUERY, k=2, mode="vector")
     assert [h.item.source_id for h in hits] == ["long", "other"]
+    # Weights(pieces=False) ranks by the whole turn alone, as before schema v9
+    whole = await index.search("s", PIECE_QUERY, k=2, mode="vector", weights=Weights(pieces=False))
+    assert [h.item.source_id for h in whole] == ["other", "long"]
+    assert whole[1].parts.vector == pytest.approx(_cos(PIECE_QUERY, f"Ana: {LONG}"), abs=1e-5)
     # a row without piece vectors (indexed before schema v9) scores its whole cosine
     async with db.acquire() as conn:
         await conn.execute("UPDATE message_index SET piece_embeddings = NULL")

@@ -120,6 +120,9 @@ class Weights:
         session_gap_minutes: Items at most this far apart in time are one session.
         scale_vector: Divide the cosine by the best cosine among the candidates, as
             BM25 is divided by the best BM25 (``False``: the raw cosine).
+        pieces: In a table with piece vectors (indexed turns), combine a row's best
+            sentence with its whole (``False``: the whole's cosine alone, as before
+            schema v9; for comparison).
     """
 
     text: float = 1.0
@@ -138,6 +141,7 @@ class Weights:
     neighbour: float = 0.0
     session_gap_minutes: float = 60.0
     scale_vector: bool = True
+    pieces: bool = True
 
     def __post_init__(self) -> None:
         names = (
@@ -164,6 +168,8 @@ class Weights:
         check_int_range(self.candidates_per_hit, "Weights.candidates_per_hit", 1, 50)
         if not isinstance(self.scale_vector, bool):
             raise InvalidInputError("Weights.scale_vector must be True or False")
+        if not isinstance(self.pieces, bool):
+            raise InvalidInputError("Weights.pieces must be True or False")
 
 
 DEFAULT_MEMORY_WEIGHTS = Weights(date=0.3, session=0.2)
@@ -292,20 +298,21 @@ def real(value: float) -> float:
 
 
 @functools.cache
-def _build_sql(table: SearchTable, storage: _vectors.Storage) -> str:
+def _build_sql(table: SearchTable, storage: _vectors.Storage, pieces: bool) -> str:
     """The search statement for ``table`` with vectors stored as ``storage``.
 
     Parameters, pgvector: $1 owner, $2 query, $3 vector (real[]) or NULL, $4 embedder
     name, $5 context weight, $6 k1, $7 b, $8 candidates, $9 memory types.
     bytea: the same without $3 and $8 ($3 embedder name … $6 b, $7 memory types);
     the vectors come back as bytes and the candidates are cut after the cosine.
+    ``pieces``: combine each row's piece vectors into its cosine (the table has them).
     """
     cols = ", ".join(f"m.{c.strip()}" for c in table.columns.split(","))
     if storage == "vector":
         # The query vector is cast once, in qv (a cast in the row expression ran per row).
         head = ", qv AS MATERIALIZED (SELECT $3::real[]::vector AS v)\n"
         cosine = "1 - (m.embedding <=> qv.v)"
-        if table.pieces_column is not None:
+        if pieces:
             # greatest() ignores NULL: a row without pieces scores (w + w) / 2 = w
             best = f"(SELECT max(1 - (p <=> qv.v)) FROM unnest(m.{table.pieces_column}) p)"  # noqa: S608 - constant fragments
             cosine = f"({cosine} + greatest({cosine}, {best})) / 2"
@@ -337,7 +344,7 @@ def _build_sql(table: SearchTable, storage: _vectors.Storage) -> str:
     for key, value in params.items():
         sql = sql.replace(key, value)
     piece_bytes = ""
-    if table.pieces_column is not None and storage != "vector":
+    if pieces and storage != "vector":
         # Read by primary key for the rows that go back, not carried in docs: docs
         # stays narrow (every row's pieces, about 5 kB a LoCoMo turn, in a CTE read
         # three times would spill past work_mem on a large scope).
@@ -443,7 +450,8 @@ async def search_rows(
         Rows with the table's columns plus ``text``, ``text_rank``, ``vector``,
         ``vector_rank`` and ``recency_at``.
     """
-    sql = _build_sql(table, storage)
+    pieces = weights.pieces and table.pieces_column is not None
+    sql = _build_sql(table, storage, pieces)
     types = list(memory_types) if memory_types is not None else None
     ctx, k1, b = weights.context_weight, weights.k1, weights.b
     keep = max(weights.candidates, weights.candidates_per_hit * k)
@@ -457,7 +465,7 @@ async def search_rows(
     if table.filters_types:
         args.append(types)
     records = await conn.fetch(sql, *args)
-    return _bytea_candidates(records, vector, keep, pieces=table.pieces_column is not None)
+    return _bytea_candidates(records, vector, keep, pieces=pieces)
 
 
 def _bytea_candidates(
