@@ -9,19 +9,26 @@ under its own scope (one scope per conversation, like one user each), one sessio
 when it carries an image caption), its time is its session's date, its vector is
 all-MiniLM-L6-v2's of that text alone, and its full-text context (searched at half
 weight, never shown) is what the index makes by default: the two turns before it and
-the one after it in the same session, then the session's month and year in words.
+the one after it in the same session, then the session's month and year in words;
+its sentences (when it has two or more) get vectors of their own, its *pieces*
+(``"speaker: sentence"``, at most 8), and its vector signal is the mean of the whole
+turn's cosine and the best of its own and its pieces' (schema v9).
 Every question of categories 1-4 with evidence is then asked of each system, in the
 same run, on the same index:
 
 - ``fulltext``: BM25 alone (the full-text half of ours);
-- ``vector``: cosine similarity alone (the vector half);
+- ``vector``: cosine similarity alone (the vector half, pieces included);
+  ``vector_whole`` the whole turn's cosine alone (without the pieces);
 - ``hybrid``: ours, :data:`barkeeper.retrieval.DEFAULT_TURN_WEIGHTS` without recency
   (the conversations are years old): both signals fused (BM25 and cosine each divided
   by its best among the candidates), the bonuses for a speaker and a month or year the
   question names, then the session and neighbour terms;
-- ``hybrid_unscaled``: the same with the raw cosine (``scale_vector=False``) and the
+- ``hybrid_unscaled``: the same with the raw cosine (``scale_vector=False``), no pieces and the
   candidates as they were (20, or 2 per hit asked for: 100 here), as ranked before
   this change: its baseline, in the same run;
+- ``hybrid_whole`` / ``hybrid_whole_k10``: ``hybrid`` / ``hybrid_k10`` without the
+  pieces (``Weights(pieces=False)``: the whole turn's cosine alone), as ranked before
+  schema v9: the pieces' baseline, in the same run;
 - ``hybrid_k10`` / ``hybrid_unscaled_k10``: ``hybrid`` and ``hybrid_unscaled`` asked
   for 10 hits, as the bot's tools ask (100 candidates now, 20 before): what the bot
   sees (recall@20 and the token budgets are capped by the 10 hits);
@@ -90,7 +97,7 @@ PRODUCT_K = 10
 UNSCALED: dict[str, Any] = {"scale_vector": False, "candidates": 20, "candidates_per_hit": 2}
 """What the defaults were before the cosine was scaled and the candidates widened
 (``*_unscaled``)."""
-PREVIOUS_TURN_WEIGHTS = Weights(importance=0.0, recency=0.05, speaker=0.1, **UNSCALED)
+PREVIOUS_TURN_WEIGHTS = Weights(importance=0.0, recency=0.05, speaker=0.1, pieces=False, **UNSCALED)
 """Turn weights before issue 12 (no date, session or neighbour terms): the baseline."""
 PREVIOUS_MEMORY_WEIGHTS = Weights(**UNSCALED)
 """Memory weights before issue 12."""
@@ -287,18 +294,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     load_token_tables()
     weights = bench_weights(DEFAULT_TURN_WEIGHTS)
     previous = bench_weights(PREVIOUS_TURN_WEIGHTS)
-    plain_weights = replace(previous, speaker=0.0)
+    plain_weights = replace(previous, speaker=0.0, pieces=True)
     memory_weights = bench_weights(DEFAULT_MEMORY_WEIGHTS)
     memory_previous = bench_weights(PREVIOUS_MEMORY_WEIGHTS)
-    unscaled = bench_weights(replace(DEFAULT_TURN_WEIGHTS, **UNSCALED))
+    unscaled = bench_weights(replace(DEFAULT_TURN_WEIGHTS, **UNSCALED, pieces=False))
+    whole = replace(weights, pieces=False)
     memory_unscaled = bench_weights(replace(DEFAULT_MEMORY_WEIGHTS, **UNSCALED))
     # system -> (mode, weights, plain index?, hits asked)
     systems: dict[str, tuple[SearchMode, Weights, bool, int]] = {
         "fulltext": ("fulltext", plain_weights, False, SEARCH_K),
         "vector": ("vector", plain_weights, False, SEARCH_K),
+        "vector_whole": ("vector", replace(plain_weights, pieces=False), False, SEARCH_K),
         "hybrid": ("hybrid", weights, False, SEARCH_K),
         "hybrid_unscaled": ("hybrid", unscaled, False, SEARCH_K),
         "hybrid_k10": ("hybrid", weights, False, PRODUCT_K),
+        "hybrid_whole": ("hybrid", whole, False, SEARCH_K),
+        "hybrid_whole_k10": ("hybrid", whole, False, PRODUCT_K),
         "hybrid_unscaled_k10": ("hybrid", unscaled, False, PRODUCT_K),
         "hybrid_before": ("hybrid", previous, False, SEARCH_K),
         "fulltext_plain": ("fulltext", plain_weights, True, SEARCH_K),
@@ -412,6 +423,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "candidates": w.candidates,
             "candidates_per_hit": w.candidates_per_hit,
             "scale_vector": w.scale_vector,
+            "pieces": w.pieces,
         }
         return {key: getattr(w, key) for key in keys} | extra
 
@@ -439,6 +451,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "weights": {
             "hybrid": weights_of(weights),
             "hybrid_unscaled": weights_of(unscaled),
+            "hybrid_whole": weights_of(whole),
             "hybrid_before": weights_of(previous),
             "memories": weights_of(memory_weights),
             "memories_unscaled": weights_of(memory_unscaled),
@@ -464,6 +477,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "hybrid",
                 "hybrid_unscaled",
                 "hybrid_k10",
+                "hybrid_whole",
+                "hybrid_whole_k10",
                 "hybrid_unscaled_k10",
                 "hybrid_before",
                 "memories",

@@ -18,6 +18,7 @@ from barkeeper.errors import InvalidInputError
 from barkeeper.memory import MemoryStore
 from barkeeper.retrieval import DEFAULT_TURN_WEIGHTS, Weights, fuse, named_dates, rerank
 from barkeeper.turns import MessageIndex, Turn, discord_channel_scope
+from barkeeper.turns._pieces import pieces
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -799,6 +800,38 @@ async def test_reembed_gives_pieces_their_vectors(db: Database) -> None:
     assert hit.parts.vector == pytest.approx(
         (_cos("Ana: My dog Rex is a beagle.", f"Ana: {LONG}") + 1.0) / 2, abs=1e-5
     )
+
+
+async def test_add_pieces_gives_turns_indexed_before_v9_their_pieces(db: Database) -> None:
+    embedder = _CountingEmbedder()
+    index = MessageIndex(db, embedder)
+    turns = [
+        Turn("long", "Ana", LONG),
+        Turn("one", "Bo", "Just one sentence."),
+        Turn("elsewhere", "Cy", "Rex barks. The beagle sleeps."),
+    ]
+    await index.add_turns("s", turns[:2])
+    await index.add_turns("t", turns[2:])
+    async with db.acquire() as conn:
+        stored = await conn.fetchval(
+            "SELECT piece_embeddings::text FROM message_index WHERE source_id = 'long'"
+        )
+        await conn.execute("UPDATE message_index SET piece_embeddings = NULL")  # as before v9
+    embedder.texts.clear()
+    assert await index.add_pieces("s", batch_size=1) == 1
+    assert embedder.texts == pieces("Ana", LONG)  # only the pieces: the vector is kept
+    assert await _pieces_stored(db, "s") == {"long": 4, "one": None}
+    assert await _pieces_stored(db, "t") == {"elsewhere": None}  # another scope: untouched
+    async with db.acquire() as conn:
+        assert stored == await conn.fetchval(
+            "SELECT piece_embeddings::text FROM message_index WHERE source_id = 'long'"
+        )
+    embedder.texts.clear()
+    assert await index.add_pieces() == 1  # every scope: only "elsewhere" was left
+    assert await index.add_pieces() == 0
+    assert embedder.texts == pieces("Cy", "Rex barks. The beagle sleeps.")
+    # turns of another embedder's vectors are reembed's, not this
+    assert await MessageIndex(db, HashingEmbedder(64)).add_pieces() == 0
 
 
 async def test_pgvector_and_bytea_score_pieces_the_same(db: Database, bytea_db: Database) -> None:

@@ -693,7 +693,7 @@ class MessageIndex:
 
         A turn's pieces (its sentences) get theirs in the same batch. Turns that have
         this embedder's vector already are left as they are, even those indexed before
-        schema v9 without piece vectors (their vector signal is their own cosine).
+        schema v9 without piece vectors: :meth:`add_pieces` gives them theirs.
 
         Returns:
             How many turns got a new vector.
@@ -753,6 +753,78 @@ class MessageIndex:
                     name,
                     [r["content"] for r in rows],
                     encoded_pieces,
+                )
+            done += len(result)
+
+    async def add_pieces(self, scope: str | None = None, *, batch_size: int = 256) -> int:
+        """Give piece vectors to turns indexed before schema v9.
+
+        A turn that has this index's embedder's vector but no piece vectors, and whose
+        text has two sentences or more, gets its pieces embedded (its own vector is
+        kept); from then on its vector signal counts its best sentence. One pass over
+        the rows in id order; safe to run again (it then finds nothing to do) and
+        alongside indexing (a turn whose text changed meanwhile is left alone).
+
+        Args:
+            scope: Only this scope's turns (all scopes when ``None``).
+            batch_size: Turns read and embedded per round trip.
+
+        Returns:
+            How many turns got piece vectors.
+
+        Raises:
+            InvalidInputError: An argument is invalid.
+            BarkeeperError: The embedder failed (what was done so far is kept).
+        """
+        where = clean_text(scope, "scope", max_chars=_MAX_SCOPE_CHARS) if scope else None
+        size = check_int_range(batch_size, "batch_size", 1, _MAX_BATCH)
+        name = self._embedder.name
+        done, cursor = 0, 0
+        while True:
+            async with self._db.acquire() as conn:
+                storage = await self._get_storage(conn)
+                rows = await conn.fetch(
+                    "SELECT id, speaker, content FROM message_index WHERE id > $1 "
+                    "AND ($2::text IS NULL OR scope = $2) AND embedding_model = $3 "
+                    "AND piece_embeddings IS NULL ORDER BY id LIMIT $4",
+                    cursor,
+                    where,
+                    name,
+                    size,
+                )
+            if not rows:
+                return done
+            cursor = rows[-1]["id"]
+            todo = [
+                (r, split)
+                for r in rows
+                if (split := pieces(r["speaker"], _text_of(r["speaker"], r["content"])))
+            ]
+            if not todo:
+                continue
+            texts = [text for _, split in todo for text in split]
+            vectors = [normalise_vector(v) for v in await self._embedder.embed(texts)]
+            if len(vectors) != len(texts):
+                raise BarkeeperError(f"{len(vectors)} vectors for {len(texts)} texts")
+            encoded: list[Any] = []
+            start = 0
+            for _, split in todo:
+                encoded.append(_encode_pieces(vectors[start : start + len(split)], storage))
+                start += len(split)
+            cast, array = ("::vector[]", "text[]") if storage == "vector" else ("", "bytea[]")
+            async with self._db.acquire() as conn:
+                result = await conn.fetch(
+                    f"UPDATE message_index SET piece_embeddings = u.pieces{cast} "  # noqa: S608
+                    f"FROM unnest($1::bigint[], $2::{array}, $3::text[]) "
+                    "AS u(id, pieces, content) "
+                    "WHERE message_index.id = u.id AND message_index.content = u.content "
+                    "AND message_index.embedding_model = $4 "
+                    "AND message_index.piece_embeddings IS NULL "
+                    "RETURNING message_index.id",
+                    [r["id"] for r, _ in todo],
+                    encoded,
+                    [r["content"] for r, _ in todo],
+                    name,
                 )
             done += len(result)
 
