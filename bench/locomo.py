@@ -17,23 +17,25 @@ Every question of categories 1-4 with evidence is then asked of each system, in 
 same run, on the same index:
 
 - ``fulltext``: BM25 alone (the full-text half of ours);
-- ``vector``: cosine similarity alone (the vector half, pieces included);
-  ``vector_whole`` the whole turn's cosine alone (without the pieces);
-- ``hybrid``: ours, :data:`barkeeper.retrieval.DEFAULT_TURN_WEIGHTS` without recency
-  (the conversations are years old): both signals fused (BM25 and cosine each divided
-  by its best among the candidates), the bonuses for a speaker and a month or year the
-  question names, then the session and neighbour terms;
-- ``hybrid_unscaled``: the same with the raw cosine (``scale_vector=False``), no pieces and the
-  candidates as they were (20, or 2 per hit asked for: 100 here), as ranked before
-  this change: its baseline, in the same run;
-- ``hybrid_whole`` / ``hybrid_whole_k10``: ``hybrid`` / ``hybrid_k10`` without the
-  pieces (``Weights(pieces=False)``: the whole turn's cosine alone), as ranked before
-  schema v9: the pieces' baseline, in the same run;
-- ``hybrid_k10`` / ``hybrid_unscaled_k10``: ``hybrid`` and ``hybrid_unscaled`` asked
-  for 10 hits, as the bot's tools ask (100 candidates now, 20 before): what the bot
-  sees (recall@20 and the token budgets are capped by the 10 hits);
+- ``vector``: cosine similarity alone (the vector half: pieces included, the question
+  embedded without the speaker names it gives); ``vector_whole`` the whole turn's
+  cosine alone, the question embedded as it is (the vector half before schema v9);
+- ``hybrid``: ours, as the bot's search tool calls it (the search embeds the question
+  itself, without the names of the scope's speakers it gives: who is weighed by the
+  speaker bonus, what by the vector), :data:`barkeeper.retrieval.DEFAULT_TURN_WEIGHTS`
+  without recency (the conversations are years old): both signals fused (BM25 and
+  cosine each divided by its best among the candidates), the bonuses for a speaker and
+  a month or year the question names, then the session and neighbour terms;
+  ``hybrid_k10`` the same asked for 10 hits, as the bot's tools ask (recall@20 and the
+  token budgets are capped by the 10 hits);
+- ``hybrid_named``: ``hybrid`` with the question's own vector, names and all: what the
+  names' removal adds, in the same run;
+- ``hybrid_v8`` / ``hybrid_v8_k10``: the ranking as it was at schema v8, before piece
+  vectors and the names' removal (whole-turn vectors, the question's own vector, the
+  weights of then: speaker 0.3, session 0.5, neighbour 0.1, vector 1): this change's
+  baseline, in the same run;
 - ``hybrid_before``: the same before issue 12 (speaker bonus 0.1, no date, session or
-  neighbour terms, raw cosine): the baseline, in the same run;
+  neighbour terms, raw cosine, 20 candidates): the baseline of issue 12, in the same run;
 - ``fulltext_plain`` (reference, not part of the interface): BM25 over bare turns,
   without any context: the usual "BM25 over turns" baseline;
 - ``memories`` / ``memories_before``: LoCoMo's ``observation`` facts (gold memories,
@@ -97,6 +99,10 @@ PRODUCT_K = 10
 UNSCALED: dict[str, Any] = {"scale_vector": False, "candidates": 20, "candidates_per_hit": 2}
 """What the defaults were before the cosine was scaled and the candidates widened
 (``*_unscaled``)."""
+V8_TURN_WEIGHTS = Weights(
+    importance=0.0, recency=0.05, speaker=0.3, date=0.3, session=0.5, neighbour=0.1, pieces=False
+)
+"""Turn weights at schema v8, before piece vectors and the names' removal (``hybrid_v8``)."""
 PREVIOUS_TURN_WEIGHTS = Weights(importance=0.0, recency=0.05, speaker=0.1, pieces=False, **UNSCALED)
 """Turn weights before issue 12 (no date, session or neighbour terms): the baseline."""
 PREVIOUS_MEMORY_WEIGHTS = Weights(**UNSCALED)
@@ -297,22 +303,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     plain_weights = replace(previous, speaker=0.0, pieces=True)
     memory_weights = bench_weights(DEFAULT_MEMORY_WEIGHTS)
     memory_previous = bench_weights(PREVIOUS_MEMORY_WEIGHTS)
-    unscaled = bench_weights(replace(DEFAULT_TURN_WEIGHTS, **UNSCALED, pieces=False))
-    whole = replace(weights, pieces=False)
+    v8 = bench_weights(V8_TURN_WEIGHTS)
     memory_unscaled = bench_weights(replace(DEFAULT_MEMORY_WEIGHTS, **UNSCALED))
-    # system -> (mode, weights, plain index?, hits asked)
-    systems: dict[str, tuple[SearchMode, Weights, bool, int]] = {
-        "fulltext": ("fulltext", plain_weights, False, SEARCH_K),
-        "vector": ("vector", plain_weights, False, SEARCH_K),
-        "vector_whole": ("vector", replace(plain_weights, pieces=False), False, SEARCH_K),
-        "hybrid": ("hybrid", weights, False, SEARCH_K),
-        "hybrid_unscaled": ("hybrid", unscaled, False, SEARCH_K),
-        "hybrid_k10": ("hybrid", weights, False, PRODUCT_K),
-        "hybrid_whole": ("hybrid", whole, False, SEARCH_K),
-        "hybrid_whole_k10": ("hybrid", whole, False, PRODUCT_K),
-        "hybrid_unscaled_k10": ("hybrid", unscaled, False, PRODUCT_K),
-        "hybrid_before": ("hybrid", previous, False, SEARCH_K),
-        "fulltext_plain": ("fulltext", plain_weights, True, SEARCH_K),
+    # system -> (mode, weights, plain index?, hits asked, query vector made by the search?)
+    systems: dict[str, tuple[SearchMode, Weights, bool, int, bool]] = {
+        "fulltext": ("fulltext", plain_weights, False, SEARCH_K, False),
+        "vector": ("vector", plain_weights, False, SEARCH_K, True),
+        "vector_whole": ("vector", replace(plain_weights, pieces=False), False, SEARCH_K, False),
+        "hybrid": ("hybrid", weights, False, SEARCH_K, True),
+        "hybrid_k10": ("hybrid", weights, False, PRODUCT_K, True),
+        "hybrid_named": ("hybrid", weights, False, SEARCH_K, False),
+        "hybrid_v8": ("hybrid", v8, False, SEARCH_K, False),
+        "hybrid_v8_k10": ("hybrid", v8, False, PRODUCT_K, False),
+        "hybrid_before": ("hybrid", previous, False, SEARCH_K, False),
+        "fulltext_plain": ("fulltext", plain_weights, True, SEARCH_K, False),
     }
     memory_systems = {
         "memories": memory_weights,
@@ -366,14 +370,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 t0 = time.perf_counter()
                 vector = await embedder.embed_query(question.text)
                 embed_ms.append((time.perf_counter() - t0) * 1000)
-                for system, (mode, use, bare_index, wanted) in systems.items():
+                for system, (mode, use, bare_index, wanted, own) in systems.items():
                     t0 = time.perf_counter()
                     hits = await (plain if bare_index else index).search(
                         f"{scope}:plain" if bare_index else scope,
                         question.text,
                         k=wanted,
                         mode=mode,
-                        query_embedding=vector if mode != "fulltext" else None,
+                        # own: the search embeds the question itself (without the names
+                        # it gives), as the bot's tool calls it; its time includes that
+                        query_embedding=None if own or mode == "fulltext" else vector,
                         weights=use,
                     )
                     latencies[system].append((time.perf_counter() - t0) * 1000)
@@ -428,6 +434,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         return {key: getattr(w, key) for key in keys} | extra
 
     def with_embedding(system: str) -> list[float]:
+        if system in systems and systems[system][4]:
+            return list(latencies[system])  # the search made its own vector
         return [a + b for a, b in zip(latencies[system], embed_ms, strict=True)]
 
     present = [c.sample_id for c in conversations]
@@ -450,8 +458,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "product_k": PRODUCT_K,
         "weights": {
             "hybrid": weights_of(weights),
-            "hybrid_unscaled": weights_of(unscaled),
-            "hybrid_whole": weights_of(whole),
+            "hybrid_v8": weights_of(v8),
             "hybrid_before": weights_of(previous),
             "memories": weights_of(memory_weights),
             "memories_unscaled": weights_of(memory_unscaled),
@@ -475,11 +482,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             system: {f"p{p}": round(percentile(with_embedding(system), p), 2) for p in (50, 95)}
             for system in (
                 "hybrid",
-                "hybrid_unscaled",
                 "hybrid_k10",
-                "hybrid_whole",
-                "hybrid_whole_k10",
-                "hybrid_unscaled_k10",
+                "hybrid_named",
+                "hybrid_v8",
+                "hybrid_v8_k10",
                 "hybrid_before",
                 "memories",
                 "memories_unscaled",

@@ -733,8 +733,10 @@ async def test_a_turn_of_several_sentences_gets_their_vectors(
     )
     assert await _pieces_stored(db, "s") == {"long": 4, "one": None, "twelve": 8}
     # the signal is (whole + max(whole, best piece)) / 2, on either storage
-    [hit] = await index.search("s", "Ana: My dog Rex is a beagle.", k=1, mode="vector")
-    whole = _cos("Ana: My dog Rex is a beagle.", f"Ana: {LONG}")
+    sentence = "Ana: My dog Rex is a beagle."  # a piece, names and all: its own vector
+    vector = await HashingEmbedder().embed_query(sentence)
+    [hit] = await index.search("s", sentence, k=1, mode="vector", query_embedding=vector)
+    whole = _cos(sentence, f"Ana: {LONG}")
     assert hit.item.source_id == "long"
     assert hit.parts.vector == pytest.approx((whole + 1.0) / 2, abs=1e-5)
     [one] = [
@@ -787,6 +789,39 @@ async def test_a_turn_indexed_again_keeps_its_piece_vectors(db: Database) -> Non
     assert await stored() is None
 
 
+async def test_a_search_embeds_its_query_without_the_speakers_it_names(
+    index: MessageIndex,
+) -> None:
+    await index.add_turns(
+        "s",
+        [Turn("1", "Ana", "I walk my beagle at dawn"), Turn("2", "Bo", "Ana, tea later?")],
+    )
+    question = "When does Ana walk her dog?"
+    hits = await index.search("s", question, k=2, mode="vector")
+    by_id = {h.item.source_id: h.parts.vector for h in hits}
+    asked = "When does walk her dog?"  # what is asked; who is the speaker bonus's
+    assert by_id["1"] == pytest.approx(_cos(asked, "Ana: I walk my beagle at dawn"), abs=1e-5)
+    assert by_id["2"] == pytest.approx(_cos(asked, "Bo: Ana, tea later?"), abs=1e-5)
+    # Ana's turn gets the speaker bonus; the name still counts in full text (Bo's turn)
+    [ana] = [h for h in hits if h.item.source_id == "1"]
+    assert ana.parts.speaker == pytest.approx(DEFAULT_TURN_WEIGHTS.speaker)
+    [bo] = [h for h in hits if h.item.source_id == "2"]
+    assert bo.parts.speaker == 0 and bo.parts.text > 0
+    # a given query vector is used as it is
+    given = await HashingEmbedder().embed_query(question)
+    [first, *_] = await index.search("s", question, k=2, mode="vector", query_embedding=given)
+    assert first.parts.vector == pytest.approx(
+        _cos(question, f"{first.item.speaker}: " + first.item.content.split(": ", 1)[1]),
+        abs=1e-5,
+    )
+    # a speaker not in this scope is not a name to take out
+    await index.add_turns("other", [Turn("9", "Walk", "x")])
+    [hit] = await index.search("s", "Walk", k=1, mode="vector")
+    assert hit.parts.vector == pytest.approx(
+        _cos("Walk", f"{hit.item.speaker}: " + hit.item.content.split(": ", 1)[1]), abs=1e-5
+    )
+
+
 async def test_reembed_gives_pieces_their_vectors(db: Database) -> None:
     await MessageIndex(db, HashingEmbedder(64)).add_turns(
         "s", [Turn("long", "Ana", LONG), Turn("one", "", "Just one sentence.")]
@@ -796,10 +831,10 @@ async def test_reembed_gives_pieces_their_vectors(db: Database) -> None:
     index = MessageIndex(db, HashingEmbedder())
     assert await index.reembed("s") == 2
     assert await _pieces_stored(db, "s") == {"long": 4, "one": None}
-    [hit] = await index.search("s", "Ana: My dog Rex is a beagle.", k=1, mode="vector")
-    assert hit.parts.vector == pytest.approx(
-        (_cos("Ana: My dog Rex is a beagle.", f"Ana: {LONG}") + 1.0) / 2, abs=1e-5
-    )
+    sentence = "Ana: My dog Rex is a beagle."
+    vector = await HashingEmbedder().embed_query(sentence)
+    [hit] = await index.search("s", sentence, k=1, mode="vector", query_embedding=vector)
+    assert hit.parts.vector == pytest.approx((_cos(sentence, f"Ana: {LONG}") + 1.0) / 2, abs=1e-5)
 
 
 async def test_add_pieces_gives_turns_indexed_before_v9_their_pieces(db: Database) -> None:

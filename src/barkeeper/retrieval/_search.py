@@ -176,10 +176,19 @@ DEFAULT_MEMORY_WEIGHTS = Weights(date=0.3, session=0.2)
 """For memories: relevance first, importance and recency as tie-breakers; named dates;
 memories that hold since about the same time lift each other a little."""
 DEFAULT_TURN_WEIGHTS = Weights(
-    importance=0.0, recency=0.05, speaker=0.3, date=0.3, session=0.5, neighbour=0.1
+    vector=1.2,
+    importance=0.0,
+    recency=0.05,
+    speaker=1.0,
+    date=0.3,
+    session=0.4,
+    neighbour=0.2,
 )
 """For indexed turns: no importance; a little recency; bonuses for the named speaker and
-dates; the session and neighbour terms (chosen on LoCoMo's tuning conversations)."""
+dates; the session and neighbour terms (chosen on LoCoMo's tuning conversations). The
+speaker bonus is large because a turn search embeds its query without the names it
+gives (:meth:`barkeeper.turns.MessageIndex.search`): who is weighed here, what by the
+vector."""
 
 
 # --- SQL ---------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from barkeeper.retrieval import (
     Weights,
     apply_token_budget,
     check_search_args,
+    embed_query,
     fuse,
     get_vector_storage,
     normalise_vector,
@@ -54,6 +55,7 @@ from barkeeper.retrieval import (
     vector_to_literal,
 )
 from barkeeper.turns._models import TURN_COLUMNS, IndexedTurn, Turn, turn_from_row
+from barkeeper.turns._names import without_speakers
 from barkeeper.turns._pieces import pieces
 from barkeeper.validation import check_aware as check_timestamp
 from barkeeper.validation import check_id, check_int_range, clean_text
@@ -226,6 +228,11 @@ def _text_of(speaker: str, content: str) -> str:
     """A stored turn's text: its ``content`` without the ``"speaker: "`` it starts with."""
     prefix = f"{speaker}: "
     return content[len(prefix) :] if speaker and content.startswith(prefix) else content
+
+
+# The names a search's query may name (the scope's speakers), through the index that
+# leads with scope.
+_SPEAKERS = "SELECT DISTINCT speaker FROM message_index WHERE scope = $1"
 
 
 class _MessagesGone(Exception):
@@ -868,7 +875,11 @@ class MessageIndex:
             k: At most this many hits (1..200).
             token_budget: The hits' contents together cost at most this many tokens.
             mode: ``hybrid`` (default), or ``fulltext`` / ``vector`` alone.
-            query_embedding: The query's vector if already computed.
+            query_embedding: The query's vector if already computed; used as given.
+                Without it, the vector is of the query without the names of the
+                scope's speakers it names ("What does Ana do to relax?" is embedded
+                as "What does do to relax?"): whom it names is weighed by the speaker
+                bonus, what it asks by the vector.
             weights: Override the index's fusion weights.
 
         Returns:
@@ -880,9 +891,15 @@ class MessageIndex:
         where = clean_text(scope, "scope", max_chars=_MAX_SCOPE_CHARS)
         text, top, budget, chosen = check_search_args(query, k, token_budget, mode)
         use = weights or self._weights
-        vector = await query_vector(
-            self._embedder, text, mode=chosen, query_embedding=query_embedding
-        )
+        if chosen != "fulltext" and query_embedding is None:
+            # the vector is of what the query asks; whom it names, the speaker bonus weighs
+            async with self._db.acquire() as conn:
+                speakers = [r[0] for r in await conn.fetch(_SPEAKERS, where)]
+            vector = await embed_query(self._embedder, without_speakers(text, speakers))
+        else:
+            vector = await query_vector(
+                self._embedder, text, mode=chosen, query_embedding=query_embedding
+            )
         async with self._db.acquire() as conn:
             storage = await self._get_storage(conn)
             rows = await search_rows(
