@@ -468,6 +468,7 @@ async def test_v9_adds_piece_vectors_and_existing_turns_keep_their_scores(
     async with db.acquire() as conn:
         # Back at version 8: no piece vectors; the turns have their whole vectors.
         await conn.execute("ALTER TABLE message_index DROP COLUMN piece_embeddings")
+        await conn.execute(f"DROP INDEX {v9.INDEX}")
         await conn.execute("DELETE FROM schema_migrations WHERE version = 9")
         filenode = await conn.fetchval("SELECT pg_relation_filenode('message_index')")
     assert await column() == []
@@ -477,13 +478,19 @@ async def test_v9_adds_piece_vectors_and_existing_turns_keep_their_scores(
         async with conn.transaction():
             await v9.apply(conn, db.capabilities)  # again: nothing to do
         assert await conn.fetchval("SELECT pg_relation_filenode('message_index')") == filenode
+        # the speakers' index, read by a turn search (one probe per speaker)
+        assert await conn.fetchval(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = $2",
+            db.schema,
+            v9.INDEX,
+        ) == (f"CREATE INDEX {v9.INDEX} ON {db.schema}.message_index USING btree (scope, speaker)")
         assert await conn.fetchval("SELECT count(piece_embeddings) FROM message_index") == 0
     assert await column() == ["_vector" if has_pgvector_server else "bytea"]
     # the existing turns score their whole vector's cosine, as at version 8
     query = "Ana: My dog Rex is a beagle."
-    [hit] = await index.search("s", query, k=1, mode="vector")
     whole = HashingEmbedder().embed_query
     a, b = await whole(query), await whole("Ana: My dog Rex is a beagle. We went hiking.")
+    [hit] = await index.search("s", query, k=1, mode="vector", query_embedding=a)
     assert hit.item.source_id == "1"
     assert hit.parts.vector == pytest.approx(
         sum(x * y for x, y in zip(a, b, strict=True)), abs=1e-5
