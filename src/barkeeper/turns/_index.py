@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -243,6 +243,11 @@ WITH RECURSIVE s AS (
 )
 SELECT speaker FROM s WHERE speaker IS NOT NULL LIMIT 1000
 """
+
+
+# What reembed and add_pieces look for (``$3``: the index's embedder).
+_LACKS_VECTOR = "embedding_model IS DISTINCT FROM $3"
+_LACKS_PIECES = "embedding_model = $3 AND piece_embeddings IS NULL"
 
 
 class _MessagesGone(Exception):
@@ -719,25 +724,9 @@ class MessageIndex:
             InvalidInputError: An argument is invalid.
             BarkeeperError: The embedder failed (what was done so far is kept).
         """
-        where = clean_text(scope, "scope", max_chars=_MAX_SCOPE_CHARS) if scope else None
-        size = check_int_range(batch_size, "batch_size", 1, _MAX_BATCH)
         name = self._embedder.name
-        done, cursor = 0, 0
-        while True:
-            async with self._db.acquire() as conn:
-                storage = await self._get_storage(conn)
-                rows = await conn.fetch(
-                    "SELECT id, speaker, content FROM message_index WHERE id > $1 "
-                    "AND ($2::text IS NULL OR scope = $2) "
-                    "AND embedding_model IS DISTINCT FROM $3 ORDER BY id LIMIT $4",
-                    cursor,
-                    where,
-                    name,
-                    size,
-                )
-            if not rows:
-                return done
-            cursor = rows[-1]["id"]
+        done = 0
+        async for storage, rows in self._pages(scope, batch_size, _LACKS_VECTOR):
             texts = [r["content"] for r in rows]
             split = [pieces(r["speaker"], _text_of(r["speaker"], r["content"])) for r in rows]
             for texts_of_row in split:
@@ -772,6 +761,7 @@ class MessageIndex:
                     encoded_pieces,
                 )
             done += len(result)
+        return done
 
     async def add_pieces(self, scope: str | None = None, *, batch_size: int = 256) -> int:
         """Give piece vectors to turns indexed before schema v9.
@@ -793,25 +783,9 @@ class MessageIndex:
             InvalidInputError: An argument is invalid.
             BarkeeperError: The embedder failed (what was done so far is kept).
         """
-        where = clean_text(scope, "scope", max_chars=_MAX_SCOPE_CHARS) if scope else None
-        size = check_int_range(batch_size, "batch_size", 1, _MAX_BATCH)
         name = self._embedder.name
-        done, cursor = 0, 0
-        while True:
-            async with self._db.acquire() as conn:
-                storage = await self._get_storage(conn)
-                rows = await conn.fetch(
-                    "SELECT id, speaker, content FROM message_index WHERE id > $1 "
-                    "AND ($2::text IS NULL OR scope = $2) AND embedding_model = $3 "
-                    "AND piece_embeddings IS NULL ORDER BY id LIMIT $4",
-                    cursor,
-                    where,
-                    name,
-                    size,
-                )
-            if not rows:
-                return done
-            cursor = rows[-1]["id"]
+        done = 0
+        async for storage, rows in self._pages(scope, batch_size, _LACKS_PIECES):
             todo = [
                 (r, split)
                 for r in rows
@@ -844,6 +818,35 @@ class MessageIndex:
                     name,
                 )
             done += len(result)
+        return done
+
+    async def _pages(
+        self, scope: str | None, batch_size: int, lacking: str
+    ) -> AsyncIterator[tuple[VectorStorage, list[asyncpg.Record]]]:
+        """Pages of the turns (``id, speaker, content``) ``lacking`` something of this
+        index's embedder, in id order; ``lacking``: a constant fragment on ``$3``.
+
+        Raises:
+            InvalidInputError: ``scope`` or ``batch_size`` is invalid.
+        """
+        where = clean_text(scope, "scope", max_chars=_MAX_SCOPE_CHARS) if scope else None
+        size = check_int_range(batch_size, "batch_size", 1, _MAX_BATCH)
+        cursor = 0
+        while True:
+            async with self._db.acquire() as conn:
+                storage = await self._get_storage(conn)
+                rows = await conn.fetch(
+                    "SELECT id, speaker, content FROM message_index WHERE id > $1 "  # noqa: S608 - constant fragment
+                    f"AND ($2::text IS NULL OR scope = $2) AND {lacking} ORDER BY id LIMIT $4",
+                    cursor,
+                    where,
+                    self._embedder.name,
+                    size,
+                )
+            if not rows:
+                return
+            cursor = rows[-1]["id"]
+            yield storage, list(rows)
 
     async def delete_scope(self, scope: str) -> int:
         """Delete every turn of a scope.
