@@ -317,8 +317,8 @@ class MessageIndex:
         sentence) are computed in one batch; a search's vector signal for a turn is
         ``(w + max(w, best piece cosine)) / 2``, ``w`` the whole turn's cosine, so a
         question about one sentence of a long turn finds it. A turn kept with the
-        same text keeps its piece vectors too (a turn indexed before schema v9 keeps
-        having none). If the embedder fails the turns are stored without vectors
+        same text keeps its piece vectors too (a turn indexed before schema v9 has
+        none until :meth:`add_pieces`). If the embedder fails the turns are stored without vectors
         (logged) and found by full text until :meth:`reembed`. A turn whose
         ``user_id`` was forgotten after it was said is not stored, and no other
         turn's context quotes it.
