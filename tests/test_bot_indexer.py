@@ -20,6 +20,7 @@ from barkeeper.history import MessageStore, StoredMessage
 from barkeeper.testing.llm import Reply
 from barkeeper.turns import MessageIndex, discord_channel_scope
 from tests._bot import WAIT, bot_rig
+from tests.test_bot_commands import _ask, _confirm
 
 FAST = {"index_interval": 0.1}
 
@@ -261,3 +262,31 @@ async def test_a_failure_keeps_the_channel_marked_and_the_task_goes_on(
     await down.run_pass()
     await down.run_pass()
     assert down.marked == 1 and down.failures == 2
+
+
+async def test_after_forget_me_the_others_turns_are_indexed_again(db: Database) -> None:
+    async with bot_rig(db, **FAST) as rig:
+        index = _index(db)
+        alice, bob = rig.emu.person("alice"), rig.emu.person("bob")
+        channel = rig.emu.channel_ids()[0]
+        scope = discord_channel_scope(channel)
+        bob.send(channel, "who wants the last slice of tart?")
+        alice.send(channel, "me, the rhubarb one please")
+        answer = bob.send(channel, "it is yours, with cream")
+
+        async def three() -> bool:
+            return await index.count(scope) == 3
+
+        await until(three, within=WAIT, what="three turns indexed")
+        interaction, _ = await _ask(rig, "alice", "forget-me")
+        assert "forgot everything" in await _confirm(rig, "alice", interaction)
+
+        # Her row went, and Bob's answer's (its context came from hers): indexed again.
+        async def bobs_two() -> bool:
+            row = await _row(db, channel, answer.id)
+            return await index.count(scope) == 2 and row is not None
+
+        await until(bobs_two, within=WAIT, what="Bob's answer indexed again")
+        assert await index.search(scope, "rhubarb", mode="fulltext") == []
+        row = await _row(db, channel, answer.id)
+        assert row is not None and "rhubarb" not in row["context"]
