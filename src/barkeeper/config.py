@@ -171,6 +171,10 @@ class Settings(BaseSettings):
     backfill_on_start: bool = Field(
         True, validation_alias=AliasChoices("BARKEEPER_BACKFILL_ON_START")
     )
+    index_history: bool = Field(True, validation_alias=AliasChoices("BARKEEPER_INDEX_HISTORY"))
+    index_interval: Annotated[float, Field(ge=0.1, le=3600)] = Field(
+        5.0, validation_alias=AliasChoices("BARKEEPER_INDEX_INTERVAL_SECONDS")
+    )
     shard_count: Annotated[int, Field(ge=1, le=100_000)] | None = Field(
         None, validation_alias=AliasChoices("BARKEEPER_SHARD_COUNT", "SHARD_COUNT")
     )

@@ -343,6 +343,14 @@ class Agent:
         return self._companion
 
     @property
+    def index(self) -> MessageIndex | None:
+        """The turn index the history-search tool reads (``None``: no such tool).
+
+        The bot keeps its channels indexed with this same one (and its embedder).
+        """
+        return self._index
+
+    @property
     def cached_users(self) -> int:
         """Users whose state is in the LRU cache (at most ``max_agents``)."""
         return len(self._states)

@@ -48,7 +48,9 @@ def build_agent(
     Args:
         db: The database (migrated).
         settings: The settings (``BARKEEPER_CONTEXT_*``, ``TEAM_LEADER_CONTEXT_LIMIT``,
-            ``AGENT_HISTORY_RUNS``, ``MAX_AGENTS``, ``DISCORD_TIMEZONE``, the LLM's).
+            ``AGENT_HISTORY_RUNS``, ``MAX_AGENTS``, ``DISCORD_TIMEZONE``, the LLM's;
+            ``BARKEEPER_INDEX_HISTORY=false``: no turn index, the history-search tool
+            finds nothing).
         model: The chat model if already built (else :func:`build_chat_model`, which
             the agent then closes in :meth:`Agent.aclose`).
         memories: The memory store if already built (its embedder is shared with the
@@ -70,7 +72,8 @@ def build_agent(
         sessions=SessionStore.from_settings(db, settings),
         messages=MessageStore(db),
         memories=store,
-        index=MessageIndex(db, store.embedder),
+        # BARKEEPER_INDEX_HISTORY=false: no channel is indexed, so none is searched.
+        index=MessageIndex(db, store.embedder) if settings.index_history else None,
         users=UserStore(db),
         guilds=GuildStore(db),
         memory_sink=memory_sink,

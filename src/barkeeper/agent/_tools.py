@@ -183,7 +183,9 @@ class Toolbox:
 
     async def _search_history(self, query: str) -> str:
         place = self._request.place
-        if self._index is None or place.channel_id is None:
+        if self._index is None:
+            return "no older messages are indexed, so none can be searched"
+        if place.channel_id is None:
             return "no older history can be searched here"
         hits = await self._index.search(
             discord_channel_scope(place.channel_id), query, k=10, token_budget=self._max_tokens

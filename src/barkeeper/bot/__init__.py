@@ -8,7 +8,8 @@
 - :class:`FollowupsCog`, :class:`FollowupSink`, :func:`build_followups`: follow-ups,
   reminders and birthdays delivered exactly once, and ``/followups``.
 - :func:`run_bot`: what ``barkeeper run`` does.
-- :func:`split_message`, :class:`UserLimits`, :class:`LiveCache`, :class:`ReplyWriter`:
+- :func:`split_message`, :class:`UserLimits`, :class:`LiveCache`, :class:`ReplyWriter`,
+  :class:`ChannelIndexer` (keeps the cached channels indexed for the history search):
   the parts, usable alone; :func:`read_cache_journal` reads what the live cache of the
   last bot run went through (``BARKEEPER_DATA_DIR/``:data:`CACHE_JOURNAL`).
 
@@ -21,6 +22,7 @@ Example::
 from barkeeper.bot._bot import BROKEN, OUT_OF_TOKENS, RATE_LIMITED, Barkeeper
 from barkeeper.bot._cache import CACHE_JOURNAL, LiveCache, read_cache_journal
 from barkeeper.bot._followups import RECOVERY_SCAN, FollowupsCog, FollowupSink, build_followups
+from barkeeper.bot._indexer import ChannelIndexer
 from barkeeper.bot._limits import LimitVerdict, UserLimits
 from barkeeper.bot._reply import NO_MENTIONS, REPLY_MENTIONS, ReplyWriter
 from barkeeper.bot._run import missing_for_bot, point_discord, run_bot
@@ -36,6 +38,7 @@ __all__ = [
     "RECOVERY_SCAN",
     "REPLY_MENTIONS",
     "Barkeeper",
+    "ChannelIndexer",
     "FollowupSink",
     "FollowupsCog",
     "LimitVerdict",

@@ -28,6 +28,7 @@ from barkeeper.bot._cache import CACHE_JOURNAL, LiveCache
 from barkeeper.bot._commands import AdminCog, MemoryCog
 from barkeeper.bot._companion_commands import CompanionCog
 from barkeeper.bot._followups import FollowupsCog
+from barkeeper.bot._indexer import ChannelIndexer
 from barkeeper.bot._limits import UserLimits
 from barkeeper.bot._reply import NO_MENTIONS, ReplyWriter
 from barkeeper.companion import Followups, PreferenceStore, User, UserStore
@@ -126,6 +127,18 @@ class Barkeeper(commands.AutoShardedBot):
             journal=settings.data_dir / CACHE_JOURNAL,
             outbox=self.outbox,
         )
+        # The agent's own turn index (and embedder): what the history-search tool reads.
+        self.indexer = (
+            ChannelIndexer(
+                agent.index,
+                self.messages,
+                interval=settings.index_interval,
+                flush=self.cache.flush,
+                include=self.owns_guild,
+            )
+            if settings.index_history and agent.index is not None
+            else None
+        )
         self.people = UserStore(db)
         self.preferences = PreferenceStore(db)
         self.limits = UserLimits(settings.user_rate, settings.user_daily_tokens)
@@ -142,8 +155,12 @@ class Barkeeper(commands.AutoShardedBot):
             worker.on_learned = companion.count_learned  # bot_states' facts learnt
 
     async def setup_hook(self) -> None:
-        """Start the cache writer, add the cogs, sync the commands, start the backfill."""
+        """Start the cache writer and the history indexer (every cached channel queued),
+        add the cogs, sync the commands, start the backfill."""
         self.cache.start()
+        if self.indexer is not None:
+            self.indexer.sync_cached()
+            self.indexer.start()
         self.tree.on_error = self._on_command_error  # type: ignore[method-assign]
         await self.add_cog(CacheCog(self))
         await self.add_cog(ChatCog(self))
@@ -284,6 +301,8 @@ class Barkeeper(commands.AutoShardedBot):
             _log.exception("the background backfill failed")
             return None
         _log.info("backfill: %d/%d channels", result.successes, len(result.channels))
+        if self.indexer is not None:  # synced whole in the indexer's task, one at a time
+            self.indexer.sync_all(c.channel_id for c in result.channels)
         return result
 
     # --- people -----------------------------------------------------------------------
@@ -400,13 +419,16 @@ class Barkeeper(commands.AutoShardedBot):
         return len(self._replies)
 
     async def close(self) -> None:
-        """Finish replies in flight (10 s, then cancel them), stop the backfill, close."""
+        """Finish replies in flight (10 s, then cancel them), stop the backfill and the
+        history indexer, close."""
         if self.followups_cog is not None:
             await self.followups_cog.stop()
         if self.backfill_task is not None:
             self.backfill_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.backfill_task
+        if self.indexer is not None:
+            await self.indexer.aclose()
         if self._replies:
             _, late = await asyncio.wait(set(self._replies), timeout=10)
             for task in late:
@@ -418,7 +440,8 @@ class Barkeeper(commands.AutoShardedBot):
 
 
 class CacheCog(commands.Cog):
-    """Every message the bot can see goes to the cache; edits and deletes follow."""
+    """Every message the bot can see goes to the cache; edits and deletes follow, and
+    each one marks its channel for the history indexer (``Barkeeper.indexer``)."""
 
     def __init__(self, bot: Barkeeper) -> None:
         self.bot = bot
@@ -445,6 +468,7 @@ class CacheCog(commands.Cog):
             if await self._skip(message):
                 return
             self.bot.cache.put(message_from_discord(message))
+            self._mark(message.channel.id, message.id)
         except DatabaseError:  # a DM of someone whose incognito state is unknown
             self.bot.cache.count_dropped(message.id, "incognito state unknown, database down")
         except (BarkeeperError, ValueError) as exc:
@@ -457,17 +481,29 @@ class CacheCog(commands.Cog):
             if await self._skip(message):
                 return
             self.bot.cache.put(message_from_discord(message))
+            self._mark(payload.channel_id, payload.message_id)
         except (BarkeeperError, ValueError, AttributeError) as exc:
             _log.warning("edit of message %s not cached: %s", payload.message_id, exc)
 
     @commands.Cog.listener()
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
         self.bot.cache.delete(payload.message_id)
+        self._mark(payload.channel_id, payload.message_id)
 
     @commands.Cog.listener()
     async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
         for message_id in payload.message_ids:
             self.bot.cache.delete(message_id)
+            self._mark(payload.channel_id, message_id)
+
+    def _mark(self, channel_id: int, message_id: int) -> None:
+        """Have the history indexer sync the channel from this message (no I/O).
+
+        A delete too: the message's row goes with it, and so does the row of the one
+        after it (its context came from the deleted one): the sync indexes it again.
+        """
+        if self.bot.indexer is not None:
+            self.bot.indexer.mark(channel_id, message_id)
 
 
 @contextlib.asynccontextmanager

@@ -223,6 +223,10 @@ class MemoryCog(commands.Cog):
             done = await privacy.forget(target)
             if target.user_id is not None:
                 self.bot.forget_local(target.user_id)
+            if self.bot.indexer is not None:
+                # The turn after each of their messages lost its row with it (its context
+                # came from theirs): index the channels again (unchanged turns are read).
+                self.bot.indexer.sync_cached()
             parts = ", ".join(f"{rows} {table}" for table, rows in sorted(done.rows.items()))
             return (
                 f"Done: I forgot everything about you ({done.total} rows: {parts or 'none'}). "
