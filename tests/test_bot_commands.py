@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 from barkeeper.db import Database
 from barkeeper.testing.discord import DiscordEmulator, EmulatedInteraction
@@ -155,6 +156,14 @@ async def test_admin_commands_are_for_admins(db: Database) -> None:
         _, status = await _ask(rig, "alice", "barkeeper status")
         assert "Database: PostgreSQL" in status and "Queues" in status
         assert "test-model: reachable" in status
+        assert re.search(r"History index: \d+ channel\(s\) waiting, \d+ queued whole", status)
+
+
+async def test_status_says_the_history_index_is_off(db: Database) -> None:
+    async with bot_rig(db, index_history=False) as rig:
+        rig.bot.admin_ids = frozenset({rig.emu.person("alice").id})
+        _, status = await _ask(rig, "alice", "barkeeper status")
+        assert "History index: off (BARKEEPER_INDEX_HISTORY)" in status
 
 
 async def test_commands_sync_globally_only_when_changed_or_to_the_dev_guild(db: Database) -> None:

@@ -364,6 +364,15 @@ class AdminCog(commands.GroupCog, group_name="barkeeper"):
             channels = []  # the database is down: said above
         for status in channels:
             lines.append(f"  {status.channel_id}: {status.message_count} cached")
+        indexer = bot.indexer
+        if indexer is None:
+            lines.append("History index: off (BARKEEPER_INDEX_HISTORY)")
+        else:
+            lines.append(
+                f"History index: {indexer.marked} channel(s) waiting, {indexer.queued} queued "
+                f"whole, {indexer.indexed} turn(s) indexed since start, "
+                f"{indexer.failures} failed sync(s)"
+            )
         tools = "tools on" if bot.agent.tools_enabled else "tools off"
         lines.append(f"Model {bot.settings.llm_model}: {await _model_reachable(bot)}, {tools}")
         await interaction.followup.send(_fit(lines), ephemeral=True)
