@@ -230,6 +230,11 @@ def _text_of(speaker: str, content: str) -> str:
     return content[len(prefix) :] if speaker and content.startswith(prefix) else content
 
 
+def _stored_pieces(row: asyncpg.Record) -> list[str]:
+    """The pieces of a stored turn (a row with ``speaker`` and ``content``)."""
+    return pieces(row["speaker"], _text_of(row["speaker"], row["content"]))
+
+
 # The names a search's query may name: the scope's speakers, by a loose scan of
 # ix_message_index_scope_speaker (schema v9), one probe per speaker, the first 1,000
 # (a DISTINCT reads every row: 38 ms for a scope of 100,000 turns against 1 ms).
@@ -455,29 +460,17 @@ class MessageIndex:
         encoded: list[tuple[Any, Any]] = [kept.get(r.source_id, (None, None)) for r in rows]
         todo = [n for n, r in enumerate(rows) if r.source_id not in kept]
         if todo:
-            # one batch: the whole turns, then their pieces
-            texts = [rows[n].content for n in todo]
-            for n in todo:
-                texts.extend(rows[n].pieces)
             try:
-                units = [normalise_vector(v) for v in await self._embedder.embed(texts)]
-                if len(units) != len(texts):
-                    raise BarkeeperError(f"{len(units)} vectors for {len(texts)} texts")
+                made = await self._embed_turns(
+                    [rows[n].content for n in todo], [rows[n].pieces for n in todo], storage
+                )
             except (BarkeeperError, OSError, TimeoutError) as exc:
                 _log.warning(
                     "embedding failed (%s); %d turns stored without vectors", exc, len(todo)
                 )
             else:
-                start = len(todo)
-                for k, n in enumerate(todo):
-                    unit = units[k]
-                    whole = (
-                        vector_to_literal(unit) if storage == "vector" else vector_to_bytes(unit)
-                    )
-                    count = len(rows[n].pieces)
-                    parts = _encode_pieces(units[start : start + count], storage) if count else None
-                    start += count
-                    encoded[n] = (whole, parts)
+                for n, pair in zip(todo, made, strict=True):
+                    encoded[n] = pair
         vectors = {r.source_id: v for r, v in zip(rows, encoded, strict=True)}
         query = _UPSERT_VECTOR if storage == "vector" else _UPSERT_BYTEA
 
@@ -727,24 +720,9 @@ class MessageIndex:
         name = self._embedder.name
         done = 0
         async for storage, rows in self._pages(scope, batch_size, _LACKS_VECTOR):
-            texts = [r["content"] for r in rows]
-            split = [pieces(r["speaker"], _text_of(r["speaker"], r["content"])) for r in rows]
-            for texts_of_row in split:
-                texts.extend(texts_of_row)
-            vectors = [normalise_vector(v) for v in await self._embedder.embed(texts)]
-            if len(vectors) != len(texts):
-                raise BarkeeperError(f"{len(vectors)} vectors for {len(texts)} texts")
-            encoded: list[Any] = [
-                vector_to_literal(v) if storage == "vector" else vector_to_bytes(v)
-                for v in vectors[: len(rows)]
-            ]
-            encoded_pieces: list[Any] = []
-            start = len(rows)
-            for texts_of_row in split:
-                count = len(texts_of_row)
-                units = vectors[start : start + count]
-                encoded_pieces.append(_encode_pieces(units, storage) if count else None)
-                start += count
+            made = await self._embed_turns(
+                [r["content"] for r in rows], [_stored_pieces(r) for r in rows], storage
+            )
             cast, array = ("::vector", "text[]") if storage == "vector" else ("", "bytea[]")
             async with self._db.acquire() as conn:
                 result = await conn.fetch(
@@ -755,10 +733,10 @@ class MessageIndex:
                     "WHERE message_index.id = u.id AND message_index.content = u.content "
                     "RETURNING message_index.id",
                     [r["id"] for r in rows],
-                    encoded,
+                    [whole for whole, _ in made],
                     name,
                     [r["content"] for r in rows],
-                    encoded_pieces,
+                    [parts for _, parts in made],
                 )
             done += len(result)
         return done
@@ -786,22 +764,12 @@ class MessageIndex:
         name = self._embedder.name
         done = 0
         async for storage, rows in self._pages(scope, batch_size, _LACKS_PIECES):
-            todo = [
-                (r, split)
-                for r in rows
-                if (split := pieces(r["speaker"], _text_of(r["speaker"], r["content"])))
-            ]
+            todo = [(r, split) for r in rows if (split := _stored_pieces(r))]
             if not todo:
                 continue
-            texts = [text for _, split in todo for text in split]
-            vectors = [normalise_vector(v) for v in await self._embedder.embed(texts)]
-            if len(vectors) != len(texts):
-                raise BarkeeperError(f"{len(vectors)} vectors for {len(texts)} texts")
-            encoded: list[Any] = []
-            start = 0
-            for _, split in todo:
-                encoded.append(_encode_pieces(vectors[start : start + len(split)], storage))
-                start += len(split)
+            made = await self._embed_turns(
+                [None] * len(todo), [split for _, split in todo], storage
+            )
             cast, array = ("::vector[]", "text[]") if storage == "vector" else ("", "bytea[]")
             async with self._db.acquire() as conn:
                 result = await conn.fetch(
@@ -813,12 +781,47 @@ class MessageIndex:
                     "AND message_index.piece_embeddings IS NULL "
                     "RETURNING message_index.id",
                     [r["id"] for r, _ in todo],
-                    encoded,
+                    [parts for _, parts in made],
                     [r["content"] for r, _ in todo],
                     name,
                 )
             done += len(result)
         return done
+
+    async def _embed_turns(
+        self,
+        wholes: Sequence[str | None],
+        splits: Sequence[Sequence[str]],
+        storage: VectorStorage,
+    ) -> list[tuple[Any, Any]]:
+        """Each turn's (whole vector, piece vectors) as the writes take them, from one
+        embedding batch: the whole texts first, then every turn's pieces.
+
+        A whole of ``None`` is not embedded (its vector is kept), and turns without
+        pieces get ``None`` for them.
+
+        Raises:
+            BarkeeperError: The embedder failed or gave another number of vectors.
+        """
+        texts = [whole for whole in wholes if whole is not None]
+        for split in splits:
+            texts.extend(split)
+        units = [normalise_vector(v) for v in await self._embedder.embed(texts)]
+        if len(units) != len(texts):
+            raise BarkeeperError(f"{len(units)} vectors for {len(texts)} texts")
+        made: list[tuple[Any, Any]] = []
+        k, start = 0, len(texts) - sum(len(split) for split in splits)
+        for whole, split in zip(wholes, splits, strict=True):
+            vector = None
+            if whole is not None:
+                unit = units[k]
+                vector = vector_to_literal(unit) if storage == "vector" else vector_to_bytes(unit)
+                k += 1
+            count = len(split)
+            parts = _encode_pieces(units[start : start + count], storage) if count else None
+            start += count
+            made.append((vector, parts))
+        return made
 
     async def _pages(
         self, scope: str | None, batch_size: int, lacking: str
