@@ -338,7 +338,6 @@ def _build_sql(table: SearchTable, storage: _vectors.Storage, pieces: bool) -> s
             f"{cols}, NULL::float8 AS vector, "
             "CASE WHEN m.embedding_model = $3::text THEN m.embedding END AS vector_bytes"
         )
-
         source = f"{table.name} m"
         params = {"__CTX__": "$4::float8", "__K1__": "$5::float8", "__B__": "$6::float8"}
         types, tail = "$7", _SELECT_ALL
