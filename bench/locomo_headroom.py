@@ -22,7 +22,14 @@ itself, :data:`barkeeper.retrieval.DEFAULT_TURN_WEIGHTS` without recency: ``hybr
   best cosine among the turn's word pieces, idf-weighted (BERTScore's recall), z-scored
   among the 50 and added at ``λ`` to the score. It needs the top 50 embedded again per
   question (``meta.turn_word_pieces_ms_each`` per turn, batched), so it would be a
-  reranker on the query path, not an index change.
+  reranker on the query path, not an index change;
+- ``memories_in_context``: the turns indexed again (another scope) with, added to each
+  turn's full-text context as the index makes it (two turns before, one after, month and
+  year), the gold memories (LoCoMo's observations) learnt from that turn: what an
+  index-time expansion by the memory extraction's model could give at best, asked 50 deep;
+- ``memory_vectors_*``: the same memories as vectors: each hit's score plus ``λ`` × the
+  cosine of the question (embedded as it is) and the best memory learnt from that turn,
+  divided by the best such cosine among the 200.
 
 Recall@10 and recall within 1,000 tokens for each, held out and tuning, are written to
 ``--out`` and printed. The hybrid figures equal ``locomo.py``'s (same index, same search).
@@ -39,7 +46,8 @@ import math
 import sys
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +73,8 @@ class Asked:
     hits: list[tuple[str, int, float]]  # (dia_id, tokens, score), best first
     held_out: bool
     late: list[float] | None = None  # maxsim of the top 50
+    with_memories: list[tuple[str, int, float]] | None = None  # memories in the context
+    memory_cosine: list[float] | None = None  # best memory's cosine, per hit
 
 
 def recall_at(ids: list[str], evidence: set[str], k: int) -> float:
@@ -152,7 +162,42 @@ async def ask(args: argparse.Namespace) -> tuple[list[Asked], dict[str, float]]:
                 await index.add_turns(scope, session)
                 for turn in session:
                     texts[conversation.sample_id, turn.source_id] = f"{turn.speaker}: {turn.text}"
+            # the same turns, the gold memories learnt from each added to its context
+            learnt: dict[str, list[str]] = defaultdict(list)
+            for observation in conversation.observations:
+                learnt[observation.dia_id].append(observation.text)
+            for session in conversation.sessions:
+                said = [f"{t.speaker}: {t.text}" for t in session]
+                await index.add_turns(
+                    f"{scope}:memories",
+                    [
+                        replace(
+                            turn,
+                            context="\n".join(
+                                part
+                                for part in (
+                                    "\n".join(said[max(0, n - 2) : n]),
+                                    "\n".join(said[n + 1 : n + 2]),
+                                    month_year(turn.occurred_at),
+                                    *learnt.get(turn.source_id, ()),
+                                )
+                                if part
+                            ),
+                        )
+                        for n, turn in enumerate(session)
+                    ],
+                )
+            memory_texts = [o.text for o in conversation.observations]
+            memory_vectors = np.array(await embedder.embed(memory_texts))
+            memory_rows: dict[str, list[int]] = defaultdict(list)
+            for row, observation in enumerate(conversation.observations):
+                memory_rows[observation.dia_id].append(row)
             for question in conversation.questions:
+                question_vector = np.array(await embedder.embed_query(question.text))
+                cosines = memory_vectors @ question_vector
+                via_memories = await index.search(
+                    f"{scope}:memories", question.text, k=50, mode="hybrid", weights=weights
+                )
                 hits = await index.search(
                     scope, question.text, k=DEPTH, mode="hybrid", weights=weights
                 )
@@ -164,8 +209,15 @@ async def ask(args: argparse.Namespace) -> tuple[list[Asked], dict[str, float]]:
                         question.evidence,
                         [(h.item.source_id, h.tokens, h.parts.score) for h in hits],
                         conversation.sample_id not in tuned_on,
+                        with_memories=[
+                            (h.item.source_id, h.tokens, h.parts.score) for h in via_memories
+                        ],
                     )
                 )
+                asked[-1].memory_cosine = [
+                    max((float(cosines[r]) for r in memory_rows.get(h[0], ())), default=0.0)
+                    for h in asked[-1].hits
+                ]
             print(f"{conversation.sample_id}: asked", file=sys.stderr)
     # the second stage's inputs: word-piece vectors of each question and its top 50
     tokens = TokenVectors()
@@ -208,6 +260,20 @@ def late_key(lam: float) -> Any:
     return key
 
 
+def memory_key(lam: float) -> Any:
+    def key(a: Asked, i: int) -> float:
+        best = max(a.memory_cosine or [0.0]) or 1.0
+        return a.hits[i][2] + lam * (a.memory_cosine or [])[i] / best
+
+    return key
+
+
+def month_year(when: datetime | None) -> str:
+    """ "May 2023": the words the index adds to a turn's context (English month names)."""
+    months = "January February March April May June July August September October November December"
+    return "" if when is None else f"{months.split()[when.month - 1]} {when.year}"
+
+
 def variants() -> dict[str, Any]:
     """name -> fn(asked) -> (recall@10, recall within the budget)."""
 
@@ -246,6 +312,9 @@ def variants() -> dict[str, Any]:
         )
     for lam in (0.1, 0.2, 0.5):
         out[f"maxsim_{lam}"] = lambda a, lam=lam: ranked(a, reordered(a, late_key(lam), 50))
+    out["memories_in_context"] = lambda a: ranked(a, a.with_memories or [])
+    for lam in (0.2, 0.5, 1.0, 1.5):
+        out[f"memory_vectors_{lam}"] = lambda a, lam=lam: ranked(a, reordered(a, memory_key(lam)))
     return out
 
 
