@@ -60,7 +60,13 @@ from barkeeper.turns._pieces import pieces
 from barkeeper.validation import check_aware as check_timestamp
 from barkeeper.validation import check_id, check_int_range, clean_text
 
-__all__ = ["MAX_TURN_CHARS", "MessageIndex", "discord_channel_scope"]
+__all__ = [
+    "MAX_TURN_CHARS",
+    "ChannelIndexCounts",
+    "MessageIndex",
+    "count_channel_index",
+    "discord_channel_scope",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -72,6 +78,7 @@ _MAX_CONTEXT_CHARS = 1_000
 _MAX_BATCH = 10_000
 _DISCORD_BEFORE = 2
 """Messages before a Discord message in its context (one after it), as add_turns's default."""
+_CHANNEL_PREFIX = "discord:channel:"
 
 # What a search of one scope reads: its rows.
 _SEARCH_TABLE = SearchTable(
@@ -121,7 +128,53 @@ def _context_text(before: Sequence[str], after: Sequence[str], when: datetime | 
 
 def discord_channel_scope(channel_id: int) -> str:
     """The scope :meth:`MessageIndex.sync_discord_channel` indexes a channel under."""
-    return f"discord:channel:{check_id(channel_id, 'channel_id')}"
+    return f"{_CHANNEL_PREFIX}{check_id(channel_id, 'channel_id')}"
+
+
+# The scopes of Discord channels, by a loose scan of an index leading with scope, one
+# probe per scope (2 ms for 300 scopes); then their turns and those without a vector,
+# counted from indexes only (33 ms for 300,000 turns; 0.1 ms through
+# ix_message_index_unembedded, schema v10).
+_CHANNEL_SCOPES = """
+WITH RECURSIVE s AS (
+    (SELECT scope FROM message_index ORDER BY scope LIMIT 1)
+    UNION ALL
+    SELECT (SELECT m.scope FROM message_index m WHERE m.scope > s.scope
+            ORDER BY m.scope LIMIT 1)
+    FROM s WHERE s.scope IS NOT NULL
+)
+SELECT scope FROM s WHERE starts_with(scope, $1)
+"""
+_COUNT_TURNS = "SELECT count(*) FROM message_index WHERE scope = ANY($1::text[])"
+_COUNT_WITHOUT_VECTOR = """
+SELECT count(*) FROM message_index WHERE scope = ANY($1::text[]) AND embedding IS NULL
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelIndexCounts:
+    """What the turn index holds of Discord channels (see :func:`count_channel_index`)."""
+
+    channels: int
+    """Channels with turns indexed."""
+    turns: int
+    """Their turns."""
+    without_vector: int
+    """Their turns stored without any vector (the embedder failed when they were
+    written; found by their words only until :meth:`MessageIndex.reembed`)."""
+
+
+async def count_channel_index(db: Database) -> ChannelIndexCounts:
+    """Count the Discord channels' turns in the index, and those without a vector.
+
+    Read from indexes only (schema v10 or later): about 0.1 s per million turns. Turns
+    with another embedder's vector are not told apart (that would read every row).
+    """
+    async with db.acquire() as conn:
+        scopes = [r["scope"] for r in await conn.fetch(_CHANNEL_SCOPES, _CHANNEL_PREFIX)]
+        turns = await conn.fetchval(_COUNT_TURNS, scopes)
+        without = await conn.fetchval(_COUNT_WITHOUT_VECTOR, scopes)
+    return ChannelIndexCounts(channels=len(scopes), turns=int(turns), without_vector=int(without))
 
 
 @dataclass(frozen=True, slots=True)
