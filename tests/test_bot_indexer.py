@@ -17,7 +17,7 @@ from barkeeper.config import Settings
 from barkeeper.db import Database
 from barkeeper.embeddings import HashingEmbedder
 from barkeeper.history import MessageStore, StoredMessage
-from barkeeper.testing import FailingEmbedder
+from barkeeper.testing.embeddings import FailingEmbedder
 from barkeeper.testing.llm import Reply
 from barkeeper.turns import MessageIndex, discord_channel_scope
 from tests._bot import WAIT, bot_rig

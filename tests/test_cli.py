@@ -179,7 +179,7 @@ def test_ephemeral_upgrade_needs_no_server(tmp_path: Path) -> None:
 async def test_doctor_shows_the_history_index(tmp_path: Path, database_url: str) -> None:
     from barkeeper.embeddings import HashingEmbedder
     from barkeeper.history import MessageStore, StoredMessage
-    from barkeeper.testing import FailingEmbedder
+    from barkeeper.testing.embeddings import FailingEmbedder
     from barkeeper.turns import MessageIndex, Turn
 
     base = 8_400_000_000_000_000

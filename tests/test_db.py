@@ -504,7 +504,7 @@ async def test_v9_adds_piece_vectors_and_existing_turns_keep_their_scores(
 async def test_v10_indexes_the_turns_without_a_vector(db: Database) -> None:
     from barkeeper.db._schema import v0010_turns_without_vectors as v10
     from barkeeper.embeddings import HashingEmbedder
-    from barkeeper.testing import FailingEmbedder
+    from barkeeper.testing.embeddings import FailingEmbedder
     from barkeeper.turns import MessageIndex, Turn
 
     await MessageIndex(db, HashingEmbedder()).add_turns("s", [Turn("1", "Ana", "a vector")])

@@ -17,7 +17,7 @@ from barkeeper.embeddings import HashingEmbedder, MiniLMEmbedder, OpenAIEmbedder
 from barkeeper.errors import InvalidInputError
 from barkeeper.memory import MemoryStore
 from barkeeper.retrieval import DEFAULT_TURN_WEIGHTS, Weights, fuse, named_dates, rerank
-from barkeeper.testing import FailingEmbedder
+from barkeeper.testing.embeddings import FailingEmbedder
 from barkeeper.turns import MessageIndex, Turn, discord_channel_scope
 from barkeeper.turns._pieces import pieces
 
