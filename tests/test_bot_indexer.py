@@ -321,7 +321,44 @@ async def test_turns_stored_without_vectors_while_the_embedder_fails_get_them_on
     logged = caplog.text
     assert "not re-embedded (LLMUnavailableError" in logged
     assert "channel 78, 3 turn(s) stored without a vector re-embedded" in logged
+    assert logged.count("not re-embedded") == 1  # once per outage
+    assert "every synced channel's turns have vectors again" in logged
     assert "dartboard" not in logged
+
+
+async def test_the_bot_gives_its_turns_their_vectors_once_the_embedder_is_back(
+    db: Database,
+) -> None:
+    embedder = FailingEmbedder(failing=True)  # the index's, as BARKEEPER_EMBEDDER's
+    async with bot_rig(db, embedder=embedder, **FAST) as rig:
+        assert rig.bot.indexer is not None
+        alice, bob = rig.emu.person("alice"), rig.emu.person("bob")
+        channel = rig.emu.channel_ids()[0]
+        said = [
+            alice.send(channel, "The darts final is on Thursday. Bring your own flights."),
+            bob.send(channel, "who is playing?"),
+            alice.send(channel, "the Red Lion against the Anchor"),
+        ]
+
+        async def stored_without() -> bool:
+            return await _vectors(db, channel) == {m.id: (False, False) for m in said}
+
+        await until(stored_without, within=WAIT, what="three turns stored without vectors")
+        assert rig.bot.indexer.failures == 0  # indexed, found by their words
+        embedder.failing = False
+
+        async def embedded() -> bool:
+            return await _vectors(db, channel) == {
+                said[0].id: (True, True),
+                said[1].id: (True, False),
+                said[2].id: (True, False),
+            }
+
+        await until(embedded, within=WAIT, what="the turns given their vectors")
+        assert rig.bot.indexer.reembedded > 0
+        scope = discord_channel_scope(channel)
+        hits = await _index(db).search(scope, "Bring your own flights", mode="vector", k=1)
+        assert [h.item.discord_message_id for h in hits] == [said[0].id]
 
 
 async def test_at_start_up_turns_left_without_vectors_get_them(db: Database) -> None:

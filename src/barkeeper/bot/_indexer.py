@@ -250,16 +250,16 @@ class ChannelIndexer:
                     _log.debug("history indexer: re-embedding failed again (%s)", _reason(exc))
                 return
             del self._unembedded[channel_id]
-            if count:  # (none to embed says nothing of the embedder)
-                if self._embed_failing:
-                    self._embed_failing = False
-                    _log.warning("history indexer: re-embedding works again")
+            if count:
                 self.reembedded += count
                 _log.info(
                     "history indexer: channel %d, %d turn(s) stored without a vector re-embedded",
                     channel_id,
                     count,
                 )
+        if self._embed_failing:
+            self._embed_failing = False
+            _log.warning("history indexer: every synced channel's turns have vectors again")
 
     async def _queue_cached(self) -> bool:
         try:
