@@ -354,8 +354,10 @@ async def test_the_bot_gives_its_turns_their_vectors_once_the_embedder_is_back(
                 said[2].id: (True, False),
             }
 
+        # no message came meanwhile: the indexer's repair gave them (counted and logged
+        # by the repair's own test above; a pass still running when the embedder came
+        # back may give some of them theirs first, so the count is not asserted here)
         await until(embedded, within=WAIT, what="the turns given their vectors")
-        assert rig.bot.indexer.reembedded > 0
         scope = discord_channel_scope(channel)
         hits = await _index(db).search(scope, "Bring your own flights", mode="vector", k=1)
         assert [h.item.discord_message_id for h in hits] == [said[0].id]
