@@ -13,7 +13,7 @@ from barkeeper.bot import Barkeeper, FollowupSink, build_followups
 from barkeeper.companion import CompanionSettings
 from barkeeper.config import Settings, load_settings
 from barkeeper.db import Database
-from barkeeper.embeddings import HashingEmbedder
+from barkeeper.embeddings import Embedder, HashingEmbedder
 from barkeeper.history import MessageStore
 from barkeeper.learning import MemoryManager, OutboxStore, OutboxWorker
 from barkeeper.llm import OpenAIChatModel, RetryPolicy
@@ -57,9 +57,12 @@ async def bot_rig(
     *,
     learn: bool = False,
     clock: Callable[[], datetime] | None = None,
+    embedder: Embedder | None = None,
     **env: Any,
 ) -> AsyncIterator[Rig]:
     """A :class:`Barkeeper` started in-process against an emulator and a scripted model.
+
+    ``embedder``: the memories' and the turn index's (default: :class:`HashingEmbedder`).
 
     ``learn``: answered messages go to the memory outbox and a real outbox worker
     (extraction rate 1).
@@ -77,7 +80,7 @@ async def bot_rig(
         }
         options.update(env)
         settings = load_settings(**options)
-        memories = MemoryStore(db, HashingEmbedder())
+        memories = MemoryStore(db, embedder if embedder is not None else HashingEmbedder())
         model = OpenAIChatModel(
             base_url=llm.base_url,
             api_key="test",

@@ -17,6 +17,7 @@ from barkeeper.config import Settings
 from barkeeper.db import Database
 from barkeeper.embeddings import HashingEmbedder
 from barkeeper.history import MessageStore, StoredMessage
+from barkeeper.testing.embeddings import FailingEmbedder
 from barkeeper.testing.llm import Reply
 from barkeeper.turns import MessageIndex, discord_channel_scope
 from tests._bot import WAIT, bot_rig
@@ -262,6 +263,120 @@ async def test_a_failure_keeps_the_channel_marked_and_the_task_goes_on(
     await down.run_pass()
     await down.run_pass()
     assert down.marked == 1 and down.failures == 2
+
+
+async def _vectors(db: Database, channel_id: int) -> dict[int, tuple[bool, bool]]:
+    """Each indexed turn of the channel: (has a vector, has piece vectors)."""
+    async with db.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT source_id, embedding IS NOT NULL AS whole, piece_embeddings IS NOT NULL "
+            "AS parts FROM message_index WHERE scope = $1",
+            discord_channel_scope(channel_id),
+        )
+    return {int(r["source_id"]): (r["whole"], r["parts"]) for r in rows}
+
+
+async def test_turns_stored_without_vectors_while_the_embedder_fails_get_them_once_it_works(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="barkeeper.bot._indexer")
+    store = MessageStore(db)
+    base = 8_100_000_000_000_000
+    said = [
+        StoredMessage(base + 1, 78, 7, "rosa", "The cellar key hangs behind the dartboard."),
+        StoredMessage(base + 2, 78, 7, "ivo", "Why there? Nobody ever finds it."),
+        StoredMessage(base + 3, 78, 7, "rosa", "that is the point"),
+    ]
+    await store.store_many(said)
+    embedder = FailingEmbedder(failing=True)  # the embeddings endpoint is down
+    indexer = ChannelIndexer(MessageIndex(db, embedder), store, interval=0.1)
+    searcher = _index(db)  # the same embedder's vectors, working
+    scope = discord_channel_scope(78)
+    indexer.mark(78, said[0].message_id)
+    await indexer.run_pass()
+    # What a sync does when the embedder fails: the turns are stored without vectors
+    # (none for their pieces either), found by their words only; not a failed sync.
+    assert indexer.marked == 0 and indexer.failures == 0 and embedder.failures == 2
+    assert await _vectors(db, 78) == {m.message_id: (False, False) for m in said}
+    found = await searcher.search(scope, "dartboard", mode="fulltext")
+    assert found[0].item.discord_message_id == said[0].message_id
+    assert await searcher.search(scope, "where is the cellar key", mode="vector") == []
+
+    await indexer.run_pass()  # still down: one attempt this pass, nothing changes
+    assert embedder.failures == 3 and indexer.reembedded == 0
+    embedder.failing = False  # the endpoint is back: the next pass re-embeds them
+    await indexer.run_pass()
+    assert indexer.reembedded == 3 and indexer.failures == 0
+    # The two turns of two sentences have their pieces' vectors too.
+    assert await _vectors(db, 78) == {
+        said[0].message_id: (True, False),
+        said[1].message_id: (True, True),
+        said[2].message_id: (True, False),
+    }
+    hits = await searcher.search(scope, "the cellar key hangs behind the dartboard", mode="vector")
+    assert hits[0].item.discord_message_id == said[0].message_id
+    assert hits[0].parts.vector is not None and hits[0].parts.vector > 0.9
+    await indexer.run_pass()  # nothing left to do: the embedder is not called
+    assert indexer.reembedded == 3
+    logged = caplog.text
+    assert "not re-embedded (LLMUnavailableError" in logged
+    assert "channel 78, 3 turn(s) stored without a vector re-embedded" in logged
+    assert logged.count("not re-embedded") == 1  # once per outage
+    assert "every synced channel's turns have vectors again" in logged
+    assert "dartboard" not in logged
+
+
+async def test_the_bot_gives_its_turns_their_vectors_once_the_embedder_is_back(
+    db: Database,
+) -> None:
+    embedder = FailingEmbedder(failing=True)  # the index's, as BARKEEPER_EMBEDDER's
+    async with bot_rig(db, embedder=embedder, **FAST) as rig:
+        assert rig.bot.indexer is not None
+        alice, bob = rig.emu.person("alice"), rig.emu.person("bob")
+        channel = rig.emu.channel_ids()[0]
+        said = [
+            alice.send(channel, "The darts final is on Thursday. Bring your own flights."),
+            bob.send(channel, "who is playing?"),
+            alice.send(channel, "the Red Lion against the Anchor"),
+        ]
+
+        async def stored_without() -> bool:
+            return await _vectors(db, channel) == {m.id: (False, False) for m in said}
+
+        await until(stored_without, within=WAIT, what="three turns stored without vectors")
+        assert rig.bot.indexer.failures == 0  # indexed, found by their words
+        embedder.failing = False
+
+        async def embedded() -> bool:
+            return await _vectors(db, channel) == {
+                said[0].id: (True, True),
+                said[1].id: (True, False),
+                said[2].id: (True, False),
+            }
+
+        # no message came meanwhile: the indexer's repair gave them (counted and logged
+        # by the repair's own test above; a pass still running when the embedder came
+        # back may give some of them theirs first, so the count is not asserted here)
+        await until(embedded, within=WAIT, what="the turns given their vectors")
+        scope = discord_channel_scope(channel)
+        hits = await _index(db).search(scope, "Bring your own flights", mode="vector", k=1)
+        assert [h.item.discord_message_id for h in hits] == [said[0].id]
+
+
+async def test_at_start_up_turns_left_without_vectors_get_them(db: Database) -> None:
+    store = MessageStore(db)
+    base = 8_200_000_000_000_000
+    said = [StoredMessage(base + n, 79, 7, "ivo", f"a barrel of stout number {n}") for n in (1, 2)]
+    await store.store_many(said)
+    down = MessageIndex(db, FailingEmbedder(failing=True))
+    assert await down.sync_discord_channel(79) == 2  # an earlier run, the embedder down
+    assert await _vectors(db, 79) == {m.message_id: (False, False) for m in said}
+    # The next start-up: every cached channel is synced whole, then re-embedded.
+    indexer = ChannelIndexer(_index(db), store, interval=0.1)
+    indexer.sync_cached()
+    await indexer.run_pass()
+    assert indexer.reembedded == 2
+    assert await _vectors(db, 79) == {m.message_id: (True, False) for m in said}
 
 
 async def test_after_forget_me_the_others_turns_are_indexed_again(db: Database) -> None:

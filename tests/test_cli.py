@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from barkeeper.cli import app
+from barkeeper.config import load_settings
+from barkeeper.db import Database
 from barkeeper.db import _migrations as mig
 from tests.test_url import HARD_PASSWORD, assert_hidden
 
@@ -172,3 +174,34 @@ def test_ephemeral_upgrade_needs_no_server(tmp_path: Path) -> None:
     last = [line for line in lines if "pgvector" in line][-1]
     assert "yes (" in last, lines
     assert not Path(os.environ["BARKEEPER_DATA_DIR"]).exists()
+
+
+async def test_doctor_shows_the_history_index(tmp_path: Path, database_url: str) -> None:
+    from barkeeper.embeddings import HashingEmbedder
+    from barkeeper.history import MessageStore, StoredMessage
+    from barkeeper.testing.embeddings import FailingEmbedder
+    from barkeeper.turns import MessageIndex, Turn
+
+    base = 8_400_000_000_000_000
+    async with Database.connect(load_settings(), url=database_url, min_size=1, upgrade=True) as db:
+        await MessageStore(db).store_many(
+            StoredMessage(base + n, 10 + n % 2, 7, "cy", f"note {n}") for n in range(5)
+        )
+        await MessageIndex(db, HashingEmbedder()).sync_discord_channel(10)
+        await MessageIndex(db, FailingEmbedder(failing=True)).sync_discord_channel(11)
+        # a transcript's turns are not a channel's
+        await MessageIndex(db, HashingEmbedder()).add_turns("transcript:1", [Turn("1", "A", "x")])
+
+    doctor = barkeeper(tmp_path, "doctor", POSTGRES_URL=database_url)
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert "│ history index │ 5 turn(s) of 2 channel(s) indexed, 2 without a vector" in (
+        doctor.stdout
+    )
+    off = barkeeper(tmp_path, "doctor", POSTGRES_URL=database_url, BARKEEPER_INDEX_HISTORY="false")
+    assert "│ history index │ off (BARKEEPER_INDEX_HISTORY=false); 5 turn(s) of 2 channel(s)" in (
+        off.stdout
+    )
+    async with Database.connect(load_settings(), url=database_url, min_size=1) as db:
+        assert await MessageIndex(db, HashingEmbedder()).reembed(only_missing=True) == 2
+    doctor = barkeeper(tmp_path, "doctor", POSTGRES_URL=database_url)
+    assert "5 turn(s) of 2 channel(s) indexed, none without a vector" in doctor.stdout

@@ -396,7 +396,7 @@ async def test_v7_admits_health_memories_on_an_upgraded_database(db: Database) -
                 "INSERT INTO memories (user_id, memory_type, content) VALUES ($1, 'health', 'y')",
                 uid,
             )
-    assert await db.upgrade() == [7, 8, 9]
+    assert await db.upgrade() == [7, 8, 9, 10]
     async with db.acquire() as conn:
         await conn.execute(
             "INSERT INTO memories (user_id, memory_type, content) VALUES ($1, 'health', 'y')", uid
@@ -436,7 +436,7 @@ async def test_v8_searches_the_extraction_context_of_existing_memories(db: Datab
             "VALUES ($1, 'hobby', 'Joined a ceramics course', 'a pottery class!')",
             uid,
         )
-    assert await db.upgrade() == [8, 9]  # 9 again too: it changes nothing
+    assert await db.upgrade() == [8, 9, 10]  # 9 and 10 again too: they change nothing
     async with db.acquire() as conn:
         search = await conn.fetchval("SELECT search::text FROM memories WHERE user_id = $1", uid)
         async with conn.transaction():
@@ -469,10 +469,10 @@ async def test_v9_adds_piece_vectors_and_existing_turns_keep_their_scores(
         # Back at version 8: no piece vectors; the turns have their whole vectors.
         await conn.execute("ALTER TABLE message_index DROP COLUMN piece_embeddings")
         await conn.execute(f"DROP INDEX {v9.INDEX}")
-        await conn.execute("DELETE FROM schema_migrations WHERE version = 9")
+        await conn.execute("DELETE FROM schema_migrations WHERE version >= 9")
         filenode = await conn.fetchval("SELECT pg_relation_filenode('message_index')")
     assert await column() == []
-    assert await db.upgrade() == [9]
+    assert await db.upgrade() == [9, 10]
     assert await column() == ["_vector" if has_pgvector_server else "bytea"]
     async with db.acquire() as conn:
         async with conn.transaction():
@@ -499,3 +499,37 @@ async def test_v9_adds_piece_vectors_and_existing_turns_keep_their_scores(
     await index.add_turns("s", turns)
     async with db.acquire() as conn:
         assert await conn.fetchval("SELECT count(piece_embeddings) FROM message_index") == 0
+
+
+async def test_v10_indexes_the_turns_without_a_vector(db: Database) -> None:
+    from barkeeper.db._schema import v0010_turns_without_vectors as v10
+    from barkeeper.embeddings import HashingEmbedder
+    from barkeeper.testing.embeddings import FailingEmbedder
+    from barkeeper.turns import MessageIndex, Turn
+
+    await MessageIndex(db, HashingEmbedder()).add_turns("s", [Turn("1", "Ana", "a vector")])
+    await MessageIndex(db, FailingEmbedder(failing=True)).add_turns("s", [Turn("2", "Bo", "none")])
+
+    async def definition() -> str | None:
+        async with db.acquire() as conn:
+            found: str | None = await conn.fetchval(
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = $2",
+                db.schema,
+                v10.INDEX,
+            )
+        return found
+
+    async with db.acquire() as conn:  # back at version 9
+        await conn.execute(f"DROP INDEX {v10.INDEX}")
+        await conn.execute("DELETE FROM schema_migrations WHERE version = 10")
+    assert await definition() is None
+    assert await db.upgrade() == [10]
+    assert await definition() == (
+        f"CREATE INDEX {v10.INDEX} ON {db.schema}.message_index USING btree (scope, id) "
+        "WHERE (embedding IS NULL)"
+    )
+    async with db.acquire() as conn:
+        async with conn.transaction():
+            await v10.apply(conn, db.capabilities)  # again: nothing to do
+        without = "SELECT count(*) FROM message_index WHERE embedding IS NULL"
+        assert await conn.fetchval(without) == 1

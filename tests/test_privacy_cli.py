@@ -89,3 +89,58 @@ async def test_privacy_show_export_forget(tmp_path: Path, database_url: str) -> 
     bad = barkeeper(tmp_path, "privacy", "show", "not-a-number", POSTGRES_URL=database_url)
     assert bad.returncode != 0
     assert "Traceback" not in bad.stderr
+
+
+async def test_forget_syncs_the_history_index_of_their_channels(
+    tmp_path: Path, database_url: str
+) -> None:
+    from barkeeper.embeddings import HashingEmbedder
+    from barkeeper.history import MessageStore, StoredMessage
+    from barkeeper.turns import MessageIndex, discord_channel_scope
+
+    base = 8_300_000_000_000_000
+    said = [
+        StoredMessage(base + 1, 6, 9002, "bob", "who wants the last slice of tart?"),
+        StoredMessage(base + 2, 6, 9001, "ann", "me, the rhubarb one please"),
+        StoredMessage(base + 3, 6, 9002, "bob", "it is yours, with cream"),
+        StoredMessage(base + 4, 6, 9002, "bob", "and a coffee?"),
+        StoredMessage(base + 5, 8, 9002, "bob", "another channel, untouched"),
+    ]
+    scope = discord_channel_scope(6)
+    async with Database.connect(load_settings(), url=database_url, min_size=1, upgrade=True) as db:
+        await MessageStore(db).store_many(said)
+        index = MessageIndex(db, HashingEmbedder())
+        assert await index.sync_discord_channel(6) == 4
+        assert await index.sync_discord_channel(8) == 1
+
+    forget = barkeeper(
+        tmp_path,
+        "privacy",
+        "forget",
+        "9001",
+        "--yes",
+        POSTGRES_URL=database_url,
+        BARKEEPER_EMBEDDER="hashing",
+    )
+    assert forget.returncode == 0, forget.stderr
+    # Her turn went, and Bob's answer's (its context came from hers): indexed again at
+    # once, its context now the message before hers; those whose context quoted hers
+    # (the one before, the one after next) are refreshed too.
+    assert "History index: 1 channel(s) synced, 3 turn(s) indexed again." in forget.stdout
+    async with Database.connect(load_settings(), url=database_url, min_size=1) as db:
+        index = MessageIndex(db, HashingEmbedder())
+        async with db.acquire() as conn:
+            rows = {
+                int(r["source_id"]): (r["context"], r["embedding"] is not None)
+                for r in await conn.fetch(
+                    "SELECT source_id, context, embedding FROM message_index WHERE scope = $1",
+                    scope,
+                )
+            }
+        assert sorted(rows) == [base + 1, base + 3, base + 4]
+        assert all(has_vector for _, has_vector in rows.values())
+        assert "last slice of tart" in rows[base + 3][0] and "rhubarb" not in rows[base + 3][0]
+        assert "it is yours" in rows[base + 1][0] and "rhubarb" not in rows[base + 1][0]
+        assert "rhubarb" not in rows[base + 4][0]
+        assert await index.search(scope, "rhubarb", mode="fulltext") == []
+        assert await index.count(discord_channel_scope(8)) == 1

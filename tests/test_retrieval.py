@@ -17,6 +17,7 @@ from barkeeper.embeddings import HashingEmbedder, MiniLMEmbedder, OpenAIEmbedder
 from barkeeper.errors import InvalidInputError
 from barkeeper.memory import MemoryStore
 from barkeeper.retrieval import DEFAULT_TURN_WEIGHTS, Weights, fuse, named_dates, rerank
+from barkeeper.testing.embeddings import FailingEmbedder
 from barkeeper.turns import MessageIndex, Turn, discord_channel_scope
 from barkeeper.turns._pieces import pieces
 
@@ -835,6 +836,41 @@ async def test_reembed_gives_pieces_their_vectors(db: Database) -> None:
     vector = await HashingEmbedder().embed_query(sentence)
     [hit] = await index.search("s", sentence, k=1, mode="vector", query_embedding=vector)
     assert hit.parts.vector == pytest.approx((_cos(sentence, f"Ana: {LONG}") + 1.0) / 2, abs=1e-5)
+
+
+async def test_reembed_only_missing_gives_vectors_to_turns_stored_without_any(
+    db: Database,
+) -> None:
+    await MessageIndex(db, HashingEmbedder(64)).add_turns("s", [Turn("other", "Ana", LONG)])
+    down = FailingEmbedder(failing=True)
+    await MessageIndex(db, down).add_turns("s", [Turn("none", "Bo", "Rex barks. It rains.")])
+    await MessageIndex(db, down).add_turns("t", [Turn("elsewhere", "Cy", "Tea time.")])
+    index = MessageIndex(db, HashingEmbedder())
+
+    # Only the scope's turns without any vector: not one with another embedder's.
+    async def models() -> dict[str, tuple[str | None, bool]]:
+        async with db.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT source_id, embedding_model, piece_embeddings IS NOT NULL AS parts "
+                "FROM message_index"
+            )
+        return {r["source_id"]: (r["embedding_model"], r["parts"]) for r in rows}
+
+    assert await models() == {
+        "other": ("hashing-64", True),
+        "none": (None, False),
+        "elsewhere": (None, False),
+    }
+    assert await index.reembed("s", only_missing=True, batch_size=1) == 1
+    assert await models() == {
+        "other": ("hashing-64", True),
+        "none": ("hashing-384", True),
+        "elsewhere": (None, False),
+    }
+    assert await index.reembed("s", only_missing=True) == 0
+    assert await index.reembed(only_missing=True) == 1  # every scope: "elsewhere"
+    assert await index.reembed("s") == 1  # another embedder's vector: all of reembed's
+    assert set((await models()).values()) == {("hashing-384", True), ("hashing-384", False)}
 
 
 async def test_add_pieces_gives_turns_indexed_before_v9_their_pieces(db: Database) -> None:

@@ -371,6 +371,7 @@ class AdminCog(commands.GroupCog, group_name="barkeeper"):
             lines.append(
                 f"History index: {indexer.marked} channel(s) waiting, {indexer.queued} queued "
                 f"whole, {indexer.indexed} turn(s) indexed since start, "
+                f"{indexer.reembedded} re-embedded (stored without a vector), "
                 f"{indexer.failures} failed sync(s)"
             )
         tools = "tools on" if bot.agent.tools_enabled else "tools off"

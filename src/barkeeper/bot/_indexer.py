@@ -13,8 +13,13 @@ under a channel's scope; this fills it from the message cache, in one background
   at a time between the passes. A turn already indexed and unchanged is only read.
 
 One task does every sync, so a channel is never synced by two at once. A failure
-(the database, the embedder) is logged without message text; the channel stays
-queued for the next pass and the task goes on.
+(the database, an unexpected error) is logged without message text; the channel stays
+queued for the next pass and the task goes on. When the embedder reports an error
+the sync stores the turns without vectors (found by their words only): after each
+channel's sync its turns without a vector are given one
+(:meth:`MessageIndex.reembed` with ``only_missing``: one index probe when there are
+none), and a channel whose re-embedding fails is tried again at every pass until the
+embedder works.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import asyncpg
 
 from barkeeper.errors import DatabaseError
 from barkeeper.history import MessageStore
-from barkeeper.turns import MessageIndex
+from barkeeper.turns import MessageIndex, discord_channel_scope
 
 __all__ = ["ChannelIndexer"]
 
@@ -76,13 +81,17 @@ class ChannelIndexer:
         self._include = include
         self._marks: dict[int, int] = {}  # channel → lowest message id to sync from
         self._full: dict[int, None] = {}  # channels to sync whole, in order
+        self._unembedded: dict[int, None] = {}  # synced channels: turns without vectors?
         self._list_cached = False
         self._failing = False
+        self._embed_failing = False
         self._task: asyncio.Task[None] | None = None
         #: Turns (re)indexed since start.
         self.indexed = 0
         #: Syncs that failed since start.
         self.failures = 0
+        #: Turns stored without a vector (the embedder failed) given one since start.
+        self.reembedded = 0
 
     @property
     def marked(self) -> int:
@@ -137,11 +146,14 @@ class ChannelIndexer:
                 _log.exception("history indexer: the pass failed")
 
     async def run_pass(self) -> None:
-        """One pass: the marked channels; the channel list if asked; then the queued
-        channels one by one (the marked ones again between two, once per interval)."""
+        """One pass: the marked channels; the synced channels' turns without vectors; the
+        channel list if asked; then the queued channels one by one, each followed by its
+        turns without vectors unless re-embedding is failing (the marked ones again
+        between two, once per interval)."""
         last = time.monotonic()
         if not await self._sync_marked():
             return
+        await self._reembed()
         if self._list_cached and not await self._queue_cached():
             return
         while self._full:
@@ -150,6 +162,8 @@ class ChannelIndexer:
             if not await self._sync_whole(channel_id):
                 self._full[channel_id] = None  # again at the next pass
                 return
+            if not self._embed_failing:  # (failing: once a pass, above)
+                await self._reembed()
             if time.monotonic() - last >= self._interval:
                 last = time.monotonic()
                 if not await self._sync_marked():
@@ -183,6 +197,7 @@ class ChannelIndexer:
                 self._restore({**marks, channel_id: message_id})
                 return False
             del marks[channel_id]
+            self._unembedded[channel_id] = None
             self._succeeded(count)
             _log.debug("history indexer: channel %d, %d turn(s) indexed", channel_id, count)
         return True
@@ -196,6 +211,7 @@ class ChannelIndexer:
         except Exception as exc:
             self._failed(f"channel {channel_id}", exc)
             return False
+        self._unembedded[channel_id] = None
         self._succeeded(count)
         _log.info(
             "history indexer: channel %d synced, %d turn(s) indexed in %.1f s",
@@ -204,6 +220,46 @@ class ChannelIndexer:
             time.monotonic() - started,
         )
         return True
+
+    async def _reembed(self) -> None:
+        """Give a vector to the synced channels' turns stored without one (the embedder
+        failed when they were written). On a failure the others wait for the next pass
+        (one attempt a pass while the embedder is down), the failed one after them."""
+        while self._unembedded:
+            channel_id = next(iter(self._unembedded))
+            try:
+                count = await self._index.reembed(
+                    discord_channel_scope(channel_id), only_missing=True
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Not a failed sync: the turns are indexed (found by their words).
+                del self._unembedded[channel_id]
+                self._unembedded[channel_id] = None
+                if not self._embed_failing:
+                    self._embed_failing = True
+                    _log.warning(
+                        "history indexer: turns without vectors in channel %d not re-embedded "
+                        "(%s); retrying every %.1f s",
+                        channel_id,
+                        _reason(exc),
+                        self._interval,
+                    )
+                else:
+                    _log.debug("history indexer: re-embedding failed again (%s)", _reason(exc))
+                return
+            del self._unembedded[channel_id]
+            if count:
+                self.reembedded += count
+                _log.info(
+                    "history indexer: channel %d, %d turn(s) stored without a vector re-embedded",
+                    channel_id,
+                    count,
+                )
+        if self._embed_failing:
+            self._embed_failing = False
+            _log.warning("history indexer: every synced channel's turns have vectors again")
 
     async def _queue_cached(self) -> bool:
         try:

@@ -11,6 +11,24 @@ from barkeeper.cli._common import console, run, settings_and_logging, styled
 from barkeeper.db import Database, mask_url
 from barkeeper.errors import BarkeeperError
 from barkeeper.learning import build_outbox
+from barkeeper.turns import ChannelIndexCounts, count_channel_index
+
+
+def _history_index_line(on: bool, counts: ChannelIndexCounts | None) -> Text | str:
+    """The ``history index`` line: on or off, and what the index holds of channels."""
+    if counts is None:  # before schema v10: not counted
+        return "on" if on else "off (BARKEEPER_INDEX_HISTORY=false)"
+    held = f"{counts.turns} turn(s) of {counts.channels} channel(s)"
+    if not on:
+        return f"off (BARKEEPER_INDEX_HISTORY=false); {held} kept from before"
+    if not counts.without_vector:
+        return f"{held} indexed, none without a vector"
+    return Text.assemble(
+        f"{held} indexed, ",
+        styled(f"{counts.without_vector} without a vector", "yellow"),
+        " (the embedder failed; found by their words only until the bot's next sync of "
+        "their channel re-embeds them)",
+    )
 
 
 def doctor() -> None:
@@ -33,6 +51,9 @@ def doctor() -> None:
                 outbox = None
                 if health.ok and health.schema_version >= 3:
                     outbox = await build_outbox(db, settings).counts()
+                turns = None
+                if health.ok and health.schema_version >= 10:
+                    turns = await count_channel_index(db)
         except BarkeeperError as exc:
             return str(exc)
         table.add_row("server", f"PostgreSQL {health.server_version} ({health.latency_ms:.1f} ms)")
@@ -55,6 +76,8 @@ def doctor() -> None:
                 "memory outbox",
                 Text.assemble(styled(line, "yellow")) if outbox.dead else line,
             )
+        if health.ok:
+            table.add_row("history index", _history_index_line(settings.index_history, turns))
         return None
 
     error = run(probe())

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, TextIO
 
+import asyncpg
 import typer
 from rich.table import Table
 
@@ -17,8 +18,12 @@ from barkeeper.cli._common import (
     styled,
     user_id_or_external,
 )
+from barkeeper.config import Settings
 from barkeeper.db import Database
+from barkeeper.errors import BarkeeperError
+from barkeeper.learning import build_embedder
 from barkeeper.privacy import Privacy, PrivacyReport, UserRef
+from barkeeper.turns import MessageIndex
 
 app = typer.Typer(
     help="Show, export or delete everything barkeeper keeps about one user.",
@@ -105,6 +110,27 @@ FORGET_NOTE = (
 )
 
 
+async def _sync_history_index(db: Database, settings: Settings, channels: dict[int, int]) -> str:
+    """Sync the turn index of the channels a forget deleted cached messages from, each
+    from the message before the lowest deleted (as the bot does after a delete: the turn
+    after each deleted message went with it); what to print."""
+    if not settings.index_history or not channels:
+        return ""
+    synced = 0
+    try:
+        index = MessageIndex(db, build_embedder(settings))
+        for channel_id, lowest in sorted(channels.items()):
+            synced += await index.sync_discord_channel(
+                channel_id, after_message_id=max(lowest - 1, 0)
+            )
+    except (BarkeeperError, asyncpg.PostgresError, OSError) as exc:
+        return (
+            f"The history index of {len(channels)} channel(s) was not refreshed ({exc}); "
+            "the bot refreshes it at its next start."
+        )
+    return f"History index: {len(channels)} channel(s) synced, {synced} turn(s) indexed again."
+
+
 @app.command()
 def forget(
     user_id: UserIdArg,
@@ -131,13 +157,16 @@ def forget(
         err_console.print("Nothing deleted.")
         raise typer.Exit(1)
 
-    async def delete() -> PrivacyReport:
+    async def delete() -> tuple[PrivacyReport, str]:
         async with Database.connect(settings, min_size=1, max_size=2) as db:
             privacy = Privacy(db)
-            return await privacy.forget(await _resolve(privacy, who))
+            report = await privacy.forget(await _resolve(privacy, who))
+            return report, await _sync_history_index(db, settings, report.channels)
 
-    report = run(delete())
+    report, synced = run(delete())
     _print_counts(f"Deleted, for {user_id}", report.rows)
     if report.forgotten_at is not None:
         console.print(f"Forgotten at {report.forgotten_at.isoformat()}.")
+    if synced:
+        console.print(synced)
     console.print(FORGET_NOTE)

@@ -26,6 +26,7 @@ from barkeeper.db._schema import (
     v0007_health_memories,
     v0008_memory_search_context,
     v0009_turn_pieces,
+    v0010_turns_without_vectors,
 )
 from barkeeper.errors import SchemaTooNewError
 
@@ -108,6 +109,12 @@ MIGRATIONS: list[Migration] = [
         "the vectors of a turn's sentences (message_index.piece_embeddings)",
         v0009_turn_pieces.apply,
         v0009_turn_pieces.TABLES,
+    ),
+    Migration(
+        10,
+        "an index of the turns stored without a vector, by scope",
+        v0010_turns_without_vectors.apply,
+        v0010_turns_without_vectors.TABLES,
     ),
 ]
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -45,12 +45,24 @@ class PrivacyReport:
     """Identities recorded as forgotten (by :meth:`Privacy.forget`)."""
     forgotten_at: datetime | None = None
     """When (by :meth:`Privacy.forget`): their content created before it is refused."""
+    channels: dict[int, int] = field(default_factory=dict)
+    """For a forget: the Discord channels whose cached messages were deleted, each with
+    the lowest deleted message id. A turn index of the channel is stale from there (the
+    turn after each deleted message went with it): sync it from the message before
+    (:meth:`barkeeper.turns.MessageIndex.sync_discord_channel`)."""
 
     @property
     def total(self) -> int:
         """All rows."""
         return sum(self.rows.values())
 
+
+# The channels of a person's cached messages, each with the lowest (through
+# ix_discord_messages_author): where a forget leaves a channel's turn index stale.
+_THEIR_CHANNELS = """
+SELECT channel_id, min(message_id) AS lowest FROM discord_messages WHERE author_id = $1
+GROUP BY channel_id
+"""
 
 # Search indexes derived from other tables: deleted with the user, counted by show(),
 # but not exported. Their rows repeat the user's messages and carry neighbouring
@@ -255,7 +267,9 @@ class Privacy:
 
         Children are deleted before parents, so the result does not depend on each
         foreign key's ``ON DELETE`` rule. The user's row is locked first, so nothing
-        can be attached to them while this runs.
+        can be attached to them while this runs. The report names the Discord channels
+        that lost cached messages (:attr:`PrivacyReport.channels`): their turn index
+        needs a sync.
         """
         plan = await self._plan()
         report = PrivacyReport()
@@ -269,6 +283,11 @@ class Privacy:
                 if row is not None:
                     discord_id = discord_id if discord_id is not None else row["discord_id"]
                     external_id = external_id if external_id is not None else row["external_id"]
+            if discord_id is not None:
+                report.channels = {
+                    r["channel_id"]: r["lowest"]
+                    for r in await conn.fetch(_THEIR_CHANNELS, discord_id)
+                }
             for table in reversed(plan.order):
                 status = await conn.execute(
                     WHO + f"DELETE FROM {quote_ident(table)} WHERE {plan.where[table]}",  # noqa: S608

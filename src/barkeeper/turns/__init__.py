@@ -5,7 +5,7 @@
 (:class:`barkeeper.retrieval.Hit`). A *scope* is what one search may see (a channel,
 a user's conversation with the bot, a transcript). Discord channels are indexed from
 :class:`barkeeper.history.MessageStore`'s cache under
-:func:`discord_channel_scope`.
+:func:`discord_channel_scope`; :func:`count_channel_index` counts them.
 
 Example::
 
@@ -16,13 +16,21 @@ Example::
     hits = await index.search("transcript:42", "does Ana have pets?", k=5)
 """
 
-from barkeeper.turns._index import MAX_TURN_CHARS, MessageIndex, discord_channel_scope
+from barkeeper.turns._index import (
+    MAX_TURN_CHARS,
+    ChannelIndexCounts,
+    MessageIndex,
+    count_channel_index,
+    discord_channel_scope,
+)
 from barkeeper.turns._models import IndexedTurn, Turn
 
 __all__ = [
     "MAX_TURN_CHARS",
+    "ChannelIndexCounts",
     "IndexedTurn",
     "MessageIndex",
     "Turn",
+    "count_channel_index",
     "discord_channel_scope",
 ]
