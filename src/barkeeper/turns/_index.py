@@ -270,16 +270,17 @@ class MessageIndex:
         db: The database (migrated).
         embedder: Makes the turns' and queries' vectors.
         weights: How searches fuse their signals.
-        pieces: Whether turns written from now on get piece vectors (their sentences',
-            see :meth:`add_turns`). ``False`` embeds each turn once, for
-            installations that mind the indexing cost (pieces are about 2.5x the
-            embedding work) more than questions about one sentence of a long turn:
-            :meth:`add_turns`, :meth:`sync_discord_channel` and :meth:`reembed` store
-            every turn as one of a single sentence is (no piece vectors, its vector
-            signal its own cosine), and :meth:`add_pieces` does nothing. Turns that
-            already have piece vectors keep them (also when written again with the
-            same text), and searches still use them (unless their weights say
-            ``pieces=False``); nothing else about a search changes.
+        pieces: Whether turns embedded from now on get piece vectors (their
+            sentences', see :meth:`add_turns`). ``False`` embeds each turn once, for
+            installations that mind the indexing cost (pieces about double the
+            embedding work of chat turns) more than questions about one sentence of
+            a long turn: :meth:`add_turns`, :meth:`sync_discord_channel` and
+            :meth:`reembed` store every turn as a turn of one sentence is stored (no
+            piece vectors; its vector signal is its own cosine), and
+            :meth:`add_pieces` does nothing. Turns that already have piece vectors
+            keep them (also when written again with the same text), and searches
+            still use them (unless their weights say ``pieces=False``); nothing else
+            about a search changes.
 
     Example::
 
