@@ -21,6 +21,7 @@ from barkeeper.config import load_settings
 from barkeeper.db import Database
 from barkeeper.errors import ConfigError
 from barkeeper.testing.llm import LLMServer
+from barkeeper.turns import Turn
 
 
 def test_openai_names_are_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -115,3 +116,20 @@ async def test_build_agent_replies_from_settings(
         await agent.aclose()
     assert answer.text == "Evening, Sam." and answer.run is not None
     assert answer.record.model == "openai/gpt-oss-120b"
+
+
+@pytest.mark.parametrize(("value", "stored"), [("true", 1), ("false", 0)])
+async def test_index_pieces_reaches_the_agents_index(
+    db: Database, monkeypatch: pytest.MonkeyPatch, value: str, stored: int
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-unused")
+    monkeypatch.setenv("BARKEEPER_EMBEDDER", "hashing")
+    monkeypatch.setenv("BARKEEPER_INDEX_PIECES", value)
+    agent = build_agent(db, load_settings())
+    try:
+        assert agent.index is not None
+        await agent.index.add_turns("s", [Turn("1", "Ana", "My dog Rex is a beagle. He naps.")])
+    finally:
+        await agent.aclose()
+    async with db.acquire() as conn:
+        assert await conn.fetchval("SELECT count(piece_embeddings) FROM message_index") == stored

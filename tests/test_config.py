@@ -96,6 +96,7 @@ def test_empty_values_are_unset(monkeypatch: pytest.MonkeyPatch) -> None:
         ("DB_PORT", "70000"),
         ("BACKFILL_MAX_FETCH_LIMIT", "101"),
         ("DATABASE_ECHO", "perhaps"),
+        ("BARKEEPER_INDEX_PIECES", "perhaps"),
     ],
 )
 def test_invalid_value_names_the_variable(
@@ -106,6 +107,27 @@ def test_invalid_value_names_the_variable(
         load_settings()
     assert name in str(info.value)
     assert value not in str(info.value) or len(value) < 3
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(None, True), ("true", True), ("false", False), ("0", False)]
+)
+def test_index_pieces_is_a_switch(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, expected: bool
+) -> None:
+    if value is not None:
+        monkeypatch.setenv("BARKEEPER_INDEX_PIECES", value)
+    assert load_settings().index_pieces is expected
+
+
+def test_a_bad_switch_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BARKEEPER_INDEX_PIECES", "sometimes")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert str(info.value) == (
+        "invalid setting(s): BARKEEPER_INDEX_PIECES: Input should be a valid boolean, "
+        "unable to interpret input"
+    )
 
 
 def test_secret_values_not_in_errors_or_repr(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -905,6 +905,57 @@ async def test_add_pieces_gives_turns_indexed_before_v9_their_pieces(db: Databas
     assert await MessageIndex(db, HashingEmbedder(64)).add_pieces() == 0
 
 
+async def test_an_index_without_pieces_embeds_each_turn_once(db: Database) -> None:
+    embedder = _CountingEmbedder()
+    index = MessageIndex(db, embedder, pieces=False)
+    turns = [Turn("long", "Ana", LONG), Turn("other", "Bo", "what a dog")]
+    assert await index.add_turns("s", turns) == 2
+    assert embedder.texts == [f"Ana: {LONG}", "Bo: what a dog"]  # no sentences
+    assert await _pieces_stored(db, "s") == {"long": None, "other": None}
+    # found by its whole vector alone, as a turn of one sentence is
+    hits = await index.search("s", PIECE_QUERY, k=2, mode="vector")
+    assert [h.item.source_id for h in hits] == ["other", "long"]
+    assert hits[1].parts.vector == pytest.approx(_cos(PIECE_QUERY, f"Ana: {LONG}"), abs=1e-5)
+    [first, *_] = await index.search("s", "Rex the beagle", k=2)
+    assert first.item.source_id == "long" and first.parts.vector and first.parts.text
+    # add_pieces gives none (its arguments are still checked)
+    embedder.texts.clear()
+    assert await index.add_pieces() == 0
+    assert await index.add_pieces("s", batch_size=1) == 0
+    with pytest.raises(InvalidInputError, match="batch_size"):
+        await index.add_pieces(batch_size=0)
+    assert embedder.texts == []
+    # reembed gives none either (and drops those of the embedder it replaces)
+    assert await MessageIndex(db, HashingEmbedder()).add_turns("t", [Turn("x", "Cy", LONG)])
+    assert await _pieces_stored(db, "t") == {"x": 4}
+    async with db.acquire() as conn:
+        await conn.execute("UPDATE message_index SET embedding_model = 'old' WHERE scope = 't'")
+    assert await index.reembed("t") == 1
+    assert await _pieces_stored(db, "t") == {"x": None}
+    # a Discord channel's sync neither
+    await _cache(db, 800, [(801, "ana", LONG), (802, "bo", "Nice. Very nice indeed.")])
+    assert await index.sync_discord_channel(800) == 2
+    assert await _pieces_stored(db, discord_channel_scope(800)) == {"801": None, "802": None}
+
+
+async def test_turns_with_pieces_keep_them_under_an_index_without(db: Database) -> None:
+    await MessageIndex(db, HashingEmbedder()).add_turns("s", [Turn("long", "Ana", LONG)])
+    index = MessageIndex(db, HashingEmbedder(), pieces=False)
+    await index.add_turns("s", [Turn("long", "Ana", LONG), Turn("other", "Bo", "what a dog")])
+    assert await _pieces_stored(db, "s") == {"long": 4, "other": None}  # same text: kept
+    sentence = "Ana: My dog Rex is a beagle."
+    vector = await HashingEmbedder().embed_query(sentence)
+    [hit] = await index.search("s", sentence, k=1, mode="vector", query_embedding=vector)
+    assert hit.parts.vector == pytest.approx((_cos(sentence, f"Ana: {LONG}") + 1.0) / 2, abs=1e-5)
+    whole = await index.search(
+        "s", sentence, k=1, mode="vector", query_embedding=vector, weights=Weights(pieces=False)
+    )
+    assert whole[0].parts.vector == pytest.approx(_cos(sentence, f"Ana: {LONG}"), abs=1e-5)
+    # a new text is embedded without them
+    await index.add_turns("s", [Turn("long", "Ana", LONG + " Rex sleeps.")])
+    assert await _pieces_stored(db, "s") == {"long": None, "other": None}
+
+
 async def test_pgvector_and_bytea_score_pieces_the_same(db: Database, bytea_db: Database) -> None:
     turns = [
         Turn("long", "Ana", LONG),

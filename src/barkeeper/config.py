@@ -172,6 +172,7 @@ class Settings(BaseSettings):
         True, validation_alias=AliasChoices("BARKEEPER_BACKFILL_ON_START")
     )
     index_history: bool = Field(True, validation_alias=AliasChoices("BARKEEPER_INDEX_HISTORY"))
+    index_pieces: bool = Field(True, validation_alias=AliasChoices("BARKEEPER_INDEX_PIECES"))
     index_interval: Annotated[float, Field(ge=0.1, le=3600)] = Field(
         5.0, validation_alias=AliasChoices("BARKEEPER_INDEX_INTERVAL_SECONDS")
     )

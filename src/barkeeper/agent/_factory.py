@@ -50,7 +50,8 @@ def build_agent(
         settings: The settings (``BARKEEPER_CONTEXT_*``, ``TEAM_LEADER_CONTEXT_LIMIT``,
             ``AGENT_HISTORY_RUNS``, ``MAX_AGENTS``, ``DISCORD_TIMEZONE``, the LLM's;
             ``BARKEEPER_INDEX_HISTORY=false``: no turn index, the history-search tool
-            finds nothing).
+            finds nothing; ``BARKEEPER_INDEX_PIECES=false``: the index embeds no
+            sentences).
         model: The chat model if already built (else :func:`build_chat_model`, which
             the agent then closes in :meth:`Agent.aclose`).
         memories: The memory store if already built (its embedder is shared with the
@@ -73,7 +74,11 @@ def build_agent(
         messages=MessageStore(db),
         memories=store,
         # BARKEEPER_INDEX_HISTORY=false: no channel is indexed, so none is searched.
-        index=MessageIndex(db, store.embedder) if settings.index_history else None,
+        index=(
+            MessageIndex(db, store.embedder, pieces=settings.index_pieces)
+            if settings.index_history
+            else None
+        ),
         users=UserStore(db),
         guilds=GuildStore(db),
         memory_sink=memory_sink,

@@ -339,6 +339,17 @@ class MessageIndex:
         db: The database (migrated).
         embedder: Makes the turns' and queries' vectors.
         weights: How searches fuse their signals.
+        pieces: Whether turns embedded from now on get piece vectors (their
+            sentences', see :meth:`add_turns`). ``False`` embeds each turn once, for
+            installations that mind the indexing cost (pieces about double the
+            embedding work of chat turns) more than questions about one sentence of
+            a long turn: :meth:`add_turns`, :meth:`sync_discord_channel` and
+            :meth:`reembed` store every turn as a turn of one sentence is stored (no
+            piece vectors; its vector signal is its own cosine), and
+            :meth:`add_pieces` does nothing. Turns that already have piece vectors
+            keep them (also when written again with the same text), and searches
+            still use them (unless their weights say ``pieces=False``); nothing else
+            about a search changes.
 
     Example::
 
@@ -348,12 +359,18 @@ class MessageIndex:
     """
 
     def __init__(
-        self, db: Database, embedder: Embedder, *, weights: Weights = DEFAULT_TURN_WEIGHTS
+        self,
+        db: Database,
+        embedder: Embedder,
+        *,
+        weights: Weights = DEFAULT_TURN_WEIGHTS,
+        pieces: bool = True,
     ) -> None:
         self._db = db
         self._cache = MessageStore(db)
         self._embedder = embedder
         self._weights = weights
+        self._pieces = pieces
         self._storage: VectorStorage | None = None
 
     def __repr__(self) -> str:
@@ -390,12 +407,13 @@ class MessageIndex:
         sentences, ``"speaker: sentence"``, at most 8, none for a turn of one
         sentence) are computed in one batch; a search's vector signal for a turn is
         ``(w + max(w, best piece cosine)) / 2``, ``w`` the whole turn's cosine, so a
-        question about one sentence of a long turn finds it. A turn kept with the
-        same text keeps its piece vectors too (a turn indexed before schema v9 has
-        none until :meth:`add_pieces`). If the embedder fails the turns are stored without vectors
-        (logged) and found by full text until :meth:`reembed`. A turn whose
-        ``user_id`` was forgotten after it was said is not stored, and no other
-        turn's context quotes it.
+        question about one sentence of a long turn finds it (an index made with
+        ``pieces=False`` embeds the turn alone). A turn kept with the same text keeps
+        its piece vectors too, or their absence (a turn indexed before schema v9, or
+        without pieces, has none until :meth:`add_pieces`). If the embedder fails the
+        turns are stored without vectors (logged) and found by full text until
+        :meth:`reembed`. A turn whose ``user_id`` was forgotten after it was said is
+        not stored, and no other turn's context quotes it.
 
         Args:
             scope: The scope (at most 200 characters).
@@ -777,7 +795,8 @@ class MessageIndex:
     ) -> int:
         """Give a vector from this index's embedder to every turn lacking one.
 
-        A turn's pieces (its sentences) get theirs in the same batch. Turns that have
+        A turn's pieces (its sentences) get theirs in the same batch (none, and any
+        earlier ones dropped, with ``pieces=False``). Turns that have
         this embedder's vector already are left as they are, even those indexed before
         schema v9 without piece vectors: :meth:`add_pieces` gives them theirs.
 
@@ -828,7 +847,9 @@ class MessageIndex:
         text has two sentences or more, gets its pieces embedded (its own vector is
         kept); from then on its vector signal counts its best sentence. One pass over
         the rows in id order; safe to run again (it then finds nothing to do) and
-        alongside indexing (a turn whose text changed meanwhile is left alone).
+        alongside indexing (a turn whose text changed meanwhile is left alone). An
+        index made with ``pieces=False`` gives none (it returns 0 after checking its
+        arguments): it brings turns up to what it writes itself, like :meth:`reembed`.
 
         Args:
             scope: Only this scope's turns (all scopes when ``None``).
@@ -841,6 +862,11 @@ class MessageIndex:
             InvalidInputError: An argument is invalid.
             BarkeeperError: The embedder failed (what was done so far is kept).
         """
+        if not self._pieces:
+            if scope:
+                clean_text(scope, "scope", max_chars=_MAX_SCOPE_CHARS)
+            check_int_range(batch_size, "batch_size", 1, _MAX_BATCH)
+            return 0
         name = self._embedder.name
         done = 0
         async for storage, rows in self._pages(scope, batch_size, _LACKS_PIECES):
@@ -878,11 +904,14 @@ class MessageIndex:
         embedding batch: the whole texts first, then every turn's pieces.
 
         A whole of ``None`` is not embedded (its vector is kept), and turns without
-        pieces get ``None`` for them.
+        pieces get ``None`` for them, as every turn does when this index writes no
+        pieces (``pieces=False``: ``splits`` are then not embedded).
 
         Raises:
             BarkeeperError: The embedder failed or gave another number of vectors.
         """
+        if not self._pieces:
+            splits = [()] * len(wholes)
         texts = [whole for whole in wholes if whole is not None]
         for split in splits:
             texts.extend(split)
