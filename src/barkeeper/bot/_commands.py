@@ -225,8 +225,10 @@ class MemoryCog(commands.Cog):
                 self.bot.forget_local(target.user_id)
             if self.bot.indexer is not None:
                 # The turn after each of their messages lost its row with it (its context
-                # came from theirs): index the channels again (unchanged turns are read).
-                self.bot.indexer.sync_cached()
+                # came from theirs): each channel they had messages in is synced from its
+                # lowest deleted one, as for any delete (what `privacy forget` does too).
+                for channel_id, lowest in done.channels.items():
+                    self.bot.indexer.mark(channel_id, lowest)
             parts = ", ".join(f"{rows} {table}" for table, rows in sorted(done.rows.items()))
             return (
                 f"Done: I forgot everything about you ({done.total} rows: {parts or 'none'}). "
