@@ -67,7 +67,13 @@ from barkeeper.embeddings import MiniLMEmbedder
 from barkeeper.llm import load_token_tables
 from barkeeper.retrieval import DEFAULT_TURN_WEIGHTS
 from barkeeper.turns import MessageIndex
-from locomo import CATEGORY_NAMES, DEFAULT_TUNED_ON, bench_weights, load_conversations
+from locomo import (
+    CATEGORY_NAMES,
+    DEFAULT_TUNED_ON,
+    bench_weights,
+    evidence_recall,
+    load_conversations,
+)
 
 DEPTH = 200
 BUDGET = 1000
@@ -110,20 +116,6 @@ class Recording:
     async def embed_query(self, text: str) -> list[float]:
         self.last = text
         return await self.inner.embed_query(text)
-
-
-def recall_at(ids: list[str], evidence: set[str], k: int) -> float:
-    return len(set(ids[:k]) & evidence) / len(evidence)
-
-
-def recall_in_budget(hits: list[tuple[str, int, float]], evidence: set[str]) -> float:
-    used, kept = 0, set()
-    for dia, tokens, _ in hits:
-        if used + tokens > BUDGET:
-            continue
-        used += tokens
-        kept.add(dia)
-    return len(kept & evidence) / len(evidence)
 
 
 def knapsack(hits: list[tuple[str, int, float]], values: list[float]) -> set[str]:
@@ -348,8 +340,8 @@ def variants(mpnet: bool) -> dict[str, Any]:
     """name -> fn(asked) -> (recall@10, recall within the budget)."""
 
     def ranked(a: Asked, hits: list[tuple[str, int, float]]) -> tuple[float, float]:
-        ids = [h[0] for h in hits]
-        return recall_at(ids, a.evidence, 10), recall_in_budget(hits, a.evidence)
+        recall = evidence_recall([(dia, tokens) for dia, tokens, _ in hits], a.evidence)
+        return recall["recall@10"], recall[f"recall@{BUDGET}tok"]
 
     def oracle(depth: int) -> Any:
         def run(a: Asked) -> tuple[float, float]:
